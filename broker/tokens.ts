@@ -1,0 +1,36 @@
+/** A Google OAuth 2.0 access token and the wall-clock instant it stops being accepted. */
+export interface AccessToken {
+  readonly token: string;
+  readonly expiresAtMs: number;
+}
+
+/** A Google-signed OIDC ID token (a JWT) for one audience. */
+export interface IdToken {
+  readonly token: string;
+  readonly expiresAtMs: number;
+}
+
+/** `format` of the metadata `identity` endpoint: `full` adds Google's project/instance claims. */
+export type IdTokenFormat = "standard" | "full";
+
+export interface IdTokenRequest {
+  readonly audience: string;
+  readonly format: IdTokenFormat;
+  readonly includeLicenses: boolean;
+}
+
+/** Whether the broker can hand out a token right now, and why not. */
+export type Readiness =
+  | { readonly ready: true; readonly degraded: boolean; readonly reason?: string }
+  | { readonly ready: false; readonly reason: string };
+
+/**
+ * What the HTTP layer needs from the token machinery. Implementations decide freshness; callers
+ * only ask. Rejections are `BrokerError`s whose message is safe to show a client.
+ */
+export interface TokenSource {
+  /** `scopes` undefined = the configured default scopes. */
+  accessToken(scopes?: readonly string[]): Promise<AccessToken>;
+  idToken(request: IdTokenRequest): Promise<IdToken>;
+  readiness(): Readiness;
+}
