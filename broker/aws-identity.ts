@@ -1,0 +1,150 @@
+import { GetWebIdentityTokenCommand, type STSClient } from "@aws-sdk/client-sts";
+import type { ExternalAccountSupplierContext, SubjectTokenSupplier } from "google-auth-library";
+import type { Clock } from "./clock.ts";
+import type { ProviderAudience, SigningAlgorithm } from "./config.ts";
+import { BrokerError } from "./errors.ts";
+import type { Logger } from "./logger.ts";
+import type { BrokerMetrics } from "./metrics.ts";
+
+export interface AwsIdentitySettings {
+  readonly audience: ProviderAudience;
+  readonly durationSeconds: number;
+  readonly algorithm: SigningAlgorithm;
+}
+
+interface AwsServiceError {
+  readonly name?: string;
+  readonly message?: string;
+  readonly $metadata?: { readonly httpStatusCode?: number };
+}
+
+const credentialErrors = new Set([
+  "CredentialsProviderError",
+  "ExpiredToken",
+  "ExpiredTokenException",
+  "InvalidClientTokenId",
+  "SignatureDoesNotMatch",
+  "UnrecognizedClientException",
+]);
+const invalidRequestErrors = new Set([
+  "ValidationError",
+  "SessionDurationEscalationException",
+  "JWTPayloadSizeExceededException",
+  "RegionDisabledException",
+]);
+
+/** AWS messages name the failed check, never a credential; one line is enough for a log or 503. */
+function firstLine(text: string | undefined): string {
+  return (text ?? "").split("\n")[0]?.slice(0, 200) ?? "";
+}
+
+/** Maps an STS failure to the broker error that says what the user must change. */
+export function awsError(error: unknown, settings: AwsIdentitySettings): BrokerError {
+  const failure = (error ?? {}) as AwsServiceError;
+  const name = failure.name ?? "Error";
+  const status = failure.$metadata?.httpStatusCode;
+  if (name === "AbortError" || name === "TimeoutError") {
+    return new BrokerError("UPSTREAM_TIMEOUT", "AWS STS GetWebIdentityToken did not answer in time", {
+      cause: error,
+    });
+  }
+  if (name === "OutboundWebIdentityFederationDisabledException") {
+    return new BrokerError(
+      "AWS_FEDERATION_DISABLED",
+      "AWS outbound web identity federation is not enabled in this account; enable it once with `aws iam enable-outbound-web-identity-federation` (or the OutboundFederation CDK construct)",
+      { cause: error },
+    );
+  }
+  if (name === "AccessDenied" || name === "AccessDeniedException") {
+    return new BrokerError(
+      "AWS_ACCESS_DENIED",
+      `the AWS role may not call sts:GetWebIdentityToken for this audience; allow it with condition StringEquals sts:IdentityTokenAudience = ${settings.audience}`,
+      { cause: error },
+    );
+  }
+  if (credentialErrors.has(name)) {
+    return new BrokerError(
+      "AWS_CREDENTIALS_MISSING",
+      `AWS credentials are missing or rejected (${name}); run under a Lambda execution role or ECS task role, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY`,
+      { cause: error },
+    );
+  }
+  if (invalidRequestErrors.has(name)) {
+    return new BrokerError(
+      "AWS_STS_INVALID_REQUEST",
+      `AWS STS refused GetWebIdentityToken (${name}: ${firstLine(failure.message)}); check BROKER_AWS_TOKEN_DURATION and BROKER_AWS_SIGNING_ALGORITHM`,
+      { cause: error },
+    );
+  }
+  const detail = status === undefined ? name : `${name}, HTTP ${status}`;
+  return new BrokerError("AWS_STS_UNAVAILABLE", `AWS STS GetWebIdentityToken failed (${detail}); retrying`, {
+    cause: error,
+  });
+}
+
+/**
+ * The AWS half of the chain: a JWT from STS `GetWebIdentityToken` whose audience is the
+ * Workload Identity provider, handed to google-auth-library as its subject token.
+ *
+ * No JWT is cached here: the library asks for one only when the token cache decides to refresh,
+ * so each JWT is used once, within seconds of being minted, and its lifetime can stay short.
+ */
+export class AwsIdentity {
+  readonly #sts: STSClient;
+  readonly #settings: AwsIdentitySettings;
+  readonly #clock: Clock;
+  readonly #metrics: BrokerMetrics;
+  readonly #logger: Logger;
+
+  constructor(deps: {
+    sts: STSClient;
+    settings: AwsIdentitySettings;
+    clock: Clock;
+    metrics: BrokerMetrics;
+    logger: Logger;
+  }) {
+    this.#sts = deps.sts;
+    this.#settings = deps.settings;
+    this.#clock = deps.clock;
+    this.#metrics = deps.metrics;
+    this.#logger = deps.logger;
+  }
+
+  /** A supplier bound to one chain: `signal` cancels the STS call with the rest of the chain. */
+  supplier(signal: AbortSignal): SubjectTokenSupplier {
+    return { getSubjectToken: (context) => this.#mint(context, signal) };
+  }
+
+  async #mint(context: ExternalAccountSupplierContext, signal: AbortSignal): Promise<string> {
+    const started = this.#clock.now();
+    const seconds = () => (this.#clock.now() - started) / 1000;
+    try {
+      const output = await this.#sts.send(
+        new GetWebIdentityTokenCommand({
+          Audience: [context.audience],
+          SigningAlgorithm: this.#settings.algorithm,
+          DurationSeconds: this.#settings.durationSeconds,
+        }),
+        { abortSignal: signal },
+      );
+      if (typeof output.WebIdentityToken !== "string" || output.WebIdentityToken.split(".").length !== 3) {
+        throw new BrokerError("UPSTREAM_MALFORMED", "AWS STS answered GetWebIdentityToken without a JWT");
+      }
+      this.#metrics.observeUpstream("aws_sts", "success", seconds());
+      this.#logger.info(
+        { step: "aws_sts", outcome: "success", ms: Math.round(seconds() * 1000) },
+        "upstream call",
+      );
+      return output.WebIdentityToken;
+    } catch (error) {
+      const failure = error instanceof BrokerError ? error : awsError(error, this.#settings);
+      const outcome = failure.code === "UPSTREAM_TIMEOUT" ? "timeout" : "error";
+      this.#metrics.observeUpstream("aws_sts", outcome, seconds());
+      this.#logger.warn(
+        { step: "aws_sts", outcome, ms: Math.round(seconds() * 1000), code: failure.code },
+        failure.message,
+      );
+      throw failure;
+    }
+  }
+}

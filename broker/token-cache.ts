@@ -1,0 +1,312 @@
+import { LRUCache } from "lru-cache";
+import type { Clock, Random } from "./clock.ts";
+import { BrokerError, isBrokerError } from "./errors.ts";
+import type { Logger } from "./logger.ts";
+import type { BrokerMetrics, TokenKind } from "./metrics.ts";
+import { SingleFlight } from "./singleflight.ts";
+import type { AccessToken, IdToken, IdTokenRequest, Readiness, TokenSource } from "./tokens.ts";
+
+/*
+ * Refresh policy. Every decision is made on the wall clock when a request arrives: a Lambda
+ * sandbox is frozen between invocations and its timers do not run, so no timer keeps a token
+ * fresh. For a cached token expiring at E, received with lifetime L:
+ *
+ *   fresh      now < E - advisory            serve it.
+ *   advisory   up to E - mandatory           serve it; one background refresh (singleflight).
+ *   mandatory  up to E                       wait (at most `waitMs`) for the refresh; if that
+ *                                            fails or is slow, serve the old token, which is still
+ *                                            valid, and report degraded.
+ *   expired    now >= E, or nothing cached   wait (at most `waitMs`); failure → 503.
+ *
+ * mandatory = min(6 min, L/2): Google's SDKs treat a token with under 5 minutes left as expired
+ * (Node: 5 min, Python/Go/Java: 3m45s) and would ask again at once, so a healthy broker never
+ * serves one; the extra minute covers `expires_in` rounding and clock skew.
+ * advisory = mandatory + min(9 min, (L - mandatory)/2), shortened by up to `jitter` so that many
+ * brokers started together do not refresh in lockstep. A 1 h token: background refresh from
+ * about 15 min before expiry, blocking refresh from 6 min before.
+ *
+ * One chain runs per key at a time; it makes up to `attempts` tries with short jittered
+ * retries inside `chainDeadlineMs`. After a failed chain the key backs off (exponential from
+ * `backoffBaseMs` to `backoffMaxMs`, each wait drawn from its upper half): no new chain starts before then, requests get
+ * the still-valid token or, with nothing valid, the remembered error at once (a fast 503).
+ */
+export interface RefreshPolicy {
+  readonly mandatoryMs: number;
+  readonly advisorySpanMs: number;
+  readonly jitter: number;
+  readonly waitMs: number;
+  readonly chainDeadlineMs: number;
+  readonly attempts: number;
+  readonly retryBaseMs: number;
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+  readonly maxEntries: number;
+}
+
+export const defaultRefreshPolicy: RefreshPolicy = Object.freeze({
+  mandatoryMs: 6 * 60_000,
+  advisorySpanMs: 9 * 60_000,
+  jitter: 0.2,
+  // Well under the 3 s that the SDKs give the metadata server.
+  waitMs: 2_000,
+  chainDeadlineMs: 10_000,
+  attempts: 3,
+  retryBaseMs: 100,
+  backoffBaseMs: 1_000,
+  backoffMaxMs: 30_000,
+  // Audiences of ID tokens are chosen by callers; the bound keeps memory flat whatever they ask.
+  maxEntries: 256,
+});
+
+/** Where tokens come from. `signal` aborts the whole chain (all steps, all retries). */
+export interface TokenFetcher {
+  accessToken(scopes: readonly string[], signal: AbortSignal): Promise<AccessToken>;
+  idToken(request: IdTokenRequest, signal: AbortSignal): Promise<IdToken>;
+}
+
+type Token = AccessToken | IdToken;
+
+interface Failure {
+  readonly error: BrokerError;
+  readonly count: number;
+  readonly retryAtMs: number;
+}
+
+interface Entry {
+  token?: Token;
+  refreshAtMs: number;
+  mandatoryAtMs: number;
+  failure?: Failure;
+}
+
+export interface TokenCacheDeps {
+  readonly fetcher: TokenFetcher;
+  readonly defaultScopes: readonly string[];
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly metrics: BrokerMetrics;
+  readonly logger: Logger;
+  readonly policy?: RefreshPolicy;
+}
+
+/** Normalised scope set: order and duplicates do not make a different token. */
+function scopeKey(scopes: readonly string[]): string {
+  return `access|${[...new Set(scopes)].sort().join(" ")}`;
+}
+
+function idKey(request: IdTokenRequest): string {
+  return `id|${request.format}|${request.includeLicenses ? 1 : 0}|${request.audience}`;
+}
+
+function asBrokerError(error: unknown): BrokerError {
+  if (isBrokerError(error)) return error;
+  return new BrokerError("UPSTREAM_MALFORMED", "the token chain failed unexpectedly; see the broker log", {
+    cause: error,
+  });
+}
+
+export class TokenCache implements TokenSource {
+  readonly #deps: TokenCacheDeps;
+  readonly #policy: RefreshPolicy;
+  readonly #entries: LRUCache<string, Entry>;
+  readonly #flights = new SingleFlight<Token>();
+  readonly #failing = new Set<string>();
+  readonly #defaultKey: string;
+
+  constructor(deps: TokenCacheDeps) {
+    this.#deps = deps;
+    this.#policy = deps.policy ?? defaultRefreshPolicy;
+    this.#defaultKey = scopeKey(deps.defaultScopes);
+    this.#entries = new LRUCache<string, Entry>({
+      max: this.#policy.maxEntries,
+      dispose: (_entry, key) => this.#setFailing(key, false),
+    });
+  }
+
+  accessToken(scopes?: readonly string[]): Promise<AccessToken> {
+    const wanted = scopes === undefined || scopes.length === 0 ? this.#deps.defaultScopes : scopes;
+    return this.#get(scopeKey(wanted), "access", (signal) => this.#deps.fetcher.accessToken(wanted, signal));
+  }
+
+  idToken(request: IdTokenRequest): Promise<IdToken> {
+    return this.#get(idKey(request), "id", (signal) => this.#deps.fetcher.idToken(request, signal));
+  }
+
+  /** Expiry of the cached default-scope token, for the expiry gauge. */
+  defaultTokenExpiresAtMs(): number | undefined {
+    return this.#entries.peek(this.#defaultKey)?.token?.expiresAtMs;
+  }
+
+  /** Starts the default-scope chain without waiting for it (Lambda prewarm, sidecar start). */
+  prewarm(): void {
+    this.accessToken().catch(() => undefined);
+  }
+
+  readiness(): Readiness {
+    const entry = this.#entries.peek(this.#defaultKey);
+    const now = this.#deps.clock.now();
+    const valid = entry?.token !== undefined && now < entry.token.expiresAtMs;
+    if (valid) {
+      return entry.failure === undefined
+        ? { ready: true, degraded: false }
+        : { ready: true, degraded: true, reason: entry.failure.error.message };
+    }
+    return { ready: false, reason: entry?.failure?.error.message ?? "no token has been fetched yet" };
+  }
+
+  async #get<T extends Token>(
+    key: string,
+    kind: TokenKind,
+    fetch: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const now = this.#deps.clock.now();
+    const entry = this.#entries.get(key);
+    const token = entry?.token as T | undefined;
+    const backingOff = entry?.failure !== undefined && now < entry.failure.retryAtMs;
+    const count = (result: "hit" | "refresh" | "miss" | "stale") =>
+      this.#deps.metrics.cacheLookups.inc({ kind, result });
+
+    if (entry !== undefined && token !== undefined && now < token.expiresAtMs) {
+      if (now < entry.refreshAtMs && entry.failure === undefined) {
+        count("hit");
+        return token;
+      }
+      if (now < entry.mandatoryAtMs || entry.failure !== undefined) {
+        // Advisory window, or upstream already known to be failing: never make the caller wait.
+        if (!backingOff) this.#refresh(key, kind, fetch).catch(() => undefined);
+        count(entry.failure === undefined ? "refresh" : "stale");
+        return token;
+      }
+      count("miss");
+      try {
+        return await this.#wait(this.#refresh(key, kind, fetch));
+      } catch {
+        count("stale");
+        return token;
+      }
+    }
+
+    if (backingOff && entry?.failure !== undefined) {
+      count("miss");
+      throw entry.failure.error;
+    }
+    count("miss");
+    return this.#wait(this.#refresh(key, kind, fetch));
+  }
+
+  /** Bounds the caller's wait; the shared chain itself goes on (its result serves later callers). */
+  async #wait<T>(flight: Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    const timeout = this.#deps.clock.sleep(this.#policy.waitMs, controller.signal).then(() => {
+      throw new BrokerError(
+        "UPSTREAM_TIMEOUT",
+        `no token yet: the upstream chain has not answered within ${this.#policy.waitMs} ms; it keeps trying`,
+      );
+    });
+    try {
+      return await Promise.race([flight, timeout]);
+    } finally {
+      controller.abort();
+      timeout.catch(() => undefined);
+    }
+  }
+
+  #refresh<T extends Token>(
+    key: string,
+    kind: TokenKind,
+    fetch: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    return this.#flights.run(key, () => this.#chain(key, kind, fetch)) as Promise<T>;
+  }
+
+  async #chain<T extends Token>(
+    key: string,
+    kind: TokenKind,
+    fetch: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const { clock, random } = this.#deps;
+    const policy = this.#policy;
+    const signal = AbortSignal.timeout(policy.chainDeadlineMs);
+    let lastError: BrokerError | undefined;
+    for (let attempt = 0; attempt < policy.attempts; attempt += 1) {
+      if (attempt > 0) {
+        const delay = policy.retryBaseMs * 2 ** (attempt - 1) * (0.5 + random() / 2);
+        try {
+          await clock.sleep(delay, signal);
+        } catch {
+          break;
+        }
+      }
+      try {
+        const token = await fetch(signal);
+        this.#store(key, token);
+        return token;
+      } catch (error) {
+        lastError = asBrokerError(error);
+        if (!lastError.retryable || signal.aborted) break;
+      }
+    }
+    const error =
+      lastError ??
+      new BrokerError(
+        "UPSTREAM_TIMEOUT",
+        `the token chain did not finish within ${policy.chainDeadlineMs} ms`,
+      );
+    this.#recordFailure(key, kind, error);
+    throw error;
+  }
+
+  #store(key: string, token: Token): void {
+    const { clock, random, logger } = this.#deps;
+    const policy = this.#policy;
+    const now = clock.now();
+    const lifetime = token.expiresAtMs - now;
+    const mandatory = Math.min(policy.mandatoryMs, lifetime / 2);
+    const advisory =
+      mandatory +
+      Math.min(policy.advisorySpanMs, (lifetime - mandatory) / 2) * (1 - policy.jitter * random());
+    if (lifetime <= policy.mandatoryMs) {
+      logger.warn(
+        { lifetimeSeconds: Math.round(lifetime / 1000) },
+        "upstream issued a token that lives under 6 minutes; clients will refresh it often",
+      );
+    }
+    const previous = this.#entries.peek(key);
+    if (previous?.failure !== undefined)
+      logger.info({ failures: previous.failure.count }, "token chain recovered");
+    this.#entries.set(key, {
+      token,
+      refreshAtMs: token.expiresAtMs - advisory,
+      mandatoryAtMs: token.expiresAtMs - mandatory,
+    });
+    this.#setFailing(key, false);
+  }
+
+  #recordFailure(key: string, kind: TokenKind, error: BrokerError): void {
+    const { clock, random, logger, metrics } = this.#deps;
+    const policy = this.#policy;
+    const entry: Entry = this.#entries.get(key) ?? { refreshAtMs: 0, mandatoryAtMs: 0 };
+    const count = (entry.failure?.count ?? 0) + 1;
+    const backoff =
+      Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (count - 1)) * (0.5 + random() / 2);
+    entry.failure = { error, count, retryAtMs: clock.now() + backoff };
+    this.#entries.set(key, entry);
+    this.#setFailing(key, true);
+    metrics.refreshFailures.inc({ kind });
+    logger.warn(
+      {
+        code: error.code,
+        failures: count,
+        retryInMs: Math.round(backoff),
+        servingCached: entry.token !== undefined,
+      },
+      `token refresh failed: ${error.message}`,
+    );
+  }
+
+  #setFailing(key: string, failing: boolean): void {
+    if (failing) this.#failing.add(key);
+    else this.#failing.delete(key);
+    this.#deps.metrics.degraded.set(this.#failing.size > 0 ? 1 : 0);
+  }
+}
