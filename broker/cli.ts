@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+import { helpText, loadConfig } from "./config.ts";
+import { isBrokerError } from "./errors.ts";
+import { start } from "./main.ts";
+
+/*
+ * `token-broker`: the sidecar in the foreground. Exit codes: 0 after a clean stop, 2 for bad
+ * configuration (one line on stderr naming the variable), 1 when it cannot start otherwise.
+ */
+
+const shutdownDeadlineMs = 1_000;
+
+/** `--healthcheck`: the container health probe, so images need no curl or shell. */
+async function healthcheck(env: NodeJS.ProcessEnv): Promise<number> {
+  const port = env.BROKER_OPS_PORT?.trim() || "9464";
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(2_000) });
+    return response.ok ? 0 : 1;
+  } catch {
+    return 1;
+  }
+}
+
+async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(`${helpText()}\n`);
+    return;
+  }
+  if (argv.includes("--healthcheck")) {
+    process.exitCode = await healthcheck(env);
+    return;
+  }
+  const unknown = argv.filter((arg) => arg !== "");
+  if (unknown.length > 0) {
+    process.stderr.write(
+      `token-broker: unknown argument ${unknown[0]}; settings come from the environment (see --help)\n`,
+    );
+    process.exitCode = 2;
+    return;
+  }
+
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig(env);
+  } catch (error) {
+    process.stderr.write(`token-broker: ${isBrokerError(error) ? error.message : String(error)}\n`);
+    process.exitCode = 2;
+    return;
+  }
+
+  let broker: Awaited<ReturnType<typeof start>>;
+  try {
+    broker = await start(config);
+  } catch (error) {
+    process.stderr.write(`token-broker: ${isBrokerError(error) ? error.message : "could not start"}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  broker.prewarm();
+
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    // Idle upstream keep-alive sockets must not hold the process past the promised second.
+    setTimeout(() => process.exit(0), shutdownDeadlineMs + 200).unref();
+    void broker.close(shutdownDeadlineMs).then(() => {
+      process.exitCode = 0;
+    });
+  };
+  process.once("SIGTERM", stop);
+  process.once("SIGINT", stop);
+}
+
+await main(process.argv.slice(2), process.env);

@@ -1,0 +1,140 @@
+import { STSClient } from "@aws-sdk/client-sts";
+import { AwsIdentity } from "./aws-identity.ts";
+import { type Clock, type Random, systemClock } from "./clock.ts";
+import type { Config } from "./config.ts";
+import { GoogleExchange } from "./google-exchange.ts";
+import { listen } from "./http-listener.ts";
+import { createLogger, type Logger } from "./logger.ts";
+import { createMetadataApp, type MetadataIdentity } from "./metadata-server.ts";
+import { BrokerMetrics } from "./metrics.ts";
+import { createOpsApp } from "./ops-server.ts";
+import { type RefreshPolicy, TokenCache } from "./token-cache.ts";
+
+/** Dependencies a caller may supply; each defaults to the production one. */
+export interface StartOptions {
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+  readonly random?: Random;
+  readonly policy?: RefreshPolicy;
+  /** An STS client of the caller's (region, credentials, endpoint); default: built from config. */
+  readonly sts?: STSClient;
+}
+
+export interface BrokerHandle {
+  readonly metadataUrl: string;
+  readonly opsUrl: string;
+  readonly tokens: TokenCache;
+  readonly metrics: BrokerMetrics;
+  /** Starts fetching the default token now; never throws, never blocks. */
+  prewarm(): void;
+  /** Stops accepting, lets in-flight requests finish, and resolves within `deadlineMs`. */
+  close(deadlineMs?: number): Promise<void>;
+}
+
+/**
+ * Without impersonation there is no service-account email; like GKE's metadata server for
+ * direct workload identity, the account is named `<project>.svc.id.goog`, which the gcloud CLI
+ * can list and address like any email.
+ */
+export function metadataIdentity(config: Config): MetadataIdentity {
+  return {
+    accountEmail: config.serviceAccount ?? `${config.projectId ?? config.projectNumber}.svc.id.goog`,
+    impersonating: config.serviceAccount !== undefined,
+    defaultScopes: config.scopes,
+    projectId: config.projectId,
+    numericProjectId: config.projectNumber,
+    universeDomain: "googleapis.com",
+  };
+}
+
+function defaultStsClient(config: Config): STSClient {
+  return new STSClient({
+    region: config.awsRegion,
+    // Retries and backoff belong to the token cache; the SDK's would stack on top of them.
+    maxAttempts: 1,
+    requestHandler: { connectionTimeout: 2_000, requestTimeout: 5_000, throwOnRequestTimeout: true },
+  });
+}
+
+/**
+ * The composition root: config → AWS identity → Google exchange → token cache → HTTP servers.
+ * Both listeners are bound before this resolves (the Lambda extension registers only then).
+ */
+export async function start(config: Config, options: StartOptions = {}): Promise<BrokerHandle> {
+  const clock = options.clock ?? systemClock;
+  const random = options.random ?? Math.random;
+  const logger = options.logger ?? createLogger(config.logLevel);
+  let tokens: TokenCache | undefined;
+  const metrics = new BrokerMetrics({
+    now: () => clock.now(),
+    defaultTokenExpiresAtMs: () => tokens?.defaultTokenExpiresAtMs(),
+  });
+  const identity = new AwsIdentity({
+    sts: options.sts ?? defaultStsClient(config),
+    settings: {
+      audience: config.audience,
+      durationSeconds: config.awsTokenDurationSeconds,
+      algorithm: config.awsSigningAlgorithm,
+    },
+    clock,
+    metrics,
+    logger,
+  });
+  const exchange = new GoogleExchange({ config, identity, clock, metrics, logger });
+  tokens = new TokenCache({
+    fetcher: exchange,
+    defaultScopes: config.scopes,
+    clock,
+    random,
+    metrics,
+    logger,
+    ...(options.policy === undefined ? {} : { policy: options.policy }),
+  });
+  const cache = tokens;
+
+  const metadata = await listen(
+    createMetadataApp({ tokens: cache, identity: metadataIdentity(config), metrics, logger, clock }),
+    config.host,
+    config.port,
+    "BROKER_PORT",
+  );
+  const ops = await listen(
+    createOpsApp({ metrics, tokens: cache, clock, logger }),
+    config.opsHost,
+    config.opsPort,
+    "BROKER_OPS_PORT",
+  ).catch(async (error: unknown) => {
+    await metadata.close(0);
+    throw error;
+  });
+  for (const warning of config.warnings) logger.warn(warning);
+  logger.info(
+    {
+      metadata: metadata.url,
+      ops: ops.url,
+      audience: config.audience,
+      serviceAccount: config.serviceAccount ?? null,
+      projectId: config.projectId ?? null,
+      scopes: config.scopes,
+      awsRegion: config.awsRegion,
+      stsUrl: config.stsUrl,
+      iamCredentialsUrl: config.iamCredentialsUrl,
+      awsSigningAlgorithm: config.awsSigningAlgorithm,
+      awsTokenDurationSeconds: config.awsTokenDurationSeconds,
+    },
+    "token-broker listening",
+  );
+
+  return {
+    metadataUrl: metadata.url,
+    opsUrl: ops.url,
+    tokens: cache,
+    metrics,
+    prewarm: () => cache.prewarm(),
+    close: async (deadlineMs = 1_000) => {
+      await Promise.all([metadata.close(deadlineMs), ops.close(deadlineMs)]);
+      logger.info("token-broker stopped");
+      logger.flush();
+    },
+  };
+}

@@ -1,0 +1,216 @@
+import { describe, expect, it } from "vitest";
+import { BrokerError } from "../broker/errors.ts";
+import { createLogger } from "../broker/logger.ts";
+import { BrokerMetrics } from "../broker/metrics.ts";
+import {
+  defaultRefreshPolicy,
+  type RefreshPolicy,
+  TokenCache,
+  type TokenFetcher,
+} from "../broker/token-cache.ts";
+import type { AccessToken, IdToken, IdTokenRequest } from "../broker/tokens.ts";
+import { FakeClock, settle } from "./support/fake-clock.ts";
+
+const minute = 60_000;
+const hour = 60 * minute;
+
+/** The upstream as the cache sees it: scripted results, every call recorded. */
+class ScriptedUpstream implements TokenFetcher {
+  readonly calls: string[] = [];
+  lifetimeMs = hour;
+  failure: BrokerError | undefined;
+  hang = false;
+  readonly #clock: FakeClock;
+
+  constructor(clock: FakeClock) {
+    this.#clock = clock;
+  }
+
+  accessToken(scopes: readonly string[], signal: AbortSignal): Promise<AccessToken> {
+    return this.#issue(`access:${scopes.join(" ")}`, signal);
+  }
+
+  idToken(request: IdTokenRequest, signal: AbortSignal): Promise<IdToken> {
+    return this.#issue(`id:${request.audience}`, signal);
+  }
+
+  async #issue(what: string, signal: AbortSignal): Promise<AccessToken> {
+    this.calls.push(what);
+    if (this.hang) {
+      return new Promise((_resolve, reject) => signal.addEventListener("abort", () => reject(signal.reason)));
+    }
+    if (this.failure !== undefined) throw this.failure;
+    return { token: `token-${this.calls.length}`, expiresAtMs: this.#clock.now() + this.lifetimeMs };
+  }
+}
+
+function setup(policy: Partial<RefreshPolicy> = {}, random = () => 0.5) {
+  const clock = new FakeClock();
+  const upstream = new ScriptedUpstream(clock);
+  const cache = new TokenCache({
+    fetcher: upstream,
+    defaultScopes: ["https://www.googleapis.com/auth/cloud-platform"],
+    clock,
+    random,
+    metrics: new BrokerMetrics({ now: () => clock.now(), defaultTokenExpiresAtMs: () => undefined }),
+    logger: createLogger("silent"),
+    policy: { ...defaultRefreshPolicy, ...policy },
+  });
+  return { clock, upstream, cache };
+}
+
+const unavailable = () =>
+  new BrokerError("GOOGLE_STS_UNAVAILABLE", "Google STS is unavailable (HTTP 503); retrying");
+
+describe("token cache", () => {
+  it("answers 1,000 concurrent cold requests with one upstream chain", async () => {
+    const { upstream, cache } = setup();
+    const tokens = await Promise.all(Array.from({ length: 1000 }, () => cache.accessToken()));
+    expect(upstream.calls).toEqual(["access:https://www.googleapis.com/auth/cloud-platform"]);
+    expect(new Set(tokens.map((token) => token.token))).toEqual(new Set(["token-1"]));
+  });
+
+  it("keys access tokens by the scope set, ignoring order and duplicates", async () => {
+    const { upstream, cache } = setup();
+    const first = await cache.accessToken(["b", "a"]);
+    const second = await cache.accessToken(["a", "b", "a"]);
+    const other = await cache.accessToken(["a"]);
+    expect(second.token).toBe(first.token);
+    expect(other.token).not.toBe(first.token);
+    expect(upstream.calls).toEqual(["access:b a", "access:a"]);
+  });
+
+  it("serves a fresh token from memory", async () => {
+    const { clock, upstream, cache } = setup();
+    const first = await cache.accessToken();
+    await clock.advance(30 * minute);
+    expect((await cache.accessToken()).token).toBe(first.token);
+    expect(upstream.calls).toHaveLength(1);
+  });
+
+  it("in the advisory window serves the cached token at once and refreshes once in the background", async () => {
+    // random 0.5, jitter 0.2: advisory = 6 + 9 * 0.9 = 14.1 min before expiry.
+    const { clock, upstream, cache } = setup();
+    const first = await cache.accessToken();
+    await clock.advance(hour - 14 * minute);
+    const served = await Promise.all([cache.accessToken(), cache.accessToken(), cache.accessToken()]);
+    expect(served.map((token) => token.token)).toEqual([first.token, first.token, first.token]);
+    await settle();
+    expect(upstream.calls).toHaveLength(2);
+    expect((await cache.accessToken()).token).toBe("token-2");
+  });
+
+  it("in the mandatory window waits for the refresh instead of serving a token with 6 minutes or less", async () => {
+    const { clock, upstream, cache } = setup();
+    await cache.accessToken();
+    await clock.advance(hour - 5 * minute);
+    const token = await cache.accessToken();
+    expect(token.token).toBe("token-2");
+    expect(token.expiresAtMs - clock.now()).toBe(hour);
+    expect(upstream.calls).toHaveLength(2);
+  });
+
+  it("keeps serving the still-valid token when the refresh fails, and reports degraded", async () => {
+    const { clock, upstream, cache } = setup({ attempts: 1 });
+    const first = await cache.accessToken();
+    upstream.failure = unavailable();
+    await clock.advance(hour - 5 * minute);
+    expect((await cache.accessToken()).token).toBe(first.token);
+    expect(cache.readiness()).toEqual({
+      ready: true,
+      degraded: true,
+      reason: "Google STS is unavailable (HTTP 503); retrying",
+    });
+    // Later requests do not wait on a known-bad upstream.
+    expect((await cache.accessToken()).token).toBe(first.token);
+  });
+
+  it("with nothing valid left fails fast with the upstream's reason, then backs off", async () => {
+    const { clock, upstream, cache } = setup({ attempts: 1 });
+    upstream.failure = unavailable();
+    await expect(cache.accessToken()).rejects.toMatchObject({
+      code: "GOOGLE_STS_UNAVAILABLE",
+      httpStatus: 503,
+      message: "Google STS is unavailable (HTTP 503); retrying",
+    });
+    // Backoff after the first failure: 1 s × (0.5 + 0.5/2) = 750 ms; no chain before then.
+    await expect(cache.accessToken()).rejects.toMatchObject({ code: "GOOGLE_STS_UNAVAILABLE" });
+    expect(upstream.calls).toHaveLength(1);
+    expect(cache.readiness()).toEqual({
+      ready: false,
+      reason: "Google STS is unavailable (HTTP 503); retrying",
+    });
+
+    upstream.failure = undefined;
+    await clock.advance(749);
+    await expect(cache.accessToken()).rejects.toMatchObject({ code: "GOOGLE_STS_UNAVAILABLE" });
+    await clock.advance(1);
+    expect((await cache.accessToken()).token).toBe("token-2");
+    expect(cache.readiness()).toEqual({ ready: true, degraded: false });
+  });
+
+  it("retries a retryable failure inside one chain with a jittered delay", async () => {
+    const { clock, upstream, cache } = setup({ attempts: 3 });
+    upstream.failure = unavailable();
+    const pending = cache.accessToken();
+    await settle();
+    expect(upstream.calls).toHaveLength(1);
+    upstream.failure = undefined;
+    await clock.advance(75); // 100 ms × (0.5 + 0.5/2)
+    expect((await pending).token).toBe("token-2");
+  });
+
+  it("does not retry a setup mistake within the chain", async () => {
+    const { upstream, cache } = setup({ attempts: 3 });
+    upstream.failure = new BrokerError(
+      "AWS_FEDERATION_DISABLED",
+      "AWS outbound web identity federation is not enabled",
+    );
+    await expect(cache.accessToken()).rejects.toMatchObject({ code: "AWS_FEDERATION_DISABLED" });
+    expect(upstream.calls).toHaveLength(1);
+  });
+
+  it("bounds a caller's wait on a hung upstream while the chain goes on for later callers", async () => {
+    const { clock, upstream, cache } = setup({ waitMs: 2_000 });
+    upstream.hang = true;
+    const pending = cache.accessToken();
+    const outcome = expect(pending).rejects.toMatchObject({ code: "UPSTREAM_TIMEOUT", httpStatus: 503 });
+    await clock.advance(2_000);
+    await outcome;
+    // The same chain is still in flight: a second caller joins it instead of starting another.
+    const second = cache.accessToken();
+    const secondOutcome = expect(second).rejects.toMatchObject({ code: "UPSTREAM_TIMEOUT" });
+    await clock.advance(2_000);
+    await secondOutcome;
+    expect(upstream.calls).toHaveLength(1);
+  });
+
+  it("keeps a bounded number of ID tokens whatever audiences callers ask for", async () => {
+    const { upstream, cache } = setup({ maxEntries: 8 });
+    for (let index = 0; index < 20; index += 1) {
+      await cache.idToken({
+        audience: `https://aud-${index}.example`,
+        format: "standard",
+        includeLicenses: false,
+      });
+    }
+    await cache.idToken({ audience: "https://aud-19.example", format: "standard", includeLicenses: false });
+    expect(upstream.calls).toHaveLength(20);
+    await cache.idToken({ audience: "https://aud-0.example", format: "standard", includeLicenses: false });
+    expect(upstream.calls).toHaveLength(21);
+  });
+
+  it("over a simulated day never serves a token with under 5 minutes left, at one chain per usable lifetime", async () => {
+    const { clock, upstream, cache } = setup({}, Math.random);
+    let minimumLeftMs = Number.POSITIVE_INFINITY;
+    for (let elapsed = 0; elapsed < 24 * hour; elapsed += 10_000) {
+      const token = await cache.accessToken();
+      minimumLeftMs = Math.min(minimumLeftMs, token.expiresAtMs - clock.now());
+      await clock.advance(10_000);
+    }
+    expect(minimumLeftMs).toBeGreaterThan(5 * minute);
+    // Refreshes start 12.3 to 15 minutes before expiry: between 24h/47.7min and 24h/45min chains.
+    expect(upstream.calls.length).toBeGreaterThanOrEqual(30);
+    expect(upstream.calls.length).toBeLessThanOrEqual(33);
+  });
+});
