@@ -1,0 +1,130 @@
+import { spawnSync } from "node:child_process";
+import { describe, expect, it } from "vitest";
+import { variables } from "../broker/config.ts";
+
+const audience =
+  "//iam.googleapis.com/projects/987654321098/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider";
+const good = { BROKER_AUDIENCE: audience, AWS_REGION: "eu-west-1" };
+
+/** Runs the bin from source on this Node (24) with exactly `env`. */
+function run(args: string[], env: Record<string, string>) {
+  const result = spawnSync(process.execPath, ["broker/cli.ts", ...args], {
+    env: { PATH: process.env.PATH ?? "", ...env },
+    encoding: "utf8",
+    timeout: 10_000,
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe("token-broker command line", () => {
+  it("--help lists every variable with its default", () => {
+    const { status, stdout } = run(["--help"], {});
+    expect(status).toBe(0);
+    for (const variable of variables) {
+      expect(stdout).toContain(variable.name);
+      expect(stdout).toContain(`default: ${variable.defaultText}`);
+    }
+  });
+
+  const example = (name: string, value: string) => `; for example ${name}=${value}\n`;
+  it.each([
+    [
+      "missing BROKER_AUDIENCE",
+      { AWS_REGION: "eu-west-1" },
+      `BROKER_AUDIENCE is required (or set BROKER_CREDENTIAL_CONFIG)${example("BROKER_AUDIENCE", "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider")}`,
+    ],
+    [
+      "malformed BROKER_AUDIENCE",
+      { ...good, BROKER_AUDIENCE: "projects/1/pools/x" },
+      `BROKER_AUDIENCE is not a workload identity provider audience, got "projects/1/pools/x"${example("BROKER_AUDIENCE", "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider")}`,
+    ],
+    [
+      "missing AWS_REGION",
+      { BROKER_AUDIENCE: audience },
+      `AWS_REGION is required: GetWebIdentityToken is served by regional STS endpoints only${example("AWS_REGION", "eu-west-1")}`,
+    ],
+    [
+      "malformed AWS_REGION",
+      { ...good, AWS_REGION: "global" },
+      `AWS_REGION is not an AWS region, got "global"${example("AWS_REGION", "eu-west-1")}`,
+    ],
+    [
+      "malformed BROKER_SERVICE_ACCOUNT",
+      { ...good, BROKER_SERVICE_ACCOUNT: "broker" },
+      `BROKER_SERVICE_ACCOUNT is not a service-account email, got "broker"${example("BROKER_SERVICE_ACCOUNT", "broker@my-project.iam.gserviceaccount.com")}`,
+    ],
+    [
+      "malformed BROKER_PROJECT_ID",
+      { ...good, BROKER_PROJECT_ID: "My Project" },
+      `BROKER_PROJECT_ID is not a Google Cloud project id, got "My Project"${example("BROKER_PROJECT_ID", "my-project")}`,
+    ],
+    [
+      "malformed BROKER_HOST",
+      { ...good, BROKER_HOST: "127.0.0.1/8" },
+      `BROKER_HOST is not an IP address or host name, got "127.0.0.1/8"${example("BROKER_HOST", "127.0.0.1")}`,
+    ],
+    [
+      "malformed BROKER_PORT",
+      { ...good, BROKER_PORT: "81a" },
+      `BROKER_PORT must be an integer from 0 to 65535, got "81a"${example("BROKER_PORT", "8181")}`,
+    ],
+    [
+      "out-of-range BROKER_OPS_PORT",
+      { ...good, BROKER_OPS_PORT: "70000" },
+      `BROKER_OPS_PORT must be an integer from 0 to 65535, got "70000"${example("BROKER_OPS_PORT", "9464")}`,
+    ],
+    [
+      "malformed BROKER_OPS_HOST",
+      { ...good, BROKER_OPS_HOST: "0.0.0.0 ; rm" },
+      `BROKER_OPS_HOST is not an IP address or host name, got "0.0.0.0 ; rm"${example("BROKER_OPS_HOST", "0.0.0.0")}`,
+    ],
+    [
+      "malformed BROKER_SCOPES",
+      { ...good, BROKER_SCOPES: "a,,b" },
+      `BROKER_SCOPES must be comma-separated OAuth scopes, got "a,,b"${example("BROKER_SCOPES", "https://www.googleapis.com/auth/cloud-platform")}`,
+    ],
+    [
+      "plain-http BROKER_STS_URL off loopback",
+      { ...good, BROKER_STS_URL: "http://sts.example.com/v1/token" },
+      `BROKER_STS_URL must be an https URL (http only on loopback), got "http://sts.example.com/v1/token"${example("BROKER_STS_URL", "https://sts.googleapis.com/v1/token")}`,
+    ],
+    [
+      "malformed BROKER_IAM_CREDENTIALS_URL",
+      { ...good, BROKER_IAM_CREDENTIALS_URL: "iamcredentials" },
+      `BROKER_IAM_CREDENTIALS_URL is not a URL, got "iamcredentials"${example("BROKER_IAM_CREDENTIALS_URL", "https://iamcredentials.googleapis.com")}`,
+    ],
+    [
+      "out-of-range BROKER_AWS_TOKEN_DURATION",
+      { ...good, BROKER_AWS_TOKEN_DURATION: "30" },
+      `BROKER_AWS_TOKEN_DURATION must be an integer from 60 to 3600, got "30"${example("BROKER_AWS_TOKEN_DURATION", "300")}`,
+    ],
+    [
+      "unknown BROKER_AWS_SIGNING_ALGORITHM",
+      { ...good, BROKER_AWS_SIGNING_ALGORITHM: "HS256" },
+      `BROKER_AWS_SIGNING_ALGORITHM must be ES384 or RS256, got "HS256"${example("BROKER_AWS_SIGNING_ALGORITHM", "ES384")}`,
+    ],
+    [
+      "unknown BROKER_LOG_LEVEL",
+      { ...good, BROKER_LOG_LEVEL: "verbose" },
+      `BROKER_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "verbose"${example("BROKER_LOG_LEVEL", "info")}`,
+    ],
+    [
+      "unreadable BROKER_CREDENTIAL_CONFIG",
+      { AWS_REGION: "eu-west-1", BROKER_CREDENTIAL_CONFIG: "/nonexistent.json" },
+      `BROKER_CREDENTIAL_CONFIG cannot be read as JSON (/nonexistent.json: ENOENT)${example("BROKER_CREDENTIAL_CONFIG", "/etc/token-broker/credential-config.json")}`,
+    ],
+  ])("%s → exit 2 and one line naming it", (_case, env, line) => {
+    const { status, stdout, stderr } = run([], env);
+    expect(status).toBe(2);
+    expect(stderr).toBe(`token-broker: ${line}`);
+    expect(stdout).toBe("");
+  });
+
+  it("rejects an unknown argument with exit 2", () => {
+    const { status, stderr } = run(["--port=1"], good);
+    expect(status).toBe(2);
+    expect(stderr).toBe(
+      "token-broker: unknown argument --port=1; settings come from the environment (see --help)\n",
+    );
+  });
+});
