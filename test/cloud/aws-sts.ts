@@ -1,0 +1,334 @@
+import { randomUUID } from "node:crypto";
+import type { ServerResponse } from "node:http";
+import express, { type NextFunction, type Request, type Response } from "express";
+import { AccountIssuers, SIGNING_ALGORITHMS, type SigningAlgorithm } from "./aws-issuer.ts";
+import { verifySigV4 } from "./aws-sigv4.ts";
+import { CallCounter } from "./call-counter.ts";
+import { type Fault, FaultInjector } from "./faults.ts";
+import { listen, type RunningServer } from "./http.ts";
+import type { Ledger } from "./ledger.ts";
+import { BodyTooLargeError, readBody } from "./requests.ts";
+import type { AwsPrincipal, World } from "./world.ts";
+
+export type AwsStsOperation = "GetWebIdentityToken" | "OpenIdConfiguration" | "Jwks";
+
+/** One JWT the fake minted, with the request that asked for it. */
+export interface IssuedWebIdentityToken {
+  readonly token: string;
+  readonly principal: AwsPrincipal;
+  readonly audiences: readonly string[];
+  readonly signingAlgorithm: SigningAlgorithm;
+  readonly durationSeconds: number;
+  readonly requestTags: Readonly<Record<string, string>>;
+}
+
+export interface AwsSts extends RunningServer {
+  /** Faults apply to the STS API (`POST /`) only: the issuer endpoints are another AWS service. */
+  readonly faults: FaultInjector;
+  readonly calls: CallCounter<AwsStsOperation>;
+  issued(): readonly IssuedWebIdentityToken[];
+  /** The `iss` of the account's JWTs; its discovery document is `${issuer}/.well-known/openid-configuration`. */
+  issuerFor(accountId: string): string;
+  /** Outbound web identity federation is enabled per account; all accounts start enabled. */
+  setFederationEnabled(accountId: string, enabled: boolean): void;
+  /** Acts as an IAM policy denying `sts:GetWebIdentityToken` to this role. */
+  denyRole(roleArn: string): void;
+  /** Acts as a policy denying any request for this audience (`sts:IdentityTokenAudience`). */
+  denyAudience(audience: string): void;
+  /** Clears switches, faults and counters, as a freshly started fake. */
+  reset(): void;
+}
+
+export interface AwsStsOptions {
+  readonly world: World;
+  readonly ledger: Ledger;
+  readonly port?: number;
+}
+
+const API_VERSION = "2011-06-15";
+const XMLNS = `https://sts.amazonaws.com/doc/${API_VERSION}/`;
+const DEFAULT_DURATION_SECONDS = 300;
+const MIN_DURATION_SECONDS = 60;
+const MAX_DURATION_SECONDS = 3600;
+const MAX_AUDIENCES = 10;
+const SUBJECT_MODES = ["AWSIdentity", "OriginIdentity"];
+
+function xmlEscape(text: string): string {
+  return text.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** Answers with the XML `render` builds around the request id that also goes in `x-amzn-RequestId`. */
+function sendXml(res: ServerResponse, status: number, render: (requestId: string) => string): void {
+  const requestId = randomUUID();
+  res.writeHead(status, { "content-type": "text/xml", "x-amzn-RequestId": requestId });
+  res.end(render(requestId));
+}
+
+function sendError(res: ServerResponse, status: number, code: string, message: string): void {
+  const type = status >= 500 ? "Receiver" : "Sender";
+  sendXml(
+    res,
+    status,
+    (requestId) =>
+      `<ErrorResponse xmlns="${XMLNS}"><Error><Type>${type}</Type><Code>${code}</Code>` +
+      `<Message>${xmlEscape(message)}</Message></Error><RequestId>${requestId}</RequestId></ErrorResponse>`,
+  );
+}
+
+/** The error code AWS uses for a status, so an injected status reads like a real one. */
+function codeForStatus(status: number): string {
+  if (status === 503) return "ServiceUnavailable";
+  return status >= 500 ? "InternalFailure" : "AccessDenied";
+}
+
+function sendFault(
+  res: ServerResponse,
+  fault: Extract<Fault, { kind: "status" | "throttle" | "malformed" }>,
+): void {
+  if (fault.kind === "malformed") {
+    sendXml(res, 200, () => "<GetWebIdentityTokenResponse><GetWebIdentityTokenResult><WebIdentityTok");
+  } else if (fault.kind === "throttle") {
+    sendError(res, 400, "Throttling", "Rate exceeded");
+  } else {
+    sendError(res, fault.status, codeForStatus(fault.status), `Injected fault: HTTP ${fault.status}.`);
+  }
+}
+
+/** `Name.member.1`, `Name.member.2`, … in index order (the Query protocol's list encoding). */
+function memberList(form: URLSearchParams, name: string): string[] {
+  const members: [number, string][] = [];
+  for (const [key, value] of form) {
+    const index = new RegExp(`^${name}\\.member\\.(\\d+)$`).exec(key)?.[1];
+    if (index !== undefined) members.push([Number(index), value]);
+  }
+  return members.sort(([a], [b]) => a - b).map(([, value]) => value);
+}
+
+/** `Tags.member.N.Key` / `Tags.member.N.Value` pairs, N counting from 1. */
+function requestTags(form: URLSearchParams): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (let n = 1; form.has(`Tags.member.${n}.Key`); n += 1) {
+    tags[form.get(`Tags.member.${n}.Key`) ?? ""] = form.get(`Tags.member.${n}.Value`) ?? "";
+  }
+  return tags;
+}
+
+interface ValidInput {
+  readonly audiences: string[];
+  readonly signingAlgorithm: SigningAlgorithm;
+  readonly durationSeconds: number;
+  readonly tags: Record<string, string>;
+}
+
+/** The request's constraint violations, worded as AWS words them, or the valid input. */
+function validate(form: URLSearchParams): { errors: string[] } | { input: ValidInput } {
+  const errors: string[] = [];
+  const violation = (value: string | null, field: string, constraint: string) =>
+    errors.push(
+      `Value ${value === null ? "null" : `'${value}'`} at '${field}' failed to satisfy constraint: Member must ${constraint}`,
+    );
+  const audiences = memberList(form, "Audience");
+  if (audiences.length < 1) violation("[]", "audience", "have length greater than or equal to 1");
+  if (audiences.length > MAX_AUDIENCES)
+    violation(`[${audiences.join(", ")}]`, "audience", `have length less than or equal to ${MAX_AUDIENCES}`);
+  if (audiences.some((audience) => audience.length === 0))
+    violation("", "audience.member", "have length greater than or equal to 1");
+  const algorithm = form.get("SigningAlgorithm");
+  if (algorithm === null) violation(null, "signingAlgorithm", "not be null");
+  else if (!(SIGNING_ALGORITHMS as readonly string[]).includes(algorithm))
+    violation(algorithm, "signingAlgorithm", `satisfy enum value set: [${SIGNING_ALGORITHMS.join(", ")}]`);
+  const duration = form.get("DurationSeconds");
+  const durationSeconds = duration === null ? DEFAULT_DURATION_SECONDS : Number(duration);
+  if (!Number.isInteger(durationSeconds)) violation(duration, "durationSeconds", "be an integer");
+  else if (durationSeconds < MIN_DURATION_SECONDS)
+    violation(duration, "durationSeconds", `have value greater than or equal to ${MIN_DURATION_SECONDS}`);
+  else if (durationSeconds > MAX_DURATION_SECONDS)
+    violation(duration, "durationSeconds", `have value less than or equal to ${MAX_DURATION_SECONDS}`);
+  const subjectMode = form.get("SubjectMode");
+  if (subjectMode !== null && !SUBJECT_MODES.includes(subjectMode))
+    violation(subjectMode, "subjectMode", `satisfy enum value set: [${SUBJECT_MODES.join(", ")}]`);
+  // Role sessions of the demo carry no trusted identity propagation context, so AWS refuses
+  // OriginIdentity for them, and Scope is only allowed with OriginIdentity.
+  if (subjectMode === "OriginIdentity")
+    errors.push(
+      "SubjectMode OriginIdentity needs aws:OriginIdentity/Subject in the session's identity context",
+    );
+  if (form.has("Scope")) errors.push("Scope can be specified only when SubjectMode is OriginIdentity");
+  if (errors.length > 0) return { errors };
+  return {
+    input: {
+      audiences,
+      signingAlgorithm: algorithm as SigningAlgorithm,
+      durationSeconds,
+      tags: requestTags(form),
+    },
+  };
+}
+
+function sessionArn(principal: AwsPrincipal): string {
+  const roleName = principal.roleArn.split("/").at(-1);
+  const sessionName = principal.principalId.split(":")[1];
+  return `arn:aws:sts::${principal.accountId}:assumed-role/${roleName}/${sessionName}`;
+}
+
+/**
+ * Fake regional AWS STS serving `GetWebIdentityToken` over the Query protocol (SigV4-signed form
+ * POST, XML answers), plus each account's OIDC issuer (discovery document and JWKS).
+ */
+export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promise<AwsSts> {
+  const faults = new FaultInjector();
+  const calls = new CallCounter<AwsStsOperation>();
+  const issued: IssuedWebIdentityToken[] = [];
+  const federationDisabled = new Set<string>();
+  const deniedRoles = new Set<string>();
+  const deniedAudiences = new Set<string>();
+  let baseUrl = "";
+  const issuers = await AccountIssuers.create(
+    () => baseUrl,
+    world.awsPrincipals.map((p) => p.accountId),
+  );
+  const principalByKey = new Map(world.awsPrincipals.map((p) => [p.accessKeyId, p]));
+
+  async function getWebIdentityToken(res: ServerResponse, principal: AwsPrincipal, form: URLSearchParams) {
+    const checked = validate(form);
+    if ("errors" in checked) {
+      const n = checked.errors.length;
+      const summary = `${n} validation error${n > 1 ? "s" : ""} detected: ${checked.errors.join("; ")}`;
+      return sendError(res, 400, "ValidationError", summary);
+    }
+    const { audiences, signingAlgorithm, durationSeconds, tags } = checked.input;
+    const deniedAudience = audiences.find((audience) => deniedAudiences.has(audience));
+    if (deniedRoles.has(principal.roleArn) || deniedAudience !== undefined) {
+      const why =
+        deniedAudience === undefined
+          ? "no identity-based policy allows"
+          : "an explicit deny for this audience in";
+      return sendError(
+        res,
+        403,
+        "AccessDenied",
+        `User: ${sessionArn(principal)} is not authorized to perform: sts:GetWebIdentityToken because ${why} the sts:GetWebIdentityToken action`,
+      );
+    }
+    if (federationDisabled.has(principal.accountId)) {
+      return sendError(
+        res,
+        403,
+        "OutboundWebIdentityFederationDisabledException",
+        "Outbound web identity federation is not enabled for this account. Enable it with EnableOutboundWebIdentityFederation (IAM) before calling GetWebIdentityToken.",
+      );
+    }
+    const issuedAt = Math.floor(Date.now() / 1000);
+    const expiresAt = issuedAt + durationSeconds;
+    const token = await issuers.sign(principal.accountId, signingAlgorithm, {
+      aud: audiences.length === 1 ? audiences[0] : audiences,
+      sub: principal.roleArn,
+      iat: issuedAt,
+      exp: expiresAt,
+      jti: randomUUID(),
+      "https://sts.amazonaws.com/": {
+        aws_account: principal.accountId,
+        source_region: world.region,
+        principal_id: principal.roleArn,
+        ...(Object.keys(tags).length > 0 ? { request_tags: tags } : {}),
+      },
+    });
+    ledger.recordSecret("aws-sts", token);
+    issued.push({ token, principal, audiences, signingAlgorithm, durationSeconds, requestTags: tags });
+    sendXml(
+      res,
+      200,
+      (requestId) =>
+        `<GetWebIdentityTokenResponse xmlns="${XMLNS}"><GetWebIdentityTokenResult>` +
+        `<WebIdentityToken>${token}</WebIdentityToken>` +
+        `<Expiration>${new Date(expiresAt * 1000).toISOString()}</Expiration>` +
+        `</GetWebIdentityTokenResult><ResponseMetadata><RequestId>${requestId}</RequestId></ResponseMetadata>` +
+        "</GetWebIdentityTokenResponse>",
+    );
+  }
+
+  const app = express();
+  app.disable("x-powered-by");
+
+  app.post("/", async (req: Request, res: Response) => {
+    // The operation is named in the body, so it is read before the fault decision: a faulted
+    // call is still counted under its operation.
+    const body = await readBody(req);
+    const form = new URLSearchParams(body.toString("utf8"));
+    const action = form.get("Action") ?? "";
+    if (action === "GetWebIdentityToken") calls.increment(action);
+    const fault = await faults.apply(req, res);
+    if (fault === "handled") return;
+    if (fault !== undefined) return sendFault(res, fault);
+
+    const auth = await verifySigV4(
+      { method: req.method, url: req.url, headers: req.headers, body },
+      { region: world.region, service: "sts" },
+      (accessKeyId) => principalByKey.get(accessKeyId)?.secretAccessKey,
+    );
+    if (!auth.ok) return sendError(res, auth.status, auth.code, auth.message);
+    const version = form.get("Version") ?? "";
+    if (action !== "GetWebIdentityToken" || version !== API_VERSION) {
+      return sendError(
+        res,
+        400,
+        "InvalidAction",
+        `Could not find operation ${action} for version ${version}`,
+      );
+    }
+    await getWebIdentityToken(res, principalByKey.get(auth.accessKeyId) as AwsPrincipal, form);
+  });
+
+  app.get("/accounts/:accountId/.well-known/openid-configuration", (req: Request, res: Response) => {
+    calls.increment("OpenIdConfiguration");
+    const accountId = String(req.params.accountId);
+    if (!issuers.has(accountId)) return res.status(404).json({ message: "Not Found" });
+    res.json(issuers.openIdConfiguration(accountId));
+  });
+
+  app.get("/accounts/:accountId/.well-known/jwks.json", (req: Request, res: Response) => {
+    calls.increment("Jwks");
+    const accountId = String(req.params.accountId);
+    if (!issuers.has(accountId)) return res.status(404).json({ message: "Not Found" });
+    res.json(issuers.jwks(accountId));
+  });
+
+  app.use((req: Request, res: Response) => {
+    sendError(
+      res,
+      404,
+      "InvalidAction",
+      `No STS operation is served at ${req.method} ${req.path}; POST / is.`,
+    );
+  });
+
+  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    if (error instanceof BodyTooLargeError)
+      return sendError(res, 413, "RequestEntityTooLarge", error.message);
+    const message = error instanceof Error ? error.message : String(error);
+    sendError(res, 500, "InternalFailure", `The fake AWS STS failed: ${message}`);
+  });
+
+  const server = await listen(app, port);
+  baseUrl = server.url;
+  return {
+    ...server,
+    faults,
+    calls,
+    issued: () => [...issued],
+    issuerFor: (accountId) => issuers.issuerUrl(accountId),
+    setFederationEnabled: (accountId, enabled) => {
+      if (enabled) federationDisabled.delete(accountId);
+      else federationDisabled.add(accountId);
+    },
+    denyRole: (roleArn) => deniedRoles.add(roleArn),
+    denyAudience: (audience) => deniedAudiences.add(audience),
+    reset: () => {
+      faults.clear();
+      calls.reset();
+      federationDisabled.clear();
+      deniedRoles.clear();
+      deniedAudiences.clear();
+    },
+  };
+}
