@@ -1,0 +1,163 @@
+import { once } from "node:events";
+import { createServer, type RequestListener, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { BrokerError } from "./errors.ts";
+
+export interface RunningListener {
+  /** `http://host:port`, no trailing slash. */
+  readonly url: string;
+  readonly port: number;
+  /**
+   * Stops accepting connections, closes idle keep-alive sockets at once, lets requests in flight
+   * finish, and destroys whatever is still open after `deadlineMs`. Resolves once all are closed.
+   */
+  close(deadlineMs: number): Promise<void>;
+}
+
+export interface ListenOptions {
+  /** The variable that sets `host` (e.g. `BROKER_HOST`), named when the address cannot be bound. */
+  readonly hostVariableName?: string;
+  /**
+   * Headers for the answers Node's HTTP parser writes itself (a malformed request line, headers
+   * over the cap, a request too slow), which never reach the app: the metadata listener passes
+   * `Metadata-Flavor: Google` so that even those carry it.
+   */
+  readonly protocolErrorHeaders?: Readonly<Record<string, string>>;
+}
+
+/**
+ * Limits for a listener that serves tiny GET requests to a workload on the same host or task.
+ * Even there a client can be slow or broken (a half-written request, a huge header), and each
+ * such connection must not hold memory or a socket for long: headers must arrive within 5 s and
+ * stay under 16 KiB (GCE requests carry a few hundred bytes), and a whole request within 10 s.
+ * An idle keep-alive socket is kept 5 s, the SDKs' reuse window, and never delays shutdown
+ * because `close` drops idle sockets at once.
+ */
+const serverLimits = {
+  headersTimeout: 5_000,
+  requestTimeout: 10_000,
+  keepAliveTimeout: 5_000,
+  maxHeaderSize: 16 * 1024,
+  // How often Node checks the two timeouts above (default 30 s, which would make them 30 s).
+  connectionsCheckingInterval: 1_000,
+} as const;
+const maxHeadersCount = 64;
+
+/** Binds `app` to `host:port` (port 0 = an ephemeral port). `portVariableName` is named on failure. */
+export async function listen(
+  app: RequestListener,
+  host: string,
+  port: number,
+  portVariableName: string,
+  options: ListenOptions = {},
+): Promise<RunningListener> {
+  let closing = false;
+  const inFlight = new Set<ServerResponse>();
+  const server = createServer(serverLimits, (req, res) => {
+    inFlight.add(res);
+    res.on("close", () => {
+      inFlight.delete(res);
+      // The socket this response leaves idle would otherwise wait out the keep-alive timeout.
+      if (closing) setImmediate(() => server.closeIdleConnections());
+    });
+    if (closing) res.setHeader("Connection", "close");
+    app(req, res);
+  });
+  server.maxHeadersCount = maxHeadersCount;
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) =>
+    answerProtocolError(error, socket, options.protocolErrorHeaders ?? {}),
+  );
+
+  server.listen({ host, port });
+  try {
+    await once(server, "listening");
+  } catch (error) {
+    throw bindError(error, host, port, portVariableName, options.hostVariableName);
+  }
+  const bound = (server.address() as AddressInfo).port;
+
+  let closed: Promise<void> | undefined;
+  return {
+    url: `http://${host.includes(":") ? `[${host}]` : host}:${bound}`,
+    port: bound,
+    close(deadlineMs) {
+      closed ??= new Promise<void>((resolve) => {
+        closing = true;
+        const deadline = setTimeout(() => server.closeAllConnections(), deadlineMs);
+        server.close(() => {
+          clearTimeout(deadline);
+          resolve();
+        });
+        server.closeIdleConnections();
+        // Responses already started cannot take `Connection: close` any more; for the others it
+        // tells the client not to send another request on this socket.
+        for (const res of inFlight) if (!res.headersSent) res.setHeader("Connection", "close");
+      });
+      return closed;
+    },
+  };
+}
+
+const protocolErrorStatus: Readonly<Record<string, string>> = {
+  HPE_HEADER_OVERFLOW: "431 Request Header Fields Too Large",
+  ERR_HTTP_REQUEST_TIMEOUT: "408 Request Timeout",
+};
+
+function answerProtocolError(
+  error: NodeJS.ErrnoException,
+  socket: Socket,
+  headers: Readonly<Record<string, string>>,
+): void {
+  // A reset or a timeout on a socket with nothing parsed yet leaves no one to answer.
+  if (error.code === "ECONNRESET" || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const status = protocolErrorStatus[error.code ?? ""] ?? "400 Bad Request";
+  const body = `${status.slice(4)}\n`;
+  const lines = [
+    `HTTP/1.1 ${status}`,
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+    "Content-Type: text/plain; charset=utf-8",
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    "Connection: close",
+  ];
+  socket.end(`${lines.join("\r\n")}\r\n\r\n${body}`);
+}
+
+function bindError(
+  error: unknown,
+  host: string,
+  port: number,
+  portVariable: string,
+  hostVariable: string | undefined,
+): BrokerError {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const where = `Cannot listen on ${host}:${port}`;
+  return new BrokerError("CONFIG_INVALID", bindFailure(code, where, host, portVariable, hostVariable), {
+    cause: error,
+  });
+}
+
+function bindFailure(
+  code: string | undefined,
+  where: string,
+  host: string,
+  portVariable: string,
+  hostVariable: string | undefined,
+): string {
+  switch (code) {
+    case "EADDRINUSE":
+      return `${where}: the port is already in use; set ${portVariable} to a free port`;
+    case "EACCES":
+      return `${where}: permission denied (ports below 1024 need privileges); set ${portVariable} to a port from 1024 to 65535`;
+    case "EADDRNOTAVAIL":
+    case "ENOTFOUND":
+    case "EAI_AGAIN": {
+      const fix = hostVariable === undefined ? "listen on another address" : `set ${hostVariable}`;
+      return `${where}: ${host} is not an address of this machine; ${fix} (e.g. 127.0.0.1)`;
+    }
+    default:
+      return `${where} (${code ?? "unknown error"}); check ${hostVariable === undefined ? portVariable : `${portVariable} and ${hostVariable}`}`;
+  }
+}

@@ -1,0 +1,308 @@
+/**
+ * The metadata listener: the GCE metadata protocol over the route table in `metadata-routes.ts`.
+ *
+ * Every request goes through the same steps: resolve the route (for the metric label), refuse what
+ * the protocol refuses (a proxied request, a method other than GET, a missing `Metadata-Flavor`
+ * header), then answer by the kind of route. Every answer, errors included, goes through `reply`,
+ * which sets the protocol and security headers and counts the request, so none can miss them.
+ *
+ * Content types, chosen for what the clients parse:
+ * - JSON is `application/json` exactly: google-auth for Python before 2.x compared the whole
+ *   header to that string (no `; charset`), and parses only such bodies as JSON.
+ * - Every other successful body, the ID token included, is `application/text` as GCE sends for
+ *   values: Python then returns it raw, gcp-metadata tries JSON and keeps the text (a JWT or an
+ *   email does not parse), Go and Java read the body as it is. GCE itself labels ID tokens
+ *   `text/html`; we do not, as nothing needs it and HTML is the one type a browser would render.
+ * - Errors are one line of `text/plain; charset=utf-8`, with no request data echoed back.
+ *
+ * HEAD is refused like any method other than GET (DESIGN.md: "methods other than GET → 405"):
+ * no Google SDK sends it, and a HEAD on the token route would start an upstream exchange whose
+ * result nobody receives.
+ */
+import express, { type NextFunction, type Request, type Response } from "express";
+import type { Clock } from "./clock.ts";
+import { BrokerError, isBrokerError } from "./errors.ts";
+import type { Logger } from "./logger.ts";
+import { isRecursive, parseIdTokenRequest, parseScopes, splitTarget } from "./metadata-query.ts";
+import {
+  type GceRoute,
+  type GceRouteId,
+  gceRoutes,
+  type RouteMatch,
+  type ValueRouteId,
+} from "./metadata-routes.ts";
+import type { BrokerMetrics } from "./metrics.ts";
+import type { TokenSource } from "./tokens.ts";
+
+/** What the metadata server says about the workload's identity; built from the config. */
+export interface MetadataIdentity {
+  /** The impersonated service account, or a stable pseudo-email for direct federated access. */
+  readonly accountEmail: string;
+  /** ID tokens come from `generateIdToken`, which needs a service account. */
+  readonly impersonating: boolean;
+  readonly defaultScopes: readonly string[];
+  /** Absent: `project/project-id` is a 404 (SDKs then fall back to their own configuration). */
+  readonly projectId?: string;
+  /** The project number of the workload identity pool (from the audience). */
+  readonly numericProjectId: string;
+  readonly universeDomain: string;
+}
+
+export interface MetadataDeps {
+  readonly tokens: TokenSource;
+  readonly identity: MetadataIdentity;
+  readonly metrics: BrokerMetrics;
+  readonly logger: Logger;
+  readonly clock: Clock;
+}
+
+/**
+ * Headers on every response of the metadata listener. gcp-metadata rejects any response without
+ * `Metadata-Flavor: Google`, even an error it would otherwise report. Exported so the listener can
+ * put them on the 400s Node's HTTP parser writes for requests that never reach express.
+ */
+export const metadataResponseHeaders: Readonly<Record<string, string>> = {
+  "Metadata-Flavor": "Google",
+  "X-Content-Type-Options": "nosniff",
+  "Cache-Control": "no-store",
+};
+
+const textType = "application/text";
+const jsonType = "application/json";
+const errorType = "text/plain; charset=utf-8";
+
+const flavorMessage = 'Missing required header "Metadata-Flavor": "Google"';
+
+type Json = string | number | boolean | null | readonly Json[] | { readonly [key: string]: Json };
+
+/** A non-secret value: its text form (direct GET) and its JSON form (inside a recursive answer). */
+interface MetadataValue {
+  readonly text: string;
+  readonly json: Json;
+}
+
+type ValueProvider = (identity: MetadataIdentity) => MetadataValue | undefined;
+
+/** The values, one provider per `value` route: adding a value route without one fails to compile. */
+const valueProviders: Record<ValueRouteId, ValueProvider> = {
+  service_account_aliases: () => ({ text: "default", json: ["default"] }),
+  service_account_email: (identity) => ({ text: identity.accountEmail, json: identity.accountEmail }),
+  service_account_scopes: (identity) => ({
+    text: identity.defaultScopes.map((scope) => `${scope}\n`).join(""),
+    json: [...identity.defaultScopes],
+  }),
+  project_project_id: (identity) =>
+    identity.projectId === undefined ? undefined : { text: identity.projectId, json: identity.projectId },
+  project_numeric_project_id: (identity) => {
+    // GCE's recursive JSON has the number as a number; keep the text if it would not survive that.
+    const asNumber = Number(identity.numericProjectId);
+    return {
+      text: identity.numericProjectId,
+      json: Number.isSafeInteger(asNumber) ? asNumber : identity.numericProjectId,
+    };
+  },
+  universe_universe_domain: (identity) => ({ text: identity.universeDomain, json: identity.universeDomain }),
+};
+
+type Reply = (
+  status: number,
+  contentType: string,
+  body: string,
+  extraHeaders?: Record<string, string>,
+) => void;
+
+type RouteLookup = RouteMatch<GceRoute> | "malformed" | undefined;
+
+export function createMetadataApp(deps: MetadataDeps): express.Express {
+  const { tokens, identity, metrics, logger, clock } = deps;
+  const accounts = ["default", identity.accountEmail];
+  const paramValues = (name: string): readonly string[] => (name === "account" ? accounts : []);
+
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+  // Queries are parsed per route by metadata-query.ts (the identity audience needs the raw text).
+  app.set("query parser", false);
+
+  app.use(async (req: Request, res: Response) => {
+    const { path, query } = splitTarget(req.url);
+    const found = lookUp(path);
+    const routeId = typeof found === "object" ? found.route.id : "unknown";
+    res.locals.routeId = routeId;
+    const reply = replier(res, metrics, routeId);
+
+    const refusal = refuse(req, path);
+    if (refusal !== undefined) return replyError(reply, refusal);
+    if (found === "malformed") {
+      return replyError(
+        reply,
+        new BrokerError("INVALID_PARAMETER", "Malformed percent-encoding in the request path"),
+      );
+    }
+    if (found === undefined) {
+      return replyError(reply, new BrokerError("NOT_FOUND", "No such metadata path on this server"));
+    }
+    const { route, params } = found;
+    if (params.account !== undefined && !accounts.includes(params.account)) {
+      const message = `Unknown service account: this broker serves "default" and ${identity.accountEmail}`;
+      return replyError(reply, new BrokerError("UNKNOWN_ACCOUNT", message));
+    }
+
+    switch (route.kind) {
+      case "listing":
+        return reply(200, textType, listing(found));
+      case "recursive-directory":
+        return isRecursive(query)
+          ? reply(200, jsonType, JSON.stringify(recursiveJson(found)))
+          : reply(200, textType, listing(found));
+      case "value": {
+        const value = valueProviders[route.id](identity);
+        if (value === undefined) {
+          return replyError(reply, new BrokerError("NOT_FOUND", "This broker has no value for this path"));
+        }
+        return reply(200, textType, value.text);
+      }
+      case "token":
+        return serveAccessToken(query, reply);
+      case "identity":
+        return serveIdToken(query, reply);
+    }
+  });
+
+  // Reached only through a fault of our own: the handler above answers every request itself.
+  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const routeId = typeof res.locals.routeId === "string" ? res.locals.routeId : "unknown";
+    logger.error({ err: error, route: routeId }, "metadata request failed unexpectedly");
+    if (res.headersSent) return void res.destroy();
+    replier(res, metrics, routeId)(503, errorType, unexpectedFailureMessage);
+  });
+
+  function listing({ route, params }: RouteMatch<GceRoute>): string {
+    return gceRoutes
+      .entries(route, params, paramValues)
+      .map((entry) => `${entry.name}\n`)
+      .join("");
+  }
+
+  /** The values below a directory. Only `value` routes are read: tokens never appear here. */
+  function recursiveJson({ route, params }: RouteMatch<GceRoute>): { [key: string]: Json } {
+    const result: { [key: string]: Json } = {};
+    for (const entry of gceRoutes.entries(route, params, paramValues)) {
+      const name = entry.name.replace(/\/$/, "");
+      // GCE's recursive JSON camel-cases fixed names (`service-accounts` → `serviceAccounts`).
+      const key = entry.isParameter
+        ? name
+        : name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
+      switch (entry.route.kind) {
+        case "recursive-directory":
+          result[key] = recursiveJson(entry);
+          break;
+        case "value": {
+          const value = valueProviders[entry.route.id](identity);
+          if (value !== undefined) result[key] = value.json;
+          break;
+        }
+        case "listing":
+        case "token":
+        case "identity":
+          break;
+      }
+    }
+    return result;
+  }
+
+  async function serveAccessToken(query: string, reply: Reply): Promise<void> {
+    let body: string;
+    try {
+      const token = await tokens.accessToken(parseScopes(query));
+      body = JSON.stringify({
+        access_token: token.token,
+        expires_in: Math.max(0, Math.floor((token.expiresAtMs - clock.now()) / 1000)),
+        token_type: "Bearer",
+      });
+    } catch (error) {
+      return replyTokenFailure(reply, error, "service_account_token");
+    }
+    reply(200, jsonType, body);
+  }
+
+  async function serveIdToken(query: string, reply: Reply): Promise<void> {
+    let body: string;
+    try {
+      const request = parseIdTokenRequest(query);
+      if (!identity.impersonating) {
+        throw new BrokerError(
+          "ID_TOKEN_NEEDS_SERVICE_ACCOUNT",
+          "ID tokens need a service account to impersonate: set BROKER_SERVICE_ACCOUNT",
+        );
+      }
+      body = (await tokens.idToken(request)).token;
+    } catch (error) {
+      return replyTokenFailure(reply, error, "service_account_identity");
+    }
+    reply(200, textType, body);
+  }
+
+  /** A `BrokerError` is safe to show as it is; anything else is logged and answered generically. */
+  function replyTokenFailure(reply: Reply, error: unknown, route: GceRouteId): void {
+    if (isBrokerError(error)) {
+      replyError(reply, error);
+      return;
+    }
+    logger.error({ err: error, route }, "token source failed with an unexpected error");
+    reply(503, errorType, unexpectedFailureMessage);
+  }
+
+  return app;
+}
+
+const unexpectedFailureMessage = "The broker could not answer this request; the reason is in its log";
+
+function lookUp(path: string): RouteLookup {
+  try {
+    return gceRoutes.match(path);
+  } catch {
+    return "malformed";
+  }
+}
+
+/** The checks every request passes before routing, in GCE's order. */
+function refuse(req: Request, path: string): BrokerError | undefined {
+  // A proxy in front of the broker could let a remote caller reach it (SSRF): refuse outright.
+  if (req.headers["x-forwarded-for"] !== undefined || req.headers.forwarded !== undefined) {
+    return new BrokerError(
+      "FORWARDED_REQUEST",
+      "Forwarded requests are refused: call the metadata server directly",
+    );
+  }
+  if (req.method !== "GET") {
+    return new BrokerError("METHOD_NOT_ALLOWED", "Only GET is supported by the metadata server");
+  }
+  // The root answers without the header: Python and Java detect the server with a plain GET /.
+  if (path !== "/" && req.headers["metadata-flavor"] !== "Google") {
+    return new BrokerError("METADATA_FLAVOR_MISSING", flavorMessage);
+  }
+  return undefined;
+}
+
+function replier(res: Response, metrics: BrokerMetrics, routeId: string): Reply {
+  return (status, contentType, body, extraHeaders) => {
+    res.writeHead(status, {
+      ...metadataResponseHeaders,
+      ...extraHeaders,
+      "Content-Type": contentType,
+      "Content-Length": Buffer.byteLength(body),
+    });
+    res.end(body);
+    metrics.requests.inc({ route: routeId, status: String(status) });
+  };
+}
+
+function replyError(reply: Reply, error: BrokerError): void {
+  reply(
+    error.httpStatus,
+    errorType,
+    error.message,
+    error.code === "METHOD_NOT_ALLOWED" ? { Allow: "GET" } : undefined,
+  );
+}

@@ -1,0 +1,119 @@
+/**
+ * The ops listener: Prometheus metrics and the two health endpoints, apart from the metadata
+ * listener so that scrapers and health checks (which may come from outside the task) never
+ * reach a token route, and the metadata listener can stay on loopback.
+ */
+import express, { type NextFunction, type Request, type Response } from "express";
+import type { Clock } from "./clock.ts";
+import { isBrokerError } from "./errors.ts";
+import type { Logger } from "./logger.ts";
+import type { BrokerMetrics } from "./metrics.ts";
+import type { TokenSource } from "./tokens.ts";
+
+export interface OpsDeps {
+  readonly metrics: BrokerMetrics;
+  readonly tokens: TokenSource;
+  readonly clock: Clock;
+  readonly logger: Logger;
+}
+
+/**
+ * How long `/readyz` waits for a token. Well inside the 5 s default timeout of ECS container and
+ * load-balancer health checks, so the checker records our 503 and its reason, not its own timeout;
+ * long enough for a cold chain (AWS STS, Google STS, impersonation) on a healthy network.
+ */
+export const readinessDeadlineMs = 2_000;
+
+const textType = "text/plain; charset=utf-8";
+const opsHeaders = { "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store" } as const;
+
+export function createOpsApp(deps: OpsDeps): express.Express {
+  const { metrics, tokens, clock, logger } = deps;
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    if (req.method === "GET") return next();
+    reply(res, 405, "Only GET is supported on the ops listener", { Allow: "GET" });
+  });
+
+  app.get("/metrics", async (_req: Request, res: Response) => {
+    reply(res, 200, await metrics.registry.metrics(), { "Content-Type": metrics.registry.contentType });
+  });
+
+  /** Liveness: the process answers. Token trouble must not get a healthy broker restarted. */
+  app.get("/healthz", (_req: Request, res: Response) => {
+    reply(res, 200, "ok");
+  });
+
+  /** Readiness: a token can be served now (a real lookup, as a workload would make). */
+  app.get("/readyz", async (_req: Request, res: Response) => {
+    const outcome = await lookUpToken(tokens, clock);
+    if (outcome.kind === "failed") {
+      if (outcome.unexpected !== undefined) {
+        logger.error({ err: outcome.unexpected }, "readiness token lookup failed unexpectedly");
+      }
+      return reply(res, 503, outcome.reason);
+    }
+    const readiness = tokens.readiness();
+    const degraded =
+      readiness.ready && readiness.degraded ? ` (degraded: ${readiness.reason ?? "unknown"})` : "";
+    reply(res, 200, `ready${degraded}`);
+  });
+
+  app.use((_req: Request, res: Response) => {
+    reply(res, 404, "Not found: the ops listener serves /metrics, /healthz and /readyz");
+  });
+
+  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    logger.error({ err: error }, "ops request failed unexpectedly");
+    if (res.headersSent) return void res.destroy();
+    reply(res, 500, "The ops listener failed to answer; the reason is in the broker log");
+  });
+
+  return app;
+}
+
+type Lookup =
+  | { readonly kind: "served" }
+  | { readonly kind: "failed"; readonly reason: string; readonly unexpected?: unknown };
+
+/** One default-scope token lookup, bounded by `readinessDeadlineMs` on the injected clock. */
+async function lookUpToken(tokens: TokenSource, clock: Clock): Promise<Lookup> {
+  const stopTimer = new AbortController();
+  const lookup: Promise<Lookup> = tokens.accessToken().then(
+    (): Lookup => ({ kind: "served" }),
+    (error: unknown): Lookup =>
+      isBrokerError(error)
+        ? { kind: "failed", reason: error.message }
+        : {
+            kind: "failed",
+            reason: "The token source failed unexpectedly; the reason is in the broker log",
+            unexpected: error,
+          },
+  );
+  const timeout = clock.sleep(readinessDeadlineMs, stopTimer.signal).then(
+    (): Lookup => ({
+      kind: "failed",
+      reason: `No token within ${readinessDeadlineMs} ms: upstream is slow or unreachable`,
+    }),
+    // Aborted once the lookup settled: the race is already decided.
+    (): Lookup => ({ kind: "served" }),
+  );
+  try {
+    return await Promise.race([lookup, timeout]);
+  } finally {
+    stopTimer.abort();
+  }
+}
+
+function reply(res: Response, status: number, body: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, {
+    ...opsHeaders,
+    "Content-Type": textType,
+    ...headers,
+    "Content-Length": Buffer.byteLength(body),
+  });
+  res.end(body);
+}
