@@ -1,0 +1,131 @@
+import {
+  createRemoteJWKSet,
+  decodeJwt,
+  errors,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  jwtVerify,
+} from "jose";
+
+/** The OAuth error Google STS answers when it refuses a subject token. */
+export interface OAuthError {
+  readonly error: "invalid_grant" | "unauthorized_client";
+  readonly error_description: string;
+}
+
+/** A workload identity pool provider of type OIDC, as configured in Google Cloud. */
+export interface OidcProviderConfig {
+  /** `oidc.issuerUri`: the only `iss` accepted, and where discovery starts. */
+  readonly issuerUri: string;
+  /** `oidc.allowedAudiences`: the JWT's `aud` must hold one of them. */
+  readonly allowedAudiences: readonly string[];
+  /** `attributeCondition`, as a predicate over the verified claims instead of CEL. */
+  readonly attributeCondition: (assertion: JWTPayload) => boolean;
+}
+
+export type Verification = { readonly subject: string } | OAuthError;
+
+/** Google allows a little clock skew between the issuer and itself. */
+const CLOCK_SKEW_SECONDS = 30;
+/** Google caps `google.subject` at 127 bytes. */
+const MAX_SUBJECT_BYTES = 127;
+const ISSUER_TIMEOUT_MS = 2000;
+
+function invalidGrant(error_description: string): OAuthError {
+  return { error: "invalid_grant", error_description };
+}
+
+/**
+ * Verifies a subject token the way Google STS does for an OIDC provider: the issuer must be the
+ * configured one; its keys come from `${iss}/.well-known/openid-configuration` → `jwks_uri`,
+ * fetched over HTTP and cached per issuer; then signature, lifetime and audience are checked, and
+ * `google.subject = assertion.sub` is mapped and put through the attribute condition.
+ */
+export class OidcProvider {
+  readonly #config: OidcProviderConfig;
+  readonly #keySets = new Map<string, JWTVerifyGetKey>();
+
+  constructor(config: OidcProviderConfig) {
+    this.#config = config;
+  }
+
+  async verify(subjectToken: string): Promise<Verification> {
+    let unverified: JWTPayload;
+    try {
+      unverified = decodeJwt(subjectToken);
+    } catch {
+      return invalidGrant("Unable to parse the ID Token.");
+    }
+    if (unverified.iss !== this.#config.issuerUri) {
+      return invalidGrant(
+        `The issuer in ID Token ${unverified.iss} does not match the expected ones: ${this.#config.issuerUri}.`,
+      );
+    }
+    const keys = await this.#keySet(this.#config.issuerUri);
+    if (keys === undefined) return invalidGrant("Error connecting to the given credential's issuer.");
+
+    let assertion: JWTPayload;
+    try {
+      ({ payload: assertion } = await jwtVerify(subjectToken, keys, {
+        clockTolerance: CLOCK_SKEW_SECONDS,
+        requiredClaims: ["exp", "iat", "sub", "aud"],
+      }));
+    } catch (error) {
+      return invalidGrant(describeVerificationFailure(error));
+    }
+    const now = Math.floor(Date.now() / 1000);
+    if ((assertion.iat as number) > now + CLOCK_SKEW_SECONDS) {
+      return invalidGrant(`ID Token issued at ${assertion.iat} is in the future.`);
+    }
+    const audiences = typeof assertion.aud === "string" ? [assertion.aud] : (assertion.aud ?? []);
+    if (!audiences.some((audience) => this.#config.allowedAudiences.includes(audience))) {
+      return invalidGrant(
+        `The audience in ID Token [${audiences.join(", ")}] does not match the expected audience ${this.#config.allowedAudiences[0]}.`,
+      );
+    }
+    const subject = String(assertion.sub);
+    if (Buffer.byteLength(subject) > MAX_SUBJECT_BYTES) {
+      return invalidGrant(
+        `The mapped attribute google.subject exceeds the ${MAX_SUBJECT_BYTES} bytes limit.`,
+      );
+    }
+    if (!this.#config.attributeCondition(assertion)) {
+      return {
+        error: "unauthorized_client",
+        error_description: "The given credential is rejected by the attribute condition.",
+      };
+    }
+    return { subject };
+  }
+
+  /** The issuer's JWKS through its discovery document; a failed fetch is not cached. */
+  async #keySet(issuer: string): Promise<JWTVerifyGetKey | undefined> {
+    const cached = this.#keySets.get(issuer);
+    if (cached !== undefined) return cached;
+    try {
+      const response = await fetch(`${issuer}/.well-known/openid-configuration`, {
+        signal: AbortSignal.timeout(ISSUER_TIMEOUT_MS),
+      });
+      const discovery = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
+      if (!response.ok || discovery.issuer !== issuer || typeof discovery.jwks_uri !== "string")
+        return undefined;
+      const keySet = createRemoteJWKSet(new URL(discovery.jwks_uri), { timeoutDuration: ISSUER_TIMEOUT_MS });
+      this.#keySets.set(issuer, keySet);
+      return keySet;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+function describeVerificationFailure(error: unknown): string {
+  if (error instanceof errors.JWTExpired) return `ID Token expired at ${error.payload.exp}.`;
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    return `ID Token claim "${error.claim}" is invalid: ${error.reason}.`;
+  }
+  // A failed key fetch (timeout, refused connection) is not the token's fault.
+  if (error instanceof errors.JWKSTimeout || !(error instanceof errors.JOSEError)) {
+    return "Error connecting to the given credential's issuer.";
+  }
+  return "Invalid ID Token signature.";
+}
