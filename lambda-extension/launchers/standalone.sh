@@ -1,0 +1,8 @@
+#!/bin/sh
+# token-broker Lambda extension, standalone flavour: carries its own Node.js 24, so it runs next to
+# functions on any runtime (Python, Java, Go, custom). Paths are taken from this file's own
+# location (not a fixed /opt), and its file name is passed on: Lambda registers the extension by it.
+# NODE_OPTIONS is meant for the function's Node, if it has one, not for the broker.
+unset NODE_OPTIONS
+dir="${0%/*}/../token-broker"
+exec "$dir/node" "$dir/extension.mjs" "${0##*/}"

@@ -1,0 +1,171 @@
+import { execFile } from "node:child_process";
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, utimes } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { build } from "esbuild";
+import { bundleOptions } from "./bundle-options.ts";
+
+/**
+ * Builds the Lambda extension layers. Lambda unpacks a layer zip under `/opt` and starts every
+ * executable in `/opt/extensions/`; the file name there is the extension's registered name.
+ *
+ *   extensions/token-broker           launcher (lambda-extension/launchers/<flavour>.sh), 0755
+ *   token-broker/extension.mjs        the extension: broker + lifecycle, one esbuild file
+ *   token-broker/node                 standalone flavour only: Node 24 for the layer's architecture
+ *   token-broker/LICENSE.node         standalone flavour only: Node's licence
+ *
+ * `nodejs` runs on the function's own Node (nodejs22.x/nodejs24.x); `standalone` carries its own
+ * Node, so functions on Python, Java, Go or custom runtimes can use it too.
+ */
+
+export const extensionName = "token-broker";
+export const flavours = ["nodejs", "standalone"] as const;
+export const architectures = ["x86_64", "arm64"] as const;
+export type Flavour = (typeof flavours)[number];
+export type Architecture = (typeof architectures)[number];
+
+export interface Layer {
+  readonly flavour: Flavour;
+  readonly architecture: Architecture;
+  readonly zipPath: string;
+  readonly compressedBytes: number;
+  readonly unpackedBytes: number;
+}
+
+export interface BuildLayersOptions {
+  readonly outDir?: string;
+  readonly flavours?: readonly Flavour[];
+  readonly architectures?: readonly Architecture[];
+}
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const run = promisify(execFile);
+/** Fixed mtime for every file in the zip, so the same inputs give the same layer bytes. */
+const fixedMtime = new Date("2020-01-01T00:00:00Z");
+
+/** Node's npm packages name the architectures the way Node does; Lambda says x86_64. */
+const nodePackageArch: Record<Architecture, string> = { x86_64: "x64", arm64: "arm64" };
+
+async function bundleExtension(outfile: string): Promise<void> {
+  await build({
+    ...bundleOptions,
+    entryPoints: [join(root, "lambda-extension/index.ts")],
+    outfile,
+  });
+}
+
+/** The Node version the project runs on (the `node` devDependency), shipped in the standalone flavour. */
+async function projectNodeVersion(): Promise<string> {
+  const pkg = JSON.parse(await readFile(join(root, "node_modules/node/package.json"), "utf8")) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+/**
+ * The official Node binary and licence for `architecture`, from the `node-linux-*` npm package.
+ * Those packages refuse to install on another platform (EBADPLATFORM), so the tarball is fetched
+ * with `npm pack` (which checks the registry's integrity hash) into a cache and only two files
+ * are taken out of it.
+ */
+async function nodeDistribution(architecture: Architecture): Promise<{ binary: string; licence: string }> {
+  const version = await projectNodeVersion();
+  const packageName = `node-linux-${nodePackageArch[architecture]}`;
+  const cacheDir = join(root, "node_modules/.cache/token-broker-layer");
+  const extracted = join(cacheDir, `${packageName}-${version}`);
+  const binary = join(extracted, "package/bin/node");
+  const licence = join(extracted, "package/LICENSE");
+  if (await exists(binary)) return { binary, licence };
+
+  await mkdir(cacheDir, { recursive: true });
+  // Two builds may run at once (test workers): each unpacks privately, the first rename wins.
+  const scratch = await mkdtemp(join(cacheDir, "fetch-"));
+  try {
+    await run("npm", ["pack", `${packageName}@${version}`, "--pack-destination", scratch, "--silent"], {
+      cwd: scratch,
+    });
+    const tarball = join(scratch, `${packageName}-${version}.tgz`);
+    const unpacked = join(scratch, "unpacked");
+    await mkdir(unpacked);
+    await run("tar", ["-xzf", tarball, "-C", unpacked, "package/bin/node", "package/LICENSE"]);
+    await rename(unpacked, extracted).catch(async (error: NodeJS.ErrnoException) => {
+      if (!(await exists(binary))) throw error;
+    });
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+  return { binary, licence };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function place(path: string, mode: number, content: { from: string }) {
+  await mkdir(join(path, ".."), { recursive: true });
+  await copyFile(content.from, path);
+  await chmod(path, mode);
+  await utimes(path, fixedMtime, fixedMtime);
+}
+
+async function stageLayer(dir: string, flavour: Flavour, architecture: Architecture, bundle: string) {
+  await place(join(dir, "extensions", extensionName), 0o755, {
+    from: join(root, `lambda-extension/launchers/${flavour}.sh`),
+  });
+  await place(join(dir, "token-broker/extension.mjs"), 0o644, { from: bundle });
+  if (flavour === "standalone") {
+    const node = await nodeDistribution(architecture);
+    await place(join(dir, "token-broker/node"), 0o755, { from: node.binary });
+    await place(join(dir, "token-broker/LICENSE.node"), 0o644, { from: node.licence });
+  }
+  for (const folder of ["extensions", "token-broker"])
+    await utimes(join(dir, folder), fixedMtime, fixedMtime);
+}
+
+async function unpackedSize(dir: string, entries: readonly string[]): Promise<number> {
+  const sizes = await Promise.all(entries.map(async (entry) => (await stat(join(dir, entry))).size));
+  return sizes.reduce((sum, size) => sum + size, 0);
+}
+
+export function layerFileName(flavour: Flavour, architecture: Architecture): string {
+  return `${extensionName}-${flavour}-${architecture}.zip`;
+}
+
+/** Builds the requested layers (default: all four) into `outDir` (default `dist/layers`). */
+export async function buildLayers(options: BuildLayersOptions = {}): Promise<Layer[]> {
+  const outDir = options.outDir ?? join(root, "dist/layers");
+  await mkdir(outDir, { recursive: true });
+  const work = await mkdtemp(join(outDir, ".build-"));
+  try {
+    const bundle = join(work, "extension.mjs");
+    await bundleExtension(bundle);
+    const layers: Layer[] = [];
+    for (const flavour of options.flavours ?? flavours) {
+      for (const architecture of options.architectures ?? architectures) {
+        const stage = join(work, `${flavour}-${architecture}`);
+        await stageLayer(stage, flavour, architecture, bundle);
+        const entries = [`extensions/${extensionName}`, "token-broker/extension.mjs"];
+        if (flavour === "standalone") entries.push("token-broker/node", "token-broker/LICENSE.node");
+        const zipPath = join(outDir, layerFileName(flavour, architecture));
+        const partial = join(work, layerFileName(flavour, architecture));
+        // Debian's Info-ZIP keeps Unix modes; -X leaves out uid/gid and extended timestamps.
+        await run("zip", ["-q", "-X", "-D", partial, ...entries], { cwd: stage });
+        await rename(partial, zipPath);
+        layers.push({
+          flavour,
+          architecture,
+          zipPath,
+          compressedBytes: (await stat(zipPath)).size,
+          unpackedBytes: await unpackedSize(stage, entries),
+        });
+      }
+    }
+    return layers;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
