@@ -1,0 +1,208 @@
+import { Writable } from "node:stream";
+import { afterEach, describe, expect, it } from "vitest";
+import { BrokerError } from "../broker/errors.ts";
+import { listen, type RunningListener } from "../broker/http-listener.ts";
+import { createLogger } from "../broker/logger.ts";
+import { BrokerMetrics } from "../broker/metrics.ts";
+import { createOpsApp, readinessDeadlineMs } from "../broker/ops-server.ts";
+import type { AccessToken, Readiness, TokenSource } from "../broker/tokens.ts";
+import { FakeClock } from "./support/fake-clock.ts";
+import { type HttpAnswer, httpGet } from "./support/http-client.ts";
+
+/** A token source whose answer and readiness each test sets; counts the lookups made. */
+class ScriptedTokenSource implements TokenSource {
+  lookups = 0;
+  answer: () => Promise<AccessToken> = async () => ({ token: "ya29.ops-test", expiresAtMs: 0 });
+  state: Readiness = { ready: true, degraded: false };
+
+  accessToken(): Promise<AccessToken> {
+    this.lookups += 1;
+    return this.answer();
+  }
+
+  idToken(): Promise<never> {
+    throw new Error("the ops listener never asks for ID tokens");
+  }
+
+  readiness(): Readiness {
+    return this.state;
+  }
+}
+
+interface Harness {
+  readonly tokens: ScriptedTokenSource;
+  readonly metrics: BrokerMetrics;
+  readonly clock: FakeClock;
+  logged(): string;
+  get(path: string, method?: string): Promise<HttpAnswer>;
+}
+
+const running: RunningListener[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((listener) => listener.close(0)));
+});
+
+async function startOps(tokenExpiresAtMs?: (now: number) => number): Promise<Harness> {
+  const clock = new FakeClock();
+  const tokens = new ScriptedTokenSource();
+  const metrics = new BrokerMetrics({
+    now: () => clock.now(),
+    defaultTokenExpiresAtMs: () => tokenExpiresAtMs?.(clock.now()),
+  });
+  let log = "";
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      log += chunk.toString("utf8");
+      done();
+    },
+  });
+  const app = createOpsApp({ metrics, tokens, clock, logger: createLogger("info", sink) });
+  const listener = await listen(app, "127.0.0.1", 0, "BROKER_OPS_PORT");
+  running.push(listener);
+  return {
+    tokens,
+    metrics,
+    clock,
+    logged: () => log,
+    get: (path, method) => httpGet(listener.port, path, { method }),
+  };
+}
+
+function summary(answer: HttpAnswer): Record<string, unknown> {
+  return {
+    status: answer.status,
+    type: answer.headers["content-type"],
+    body: answer.body,
+    nosniff: answer.headers["x-content-type-options"],
+    poweredBy: answer.headers["x-powered-by"],
+  };
+}
+
+const plain = "text/plain; charset=utf-8";
+
+function textAnswer(status: number, body: string): Record<string, unknown> {
+  return { status, type: plain, body, nosniff: "nosniff", poweredBy: undefined };
+}
+
+describe("/metrics", () => {
+  it("exports the broker series (exact names and types) and Node's process metrics as Prometheus text", async () => {
+    const ops = await startOps((now) => now + 600_000);
+    ops.metrics.requests.inc({ route: "service_account_token", status: "200" });
+    const answer = await ops.get("/metrics");
+    expect(answer.status).toBe(200);
+    expect(answer.headers["content-type"]).toBe("text/plain; version=0.0.4; charset=utf-8");
+    const types = answer.body
+      .split("\n")
+      .filter((line) => line.startsWith("# TYPE token_broker_"))
+      .sort();
+    expect(types).toEqual([
+      "# TYPE token_broker_cache_lookups_total counter",
+      "# TYPE token_broker_degraded gauge",
+      "# TYPE token_broker_metadata_requests_total counter",
+      "# TYPE token_broker_refresh_failures_total counter",
+      "# TYPE token_broker_token_expiry_seconds gauge",
+      "# TYPE token_broker_upstream_calls_total counter",
+      "# TYPE token_broker_upstream_duration_seconds histogram",
+    ]);
+    const lines = answer.body.split("\n");
+    expect(lines).toContain(
+      'token_broker_metadata_requests_total{route="service_account_token",status="200"} 1',
+    );
+    expect(lines).toContain("token_broker_token_expiry_seconds 600");
+    expect(lines).toContain("# TYPE process_cpu_user_seconds_total counter");
+    expect(lines).toContain("# TYPE nodejs_heap_size_used_bytes gauge");
+  });
+});
+
+describe("/healthz", () => {
+  it("is 200 ok while the process runs, whatever the token source says", async () => {
+    const ops = await startOps();
+    ops.tokens.answer = () =>
+      Promise.reject(new BrokerError("AWS_STS_UNAVAILABLE", "AWS STS is unreachable"));
+    ops.tokens.state = { ready: false, reason: "AWS STS is unreachable" };
+    expect(summary(await ops.get("/healthz"))).toEqual(textAnswer(200, "ok"));
+    expect(ops.tokens.lookups).toBe(0);
+  });
+});
+
+describe("/readyz", () => {
+  it("is 200 ready after a real token lookup", async () => {
+    const ops = await startOps();
+    expect(summary(await ops.get("/readyz"))).toEqual(textAnswer(200, "ready"));
+    expect(ops.tokens.lookups).toBe(1);
+  });
+
+  it("says why when a token is served from cache through an upstream failure", async () => {
+    const ops = await startOps();
+    ops.tokens.state = {
+      ready: true,
+      degraded: true,
+      reason: "Google STS answered HTTP 503; serving the cached token",
+    };
+    expect(summary(await ops.get("/readyz"))).toEqual(
+      textAnswer(200, "ready (degraded: Google STS answered HTTP 503; serving the cached token)"),
+    );
+  });
+
+  it("is 503 with the token source's one-line reason when no token can be served", async () => {
+    const ops = await startOps();
+    const reason =
+      "AWS outbound web identity federation is disabled: run aws iam enable-outbound-web-identity-federation";
+    ops.tokens.answer = () => Promise.reject(new BrokerError("AWS_FEDERATION_DISABLED", reason));
+    expect(summary(await ops.get("/readyz"))).toEqual(textAnswer(503, reason));
+  });
+
+  it(`is 503 once the lookup has taken ${readinessDeadlineMs} ms`, async () => {
+    const ops = await startOps();
+    let asked: () => void = () => undefined;
+    const lookupStarted = new Promise<void>((resolve) => {
+      asked = resolve;
+    });
+    ops.tokens.answer = () => {
+      asked();
+      return new Promise<never>(() => undefined);
+    };
+    const pending = ops.get("/readyz");
+    await lookupStarted;
+    await ops.clock.advance(readinessDeadlineMs);
+    expect(summary(await pending)).toEqual(
+      textAnswer(503, `No token within ${readinessDeadlineMs} ms: upstream is slow or unreachable`),
+    );
+  });
+
+  it("is 503 with a generic text for an unexpected failure, whose details go to the log only", async () => {
+    const ops = await startOps();
+    ops.tokens.answer = () => Promise.reject(new RangeError("internal detail 7f3a"));
+    const answer = await ops.get("/readyz");
+    expect(summary(answer)).toEqual(
+      textAnswer(503, "The token source failed unexpectedly; the reason is in the broker log"),
+    );
+    const [line] = ops.logged().trim().split("\n");
+    expect(JSON.parse(line ?? "{}")).toMatchObject({
+      level: 50,
+      msg: "readiness token lookup failed unexpectedly",
+      err: { type: "RangeError", message: "internal detail 7f3a" },
+    });
+  });
+});
+
+describe("other requests", () => {
+  it("unknown paths are 404", async () => {
+    const ops = await startOps();
+    expect(summary(await ops.get("/computeMetadata/v1/instance/service-accounts/default/token"))).toEqual(
+      textAnswer(404, "Not found: the ops listener serves /metrics, /healthz and /readyz"),
+    );
+  });
+
+  it("methods other than GET are 405 with Allow: GET", async () => {
+    const ops = await startOps();
+    for (const method of ["POST", "PUT", "DELETE"]) {
+      const answer = await ops.get("/readyz", method);
+      expect(summary(answer)).toEqual(textAnswer(405, "Only GET is supported on the ops listener"));
+      expect(answer.headers.allow).toBe("GET");
+    }
+    const head = await ops.get("/metrics", "HEAD");
+    expect(summary(head)).toEqual(textAnswer(405, ""));
+    expect(ops.tokens.lookups).toBe(0);
+  });
+});
