@@ -1,0 +1,396 @@
+import type { Request, Response } from "express";
+import { FaultInjector } from "./faults.ts";
+import { etagOf, type NewObject, ObjectStore, objectResource, type StoredObject } from "./gcs-objects.ts";
+import { ResumableUploads } from "./gcs-resumable.ts";
+import {
+  bodyOf,
+  callerOf,
+  GoogleApiError,
+  googleApi,
+  hasAnyScope,
+  insufficientScopes,
+  parseJsonBody,
+  pathParam,
+  queryParam,
+  WireLog,
+  type WireRecord,
+} from "./google-api.ts";
+import type { RunningServer } from "./http.ts";
+import type { GooglePrincipal, IssuedAccessToken, Ledger } from "./ledger.ts";
+import { parseMultipartRelated } from "./multipart-related.ts";
+import { iamMember, type World } from "./world.ts";
+
+export type { StoredObject } from "./gcs-objects.ts";
+
+/**
+ * Fake of the GCS JSON API, as `@google-cloud/storage` calls it: uploads (multipart, media,
+ * resumable), object metadata and media reads, listing. Grants follow the demo: the data writers
+ * of the world may create, read and list objects in `world.grantedBucket`, nobody may do anything
+ * in any other bucket. Overwriting is allowed to them (the fake models no `storage.objects.delete`).
+ */
+export type GcsOperation = "objects.insert" | "uploads.put" | "objects.get" | "objects.list" | "unrouted";
+
+export interface GcsFake extends RunningServer {
+  readonly faults: FaultInjector;
+  /** Every request in arrival order, with the Bearer it carried. */
+  readonly requests: readonly WireRecord<GcsOperation>[];
+  calls(operation: GcsOperation): number;
+  object(bucket: string, name: string): StoredObject | undefined;
+  /** A bucket's objects in name order. */
+  objects(bucket: string): StoredObject[];
+}
+
+type Permission = "storage.objects.create" | "storage.objects.get" | "storage.objects.list";
+
+const writeScopes = [
+  "https://www.googleapis.com/auth/cloud-platform",
+  "https://www.googleapis.com/auth/devstorage.full_control",
+  "https://www.googleapis.com/auth/devstorage.read_write",
+];
+const readScopes = [
+  ...writeScopes,
+  "https://www.googleapis.com/auth/cloud-platform.read-only",
+  "https://www.googleapis.com/auth/devstorage.read_only",
+];
+
+export async function startGcs({ world, ledger }: { world: World; ledger: Ledger }): Promise<GcsFake> {
+  const faults = new FaultInjector();
+  const wire = new WireLog<GcsOperation>();
+  const store = new ObjectStore([world.grantedBucket, world.forbiddenBucket]);
+  const uploads = new ResumableUploads();
+  const api = googleApi({
+    faults,
+    wire,
+    unrouted: "unrouted",
+    withStatus: false,
+    throttled: {
+      code: 429,
+      message: "The rate of requests exceeds the rate limit.",
+      reason: "rateLimitExceeded",
+    },
+  });
+
+  /** Authenticates, then checks scopes, the bucket's existence and the demo's IAM grant, in GCS's order. */
+  const authorize = (req: Request, bucket: string, permission: Permission): IssuedAccessToken => {
+    const caller = callerOf(req, ledger);
+    if (caller.kind === "anonymous") {
+      throw new GoogleApiError({
+        code: 401,
+        message: denial("Anonymous caller", permission),
+        reason: "required",
+        header: "Authorization",
+      });
+    }
+    if (caller.kind === "unknownToken") {
+      throw new GoogleApiError({
+        code: 401,
+        message: "Invalid Credentials",
+        reason: "authError",
+        header: "Authorization",
+      });
+    }
+    const scopes = permission === "storage.objects.create" ? writeScopes : readScopes;
+    if (!hasAnyScope(caller.token, scopes)) throw new GoogleApiError(insufficientScopes);
+    if (!store.hasBucket(bucket)) {
+      throw new GoogleApiError({
+        code: 404,
+        message: "The specified bucket does not exist.",
+        reason: "notFound",
+      });
+    }
+    const member = iamMember(caller.token.principal);
+    if (!world.dataWriters.includes(member) || bucket !== world.grantedBucket) {
+      throw new GoogleApiError({
+        code: 403,
+        message: denial(callerName(caller.token.principal), permission),
+        reason: "forbidden",
+      });
+    }
+    return caller.token;
+  };
+
+  const write = (
+    bucket: string,
+    input: NewObject,
+    ifGenerationMatch: string | undefined,
+    claimed: Claims,
+  ) => {
+    const existing = store.get(bucket, input.name);
+    if (ifGenerationMatch !== undefined && (existing?.generation ?? "0") !== ifGenerationMatch) {
+      throw new GoogleApiError({
+        code: 412,
+        message: "At least one of the pre-conditions you specified did not hold.",
+        reason: "conditionNotMet",
+      });
+    }
+    const object = store.prepare(bucket, input);
+    verifyClaims(object, claimed);
+    store.save(object);
+    return object;
+  };
+
+  const baseUrlOf = (req: Request) => `${req.protocol}://${req.get("host")}`;
+
+  api.route("post", "/upload/storage/v1/b/:bucket/o", "objects.insert", (req, res) => {
+    const bucket = pathParam(req, "bucket");
+    authorize(req, bucket, "storage.objects.create");
+    const uploadType = queryParam(req, "uploadType");
+    const ifGenerationMatch = queryParam(req, "ifGenerationMatch");
+    if (uploadType === "resumable") {
+      const metadata = objectMetadata(parseJsonBody(req));
+      const object = {
+        name: requireName(metadata.name ?? queryParam(req, "name")),
+        contentType: req.get("x-upload-content-type") ?? metadata.contentType ?? "application/octet-stream",
+        metadata: metadata.metadata,
+      };
+      const session = uploads.open(bucket, object, ifGenerationMatch);
+      const location = new URL(`${baseUrlOf(req)}/upload/storage/v1/b/${bucket}/o`);
+      location.search = new URLSearchParams({
+        uploadType: "resumable",
+        name: object.name,
+        upload_id: session.id,
+      }).toString();
+      res.set({ Location: location.href, "X-GUploader-UploadID": session.id }).status(200).end();
+      return;
+    }
+    const { input, claimed } = uploadType === "media" ? mediaUpload(req) : multipartUpload(req, uploadType);
+    res.json(objectResource(write(bucket, input, ifGenerationMatch, claimed), baseUrlOf(req)));
+  });
+
+  api.route("put", "/upload/storage/v1/b/:bucket/o", "uploads.put", (req, res) => {
+    const session = uploads.get(queryParam(req, "upload_id") ?? "");
+    if (session === undefined || session.bucket !== pathParam(req, "bucket")) {
+      throw new GoogleApiError({ code: 404, message: "No such upload session.", reason: "notFound" });
+    }
+    if (session.result === undefined) {
+      const outcome = uploads.accept(session, req.get("content-range"), bodyOf(req));
+      if (outcome.kind === "invalid") {
+        throw new GoogleApiError({ code: 400, message: outcome.message, reason: "invalid" });
+      }
+      if (outcome.kind === "incomplete") {
+        // 308 "Resume Incomplete" with the persisted range, or no Range header when nothing is.
+        if (outcome.persisted > 0) res.set("Range", `bytes=0-${outcome.persisted - 1}`);
+        res.status(308).set("Content-Length", "0").end();
+        return;
+      }
+      const input = { ...session.object, bytes: outcome.bytes };
+      session.result = write(session.bucket, input, session.ifGenerationMatch, hashHeaderClaims(req));
+    }
+    res.json(objectResource(session.result, baseUrlOf(req)));
+  });
+
+  api.route("get", "/storage/v1/b/:bucket/o", "objects.list", (req, res) => {
+    const bucket = pathParam(req, "bucket");
+    authorize(req, bucket, "storage.objects.list");
+    const page = store.list(bucket, {
+      prefix: queryParam(req, "prefix") ?? "",
+      delimiter: queryParam(req, "delimiter") || undefined,
+      maxResults: Math.min(Number(queryParam(req, "maxResults") ?? 1000) || 1000, 1000),
+      pageToken: queryParam(req, "pageToken"),
+    });
+    res.json({
+      kind: "storage#objects",
+      ...(page.prefixes.length > 0 ? { prefixes: page.prefixes } : {}),
+      ...(page.items.length > 0 ? { items: page.items.map((o) => objectResource(o, baseUrlOf(req))) } : {}),
+      ...(page.nextPageToken === undefined ? {} : { nextPageToken: page.nextPageToken }),
+    });
+  });
+
+  const getObject = (req: Request, res: Response, mediaOnly: boolean) => {
+    const bucket = pathParam(req, "bucket");
+    const name = pathParam(req, "object");
+    authorize(req, bucket, "storage.objects.get");
+    const object = store.get(bucket, name);
+    const generation = queryParam(req, "generation");
+    if (object === undefined || (generation !== undefined && generation !== object.generation)) {
+      throw new GoogleApiError({
+        code: 404,
+        message: `No such object: ${bucket}/${name}`,
+        reason: "notFound",
+      });
+    }
+    if (mediaOnly || queryParam(req, "alt") === "media") sendMedia(req, res, object);
+    else res.json(objectResource(object, baseUrlOf(req)));
+  };
+  api.route("get", "/storage/v1/b/:bucket/o/:object", "objects.get", (req, res) =>
+    getObject(req, res, false),
+  );
+  api.route("get", "/download/storage/v1/b/:bucket/o/:object", "objects.get", (req, res) =>
+    getObject(req, res, true),
+  );
+
+  const server = await api.listen();
+  return {
+    ...server,
+    faults,
+    get requests() {
+      return wire.requests;
+    },
+    calls: (operation) => wire.calls(operation),
+    object: (bucket, name) => store.get(bucket, name),
+    objects: (bucket) => store.all(bucket),
+  };
+}
+
+/** How GCS names the caller in a denial: a service account by email, a federated identity as "Caller". */
+function callerName(principal: GooglePrincipal): string {
+  return principal.kind === "serviceAccount" ? principal.email : "Caller";
+}
+
+function denial(who: string, permission: Permission): string {
+  const resource = permission === "storage.objects.list" ? "bucket" : "object";
+  return `${who} does not have ${permission} access to the Google Cloud Storage ${resource}. Permission '${permission}' denied on resource (or it may not exist).`;
+}
+
+/** Hashes the client declared; GCS rejects the upload when they differ from what it received. */
+interface Claims {
+  readonly crc32c?: string | undefined;
+  readonly md5Hash?: string | undefined;
+}
+
+function verifyClaims(object: StoredObject, claimed: Claims): void {
+  const mismatch = (message: string): never => {
+    throw new GoogleApiError({ code: 400, message, reason: "invalid" });
+  };
+  if (claimed.crc32c !== undefined && claimed.crc32c !== object.crc32c) {
+    mismatch(`Provided CRC32C "${claimed.crc32c}" doesn't match calculated CRC32C "${object.crc32c}".`);
+  }
+  if (claimed.md5Hash !== undefined && claimed.md5Hash !== object.md5Hash) {
+    mismatch(`Provided MD5 hash "${claimed.md5Hash}" doesn't match calculated MD5 hash "${object.md5Hash}".`);
+  }
+}
+
+/** `X-Goog-Hash: crc32c=…,md5=…` on the final PUT of a resumable upload. */
+function hashHeaderClaims(req: Request): Claims {
+  const pairs = (req.get("x-goog-hash") ?? "").split(",").map((pair) => pair.trim().split(/=(.*)/s));
+  const find = (kind: string) => pairs.find(([key]) => key === kind)?.[1];
+  return { crc32c: find("crc32c"), md5Hash: find("md5") };
+}
+
+/** The fields of an object resource a client may set on upload and that the fake keeps. */
+interface ObjectMetadata extends Claims {
+  readonly name?: string | undefined;
+  readonly contentType?: string | undefined;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+function objectMetadata(json: unknown): ObjectMetadata {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new GoogleApiError({ code: 400, message: "Invalid argument.", reason: "invalid" });
+  }
+  const fields = json as Record<string, unknown>;
+  const text = (key: string) => (typeof fields[key] === "string" ? fields[key] : undefined);
+  const user = fields.metadata;
+  const metadata =
+    typeof user === "object" && user !== null
+      ? Object.fromEntries(Object.entries(user).map(([key, value]) => [key, String(value)]))
+      : {};
+  return {
+    name: text("name"),
+    contentType: text("contentType"),
+    crc32c: text("crc32c"),
+    md5Hash: text("md5Hash"),
+    metadata,
+  };
+}
+
+function requireName(name: string | undefined): string {
+  if (name === undefined || name === "") {
+    throw new GoogleApiError({ code: 400, message: "Required", reason: "required" });
+  }
+  return name;
+}
+
+function mediaUpload(req: Request): { input: NewObject; claimed: Claims } {
+  return {
+    input: {
+      name: requireName(queryParam(req, "name")),
+      bytes: bodyOf(req),
+      contentType: req.get("content-type") ?? "application/octet-stream",
+      metadata: {},
+    },
+    claimed: {},
+  };
+}
+
+function multipartUpload(
+  req: Request,
+  uploadType: string | undefined,
+): { input: NewObject; claimed: Claims } {
+  if (uploadType !== "multipart") {
+    throw new GoogleApiError({
+      code: 400,
+      message: `Invalid upload type: ${uploadType ?? "(none)"}. Use media, multipart or resumable.`,
+      reason: "invalid",
+    });
+  }
+  const parts = parseMultipartRelated(bodyOf(req), req.get("content-type") ?? "");
+  const [metadataPart, mediaPart] = parts ?? [];
+  if (parts?.length !== 2 || metadataPart === undefined || mediaPart === undefined) {
+    throw new GoogleApiError({
+      code: 400,
+      message: "Multipart upload needs a multipart/related body with a metadata part and a media part.",
+      reason: "invalid",
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(metadataPart.body.toString("utf8"));
+  } catch {
+    throw new GoogleApiError({ code: 400, message: "Parse Error", reason: "parseError" });
+  }
+  const metadata = objectMetadata(json);
+  return {
+    input: {
+      name: requireName(metadata.name ?? queryParam(req, "name")),
+      bytes: mediaPart.body,
+      contentType:
+        metadata.contentType ?? mediaPart.headers.get("content-type") ?? "application/octet-stream",
+      metadata: metadata.metadata,
+    },
+    claimed: metadata,
+  };
+}
+
+/** Media with the headers the library checks: it validates the download against `X-Goog-Hash`. */
+function sendMedia(req: Request, res: Response, object: StoredObject): void {
+  // setHeader, not res.set: express would append a charset that the stored content type lacks.
+  res.setHeader("Content-Type", object.contentType);
+  res.set({
+    "X-Goog-Hash": `crc32c=${object.crc32c},md5=${object.md5Hash}`,
+    "X-Goog-Generation": object.generation,
+    "X-Goog-Metageneration": object.metageneration,
+    "X-Goog-Stored-Content-Encoding": "identity",
+    "X-Goog-Stored-Content-Length": String(object.bytes.length),
+    ETag: etagOf(object),
+    "Last-Modified": new Date(object.timeCreated).toUTCString(),
+    "Accept-Ranges": "bytes",
+  });
+  const range = byteRange(req.get("range"), object.bytes.length);
+  if (range === undefined) {
+    res.status(200).send(object.bytes);
+    return;
+  }
+  res
+    .status(206)
+    .set("Content-Range", `bytes ${range.start}-${range.end}/${object.bytes.length}`)
+    .send(object.bytes.subarray(range.start, range.end + 1));
+}
+
+/** `bytes=a-b`, `bytes=a-` or `bytes=-n`; anything else (or no header) means the whole object. */
+function byteRange(header: string | undefined, size: number): { start: number; end: number } | undefined {
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header ?? "");
+  if (match === null || size === 0) return undefined;
+  const [, first = "", last = ""] = match;
+  if (first === "" && last === "") return undefined;
+  const start = first === "" ? Math.max(size - Number(last), 0) : Number(first);
+  const end = first === "" || last === "" ? size - 1 : Math.min(Number(last), size - 1);
+  if (start > end) {
+    throw new GoogleApiError({
+      code: 416,
+      message: "Requested range not satisfiable",
+      reason: "requestedRangeNotSatisfiable",
+    });
+  }
+  return { start, end };
+}
