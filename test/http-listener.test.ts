@@ -1,0 +1,159 @@
+import { Agent, type IncomingMessage, request, type ServerResponse } from "node:http";
+import { afterEach, describe, expect, it } from "vitest";
+import { BrokerError } from "../broker/errors.ts";
+import { listen, type RunningListener } from "../broker/http-listener.ts";
+import { httpGet } from "./support/http-client.ts";
+
+const running: RunningListener[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((listener) => listener.close(0)));
+});
+
+/** An app that answers `/slow` only when the test releases it, and everything else at once. */
+function gatedApp() {
+  let release: () => void = () => undefined;
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let arrived: () => void = () => undefined;
+  const slowArrived = new Promise<void>((resolve) => {
+    arrived = resolve;
+  });
+  const app = (req: IncomingMessage, res: ServerResponse) => {
+    if (!req.url?.startsWith("/slow")) {
+      res.end("fast");
+      return;
+    }
+    arrived();
+    // `/slow?streaming` has sent its headers before close: too late for `Connection: close`.
+    if (req.url.endsWith("?streaming")) res.write("partly ");
+    void released.then(() => res.end("finished"));
+  };
+  return { app, release, slowArrived };
+}
+
+async function start(app: (req: IncomingMessage, res: ServerResponse) => void): Promise<RunningListener> {
+  const listener = await listen(app, "127.0.0.1", 0, "BROKER_PORT");
+  running.push(listener);
+  return listener;
+}
+
+function elapsedSince(startMs: number): number {
+  return performance.now() - startMs;
+}
+
+describe("listen", () => {
+  it("binds an ephemeral port on the given host and reports its URL", async () => {
+    const listener = await start(gatedApp().app);
+    expect(listener.port).toBeGreaterThan(0);
+    expect(listener.url).toBe(`http://127.0.0.1:${listener.port}`);
+    expect((await httpGet(listener.port, "/")).body).toBe("fast");
+  });
+
+  it("a port in use is a one-line BrokerError naming the variable to change", async () => {
+    const first = await start(gatedApp().app);
+    const second = listen(gatedApp().app, "127.0.0.1", first.port, "BROKER_OPS_PORT");
+    await expect(second).rejects.toThrow(BrokerError);
+    await expect(second).rejects.toMatchObject({
+      code: "CONFIG_INVALID",
+      message: `Cannot listen on 127.0.0.1:${first.port}: the port is already in use; set BROKER_OPS_PORT to a free port`,
+    });
+  });
+
+  it("an address that is not this machine's is a one-line BrokerError naming the host variable", async () => {
+    // 192.0.2.1 is TEST-NET-1 (RFC 5737): never assigned to a local interface, so binding fails at once.
+    const attempt = listen(gatedApp().app, "192.0.2.1", 0, "BROKER_PORT", {
+      hostVariableName: "BROKER_HOST",
+    });
+    await expect(attempt).rejects.toMatchObject({
+      code: "CONFIG_INVALID",
+      message:
+        "Cannot listen on 192.0.2.1:0: 192.0.2.1 is not an address of this machine; set BROKER_HOST (e.g. 127.0.0.1)",
+    });
+  });
+});
+
+describe("close", () => {
+  it("stops accepting, lets a request in flight finish, then resolves", async () => {
+    const { app, release, slowArrived } = gatedApp();
+    const listener = await start(app);
+    const inFlight = httpGet(listener.port, "/slow");
+    await slowArrived;
+
+    const started = performance.now();
+    const closed = listener.close(5_000);
+    await expect(httpGet(listener.port, "/")).rejects.toMatchObject({ code: "ECONNREFUSED" });
+    release();
+    const answer = await inFlight;
+    expect({ status: answer.status, body: answer.body, connection: answer.headers.connection }).toEqual({
+      status: 200,
+      body: "finished",
+      connection: "close",
+    });
+    await closed;
+    expect(elapsedSince(started)).toBeLessThan(1_000);
+  });
+
+  it("closes a keep-alive connection as soon as its response, started before close, is done", async () => {
+    const { app, release, slowArrived } = gatedApp();
+    const listener = await start(app);
+    const agent = new Agent({ keepAlive: true });
+    const inFlight = new Promise<string>((resolve, reject) => {
+      request({ host: "127.0.0.1", port: listener.port, path: "/slow?streaming", agent }, (res) => {
+        let text = "";
+        res.on("data", (chunk: Buffer) => {
+          text += chunk.toString("utf8");
+        });
+        res.on("end", () => resolve(text));
+      })
+        .on("error", reject)
+        .end();
+    });
+    await slowArrived;
+
+    const started = performance.now();
+    const closed = listener.close(5_000);
+    release();
+    expect(await inFlight).toBe("partly finished");
+    await closed;
+    expect(elapsedSince(started)).toBeLessThan(1_000);
+    agent.destroy();
+  });
+
+  it("closes idle keep-alive connections at once instead of waiting for their timeout", async () => {
+    const listener = await start(gatedApp().app);
+    const agent = new Agent({ keepAlive: true });
+    const body = await new Promise<string>((resolve, reject) => {
+      request({ host: "127.0.0.1", port: listener.port, path: "/", agent }, (res) => {
+        let text = "";
+        res.on("data", (chunk: Buffer) => {
+          text += chunk.toString("utf8");
+        });
+        res.on("end", () => resolve(text));
+      })
+        .on("error", reject)
+        .end();
+    });
+    expect(body).toBe("fast");
+    expect(Object.values(agent.freeSockets).flat()).toHaveLength(1);
+
+    const started = performance.now();
+    await listener.close(5_000);
+    expect(elapsedSince(started)).toBeLessThan(500);
+    agent.destroy();
+  });
+
+  it("destroys what is still open at the deadline", async () => {
+    const { app, slowArrived } = gatedApp();
+    const listener = await start(app);
+    const hung = httpGet(listener.port, "/slow");
+    await slowArrived;
+
+    const started = performance.now();
+    await listener.close(200);
+    const took = elapsedSince(started);
+    expect(took).toBeGreaterThanOrEqual(190);
+    expect(took).toBeLessThan(1_000);
+    await expect(hung).rejects.toMatchObject({ code: "ECONNRESET" });
+  });
+});
