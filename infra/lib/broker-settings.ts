@@ -1,0 +1,105 @@
+import { Token } from "aws-cdk-lib";
+
+/** The JWT signing algorithms AWS STS offers for `GetWebIdentityToken`. */
+export type SigningAlgorithm = "ES384" | "RS256";
+
+/**
+ * What the broker is told about the Google side, shared by the Lambda and ECS constructs so both
+ * configure the broker (environment) and the AWS permission (policy condition) from one value.
+ */
+export interface BrokerSettings {
+  /**
+   * The Workload Identity Federation provider audience,
+   * `//iam.googleapis.com/projects/<NUMBER>/locations/global/workloadIdentityPools/<POOL>/providers/<PROVIDER>`.
+   * Build it with {@link providerAudience}; it becomes `BROKER_AUDIENCE` and the only
+   * `sts:IdentityTokenAudience` the role may request.
+   */
+  readonly audience: string;
+  /** Service account to impersonate (`BROKER_SERVICE_ACCOUNT`). @default - direct federated access */
+  readonly serviceAccount?: string;
+  /** Google project id served at `project/project-id` (`BROKER_PROJECT_ID`). @default - not served */
+  readonly projectId?: string;
+  /** Default OAuth scopes (`BROKER_SCOPES`). @default - the broker's default, cloud-platform */
+  readonly scopes?: readonly string[];
+  /**
+   * Lifetime of the AWS JWT, 60..3600 s (`BROKER_AWS_TOKEN_DURATION`); also the largest
+   * `sts:DurationSeconds` the role is allowed. @default 300
+   */
+  readonly tokenDurationSeconds?: number;
+  /** JWT signing algorithm (`BROKER_AWS_SIGNING_ALGORITHM`), pinned in the policy. @default "ES384" */
+  readonly signingAlgorithm?: SigningAlgorithm;
+  /** pino level (`BROKER_LOG_LEVEL`). @default - the broker's default, info */
+  readonly logLevel?: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+}
+
+/** The parts of a provider audience, as Terraform in infra/gcp names them. */
+export interface ProviderAudienceParts {
+  readonly projectNumber: string;
+  readonly poolId: string;
+  readonly providerId: string;
+}
+
+/** The broker's metadata listener, as every workload must be told to reach it. */
+export const metadataEndpoint = "127.0.0.1:8181";
+export const defaultTokenDurationSeconds = 300;
+export const defaultSigningAlgorithm: SigningAlgorithm = "ES384";
+
+const audiencePattern =
+  /^\/\/iam\.googleapis\.com\/projects\/\d{1,20}\/locations\/global\/workloadIdentityPools\/[a-z0-9-]{4,32}\/providers\/[a-z0-9-]{4,32}$/;
+const serviceAccountPattern = /^[a-z0-9][a-z0-9._-]{0,62}@[a-z0-9][a-z0-9.-]*\.gserviceaccount\.com$/;
+
+export function providerAudience(parts: ProviderAudienceParts): string {
+  return `//iam.googleapis.com/projects/${parts.projectNumber}/locations/global/workloadIdentityPools/${parts.poolId}/providers/${parts.providerId}`;
+}
+
+/**
+ * Checks the settings at synth time, so a typo fails `cdk synth` with the same kind of line the
+ * broker would print at start-up, instead of a deployed function that cannot get a token.
+ */
+export function validateBrokerSettings(settings: BrokerSettings): void {
+  if (!Token.isUnresolved(settings.audience) && !audiencePattern.test(settings.audience)) {
+    throw new Error(
+      `token-broker: audience "${settings.audience}" is not a provider audience; use providerAudience({ projectNumber, poolId, providerId }), e.g. //iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider`,
+    );
+  }
+  const account = settings.serviceAccount;
+  if (account !== undefined && !Token.isUnresolved(account) && !serviceAccountPattern.test(account)) {
+    throw new Error(
+      `token-broker: serviceAccount "${account}" is not a service-account email; e.g. broker@my-project.iam.gserviceaccount.com`,
+    );
+  }
+  const duration = settings.tokenDurationSeconds;
+  if (duration !== undefined && !(Number.isInteger(duration) && duration >= 60 && duration <= 3600)) {
+    throw new Error(`token-broker: tokenDurationSeconds ${duration} is outside 60..3600; e.g. 300`);
+  }
+}
+
+/** The `BROKER_*` variables the broker process reads; unset settings keep the broker's defaults. */
+export function brokerEnvironment(settings: BrokerSettings): Record<string, string> {
+  const environment: Record<string, string> = {
+    BROKER_AUDIENCE: settings.audience,
+    BROKER_AWS_TOKEN_DURATION: String(settings.tokenDurationSeconds ?? defaultTokenDurationSeconds),
+    BROKER_AWS_SIGNING_ALGORITHM: settings.signingAlgorithm ?? defaultSigningAlgorithm,
+  };
+  if (settings.serviceAccount) environment.BROKER_SERVICE_ACCOUNT = settings.serviceAccount;
+  if (settings.projectId) environment.BROKER_PROJECT_ID = settings.projectId;
+  if (settings.scopes?.length) environment.BROKER_SCOPES = settings.scopes.join(",");
+  if (settings.logLevel) environment.BROKER_LOG_LEVEL = settings.logLevel;
+  return environment;
+}
+
+/**
+ * What a workload needs to find the broker: the Go, Python, Java and Node SDKs read
+ * `GCE_METADATA_HOST` (or `GCE_METADATA_IP`), the gcloud CLI `GCE_METADATA_ROOT`. Node's
+ * gcp-metadata additionally probes for a metadata server unless told it is there; that probe
+ * would cost a round trip, so Node workloads also get `METADATA_SERVER_DETECTION`.
+ */
+export function workloadEnvironment(options: { readonly node: boolean }): Record<string, string> {
+  const environment: Record<string, string> = {
+    GCE_METADATA_HOST: metadataEndpoint,
+    GCE_METADATA_IP: metadataEndpoint,
+    GCE_METADATA_ROOT: metadataEndpoint,
+  };
+  if (options.node) environment.METADATA_SERVER_DETECTION = "assume-present";
+  return environment;
+}

@@ -1,0 +1,80 @@
+import path from "node:path";
+import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from "aws-cdk-lib";
+import { Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
+import { Architecture, Runtime } from "aws-cdk-lib/aws-lambda";
+import { NodejsFunction, OutputFormat } from "aws-cdk-lib/aws-lambda-nodejs";
+import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
+import type { Construct } from "constructs";
+import {
+  type DemoContext,
+  demoBrokerSettings,
+  demoRoleNames,
+  demoWorkloadEnvironment,
+} from "./demo-context.ts";
+import { LambdaTokenBroker } from "./lambda-token-broker.ts";
+import { TokenBrokerLayer } from "./token-broker-layer.ts";
+
+export interface LambdaDemoStackProps extends StackProps {
+  readonly demo: DemoContext;
+}
+
+const repositoryRoot = path.resolve(import.meta.dirname, "..", "..");
+
+/**
+ * The walk-through's function (write an object to the bucket and a row to the table) with no
+ * auth code in it: the broker layer hands its Google SDKs their tokens.
+ */
+export class LambdaDemoStack extends Stack {
+  readonly function: NodejsFunction;
+
+  constructor(scope: Construct, id: string, props: LambdaDemoStackProps) {
+    super(scope, id, props);
+    const logGroup = new LogGroup(this, "Logs", {
+      retention: RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    // A role of our own instead of the AWSLambdaBasicExecutionRole managed policy: it may write
+    // to this log group only, and its fixed name is what infra/gcp pins.
+    const role = new Role(this, "Role", {
+      roleName: demoRoleNames.lambda,
+      assumedBy: new ServicePrincipal("lambda.amazonaws.com"),
+      description: "token-broker demo function: writes its logs and mints JWTs for Google",
+    });
+    logGroup.grantWrite(role);
+
+    this.function = new NodejsFunction(this, "Function", {
+      entry: path.join(repositoryRoot, "client-demo", "handler.ts"),
+      handler: "handler",
+      projectRoot: repositoryRoot,
+      depsLockFilePath: path.join(repositoryRoot, "package-lock.json"),
+      runtime: Runtime.NODEJS_24_X,
+      architecture: Architecture.ARM_64,
+      memorySize: 512,
+      timeout: Duration.seconds(30),
+      role,
+      logGroup,
+      environment: demoWorkloadEnvironment(props.demo),
+      bundling: {
+        // esbuild is a dev dependency, so bundling needs neither Docker nor a network.
+        forceDockerBundling: false,
+        format: OutputFormat.ESM,
+        target: "node24",
+        minify: true,
+        sourceMap: true,
+        // Some Google SDK dependencies still call require(); give the ESM bundle one.
+        banner:
+          "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+      },
+    });
+
+    new LambdaTokenBroker(this, "TokenBroker", {
+      function: this.function,
+      layer: new TokenBrokerLayer(this, "TokenBrokerLayer", { layersDirectory: props.demo.layersDirectory }),
+      broker: demoBrokerSettings(props.demo),
+    });
+
+    new CfnOutput(this, "FunctionName", { value: this.function.functionName });
+    new CfnOutput(this, "RoleArn", { value: role.roleArn });
+    new CfnOutput(this, "LogGroupName", { value: logGroup.logGroupName });
+  }
+}

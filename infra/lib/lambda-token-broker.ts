@@ -1,0 +1,60 @@
+import { type Function as LambdaFunction, Runtime, RuntimeFamily } from "aws-cdk-lib/aws-lambda";
+import { Construct } from "constructs";
+import {
+  type BrokerSettings,
+  brokerEnvironment,
+  validateBrokerSettings,
+  workloadEnvironment,
+} from "./broker-settings.ts";
+import type { TokenBrokerLayer } from "./token-broker-layer.ts";
+import { webIdentityTokenPolicy } from "./web-identity-token-policy.ts";
+
+export interface LambdaTokenBrokerProps {
+  /** The function that gets Google credentials; any runtime, either architecture. */
+  readonly function: LambdaFunction;
+  /** The layers to choose from; one `TokenBrokerLayer` can serve every function of a stack. */
+  readonly layer: TokenBrokerLayer;
+  /** Audience, service account and token settings of the broker. */
+  readonly broker: BrokerSettings;
+}
+
+/**
+ * Attaches the broker to a Lambda function: the layer flavour and architecture that fit its
+ * runtime, the `BROKER_*` settings, the variables that point Google SDKs at the extension, and
+ * the narrowly conditioned `sts:GetWebIdentityToken` permission on its role.
+ *
+ * ```ts
+ * new LambdaTokenBroker(this, "Broker", { function: fn, layer, broker: { audience } });
+ * ```
+ */
+export class LambdaTokenBroker extends Construct {
+  constructor(scope: Construct, id: string, props: LambdaTokenBrokerProps) {
+    super(scope, id);
+    const fn = props.function;
+    validateBrokerSettings(props.broker);
+    if (fn.runtime.runtimeEquals(Runtime.FROM_IMAGE)) {
+      throw new Error(
+        `LambdaTokenBroker: ${fn.node.path} is a container-image function, which cannot use layers; copy the extension into the image at /opt/extensions instead`,
+      );
+    }
+    const role = fn.role;
+    if (!role) {
+      throw new Error(
+        `LambdaTokenBroker: ${fn.node.path} has no execution role to grant sts:GetWebIdentityToken`,
+      );
+    }
+
+    fn.addLayers(props.layer.forFunction(fn.runtime, fn.architecture));
+    const environment = {
+      ...brokerEnvironment(props.broker),
+      ...workloadEnvironment({ node: fn.runtime.family === RuntimeFamily.NODEJS }),
+    };
+    for (const [name, value] of Object.entries(environment)) fn.addEnvironment(name, value);
+
+    const policy = webIdentityTokenPolicy(this, props.broker);
+    role.attachInlinePolicy(policy);
+    // The first invocation must not race the permission. Only the CloudFormation function waits:
+    // the function construct also holds its role, which the policy itself needs first.
+    fn.node.defaultChild?.node.addDependency(policy);
+  }
+}
