@@ -1,4 +1,5 @@
 import type { Request, Response } from "express";
+import type { CallCounter } from "./call-counter.ts";
 import { FaultInjector } from "./faults.ts";
 import { etagOf, type NewObject, ObjectStore, objectResource, type StoredObject } from "./gcs-objects.ts";
 import { ResumableUploads } from "./gcs-resumable.ts";
@@ -32,9 +33,11 @@ export type GcsOperation = "objects.insert" | "uploads.put" | "objects.get" | "o
 
 export interface GcsFake extends RunningServer {
   readonly faults: FaultInjector;
+  readonly calls: CallCounter<GcsOperation>;
   /** Every request in arrival order, with the Bearer it carried. */
-  readonly requests: readonly WireRecord<GcsOperation>[];
-  calls(operation: GcsOperation): number;
+  requests(): readonly WireRecord<GcsOperation>[];
+  /** Clears faults, counters and the request log; stored objects stay. */
+  reset(): void;
   object(bucket: string, name: string): StoredObject | undefined;
   /** A bucket's objects in name order. */
   objects(bucket: string): StoredObject[];
@@ -223,10 +226,12 @@ export async function startGcs({ world, ledger }: { world: World; ledger: Ledger
   return {
     ...server,
     faults,
-    get requests() {
-      return wire.requests;
+    calls: wire.calls,
+    requests: () => wire.requests(),
+    reset: () => {
+      faults.clear();
+      wire.reset();
     },
-    calls: (operation) => wire.calls(operation),
     object: (bucket, name) => store.get(bucket, name),
     objects: (bucket) => store.all(bucket),
   };

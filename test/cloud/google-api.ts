@@ -1,9 +1,11 @@
 import { STATUS_CODES } from "node:http";
 import { finished } from "node:stream/promises";
 import express, { type NextFunction, type Request, type Response } from "express";
+import { CallCounter } from "./call-counter.ts";
 import type { FaultInjector } from "./faults.ts";
 import { listen, type RunningServer } from "./http.ts";
 import type { IssuedAccessToken, Ledger } from "./ledger.ts";
+import { bearerToken } from "./requests.ts";
 
 /**
  * What the GCS and BigQuery fakes share: Google's JSON error envelope, Bearer resolution through
@@ -77,14 +79,9 @@ export type Caller =
   | { readonly kind: "unknownToken" }
   | { readonly kind: "token"; readonly token: IssuedAccessToken };
 
-export function bearerOf(req: Request): string | undefined {
-  const match = /^Bearer (\S+)$/.exec(req.get("authorization") ?? "");
-  return match?.[1];
-}
-
 /** Resolves the Bearer token through the ledger; expired tokens are unknown, as they are to Google. */
 export function callerOf(req: Request, ledger: Ledger): Caller {
-  const bearer = bearerOf(req);
+  const bearer = bearerToken(req);
   if (bearer === undefined) return { kind: "anonymous" };
   const token = ledger.resolveAccessToken(bearer);
   return token === undefined ? { kind: "unknownToken" } : { kind: "token", token };
@@ -102,19 +99,23 @@ export interface WireRecord<Operation extends string> {
   readonly bearer: string | undefined;
 }
 
+/** The traffic a fake saw: counts per operation and, in order, each request with its Bearer. */
 export class WireLog<Operation extends string> {
+  readonly calls = new CallCounter<Operation>();
   readonly #records: WireRecord<Operation>[] = [];
 
   record(record: WireRecord<Operation>): void {
+    this.calls.increment(record.operation);
     this.#records.push(record);
   }
 
-  get requests(): readonly WireRecord<Operation>[] {
+  requests(): readonly WireRecord<Operation>[] {
     return [...this.#records];
   }
 
-  calls(operation: Operation): number {
-    return this.#records.filter((record) => record.operation === operation).length;
+  reset(): void {
+    this.calls.reset();
+    this.#records.length = 0;
   }
 }
 
@@ -182,7 +183,7 @@ export function googleApi<Operation extends string>(
   const record =
     (operation: Operation) =>
     (req: Request, _res: Response, next: NextFunction): void => {
-      wire.record({ operation, method: req.method, path: req.originalUrl, bearer: bearerOf(req) });
+      wire.record({ operation, method: req.method, path: req.originalUrl, bearer: bearerToken(req) });
       next();
     };
 
