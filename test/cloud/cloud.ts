@@ -1,0 +1,114 @@
+import { type AwsSts, startAwsSts } from "./aws-sts.ts";
+import { type GcsFake, startGcs } from "./gcs.ts";
+import { type GoogleSts, startGoogleSts } from "./google-sts.ts";
+import type { RunningServer } from "./http.ts";
+import { type IamCredentials, startIamCredentials } from "./iam-credentials.ts";
+import { Ledger } from "./ledger.ts";
+import { type AwsPrincipal, demoWorld, providerAudience, type World } from "./world.ts";
+
+/** The fakes whose port can be fixed (the others always take an ephemeral one). */
+export type FixedPortService = "awsSts" | "googleSts" | "iamCredentials";
+
+export interface CloudOptions {
+  readonly world?: World;
+  /** Ports to listen on; unset or 0 means an ephemeral port. */
+  readonly ports?: Readonly<Partial<Record<FixedPortService, number>>>;
+}
+
+/** The environment a broker process needs to get its tokens from this cloud (a type, so it spreads into `env`). */
+export type BrokerEnv = {
+  readonly AWS_REGION: string;
+  readonly AWS_ENDPOINT_URL_STS: string;
+  readonly AWS_ACCESS_KEY_ID: string;
+  readonly AWS_SECRET_ACCESS_KEY: string;
+  readonly BROKER_AUDIENCE: string;
+  readonly BROKER_STS_URL: string;
+  readonly BROKER_IAM_CREDENTIALS_URL: string;
+  readonly BROKER_PROJECT_ID: string;
+  readonly BROKER_SERVICE_ACCOUNT?: string;
+};
+
+export interface Cloud {
+  readonly world: World;
+  readonly ledger: Ledger;
+  readonly awsSts: AwsSts;
+  readonly googleSts: GoogleSts;
+  readonly iamCredentials: IamCredentials;
+  readonly gcs: GcsFake;
+  /** `impersonate: true` adds the service account the demo role may impersonate. */
+  brokerEnv(options: { impersonate: boolean }): BrokerEnv;
+  /** Clears every fake's faults, switches and counters (stored data stays). */
+  reset(): void;
+  close(): Promise<void>;
+}
+
+/** By convention the first AWS principal of a world is the demo workload's role. */
+export function demoPrincipal(world: World): AwsPrincipal {
+  const principal = world.awsPrincipals[0];
+  if (principal === undefined) throw new Error("the world has no AWS principal to act as the demo role");
+  return principal;
+}
+
+/** The service account the demo role may impersonate. */
+export function impersonatedServiceAccount(world: World): string {
+  const { roleArn } = demoPrincipal(world);
+  const account = world.serviceAccounts.find((candidate) => candidate.impersonators.includes(roleArn));
+  if (account === undefined) throw new Error(`no service account lists ${roleArn} as impersonator`);
+  return account.email;
+}
+
+/**
+ * Starts the whole hermetic cloud on loopback: AWS STS first (Google STS trusts its issuer for
+ * the demo account), then the Google services, one at a time so that a failed start can close
+ * exactly what already runs.
+ */
+export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
+  const world = options.world ?? demoWorld;
+  const ports = options.ports ?? {};
+  const ledger = new Ledger();
+  const started: RunningServer[] = [];
+  const track = async <T extends RunningServer>(server: Promise<T>): Promise<T> => {
+    const running = await server;
+    started.push(running);
+    return running;
+  };
+  const close = async () => {
+    await Promise.all(started.map((server) => server.close()));
+  };
+
+  try {
+    const demo = demoPrincipal(world);
+    const awsSts = await track(startAwsSts({ world, ledger, port: ports.awsSts }));
+    const googleSts = await track(
+      startGoogleSts({ world, ledger, issuerUri: awsSts.issuerFor(demo.accountId), port: ports.googleSts }),
+    );
+    const iamCredentials = await track(startIamCredentials({ world, ledger, port: ports.iamCredentials }));
+    const gcs = await track(startGcs({ world, ledger }));
+    return {
+      world,
+      ledger,
+      awsSts,
+      googleSts,
+      iamCredentials,
+      gcs,
+      brokerEnv: ({ impersonate }) => ({
+        AWS_REGION: world.region,
+        AWS_ENDPOINT_URL_STS: awsSts.url,
+        AWS_ACCESS_KEY_ID: demo.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: demo.secretAccessKey,
+        BROKER_AUDIENCE: providerAudience(world),
+        BROKER_STS_URL: googleSts.tokenUrl,
+        BROKER_IAM_CREDENTIALS_URL: iamCredentials.url,
+        BROKER_PROJECT_ID: world.googleProjectId,
+        ...(impersonate ? { BROKER_SERVICE_ACCOUNT: impersonatedServiceAccount(world) } : {}),
+      }),
+      reset: () => {
+        for (const fake of [awsSts, googleSts, iamCredentials, gcs]) fake.reset();
+      },
+      close,
+    };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
