@@ -238,6 +238,9 @@ describe("fake AWS STS GetWebIdentityToken through @aws-sdk/client-sts", () => {
     const byAudience = await rejection(mint({ Audience: [audience, "https://not-allowed.example"] }));
     expect(byAudience.name).toBe("AccessDenied");
     expect(byAudience.$metadata.httpStatusCode).toBe(403);
+    expect(byAudience.message).toBe(
+      "User: arn:aws:sts::123456789012:assumed-role/token-broker-demo/token-broker-demo-session is not authorized to perform: sts:GetWebIdentityToken because an identity-based policy explicitly denies the audience https://not-allowed.example",
+    );
     expect((await mint()).WebIdentityToken).toBeDefined();
 
     sts.denyRole(demo.roleArn);

@@ -201,13 +201,13 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
     if (deniedRoles.has(principal.roleArn) || deniedAudience !== undefined) {
       const why =
         deniedAudience === undefined
-          ? "no identity-based policy allows"
-          : "an explicit deny for this audience in";
+          ? "no identity-based policy allows the sts:GetWebIdentityToken action"
+          : `an identity-based policy explicitly denies the audience ${deniedAudience}`;
       return sendError(
         res,
         403,
         "AccessDenied",
-        `User: ${sessionArn(principal)} is not authorized to perform: sts:GetWebIdentityToken because ${why} the sts:GetWebIdentityToken action`,
+        `User: ${sessionArn(principal)} is not authorized to perform: sts:GetWebIdentityToken because ${why}`,
       );
     }
     if (federationDisabled.has(principal.accountId)) {
