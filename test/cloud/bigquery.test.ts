@@ -1,5 +1,5 @@
 import { BigQuery, type BigQueryOptions } from "@google-cloud/bigquery";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type BigQueryFake, startBigQuery } from "./bigquery.ts";
 import { bearerClient, federatedWriter, issueToken, serviceAccount } from "./google-clients.ts";
 import { Ledger } from "./ledger.ts";
@@ -9,15 +9,15 @@ let ledger: Ledger;
 let bq: BigQueryFake;
 let writerToken: string;
 
-beforeAll(async () => {
+beforeAll(() => {
   ledger = new Ledger();
-  bq = await startBigQuery({ world, ledger });
 });
-afterAll(() => bq.close());
-beforeEach(() => {
-  bq.reset();
+// A fresh fake per test: each test asserts the table's exact content and traffic.
+beforeEach(async () => {
+  bq = await startBigQuery({ world, ledger });
   writerToken = issueToken(ledger, federatedWriter(world));
 });
+afterEach(() => bq.close());
 
 /** The real client, pointed at the fake only through its documented endpoint setting. */
 function bigquery(token: string, options: BigQueryOptions = {}): BigQuery {

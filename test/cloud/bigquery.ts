@@ -37,7 +37,7 @@ export interface BigQueryFake extends RunningServer {
   readonly calls: CallCounter<BigQueryOperation>;
   /** Every request in arrival order, with the Bearer it carried. */
   requests(): readonly WireRecord<BigQueryOperation>[];
-  /** Back to the start: no faults, no traffic recorded, no rows. */
+  /** Clears faults, counters and the request log; stored rows stay. */
   reset(): void;
   /** The rows stored in a table, oldest first (empty for a table that does not exist). */
   rows(dataset: string, table: string): readonly StoredRow[];
@@ -83,17 +83,16 @@ export async function startBigQuery({
 }): Promise<BigQueryFake> {
   const faults = new FaultInjector();
   const wire = new WireLog<BigQueryOperation>();
-  const tables = new Map<string, Table>();
-  /** The world's one table, empty. */
-  const createTables = () => {
-    tables.clear();
-    tables.set(`${world.dataset}.${world.table}`, {
-      schema: new Map(demoTableSchema.map((field) => [field.name, field.type])),
-      rows: [],
-      insertIds: new Set(),
-    });
-  };
-  createTables();
+  const tables = new Map<string, Table>([
+    [
+      `${world.dataset}.${world.table}`,
+      {
+        schema: new Map(demoTableSchema.map((field) => [field.name, field.type])),
+        rows: [],
+        insertIds: new Set(),
+      },
+    ],
+  ]);
   const api = googleApi({
     faults,
     wire,
@@ -181,7 +180,6 @@ export async function startBigQuery({
     reset: () => {
       faults.clear();
       wire.reset();
-      createTables();
     },
     rows: (dataset, table) => [...(tables.get(`${dataset}.${table}`)?.rows ?? [])],
   };

@@ -46,10 +46,6 @@ export class ObjectStore {
     for (const bucket of bucketNames) this.#buckets.set(bucket, new Map());
   }
 
-  clear(): void {
-    for (const objects of this.#buckets.values()) objects.clear();
-  }
-
   hasBucket(bucket: string): boolean {
     return this.#buckets.has(bucket);
   }

@@ -50,10 +50,6 @@ export class ResumableUploads {
     return session;
   }
 
-  clear(): void {
-    this.#sessions.clear();
-  }
-
   get(id: string): UploadSession | undefined {
     return this.#sessions.get(id);
   }

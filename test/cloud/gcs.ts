@@ -36,7 +36,7 @@ export interface GcsFake extends RunningServer {
   readonly calls: CallCounter<GcsOperation>;
   /** Every request in arrival order, with the Bearer it carried. */
   requests(): readonly WireRecord<GcsOperation>[];
-  /** Back to the start: no faults, no traffic recorded, no objects, no upload sessions. */
+  /** Clears faults, counters and the request log; stored objects stay. */
   reset(): void;
   object(bucket: string, name: string): StoredObject | undefined;
   /** A bucket's objects in name order. */
@@ -231,8 +231,6 @@ export async function startGcs({ world, ledger }: { world: World; ledger: Ledger
     reset: () => {
       faults.clear();
       wire.reset();
-      store.clear();
-      uploads.clear();
     },
     object: (bucket, name) => store.get(bucket, name),
     objects: (bucket) => store.all(bucket),
