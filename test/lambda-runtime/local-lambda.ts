@@ -1,0 +1,595 @@
+import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { promisify } from "node:util";
+import { listen, type RunningServer } from "../cloud/http.ts";
+import {
+  type Answer,
+  type ControlPlane,
+  createRuntimeApiApp,
+  type ExtensionRegistration,
+  type Invocation,
+  type RuntimeResult,
+} from "./runtime-api.ts";
+import { type LogLine, SandboxProcess } from "./sandbox-process.ts";
+
+/**
+ * A Lambda execution environment on loopback, driving the real artefacts: the built layer zips
+ * are unpacked into an `/opt`-like folder, every executable in its `extensions/` is started as
+ * Lambda starts extensions, the function runs under the real `aws-lambda-ric` (the runtime
+ * interface client of Lambda's Node.js images) against the Runtime API, and the sandbox is
+ * frozen (SIGSTOP) between invocations and thawed (SIGCONT) before the next, as Lambda does.
+ *
+ * The phases follow the Extensions API documentation:
+ *   init      extensions start; once all have registered, the runtime starts; init ends when
+ *             the runtime and every extension wait in `next`.
+ *   invoke    the event goes to the runtime and, as INVOKE, to subscribed extensions; the phase
+ *             ends when the runtime has answered and everyone waits in `next` again; then freeze.
+ *   shutdown  the runtime is stopped (SIGTERM, SIGKILL after 300 ms), extensions get SHUTDOWN
+ *             with a deadline 2 s out, and whatever still runs then is killed.
+ */
+
+export interface LocalLambdaOptions {
+  /** Layer zips, unpacked in order into one folder (a later layer's files win, as in Lambda). */
+  readonly layers: readonly string[];
+  /** `LAMBDA_TASK_ROOT`: the function's code. */
+  readonly taskRoot: string;
+  /** `_HANDLER`, e.g. `handler.handler`. */
+  readonly handler: string;
+  /** The function's configured environment (Lambda adds its reserved variables). */
+  readonly environment: Readonly<Record<string, string>>;
+  readonly functionName?: string;
+  /** The function timeout; each INVOKE's deadline is this far out. */
+  readonly timeoutMs?: number;
+  /** Called with every line a sandbox process writes (the demo prints them). */
+  readonly onLog?: (line: LogLine) => void;
+}
+
+export type InvokeOutcome =
+  | { readonly kind: "response"; readonly payload: unknown }
+  | { readonly kind: "error"; readonly errorType: string; readonly errorMessage: string };
+
+export interface InvokeResult {
+  readonly requestId: string;
+  readonly outcome: InvokeOutcome;
+  /** From delivering the event to the runtime's answer. */
+  readonly durationMs: number;
+}
+
+export interface ExtensionShutdown {
+  readonly name: string;
+  /** From handing the SHUTDOWN event over to the process's exit; undefined = killed at the deadline. */
+  readonly exitedAfterMs: number | undefined;
+  readonly exitCode: number | null;
+}
+
+/** Lambda failed the init phase; `errorType` is what Lambda reports (e.g. `Extension.InitError`). */
+export class LambdaInitError extends Error {
+  override readonly name = "LambdaInitError";
+  readonly errorType: string;
+  /** What the failing process reported itself, e.g. the extension's `Lambda-Extension-Function-Error-Type`. */
+  readonly reportedErrorType: string | undefined;
+  readonly reportedMessage: string | undefined;
+  readonly logs: readonly LogLine[];
+
+  constructor(
+    errorType: string,
+    detail: string,
+    reported: { type?: string; message?: string },
+    logs: readonly LogLine[],
+  ) {
+    super(`${errorType}: ${detail}`);
+    this.errorType = errorType;
+    this.reportedErrorType = reported.type;
+    this.reportedMessage = reported.message;
+    this.logs = logs;
+  }
+}
+
+/** Lambda's limits: 10 s for init, 2 s for shutdown of which 300 ms belong to the runtime. */
+const initLimitMs = 10_000;
+const shutdownLimitMs = 2_000;
+const runtimeShutdownMs = 300;
+const defaultTimeoutMs = 30_000;
+/** Variables Lambda gives the runtime process only, not extensions (Extensions API docs). */
+const runtimeOnlyVariables = [
+  "AWS_EXECUTION_ENV",
+  "AWS_LAMBDA_LOG_GROUP_NAME",
+  "AWS_LAMBDA_LOG_STREAM_NAME",
+  "AWS_XRAY_CONTEXT_MISSING",
+  "AWS_XRAY_DAEMON_ADDRESS",
+  "LAMBDA_RUNTIME_DIR",
+  "LAMBDA_TASK_ROOT",
+  "_AWS_XRAY_DAEMON_ADDRESS",
+  "_AWS_XRAY_DAEMON_PORT",
+  "_HANDLER",
+];
+
+type EventType = "INVOKE" | "SHUTDOWN";
+
+interface Extension {
+  readonly name: string;
+  readonly process: SandboxProcess;
+  id?: string;
+  events: ReadonlySet<EventType>;
+  readonly queue: object[];
+  deliver?: (event: object) => void;
+  reportedError?: { kind: "init" | "exit"; type: string; message: string | undefined };
+  shutdownDeliveredAtMs?: number;
+}
+
+interface PendingInvocation {
+  readonly invocation: Invocation;
+  readonly startedAtMs: number;
+  result?: RuntimeResult;
+  answeredAtMs?: number;
+}
+
+const run = promisify(execFile);
+const require = createRequire(import.meta.url);
+
+function refusal<T>(status: number, errorType: string, errorMessage: string): Answer<T> {
+  return { ok: false, refusal: { status, errorType, errorMessage } };
+}
+
+function messageOf(body: string): string | undefined {
+  try {
+    const parsed = JSON.parse(body) as { errorMessage?: unknown };
+    return typeof parsed.errorMessage === "string" ? parsed.errorMessage : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export class LocalLambda implements ControlPlane {
+  readonly logs: LogLine[] = [];
+  readonly #options: LocalLambdaOptions;
+  readonly #root: string;
+  readonly #optDir: string;
+  readonly #extensions: Extension[] = [];
+  #server: RunningServer | undefined;
+  #runtime: SandboxProcess | undefined;
+  #runtimeDeliver: ((invocation: Invocation) => void) | undefined;
+  #runtimeInitError: { type: string; message: string | undefined } | undefined;
+  #pending: PendingInvocation | undefined;
+  #frozen = false;
+  #closed = false;
+  readonly #listeners = new Set<() => void>();
+
+  private constructor(options: LocalLambdaOptions, root: string) {
+    this.#options = options;
+    this.#root = root;
+    this.#optDir = join(root, "opt");
+  }
+
+  /** Runs the init phase; rejects with `LambdaInitError` (after cleaning up) if Lambda would fail it. */
+  static async start(options: LocalLambdaOptions): Promise<LocalLambda> {
+    const lambda = new LocalLambda(options, await mkdtemp(join(tmpdir(), "local-lambda-")));
+    try {
+      await lambda.#init();
+      return lambda;
+    } catch (error) {
+      await lambda.close();
+      throw error;
+    }
+  }
+
+  /** `AWS_LAMBDA_RUNTIME_API` of this sandbox. */
+  get runtimeApi(): string {
+    return `127.0.0.1:${this.#server?.port ?? 0}`;
+  }
+
+  /** The folder the layers were unpacked into (`/opt` in Lambda). */
+  get optDir(): string {
+    return this.#optDir;
+  }
+
+  get frozen(): boolean {
+    return this.#frozen;
+  }
+
+  get #functionName(): string {
+    return this.#options.functionName ?? "token-broker-demo";
+  }
+
+  get #region(): string {
+    return this.#options.environment.AWS_REGION ?? "us-east-1";
+  }
+
+  #log = (line: LogLine) => {
+    this.logs.push(line);
+    this.#options.onLog?.(line);
+  };
+
+  #changed(): void {
+    for (const listener of [...this.#listeners]) listener();
+  }
+
+  /** Resolves once `ready()` returns a value; rejects with `onTimeout()` after `ms`. */
+  #until<T>(ready: () => T | undefined, ms: number, onTimeout: () => Error): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const value = ready();
+        if (value === undefined) return;
+        cleanup();
+        resolve(value);
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(onTimeout());
+      }, ms);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.#listeners.delete(check);
+      };
+      this.#listeners.add(check);
+      check();
+    });
+  }
+
+  #baseEnvironment(): Record<string, string> {
+    return {
+      ...this.#options.environment,
+      // Lambda's Node.js runtimes put their node first on PATH (/var/lang/bin); ours is Node 24.
+      PATH: `${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`,
+      LANG: "en_US.UTF-8",
+      TZ: ":UTC",
+      AWS_REGION: this.#region,
+      AWS_DEFAULT_REGION: this.#region,
+      AWS_LAMBDA_FUNCTION_NAME: this.#functionName,
+      AWS_LAMBDA_FUNCTION_VERSION: "$LATEST",
+      AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "512",
+      AWS_LAMBDA_INITIALIZATION_TYPE: "on-demand",
+      AWS_LAMBDA_RUNTIME_API: this.runtimeApi,
+    };
+  }
+
+  async #init(): Promise<void> {
+    await mkdir(this.#optDir);
+    for (const layer of this.#options.layers) {
+      await run("unzip", ["-q", "-o", layer, "-d", this.#optDir]);
+    }
+    this.#server = await listen(createRuntimeApiApp(this));
+
+    const extensionEnv = this.#baseEnvironment();
+    for (const name of runtimeOnlyVariables) delete extensionEnv[name];
+    const folder = join(this.#optDir, "extensions");
+    const names = (await readdir(folder).catch(() => [] as string[])).sort();
+    for (const name of names) {
+      const path = join(folder, name);
+      const info = await stat(path);
+      if (!info.isFile() || (info.mode & 0o111) === 0) continue;
+      this.#extensions.push({
+        name,
+        process: new SandboxProcess(name, path, [], {
+          env: extensionEnv,
+          cwd: this.#optDir,
+          onLine: this.#log,
+        }),
+        events: new Set(),
+        queue: [],
+      });
+    }
+    for (const extension of this.#extensions) void extension.process.exited.then(() => this.#changed());
+
+    // Extension init: every extension registers (or the init fails).
+    await this.#until(
+      () => this.#initFailure() ?? (this.#extensions.every((e) => e.id !== undefined) ? true : undefined),
+      initLimitMs,
+      () => this.#timeout("extensions did not register"),
+    ).then((failure) => {
+      if (failure !== true) throw failure;
+    });
+
+    // Runtime init, then everyone waits in `next`.
+    const runtimeEnv: Record<string, string> = {
+      ...this.#baseEnvironment(),
+      _HANDLER: this.#options.handler,
+      LAMBDA_TASK_ROOT: this.#options.taskRoot,
+      AWS_EXECUTION_ENV: "AWS_Lambda_nodejs24.x",
+      AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${this.#functionName}`,
+      AWS_LAMBDA_LOG_STREAM_NAME: `local/[$LATEST]${randomUUID().replaceAll("-", "")}`,
+    };
+    const ric = join(dirname(require.resolve("aws-lambda-ric")), "index.mjs");
+    this.#runtime = new SandboxProcess("runtime", process.execPath, [ric], {
+      env: runtimeEnv,
+      cwd: this.#options.taskRoot,
+      onLine: this.#log,
+    });
+    void this.#runtime.exited.then(() => this.#changed());
+    await this.#until(
+      () =>
+        this.#initFailure() ??
+        (this.#runtimeDeliver !== undefined && this.#extensions.every((e) => e.deliver !== undefined)
+          ? true
+          : undefined),
+      initLimitMs,
+      () => this.#timeout("the runtime or an extension did not finish init"),
+    ).then((failure) => {
+      if (failure !== true) throw failure;
+    });
+  }
+
+  #timeout(what: string): LambdaInitError {
+    return new LambdaInitError("Sandbox.Timedout", `${what} within ${initLimitMs} ms`, {}, this.logs);
+  }
+
+  /** The first reason Lambda would fail the init phase, if any. */
+  #initFailure(): LambdaInitError | undefined {
+    for (const extension of this.#extensions) {
+      const reported = extension.reportedError;
+      if (reported?.kind === "init") {
+        return new LambdaInitError(
+          "Extension.InitError",
+          `extension ${extension.name} failed to initialise: ${reported.type}`,
+          { type: reported.type, ...(reported.message === undefined ? {} : { message: reported.message }) },
+          this.logs,
+        );
+      }
+      if (extension.process.exit !== undefined) {
+        return new LambdaInitError(
+          "Extension.Crash",
+          `extension ${extension.name} exited during init (code ${extension.process.exit.code})`,
+          {},
+          this.logs,
+        );
+      }
+    }
+    if (this.#runtimeInitError !== undefined) {
+      return new LambdaInitError(
+        this.#runtimeInitError.type,
+        "the runtime failed to initialise",
+        {
+          type: this.#runtimeInitError.type,
+          ...(this.#runtimeInitError.message === undefined
+            ? {}
+            : { message: this.#runtimeInitError.message }),
+        },
+        this.logs,
+      );
+    }
+    if (this.#runtime?.exit !== undefined) {
+      return new LambdaInitError(
+        "Runtime.ExitError",
+        `the runtime exited during init (code ${this.#runtime.exit.code})`,
+        {},
+        this.logs,
+      );
+    }
+    return undefined;
+  }
+
+  #freeze(): void {
+    for (const target of this.#processes()) target.signal("SIGSTOP");
+    this.#frozen = true;
+  }
+
+  #thaw(): void {
+    for (const target of this.#processes()) target.signal("SIGCONT");
+    this.#frozen = false;
+  }
+
+  #processes(): SandboxProcess[] {
+    return [
+      ...this.#extensions.map((e) => e.process),
+      ...(this.#runtime === undefined ? [] : [this.#runtime]),
+    ];
+  }
+
+  #send(extension: Extension, event: object): void {
+    extension.queue.push(event);
+    this.#drain(extension);
+  }
+
+  #drain(extension: Extension): void {
+    const deliver = extension.deliver;
+    const event = extension.queue.shift();
+    if (event === undefined) return;
+    if (deliver === undefined) {
+      extension.queue.unshift(event);
+      return;
+    }
+    extension.deliver = undefined;
+    if ((event as { eventType?: string }).eventType === "SHUTDOWN")
+      extension.shutdownDeliveredAtMs = Date.now();
+    deliver(event);
+  }
+
+  /**
+   * Thaws the sandbox, delivers one invocation, waits for the end of the invoke phase and freezes
+   * the sandbox again. A function timeout or a runtime crash rejects (the sandbox is then unusable).
+   */
+  async invoke(payload: unknown, options: { timeoutMs?: number } = {}): Promise<InvokeResult> {
+    if (this.#closed) throw new Error("the sandbox is closed");
+    if (this.#pending !== undefined)
+      throw new Error("one invocation at a time: Lambda sandboxes are not concurrent");
+    if (this.#frozen) this.#thaw();
+    const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs ?? defaultTimeoutMs;
+    const invocation: Invocation = {
+      requestId: randomUUID(),
+      deadlineMs: Date.now() + timeoutMs,
+      invokedFunctionArn: `arn:aws:lambda:${this.#region}:123456789012:function:${this.#functionName}`,
+      traceId: `Root=1-${Math.floor(Date.now() / 1000).toString(16)}-${randomUUID().replaceAll("-", "").slice(0, 24)};Parent=${randomUUID().replaceAll("-", "").slice(0, 16)};Sampled=0`,
+      payload: JSON.stringify(payload),
+    };
+    const pending: PendingInvocation = { invocation, startedAtMs: Date.now() };
+    this.#pending = pending;
+    const deliverToRuntime = this.#runtimeDeliver;
+    this.#runtimeDeliver = undefined;
+    if (deliverToRuntime === undefined) throw new Error("the runtime is not waiting for an invocation");
+    deliverToRuntime(invocation);
+    for (const extension of this.#extensions) {
+      if (!extension.events.has("INVOKE")) continue;
+      this.#send(extension, {
+        eventType: "INVOKE",
+        deadlineMs: invocation.deadlineMs,
+        requestId: invocation.requestId,
+        invokedFunctionArn: invocation.invokedFunctionArn,
+        tracing: { type: "X-Amzn-Trace-Id", value: invocation.traceId },
+      });
+    }
+
+    const ended = () => {
+      if (this.#runtime?.exit !== undefined)
+        return new Error(`Runtime.ExitError: the runtime exited during the invocation`);
+      const everyoneWaits =
+        pending.result !== undefined &&
+        this.#runtimeDeliver !== undefined &&
+        this.#extensions.every((e) => e.deliver !== undefined || e.process.exit !== undefined);
+      return everyoneWaits ? true : undefined;
+    };
+    try {
+      const end = await this.#until(
+        ended,
+        timeoutMs,
+        () => new Error(`Sandbox.Timedout: the invocation exceeded ${timeoutMs} ms`),
+      );
+      if (end !== true) throw end;
+    } finally {
+      this.#pending = undefined;
+    }
+    this.#freeze();
+    const result = pending.result as RuntimeResult;
+    return {
+      requestId: invocation.requestId,
+      outcome:
+        result.kind === "response"
+          ? { kind: "response", payload: JSON.parse(result.body) as unknown }
+          : {
+              kind: "error",
+              errorType: result.errorType,
+              errorMessage: messageOf(result.body) ?? result.body,
+            },
+      durationMs: (pending.answeredAtMs ?? Date.now()) - pending.startedAtMs,
+    };
+  }
+
+  /** Runs the shutdown phase and reports how long each extension took to exit after SHUTDOWN. */
+  async shutdown(reason = "spindown"): Promise<ExtensionShutdown[]> {
+    if (this.#frozen) this.#thaw();
+    const startedAtMs = Date.now();
+    if (this.#runtime !== undefined) {
+      this.#runtime.signal("SIGTERM");
+      if (!(await this.#runtime.waitForExit(runtimeShutdownMs))) this.#runtime.signal("SIGKILL");
+    }
+    const deadlineMs = startedAtMs + shutdownLimitMs;
+    for (const extension of this.#extensions) {
+      if (extension.events.has("SHUTDOWN")) {
+        this.#send(extension, { eventType: "SHUTDOWN", shutdownReason: reason, deadlineMs });
+      }
+    }
+    const reports = await Promise.all(
+      this.#extensions.map(async (extension): Promise<ExtensionShutdown> => {
+        const exited = await extension.process.waitForExit(Math.max(0, deadlineMs - Date.now()));
+        if (!exited) extension.process.signal("SIGKILL");
+        const exit = extension.process.exit;
+        return {
+          name: extension.name,
+          exitedAfterMs:
+            exited && exit !== undefined && extension.shutdownDeliveredAtMs !== undefined
+              ? exit.atMs - extension.shutdownDeliveredAtMs
+              : undefined,
+          exitCode: exit?.code ?? null,
+        };
+      }),
+    );
+    await this.close();
+    return reports;
+  }
+
+  /** Kills whatever still runs, stops the API and removes the sandbox's files. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const target of this.#processes()) {
+      target.signal("SIGKILL");
+    }
+    await Promise.all(this.#processes().map((target) => target.waitForExit(2_000)));
+    await this.#server?.close();
+    await rm(this.#root, { recursive: true, force: true });
+  }
+
+  // ControlPlane: what the Runtime API and Extensions API calls do.
+
+  register(name: string, events: readonly string[]): Answer<ExtensionRegistration> {
+    const extension = this.#extensions.find((e) => e.name === name);
+    if (extension === undefined) {
+      return refusal(403, "Extension.InvalidExtensionName", `no executable named ${name} in /opt/extensions`);
+    }
+    if (extension.id !== undefined || this.#runtime !== undefined) {
+      return refusal(403, "Extension.InvalidExtensionState", `${name} cannot register now`);
+    }
+    const unknown = events.find((event) => event !== "INVOKE" && event !== "SHUTDOWN");
+    if (unknown !== undefined) return refusal(403, "Extension.InvalidEventType", `${unknown}: unknown event`);
+    extension.id = randomUUID();
+    extension.events = new Set(events as EventType[]);
+    this.#changed();
+    return {
+      ok: true,
+      value: {
+        extensionId: extension.id,
+        functionName: this.#functionName,
+        functionVersion: "$LATEST",
+        handler: this.#options.handler,
+      },
+    };
+  }
+
+  #extensionById(id: string): Extension | undefined {
+    return id === "" ? undefined : this.#extensions.find((e) => e.id === id);
+  }
+
+  extensionNext(extensionId: string): Answer<Promise<object>> {
+    const extension = this.#extensionById(extensionId);
+    if (extension === undefined) {
+      return refusal(403, "Extension.UnknownExtensionIdentifier", "Unknown Lambda-Extension-Identifier");
+    }
+    if (extension.reportedError !== undefined) {
+      return refusal(403, "Extension.InvalidExtensionState", `${extension.name} reported an error`);
+    }
+    const event = new Promise<object>((resolve) => {
+      extension.deliver = resolve;
+    });
+    this.#drain(extension);
+    this.#changed();
+    return { ok: true, value: event };
+  }
+
+  extensionError(extensionId: string, kind: "init" | "exit", errorType: string, body: string): Answer<void> {
+    const extension = this.#extensionById(extensionId);
+    if (extension === undefined) {
+      return refusal(403, "Extension.UnknownExtensionIdentifier", "Unknown Lambda-Extension-Identifier");
+    }
+    extension.reportedError = { kind, type: errorType, message: messageOf(body) };
+    this.#changed();
+    return { ok: true, value: undefined };
+  }
+
+  runtimeNext(): Answer<Promise<Invocation>> {
+    const invocation = new Promise<Invocation>((resolve) => {
+      this.#runtimeDeliver = resolve;
+    });
+    this.#changed();
+    return { ok: true, value: invocation };
+  }
+
+  runtimeResult(requestId: string, result: RuntimeResult): Answer<void> {
+    const pending = this.#pending;
+    if (pending === undefined || pending.invocation.requestId !== requestId || pending.result !== undefined) {
+      return refusal(400, "InvalidRequestID", `no invocation ${requestId} waits for a result`);
+    }
+    pending.result = result;
+    pending.answeredAtMs = Date.now();
+    this.#changed();
+    return { ok: true, value: undefined };
+  }
+
+  runtimeInitError(errorType: string, body: string): Answer<void> {
+    this.#runtimeInitError = { type: errorType, message: messageOf(body) };
+    this.#changed();
+    return { ok: true, value: undefined };
+  }
+}
