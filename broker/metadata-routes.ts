@@ -126,7 +126,8 @@ export class RouteTable<R extends RouteSpec> {
     let node = this.#root;
     const params: Record<string, string> = {};
     for (const raw of segments) {
-      const segment = decodeURIComponent(raw);
+      // Most paths hold no escape; skipping the decode keeps the token route's hot path short.
+      const segment = raw.includes("%") ? decodeURIComponent(raw) : raw;
       const next = node.children.get(segment);
       if (next !== undefined) {
         node = next;
