@@ -32,8 +32,9 @@ locals {
   # //iam.googleapis.com/projects/<NUMBER>/locations/global/workloadIdentityPools/<POOL>/providers/<PROVIDER>
   provider_audience = "//iam.googleapis.com/${google_iam_workload_identity_pool_provider.aws.name}"
 
-  impersonate           = var.service_account_id != ""
-  service_account_email = "${var.service_account_id}@${var.project_id}.iam.gserviceaccount.com"
+  impersonate            = var.service_account_id != ""
+  service_account_email  = "${var.service_account_id}@${var.project_id}.iam.gserviceaccount.com"
+  broker_service_account = local.impersonate ? local.service_account_email : ""
   # Keys are known at plan time (for_each needs that); the principals are known only after apply.
   data_writers = local.impersonate ? tomap({ service_account = "serviceAccount:${local.service_account_email}" }) : tomap(local.federated_principals)
 }

@@ -15,20 +15,26 @@ output "federated_principals" {
 
 output "service_account_email" {
   description = "The service account the broker impersonates (BROKER_SERVICE_ACCOUNT), or empty."
-  value       = local.impersonate ? google_service_account.broker[0].email : ""
+  value       = local.broker_service_account
+  depends_on  = [google_service_account.broker]
 }
 
-# Everything the CDK demo stacks need, as arguments: npx cdk deploy --all $(terraform output -raw cdk_context_args)
+locals {
+  # Exactly the context keys the CDK demo stacks read (infra/lib/demo-context.ts).
+  cdk_context = {
+    googleProjectId            = var.project_id
+    googleProjectNumber        = data.google_project.this.number
+    workloadIdentityPoolId     = google_iam_workload_identity_pool.aws.workload_identity_pool_id
+    workloadIdentityProviderId = google_iam_workload_identity_pool_provider.aws.workload_identity_pool_provider_id
+    googleServiceAccount       = local.broker_service_account
+    demoBucket                 = google_storage_bucket.demo.name
+    demoDataset                = google_bigquery_dataset.demo.dataset_id
+    demoTable                  = google_bigquery_table.events.table_id
+  }
+}
+
+# npx cdk deploy --all $(terraform -chdir=infra/gcp output -raw cdk_context_args)
 output "cdk_context_args" {
-  description = "CDK context arguments for the demo stacks."
-  value = join(" ", [
-    "-c googleProjectId=${var.project_id}",
-    "-c googleProjectNumber=${data.google_project.this.number}",
-    "-c workloadIdentityPoolId=${google_iam_workload_identity_pool.aws.workload_identity_pool_id}",
-    "-c workloadIdentityProviderId=${google_iam_workload_identity_pool_provider.aws.workload_identity_pool_provider_id}",
-    "-c googleServiceAccount=${local.impersonate ? google_service_account.broker[0].email : ""}",
-    "-c demoBucket=${google_storage_bucket.demo.name}",
-    "-c demoDataset=${google_bigquery_dataset.demo.dataset_id}",
-    "-c demoTable=${google_bigquery_table.events.table_id}",
-  ])
+  description = "The Google side's names as CDK context arguments for the demo stacks."
+  value       = join(" ", [for key, value in local.cdk_context : "-c ${key}=${value}"])
 }

@@ -14,7 +14,7 @@ variable "aws_issuer_url" {
   type        = string
 
   validation {
-    condition     = can(regex("^https://[a-z0-9-]+\\.tokens\\.sts\\.global\\.api\\.aws$", var.aws_issuer_url))
+    condition     = can(regex("^https://[A-Za-z0-9-]+\\.tokens\\.sts\\.global\\.api\\.aws$", var.aws_issuer_url))
     error_message = "aws_issuer_url must look like https://<id>.tokens.sts.global.api.aws; copy the IssuerUrl output of the TokenBrokerFederation stack."
   }
 }

@@ -1,0 +1,162 @@
+import { type CfnElement, Stack } from "aws-cdk-lib";
+import { Template } from "aws-cdk-lib/assertions";
+import {
+  ContainerImage,
+  Ec2TaskDefinition,
+  FargateTaskDefinition,
+  LogDrivers,
+  NetworkMode,
+} from "aws-cdk-lib/aws-ecs";
+import { beforeAll, describe, expect, it } from "vitest";
+import { providerAudience } from "../lib/broker-settings.ts";
+import { TokenBrokerSidecar } from "../lib/token-broker-sidecar.ts";
+import { testApp } from "./synth.ts";
+
+const audience = providerAudience({
+  projectNumber: "987654321098",
+  poolId: "aws-pool",
+  providerId: "aws-provider",
+});
+
+interface ContainerDefinition {
+  Name: string;
+  Essential?: boolean;
+  Environment?: { Name: string; Value: unknown }[];
+  DependsOn?: { ContainerName: string; Condition: string }[];
+  [key: string]: unknown;
+}
+
+let stack: Stack;
+let sidecar: TokenBrokerSidecar;
+let template: Template;
+let containers: Record<string, ContainerDefinition>;
+
+beforeAll(() => {
+  stack = new Stack(testApp(), "Sidecar");
+  const taskDefinition = new FargateTaskDefinition(stack, "Task");
+  const app = taskDefinition.addContainer("App", {
+    containerName: "app",
+    image: ContainerImage.fromRegistry("public.ecr.aws/docker/library/python:3.13-slim"),
+    essential: true,
+    environment: { APP_SETTING: "kept" },
+    logging: LogDrivers.awsLogs({ streamPrefix: "app" }),
+  });
+  sidecar = new TokenBrokerSidecar(stack, "Broker", {
+    taskDefinition,
+    broker: { audience, projectId: "demo-project" },
+    image: ContainerImage.fromRegistry("registry.example/token-broker:1.0.0"),
+  });
+  sidecar.serve(app);
+  template = Template.fromStack(stack);
+  const [task] = Object.values(template.findResources("AWS::ECS::TaskDefinition"));
+  const definitions = (task?.Properties.ContainerDefinitions ?? []) as ContainerDefinition[];
+  containers = Object.fromEntries(definitions.map((container) => [container.Name, container]));
+});
+
+function environment(container: ContainerDefinition | undefined): Record<string, unknown> {
+  return Object.fromEntries((container?.Environment ?? []).map(({ Name, Value }) => [Name, Value]));
+}
+
+describe("TokenBrokerSidecar", () => {
+  it("adds an essential broker container, health-checked through its own CLI with no shell", () => {
+    const broker = containers["token-broker"];
+    expect(broker).toMatchObject({
+      Essential: true,
+      Image: "registry.example/token-broker:1.0.0",
+      ReadonlyRootFilesystem: true,
+      MemoryReservation: 64,
+      StopTimeout: 5,
+      HealthCheck: {
+        Command: ["CMD", "node", "/app/token-broker.mjs", "--healthcheck"],
+        Interval: 10,
+        Timeout: 5,
+        Retries: 3,
+        StartPeriod: 10,
+      },
+    });
+  });
+
+  it("maps the ops port and labels it for the CloudWatch agent's Prometheus discovery", () => {
+    expect(containers["token-broker"]).toMatchObject({
+      PortMappings: [{ ContainerPort: 9464, Protocol: "tcp", Name: "broker-ops" }],
+      DockerLabels: {
+        ECS_PROMETHEUS_EXPORTER_PORT: "9464",
+        ECS_PROMETHEUS_METRICS_PATH: "/metrics",
+        ECS_PROMETHEUS_JOB_NAME: "token-broker",
+      },
+    });
+  });
+
+  it("configures the broker, including the region STS must be called in", () => {
+    expect(environment(containers["token-broker"])).toEqual({
+      BROKER_AUDIENCE: audience,
+      BROKER_AWS_TOKEN_DURATION: "300",
+      BROKER_AWS_SIGNING_ALGORITHM: "ES384",
+      BROKER_PROJECT_ID: "demo-project",
+      AWS_REGION: { Ref: "AWS::Region" },
+    });
+  });
+
+  it("logs to CloudWatch", () => {
+    const logGroup = sidecar.node.findChild("Logs").node.defaultChild as CfnElement;
+    expect(containers["token-broker"]?.LogConfiguration).toEqual({
+      LogDriver: "awslogs",
+      Options: {
+        "awslogs-group": { Ref: stack.getLogicalId(logGroup) },
+        "awslogs-stream-prefix": "token-broker",
+        "awslogs-region": { Ref: "AWS::Region" },
+      },
+    });
+  });
+
+  it("starts the app only once the broker is HEALTHY and points its SDKs at it", () => {
+    expect(containers.app?.DependsOn).toEqual([{ ContainerName: "token-broker", Condition: "HEALTHY" }]);
+    expect(environment(containers.app)).toEqual({
+      APP_SETTING: "kept",
+      GCE_METADATA_HOST: "127.0.0.1:8181",
+      GCE_METADATA_IP: "127.0.0.1:8181",
+      GCE_METADATA_ROOT: "127.0.0.1:8181",
+      METADATA_SERVER_DETECTION: "assume-present",
+    });
+  });
+
+  it("lets the task role, and only it, mint JWTs for the provider audience", () => {
+    const policy = sidecar.node.findChild("WebIdentityTokenPolicy").node.defaultChild as CfnElement;
+    const task = stack.node.findChild("Task");
+    const taskRole = task.node.findChild("TaskRole").node.defaultChild as CfnElement;
+    const resource = template.toJSON().Resources[stack.getLogicalId(policy)];
+    expect(resource.Properties.Roles).toEqual([{ Ref: stack.getLogicalId(taskRole) }]);
+    expect(resource.Properties.PolicyDocument.Statement).toEqual([
+      {
+        Sid: "MintJwtForGoogleWorkloadIdentityFederation",
+        Effect: "Allow",
+        Action: "sts:GetWebIdentityToken",
+        Resource: "*",
+        Condition: {
+          "ForAllValues:StringEquals": { "sts:IdentityTokenAudience": audience },
+          Null: { "sts:IdentityTokenAudience": "false" },
+          StringEquals: { "sts:SigningAlgorithm": "ES384" },
+          NumericLessThanEquals: { "sts:DurationSeconds": 300 },
+        },
+      },
+    ]);
+    const taskDefinition =
+      template.toJSON().Resources[stack.getLogicalId(task.node.defaultChild as CfnElement)];
+    expect(taskDefinition.DependsOn).toContain(stack.getLogicalId(policy));
+  });
+
+  it("refuses bridge networking, where 127.0.0.1 is not shared between containers", () => {
+    const scope = new Stack(testApp(), "Bridge");
+    const taskDefinition = new Ec2TaskDefinition(scope, "Task", { networkMode: NetworkMode.BRIDGE });
+    expect(
+      () =>
+        new TokenBrokerSidecar(scope, "Broker", {
+          taskDefinition,
+          broker: { audience },
+          image: ContainerImage.fromRegistry("registry.example/token-broker:1.0.0"),
+        }),
+    ).toThrow(
+      "TokenBrokerSidecar: Bridge/Task uses network mode bridge; use awsvpc (Fargate's) or host so the app can reach the broker on 127.0.0.1",
+    );
+  });
+});
