@@ -46,7 +46,7 @@ export interface BigQueryFake extends RunningServer {
 type FieldType = "TIMESTAMP" | "STRING";
 
 /** The schema of the demo table (`world.dataset`.`world.table`). */
-export const demoTableSchema: readonly { name: string; type: FieldType }[] = [
+const demoTableSchema: readonly { name: string; type: FieldType }[] = [
   { name: "timestamp", type: "TIMESTAMP" },
   { name: "message", type: "STRING" },
 ];

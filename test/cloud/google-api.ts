@@ -47,7 +47,7 @@ const canonicalStatus: Readonly<Record<number, string>> = {
   504: "DEADLINE_EXCEEDED",
 };
 
-export function googleErrorBody(error: GoogleError, withStatus: boolean): object {
+function googleErrorBody(error: GoogleError, withStatus: boolean): object {
   const inner = {
     message: error.detail ?? error.message,
     domain: "global",
@@ -119,7 +119,7 @@ export class WireLog<Operation extends string> {
   }
 }
 
-export function sendGoogleError(res: Response, error: GoogleError, withStatus: boolean): void {
+function sendGoogleError(res: Response, error: GoogleError, withStatus: boolean): void {
   if (error.code === 401) res.set("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"');
   res.status(error.code).json(googleErrorBody(error, withStatus));
 }
@@ -150,7 +150,7 @@ export function queryParam(req: Request, name: string): string | undefined {
   return typeof value === "string" ? value : undefined;
 }
 
-export type Handler = (req: Request, res: Response) => void | Promise<void>;
+type Handler = (req: Request, res: Response) => void | Promise<void>;
 
 export interface GoogleApiOptions<Operation extends string> {
   readonly faults: FaultInjector;
@@ -214,9 +214,7 @@ export function googleApi<Operation extends string>(
 
   return {
     route(method, path, operation, handler) {
-      app[method](path, record(operation), applyFaults, rawBody, async (req: Request, res: Response) => {
-        await handler(req, res);
-      });
+      app[method](path, record(operation), applyFaults, rawBody, handler);
     },
     listen() {
       app.use(record(options.unrouted), applyFaults, (_req: Request, res: Response) => {
