@@ -5,7 +5,7 @@ import type { Config } from "./config.ts";
 import { GoogleExchange } from "./google-exchange.ts";
 import { listen } from "./http-listener.ts";
 import { createLogger, type Logger } from "./logger.ts";
-import { createMetadataApp, type MetadataIdentity } from "./metadata-server.ts";
+import { createMetadataApp, type MetadataIdentity, metadataResponseHeaders } from "./metadata-server.ts";
 import { BrokerMetrics } from "./metrics.ts";
 import { createOpsApp } from "./ops-server.ts";
 import { type RefreshPolicy, TokenCache } from "./token-cache.ts";
@@ -97,12 +97,14 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     config.host,
     config.port,
     "BROKER_PORT",
+    { hostVariableName: "BROKER_HOST", protocolErrorHeaders: metadataResponseHeaders },
   );
   const ops = await listen(
     createOpsApp({ metrics, tokens: cache, clock, logger }),
     config.opsHost,
     config.opsPort,
     "BROKER_OPS_PORT",
+    { hostVariableName: "BROKER_OPS_HOST" },
   ).catch(async (error: unknown) => {
     await metadata.close(0);
     throw error;
