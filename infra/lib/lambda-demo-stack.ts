@@ -59,8 +59,9 @@ export class LambdaDemoStack extends Stack {
         forceDockerBundling: false,
         format: OutputFormat.ESM,
         target: "node24",
-        minify: true,
-        sourceMap: true,
+        // Unminified, so stack traces in the logs read without a source map.
+        minify: false,
+        sourceMap: false,
         // Some Google SDK dependencies still call require(); give the ESM bundle one.
         banner:
           "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",

@@ -81,7 +81,7 @@ export class OutboundFederation extends Construct {
       Validations.of(resource).acknowledge({
         id: "AwsSolutions-IAM5[Resource::*]",
         reason:
-          "iam:EnableOutboundWebIdentityFederation and iam:GetOutboundWebIdentityFederationInfo act on the account setting and have no resource type; IAM accepts only Resource * for them.",
+          "The call acts on the account-wide outbound federation setting, which has no resource type; IAM accepts only Resource * for it.",
       });
     }
   }
