@@ -126,6 +126,8 @@ describe("npm run cloud (test/cloud/main.ts)", () => {
       [...cloud.stdout().matchAll(/^export (\w+)='([^']*)'$/gm)].map(([, name, value]) => [name, value]),
     ) as Record<string, string>;
     expect(cloud.stdout()).toContain(`Google STS         ${env.BROKER_STS_URL}`);
+    expect(cloud.stdout()).toMatch(/^ {2}GCS JSON API {7}http:\/\/127\.0\.0\.1:\d+$/m);
+    expect(cloud.stdout()).toMatch(/^ {2}BigQuery API {7}http:\/\/127\.0\.0\.1:\d+$/m);
     expect(env.BROKER_SERVICE_ACCOUNT).toBe("broker-demo@demo-project.iam.gserviceaccount.com");
     expect(await tokenFromEnv(env)).toMatch(/^ya29\.c\./);
 

@@ -1,4 +1,5 @@
 import { type AwsSts, startAwsSts } from "./aws-sts.ts";
+import { type BigQueryFake, startBigQuery } from "./bigquery.ts";
 import { type GcsFake, startGcs } from "./gcs.ts";
 import { type GoogleSts, startGoogleSts } from "./google-sts.ts";
 import type { RunningServer } from "./http.ts";
@@ -35,6 +36,7 @@ export interface Cloud {
   readonly googleSts: GoogleSts;
   readonly iamCredentials: IamCredentials;
   readonly gcs: GcsFake;
+  readonly bigquery: BigQueryFake;
   /** `impersonate: true` adds the service account the demo role may impersonate. */
   brokerEnv(options: { impersonate: boolean }): BrokerEnv;
   /** Clears every fake's faults, switches and counters (stored data stays). */
@@ -84,6 +86,7 @@ export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
     );
     const iamCredentials = await track(startIamCredentials({ world, ledger, port: ports.iamCredentials }));
     const gcs = await track(startGcs({ world, ledger }));
+    const bigquery = await track(startBigQuery({ world, ledger }));
     return {
       world,
       ledger,
@@ -91,6 +94,7 @@ export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
       googleSts,
       iamCredentials,
       gcs,
+      bigquery,
       brokerEnv: ({ impersonate }) => ({
         AWS_REGION: world.region,
         AWS_ENDPOINT_URL_STS: awsSts.url,
@@ -103,7 +107,7 @@ export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
         ...(impersonate ? { BROKER_SERVICE_ACCOUNT: impersonatedServiceAccount(world) } : {}),
       }),
       reset: () => {
-        for (const fake of [awsSts, googleSts, iamCredentials, gcs]) fake.reset();
+        for (const fake of [awsSts, googleSts, iamCredentials, gcs, bigquery]) fake.reset();
       },
       close,
     };

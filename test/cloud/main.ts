@@ -55,7 +55,7 @@ const cloud = await startCloud({ ports: readPorts() }).catch((error: unknown) =>
     `npm run cloud: could not start: ${error instanceof Error ? error.message : error}. Free the port or pick another.`,
   ),
 );
-const { world, awsSts, googleSts, iamCredentials, gcs } = cloud;
+const { world, awsSts, googleSts, iamCredentials, gcs, bigquery } = cloud;
 const impersonated = impersonatedServiceAccount(world);
 const issuers = world.awsPrincipals.map(
   (p) => `    ${p.accountId} (${p.roleArn}): ${awsSts.issuerFor(p.accountId)}`,
@@ -71,6 +71,7 @@ process.stdout.write(
     `  Google STS         ${googleSts.tokenUrl}`,
     `  IAM Credentials    ${iamCredentials.url}  (ID-token JWKS: ${iamCredentials.jwksUrl})`,
     `  GCS JSON API       ${gcs.url}`,
+    `  BigQuery API       ${bigquery.url}`,
     "",
     "# Broker environment (direct federated access):",
     shellExports(cloud.brokerEnv({ impersonate: false })),
