@@ -1,39 +1,32 @@
 import { createServer } from "node:net";
-import type { BrokerEnv } from "../cloud/cloud.ts";
-import type { World } from "../cloud/world.ts";
+import { fileURLToPath } from "node:url";
+import { type BigQueryFake, startBigQuery } from "../cloud/bigquery.ts";
+import { type Cloud, startCloud } from "../cloud/cloud.ts";
+import type { FunctionBundle } from "./function-bundle.ts";
+import { LocalLambda, type LocalLambdaOptions } from "./local-lambda.ts";
 
-/**
- * The demo function's configuration as a deployment gives it (see infra/: broker settings, the
- * metadata variables for Google SDKs, the demo's own settings), pointed at the hermetic cloud.
- * The broker's ports are picked free so sandboxes can run side by side; the ops listener stays
- * on loopback.
- */
-export interface DemoFunctionEnvironmentOptions {
-  readonly world: World;
-  readonly brokerEnv: BrokerEnv;
-  readonly storageEndpoint: string;
-  readonly bigqueryEndpoint: string;
-  readonly metadataPort: number;
-  readonly opsPort: number;
+/** The demo function's source, as infra/ deploys it. */
+export const demoHandlerPath = fileURLToPath(new URL("../../client-demo/handler.ts", import.meta.url));
+
+/** The hermetic cloud with the BigQuery fake the demo writes its rows to. */
+export interface DemoCloud {
+  readonly cloud: Cloud;
+  readonly bigquery: BigQueryFake;
+  close(): Promise<void>;
 }
 
-export function demoFunctionEnvironment(options: DemoFunctionEnvironmentOptions): Record<string, string> {
-  const metadata = `127.0.0.1:${options.metadataPort}`;
+export async function startDemoCloud(): Promise<DemoCloud> {
+  const cloud = await startCloud();
+  const bigquery = await startBigQuery({ world: cloud.world, ledger: cloud.ledger }).catch(async (error) => {
+    await cloud.close();
+    throw error;
+  });
   return {
-    ...options.brokerEnv,
-    BROKER_PORT: String(options.metadataPort),
-    BROKER_OPS_HOST: "127.0.0.1",
-    BROKER_OPS_PORT: String(options.opsPort),
-    GCE_METADATA_HOST: metadata,
-    GCE_METADATA_IP: metadata,
-    GCE_METADATA_ROOT: metadata,
-    METADATA_SERVER_DETECTION: "assume-present",
-    GOOGLE_PROJECT_ID: options.world.googleProjectId,
-    GOOGLE_BUCKET: options.world.grantedBucket,
-    GOOGLE_BQ_DATASET: options.world.dataset,
-    GOOGLE_BQ_TABLE: options.world.table,
-    GOOGLE_STORAGE_ENDPOINT: options.storageEndpoint,
-    GOOGLE_BIGQUERY_ENDPOINT: options.bigqueryEndpoint,
+    cloud,
+    bigquery,
+    close: async () => {
+      await Promise.all([bigquery.close(), cloud.close()]);
+    },
   };
 }
 
@@ -45,4 +38,63 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   if (address === null || typeof address === "string") throw new Error("no TCP address");
   return address.port;
+}
+
+/**
+ * The demo function's configuration as a deployment gives it (see infra/: broker settings, the
+ * metadata variables for Google SDKs, the demo's own settings), pointed at the hermetic cloud
+ * through the broker's upstream URLs and the libraries' endpoint settings. The broker's ports
+ * are picked free so sandboxes can run side by side; the ops listener stays on loopback.
+ */
+export async function demoFunctionEnvironment(
+  demo: DemoCloud,
+  options: { impersonate: boolean },
+): Promise<Record<string, string>> {
+  const { world } = demo.cloud;
+  const metadataPort = await freePort();
+  const metadata = `127.0.0.1:${metadataPort}`;
+  return {
+    ...demo.cloud.brokerEnv({ impersonate: options.impersonate }),
+    BROKER_PORT: String(metadataPort),
+    BROKER_OPS_HOST: "127.0.0.1",
+    BROKER_OPS_PORT: String(await freePort()),
+    GCE_METADATA_HOST: metadata,
+    GCE_METADATA_IP: metadata,
+    GCE_METADATA_ROOT: metadata,
+    METADATA_SERVER_DETECTION: "assume-present",
+    GOOGLE_PROJECT_ID: world.googleProjectId,
+    GOOGLE_BUCKET: world.grantedBucket,
+    GOOGLE_BQ_DATASET: world.dataset,
+    GOOGLE_BQ_TABLE: world.table,
+    GOOGLE_STORAGE_ENDPOINT: demo.cloud.gcs.url,
+    GOOGLE_BIGQUERY_ENDPOINT: demo.bigquery.url,
+  };
+}
+
+export interface DemoLambdaOptions
+  extends Pick<LocalLambdaOptions, "onLog" | "shiftableClock" | "timeoutMs"> {
+  readonly demo: DemoCloud;
+  readonly layer: string;
+  readonly bundle: FunctionBundle;
+  readonly impersonate: boolean;
+  /** Changes to the deployed configuration; `undefined` removes a variable. */
+  readonly environment?: Readonly<Record<string, string | undefined>>;
+}
+
+/** The demo function with the token broker layer, in a local Lambda sandbox (init done). */
+export async function startDemoLambda(options: DemoLambdaOptions): Promise<LocalLambda> {
+  const environment: Record<string, string> = await demoFunctionEnvironment(options.demo, options);
+  for (const [name, value] of Object.entries(options.environment ?? {})) {
+    if (value === undefined) delete environment[name];
+    else environment[name] = value;
+  }
+  return LocalLambda.start({
+    layers: [options.layer],
+    taskRoot: options.bundle.taskRoot,
+    handler: options.bundle.handler,
+    environment,
+    ...(options.onLog === undefined ? {} : { onLog: options.onLog }),
+    ...(options.shiftableClock === undefined ? {} : { shiftableClock: options.shiftableClock }),
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+  });
 }

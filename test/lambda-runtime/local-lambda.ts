@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { access, mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -30,6 +30,11 @@ import { type LogLine, SandboxProcess } from "./sandbox-process.ts";
  *             ends when the runtime has answered and everyone waits in `next` again; then freeze.
  *   shutdown  the runtime is stopped (SIGTERM, SIGKILL after 300 ms), extensions get SHUTDOWN
  *             with a deadline 2 s out, and whatever still runs then is killed.
+ *
+ * A frozen sandbox may stay frozen for hours. Tests cannot wait that long, so with
+ * `shiftableClock` the sandbox's processes read the wall clock through libfaketime and
+ * `advanceClock()` moves it forward while they are stopped: on thaw they see the time that would
+ * have passed. Their monotonic clock is left alone.
  */
 
 export interface LocalLambdaOptions {
@@ -46,6 +51,8 @@ export interface LocalLambdaOptions {
   readonly timeoutMs?: number;
   /** Called with every line a sandbox process writes (the demo prints them). */
   readonly onLog?: (line: LogLine) => void;
+  /** Let `advanceClock()` move the sandbox's wall clock (needs Debian's libfaketime). */
+  readonly shiftableClock?: boolean;
 }
 
 export type InvokeOutcome =
@@ -57,6 +64,8 @@ export interface InvokeResult {
   readonly outcome: InvokeOutcome;
   /** From delivering the event to the runtime's answer. */
   readonly durationMs: number;
+  /** Per extension: from handing it the INVOKE event to its next `event/next` call. */
+  readonly extensionDoneAfterMs: Readonly<Record<string, number>>;
 }
 
 export interface ExtensionShutdown {
@@ -119,6 +128,8 @@ interface Extension {
   deliver?: (event: object) => void;
   reportedError?: { kind: "init" | "exit"; type: string; message: string | undefined };
   shutdownDeliveredAtMs?: number;
+  invokeDeliveredAtMs?: number;
+  invokeDoneAtMs?: number;
 }
 
 interface PendingInvocation {
@@ -126,6 +137,25 @@ interface PendingInvocation {
   readonly startedAtMs: number;
   result?: RuntimeResult;
   answeredAtMs?: number;
+}
+
+/** Where Debian's libfaketime package puts the preload library, per architecture. */
+const libfaketimeCandidates = [
+  "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+  "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+];
+
+async function findLibfaketime(): Promise<string> {
+  for (const candidate of libfaketimeCandidates) {
+    if (
+      await access(candidate).then(
+        () => true,
+        () => false,
+      )
+    )
+      return candidate;
+  }
+  throw new Error("a shiftable sandbox clock needs libfaketime: apt-get install libfaketime");
 }
 
 const run = promisify(execFile);
@@ -157,6 +187,7 @@ export class LocalLambda implements ControlPlane {
   #pending: PendingInvocation | undefined;
   #frozen = false;
   #closed = false;
+  #clock: { file: string; preload: string; offsetSeconds: number } | undefined;
   readonly #listeners = new Set<() => void>();
 
   private constructor(options: LocalLambdaOptions, root: string) {
@@ -231,8 +262,18 @@ export class LocalLambda implements ControlPlane {
   }
 
   #baseEnvironment(): Record<string, string> {
+    const clock = this.#clock;
     return {
       ...this.#options.environment,
+      ...(clock === undefined
+        ? {}
+        : {
+            LD_PRELOAD: clock.preload,
+            FAKETIME_TIMESTAMP_FILE: clock.file,
+            // Read the offset on every call, so a change made while frozen holds from the first instant after thaw.
+            FAKETIME_NO_CACHE: "1",
+            FAKETIME_DONT_FAKE_MONOTONIC: "1",
+          }),
       // Lambda's Node.js runtimes put their node first on PATH (/var/lang/bin); ours is Node 24.
       PATH: `${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`,
       LANG: "en_US.UTF-8",
@@ -248,6 +289,14 @@ export class LocalLambda implements ControlPlane {
   }
 
   async #init(): Promise<void> {
+    if (this.#options.shiftableClock === true) {
+      this.#clock = {
+        file: join(this.#root, "clock-offset"),
+        preload: await findLibfaketime(),
+        offsetSeconds: 0,
+      };
+      await writeFile(this.#clock.file, "+0\n");
+    }
     await mkdir(this.#optDir);
     for (const layer of this.#options.layers) {
       await run("unzip", ["-q", "-o", layer, "-d", this.#optDir]);
@@ -393,8 +442,12 @@ export class LocalLambda implements ControlPlane {
       return;
     }
     extension.deliver = undefined;
-    if ((event as { eventType?: string }).eventType === "SHUTDOWN")
-      extension.shutdownDeliveredAtMs = Date.now();
+    const eventType = (event as { eventType?: string }).eventType;
+    if (eventType === "SHUTDOWN") extension.shutdownDeliveredAtMs = Date.now();
+    if (eventType === "INVOKE") {
+      extension.invokeDeliveredAtMs = Date.now();
+      extension.invokeDoneAtMs = undefined;
+    }
     deliver(event);
   }
 
@@ -464,7 +517,25 @@ export class LocalLambda implements ControlPlane {
               errorMessage: messageOf(result.body) ?? result.body,
             },
       durationMs: (pending.answeredAtMs ?? Date.now()) - pending.startedAtMs,
+      extensionDoneAfterMs: Object.fromEntries(
+        this.#extensions.flatMap((e) =>
+          e.invokeDeliveredAtMs !== undefined && e.invokeDoneAtMs !== undefined
+            ? [[e.name, e.invokeDoneAtMs - e.invokeDeliveredAtMs]]
+            : [],
+        ),
+      ),
     };
+  }
+
+  /**
+   * Moves the sandbox's wall clock forward by `ms`, as if it had stayed frozen that much longer.
+   * Only while frozen (between invocations), and only with `shiftableClock`.
+   */
+  async advanceClock(ms: number): Promise<void> {
+    if (this.#clock === undefined) throw new Error("start the sandbox with shiftableClock to move its clock");
+    if (!this.#frozen) throw new Error("the clock moves only while the sandbox is frozen");
+    this.#clock.offsetSeconds += Math.ceil(ms / 1000);
+    await writeFile(this.#clock.file, `+${this.#clock.offsetSeconds}\n`);
   }
 
   /** Runs the shutdown phase and reports how long each extension took to exit after SHUTDOWN. */
@@ -549,6 +620,9 @@ export class LocalLambda implements ControlPlane {
     }
     if (extension.reportedError !== undefined) {
       return refusal(403, "Extension.InvalidExtensionState", `${extension.name} reported an error`);
+    }
+    if (extension.invokeDeliveredAtMs !== undefined && extension.invokeDoneAtMs === undefined) {
+      extension.invokeDoneAtMs = Date.now();
     }
     const event = new Promise<object>((resolve) => {
       extension.deliver = resolve;

@@ -1,0 +1,48 @@
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { GoogleAuth } from "google-auth-library";
+import { createClients, googleErrorMessage, writeGreeting } from "./greeting.ts";
+import { readDemoSettings } from "./settings.ts";
+
+/**
+ * The ECS variant of the demo, run beside the token-broker sidecar: it does the Lambda handler's
+ * job on a timer, every GREETING_INTERVAL_SECONDS (default 60), and writes one JSON line per run.
+ * No credentials code: the task definition points GCE_METADATA_HOST at the sidecar. SIGTERM (ECS
+ * stopping the task) ends it after the run in progress.
+ */
+
+function intervalSeconds(raw: string | undefined): number {
+  const value = Number(raw ?? "60");
+  if (!Number.isInteger(value) || value < 1 || value > 86_400) {
+    throw new Error(`GREETING_INTERVAL_SECONDS must be an integer from 1 to 86400, got "${raw}"`);
+  }
+  return value;
+}
+
+function log(entry: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...entry })}\n`);
+}
+
+const settings = readDemoSettings(process.env);
+const interval = intervalSeconds(process.env.GREETING_INTERVAL_SECONDS);
+const auth = await new GoogleAuth({
+  scopes: "https://www.googleapis.com/auth/cloud-platform",
+  projectId: settings.projectId,
+}).getClient();
+const clients = createClients(settings, auth);
+
+const stopping = new AbortController();
+for (const signal of ["SIGTERM", "SIGINT"] as const) process.once(signal, () => stopping.abort());
+
+while (!stopping.signal.aborted) {
+  const requestId = randomUUID();
+  try {
+    const greeting = await writeGreeting(clients, settings, { requestId });
+    log({ level: "info", requestId, object: greeting.object, row: greeting.row });
+  } catch (error) {
+    const message = googleErrorMessage(error) ?? (error instanceof Error ? error.message : String(error));
+    log({ level: "error", requestId, error: message });
+  }
+  await sleep(interval * 1000, undefined, { signal: stopping.signal }).catch(() => undefined);
+}
+log({ level: "info", message: "stopped" });

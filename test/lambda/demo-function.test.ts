@@ -1,0 +1,140 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildLayers, type Flavour } from "../../scripts/layer.ts";
+import { impersonatedServiceAccount } from "../cloud/cloud.ts";
+import {
+  type DemoCloud,
+  demoHandlerPath,
+  startDemoCloud,
+  startDemoLambda,
+} from "../lambda-runtime/demo-function.ts";
+import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
+import type { InvokeResult, LocalLambda } from "../lambda-runtime/local-lambda.ts";
+
+/**
+ * The issue's main job, end to end: the built layer (each flavour) unpacked into a local Lambda
+ * sandbox, the demo function bundled as infra deploys it, run by aws-lambda-ric, writing through
+ * @google-cloud/storage and @google-cloud/bigquery to the hermetic cloud with no credentials code.
+ */
+
+const invocations = 5;
+const forbiddenMessage = (account: string) =>
+  `${account} does not have storage.objects.create access to the Google Cloud Storage object. Permission 'storage.objects.create' denied on resource (or it may not exist).`;
+
+function okBody(result: InvokeResult): { object: string; row: { timestamp: string; message: string } } {
+  expect(result.outcome.kind).toBe("response");
+  const payload = (result.outcome as { payload: { statusCode: number; body: string } }).payload;
+  expect(payload.statusCode).toBe(200);
+  return JSON.parse(payload.body) as { object: string; row: { timestamp: string; message: string } };
+}
+
+describe.each(["nodejs", "standalone"] satisfies Flavour[])(
+  "the demo function with the %s layer",
+  (flavour) => {
+    let demo: DemoCloud;
+    let outDir: string;
+    let bundle: FunctionBundle;
+    let lambda: LocalLambda;
+    let results: InvokeResult[];
+
+    beforeAll(async () => {
+      demo = await startDemoCloud();
+      outDir = await mkdtemp(join(tmpdir(), "layers-"));
+      const [layer] = await buildLayers({ outDir, flavours: [flavour], architectures: ["x86_64"] });
+      bundle = await bundleFunction(demoHandlerPath);
+      lambda = await startDemoLambda({ demo, layer: layer?.zipPath ?? "", bundle, impersonate: true });
+      results = [];
+      for (let i = 0; i < invocations; i++) results.push(await lambda.invoke({}));
+    });
+
+    afterAll(async () => {
+      await lambda?.close();
+      await bundle?.remove();
+      await demo?.close();
+      if (outDir !== undefined) await rm(outDir, { recursive: true, force: true });
+    });
+
+    it("writes one object per invocation, holding that invocation's request id", () => {
+      const { world } = demo.cloud;
+      const stored = demo.cloud.gcs.objects(world.grantedBucket);
+      expect(stored).toHaveLength(invocations);
+      for (const result of results) {
+        const body = okBody(result);
+        const name = body.object.replace(`gs://${world.grantedBucket}/`, "");
+        expect(name).toMatch(/^hello_\d{8}T\d{9}Z\.txt$/);
+        const object = demo.cloud.gcs.object(world.grantedBucket, name);
+        expect(object?.bytes.toString("utf8")).toBe(`Hello from request ${result.requestId}\n`);
+        expect(object?.contentType).toBe("text/plain");
+      }
+    });
+
+    it("inserts one row per invocation into the table", () => {
+      const { world } = demo.cloud;
+      const rows = demo.bigquery.rows(world.dataset, world.table).map((row) => row.json);
+      expect(rows).toEqual(results.map((result) => okBody(result).row));
+      expect(rows.map((row) => row.message)).toEqual(
+        results.map((result) => `Hello from request ${result.requestId}`),
+      );
+    });
+
+    it("makes exactly one upstream chain for all invocations, and every write carries its token", () => {
+      const { cloud } = demo;
+      expect(cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
+      expect(cloud.googleSts.calls.get("token")).toBe(1);
+      expect(cloud.iamCredentials.calls.get("generateAccessToken")).toBe(1);
+      const bearers = new Set([
+        ...cloud.gcs.requests().map((request) => request.bearer),
+        ...demo.bigquery.requests().map((request) => request.bearer),
+      ]);
+      expect(bearers.size).toBe(1);
+      const [bearer] = bearers;
+      const issued = cloud.ledger.resolveAccessToken(bearer ?? "");
+      expect(issued?.issuedBy).toBe("iam-credentials");
+      expect(issued?.principal).toEqual({
+        kind: "serviceAccount",
+        email: impersonatedServiceAccount(cloud.world),
+      });
+    });
+
+    it("never holds up Lambda's event loop: the extension is back in event/next right after each INVOKE", () => {
+      for (const result of results) {
+        expect(result.extensionDoneAfterMs["token-broker"]).toBeLessThan(100);
+      }
+    });
+
+    it("answers 500 with Google's 403 message for a bucket the role may not write", async () => {
+      const { world } = demo.cloud;
+      const result = await lambda.invoke({ bucket: world.forbiddenBucket });
+      expect(result.outcome).toEqual({
+        kind: "response",
+        payload: {
+          statusCode: 500,
+          body: JSON.stringify({ error: forbiddenMessage(impersonatedServiceAccount(world)) }),
+        },
+      });
+      expect(demo.cloud.gcs.objects(world.forbiddenBucket)).toEqual([]);
+      expect(demo.bigquery.rows(world.dataset, world.table)).toHaveLength(invocations);
+    });
+
+    it("logs JSON lines on stdout only, holding no token or JWT", () => {
+      const lines = lambda.logs.filter((line) => line.source === "token-broker");
+      expect(lines.length).toBeGreaterThan(0);
+      expect(lines.filter((line) => line.stream === "stderr")).toEqual([]);
+      for (const line of lines) expect(() => JSON.parse(line.line)).not.toThrow();
+      expect(demo.cloud.ledger.leaksIn(lines.map((line) => line.line).join("\n"))).toEqual([]);
+    });
+
+    it("exits within 500 ms of the SHUTDOWN event", async () => {
+      const [report] = await lambda.shutdown();
+      expect(report?.name).toBe("token-broker");
+      expect(report?.exitCode).toBe(0);
+      expect(report?.exitedAfterMs).toBeLessThan(500);
+      const lines = lambda.logs.filter((line) => line.source === "token-broker").map((line) => line.line);
+      expect(lines.map((line) => (JSON.parse(line) as { msg: string }).msg)).toContain(
+        "token-broker stopped",
+      );
+    });
+  },
+);
