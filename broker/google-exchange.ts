@@ -30,6 +30,8 @@ const jwtSubjectTokenType = "urn:ietf:params:oauth:token-type:jwt";
 
 interface HttpFailure {
   readonly name?: string;
+  /** gaxios puts `AbortError` / `TimeoutError` here rather than in `name`. */
+  readonly code?: unknown;
   readonly status?: number;
   readonly response?: { readonly status?: number; readonly data?: unknown };
 }
@@ -64,7 +66,10 @@ export function googleError(
   const failure = (error ?? {}) as HttpFailure;
   const status = failure.response?.status ?? failure.status;
   const service = step === "google_sts" ? "Google STS" : "IAM Credentials";
-  if (failure.name === "AbortError" || failure.name === "TimeoutError") {
+  const timedOut = [failure.name, failure.code].some(
+    (name) => name === "AbortError" || name === "TimeoutError",
+  );
+  if (timedOut) {
     return new BrokerError("UPSTREAM_TIMEOUT", `${service} did not answer in time`, { cause: error });
   }
   if (status === undefined || status === 429 || status >= 500) {
@@ -91,6 +96,22 @@ export function googleError(
       cause: error,
     },
   );
+}
+
+/**
+ * Expiry of the token in the last answer of the chain: `expires_in` (Google STS, relative: counted
+ * from when we asked, which errs early) or `expireTime` (IAM Credentials, absolute). Read here
+ * rather than from the library's `expiry_date` so that every freshness decision uses one clock.
+ */
+function expiryOf(data: unknown, requestedAtMs: number): number | undefined {
+  const body = (data ?? {}) as { expires_in?: unknown; expireTime?: unknown };
+  if (typeof body.expires_in === "number" && body.expires_in > 0)
+    return requestedAtMs + body.expires_in * 1000;
+  if (typeof body.expireTime === "string") {
+    const expiresAtMs = Date.parse(body.expireTime);
+    return Number.isNaN(expiresAtMs) ? undefined : expiresAtMs;
+  }
+  return undefined;
 }
 
 /** `exp` of a JWT Google just issued to us over TLS; reading it needs no verification. */
@@ -134,7 +155,8 @@ class ChainTransport extends gaxios.Gaxios {
     const started = this.#clock.now();
     const seconds = () => (this.#clock.now() - started) / 1000;
     try {
-      const response = await super.request<T>({ ...options, retry: false });
+      // The library asks for retries per request (`retryConfig`); the token cache owns them.
+      const response = await super.request<T>({ ...options, retry: false, retryConfig: undefined });
       this.#observe(step, "success", seconds());
       return response;
     } catch (error) {
@@ -187,9 +209,10 @@ export class GoogleExchange implements TokenFetcher {
             service_account_impersonation: { token_lifetime_seconds: config.impersonationLifetimeSeconds },
           };
     const client = this.#client(signal, [...scopes], impersonation);
-    const { token } = await client.getAccessToken();
-    const expiresAtMs = client.credentials.expiry_date;
-    if (typeof token !== "string" || token === "" || typeof expiresAtMs !== "number") {
+    const requestedAtMs = this.#deps.clock.now();
+    const { token, res } = await client.getAccessToken();
+    const expiresAtMs = expiryOf(res?.data, requestedAtMs);
+    if (typeof token !== "string" || token === "" || expiresAtMs === undefined) {
       throw new BrokerError("UPSTREAM_MALFORMED", "Google answered without an access token or its expiry");
     }
     return { token, expiresAtMs };

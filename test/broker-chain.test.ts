@@ -1,0 +1,221 @@
+import { Writable } from "node:stream";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { systemClock } from "../broker/clock.ts";
+import { loadConfig } from "../broker/config.ts";
+import { createLogger } from "../broker/logger.ts";
+import { type BrokerHandle, type StartOptions, start } from "../broker/main.ts";
+import { type Cloud, impersonatedServiceAccount, startCloud } from "./cloud/cloud.ts";
+import { federatedPrincipal } from "./cloud/world.ts";
+import { FakeClock } from "./support/fake-clock.ts";
+
+/*
+ * The broker in-process, driven through its metadata listener, with the real chain behind it:
+ * the AWS SDK (configured by its own environment variables), google-auth-library and the
+ * hermetic cloud. Counts on the fakes prove what reached upstream.
+ */
+
+let cloud: Cloud;
+const logs: string[] = [];
+const logSink = new Writable({
+  write(chunk: Buffer, _encoding, done) {
+    logs.push(chunk.toString("utf8"));
+    done();
+  },
+});
+const running: BrokerHandle[] = [];
+
+beforeAll(async () => {
+  cloud = await startCloud();
+});
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((broker) => broker.close(200)));
+  cloud.reset();
+});
+
+afterAll(async () => {
+  // Nothing any fake issued may appear in anything the broker logged.
+  expect(cloud.ledger.leaksIn(logs.join(""))).toEqual([]);
+  expect(cloud.ledger.secrets().length).toBeGreaterThan(0);
+  await cloud.close();
+});
+
+async function startBroker(impersonate: boolean, options: StartOptions = {}): Promise<BrokerHandle> {
+  const env = cloud.brokerEnv({ impersonate });
+  // The AWS SDK reads these itself, as it does in Lambda and ECS.
+  process.env.AWS_ENDPOINT_URL_STS = env.AWS_ENDPOINT_URL_STS;
+  process.env.AWS_ACCESS_KEY_ID = env.AWS_ACCESS_KEY_ID;
+  process.env.AWS_SECRET_ACCESS_KEY = env.AWS_SECRET_ACCESS_KEY;
+  const config = loadConfig({
+    ...env,
+    BROKER_PORT: "0",
+    BROKER_OPS_PORT: "0",
+    BROKER_OPS_HOST: "127.0.0.1",
+  });
+  const broker = await start(config, { logger: createLogger("debug", logSink), ...options });
+  running.push(broker);
+  return broker;
+}
+
+interface TokenAnswer {
+  status: number;
+  body: string;
+  flavor: string | null;
+  ms: number;
+}
+
+async function getToken(broker: BrokerHandle, query = ""): Promise<TokenAnswer> {
+  const started = performance.now();
+  const response = await fetch(
+    `${broker.metadataUrl}/computeMetadata/v1/instance/service-accounts/default/token${query}`,
+    {
+      headers: { "Metadata-Flavor": "Google" },
+      signal: AbortSignal.timeout(5_000),
+    },
+  );
+  const body = await response.text();
+  return {
+    status: response.status,
+    body,
+    flavor: response.headers.get("metadata-flavor"),
+    ms: performance.now() - started,
+  };
+}
+
+function accessToken(answer: TokenAnswer): { access_token: string; expires_in: number; token_type: string } {
+  expect(answer.status, answer.body).toBe(200);
+  return JSON.parse(answer.body) as { access_token: string; expires_in: number; token_type: string };
+}
+
+async function metric(broker: BrokerHandle, series: string): Promise<string | undefined> {
+  const text = await (await fetch(`${broker.opsUrl}/metrics`)).text();
+  return text.split("\n").find((line) => line.startsWith(`${series} `) || line.startsWith(`${series}{`));
+}
+
+describe.each([
+  { impersonate: false, label: "direct federation" },
+  { impersonate: true, label: "service-account impersonation" },
+])("the token chain with $label", ({ impersonate }) => {
+  it("answers 1,000 concurrent cold requests with exactly one upstream chain", async () => {
+    const broker = await startBroker(impersonate);
+    const answers = await Promise.all(Array.from({ length: 1000 }, () => getToken(broker)));
+    const tokens = new Set(answers.map((answer) => accessToken(answer).access_token));
+    expect(tokens.size).toBe(1);
+    expect(cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
+    expect(cloud.googleSts.calls.get("token")).toBe(1);
+    expect(cloud.iamCredentials.calls.get("generateAccessToken")).toBe(impersonate ? 1 : 0);
+
+    const [token] = tokens;
+    const issued = cloud.ledger.resolveAccessToken(token ?? "");
+    const world = cloud.world;
+    expect(issued?.principal).toEqual(
+      impersonate
+        ? { kind: "serviceAccount", email: impersonatedServiceAccount(world) }
+        : {
+            kind: "federated",
+            subject: world.awsPrincipals[0]?.roleArn,
+            principal: federatedPrincipal(world, world.awsPrincipals[0]?.roleArn ?? ""),
+          },
+    );
+    expect(issued?.issuedBy).toBe(impersonate ? "iam-credentials" : "google-sts");
+    const answer = accessToken(answers[0] as TokenAnswer);
+    expect(answer.token_type).toBe("Bearer");
+    expect(answer.expires_in).toBeGreaterThan(3590);
+    expect(answer.expires_in).toBeLessThanOrEqual(3600);
+    expect(
+      await metric(broker, 'token_broker_upstream_calls_total{step="aws_sts",outcome="success"}'),
+    ).toMatch(/ 1$/);
+  });
+
+  it("requests other scopes as a separate token, the same set in any order as one", async () => {
+    const broker = await startBroker(impersonate);
+    const bigquery = "https://www.googleapis.com/auth/bigquery";
+    const storage = "https://www.googleapis.com/auth/devstorage.read_write";
+    const first = accessToken(await getToken(broker, `?scopes=${bigquery},${storage}`));
+    const second = accessToken(await getToken(broker, `?scopes=${storage},${bigquery},${bigquery}`));
+    const defaults = accessToken(await getToken(broker));
+    expect(second.access_token).toBe(first.access_token);
+    expect(defaults.access_token).not.toBe(first.access_token);
+    expect(cloud.ledger.resolveAccessToken(first.access_token)?.scopes).toEqual([bigquery, storage]);
+    expect(cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(2);
+  });
+
+  it("keeps serving the cached token through an upstream outage, and recovers by itself", async () => {
+    const clock = new FakeClock(Date.now());
+    const broker = await startBroker(impersonate, { clock, random: () => 0.5 });
+    const first = accessToken(await getToken(broker));
+    cloud.googleSts.faults.inject({ kind: "status", status: 503 });
+    cloud.awsSts.faults.inject({ kind: "status", status: 500 });
+    // Into the mandatory window: a healthy broker would refresh before answering.
+    await clock.advance(56 * 60_000);
+    // Simulated time keeps passing while the chain retries (100 ms every 10 ms).
+    const ticker = setInterval(() => void clock.advance(100), 10);
+    const during = await Promise.all(Array.from({ length: 50 }, () => getToken(broker))).finally(() =>
+      clearInterval(ticker),
+    );
+    for (const answer of during) expect(accessToken(answer).access_token).toBe(first.access_token);
+    expect(await metric(broker, "token_broker_degraded")).toBe("token_broker_degraded 1");
+    const ready = await fetch(`${broker.opsUrl}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.text()).toBe(
+      "ready (degraded: AWS STS GetWebIdentityToken failed (InternalFailure, HTTP 500); retrying)",
+    );
+
+    cloud.googleSts.faults.clear();
+    cloud.awsSts.faults.clear();
+    // Past the backoff (at most 30 s), the next request starts a chain; the one after gets its token.
+    await clock.advance(31_000);
+    await getToken(broker);
+    await expect
+      .poll(async () => accessToken(await getToken(broker)).access_token, { timeout: 5_000 })
+      .not.toBe(first.access_token);
+    expect(await metric(broker, "token_broker_degraded")).toBe("token_broker_degraded 0");
+  });
+
+  it("with nothing cached answers 503 within a second, naming the upstream failure", async () => {
+    const broker = await startBroker(impersonate);
+    cloud.googleSts.faults.inject({ kind: "status", status: 503 });
+    const answer = await getToken(broker);
+    expect(answer.status).toBe(503);
+    expect(answer.flavor).toBe("Google");
+    expect(answer.body).toBe("Google STS is unavailable (HTTP 503); retrying");
+    expect(answer.ms).toBeLessThan(1_000);
+    const ready = await fetch(`${broker.opsUrl}/readyz`);
+    expect(ready.status).toBe(503);
+  });
+});
+
+describe("refresh ahead of expiry, on a simulated clock against the real chain", () => {
+  it("never serves a token with 5 minutes or less left, and refreshes once per usable lifetime", async () => {
+    // 15-minute tokens: refresh from 9.6–10.5 minutes before expiry, blocking from 6.
+    cloud.googleSts.setExpiresIn(900);
+    const clock = new FakeClock(Date.now());
+    const broker = await startBroker(false, { clock, random: Math.random });
+    let least = Number.POSITIVE_INFINITY;
+    for (let second = 0; second < 3600; second += 15) {
+      least = Math.min(least, accessToken(await getToken(broker)).expires_in);
+      await clock.advance(15_000);
+    }
+    expect(least).toBeGreaterThan(300);
+    // One chain per 4.5–5.4 usable minutes (plus up to 15 s until the next request) over the hour, plus the first.
+    const chains = cloud.awsSts.calls.get("GetWebIdentityToken");
+    expect(chains).toBeGreaterThanOrEqual(11);
+    expect(chains).toBeLessThanOrEqual(14);
+    expect(cloud.googleSts.calls.get("token")).toBe(chains);
+  });
+
+  it("decides on the wall clock at request time: a long pause (a frozen sandbox) is followed by a fresh token", async () => {
+    const clock = new FakeClock(Date.now());
+    const broker = await startBroker(false, { clock, random: () => 0.5 });
+    const first = accessToken(await getToken(broker));
+    // No timer ran during the pause; the first request after it must not get the old token.
+    await clock.advance(58 * 60_000);
+    const after = accessToken(await getToken(broker));
+    expect(after.access_token).not.toBe(first.access_token);
+    expect(after.expires_in).toBeGreaterThan(3590);
+  });
+});
+
+it("uses the system clock by default", () => {
+  expect(Math.abs(systemClock.now() - Date.now())).toBeLessThan(50);
+});
