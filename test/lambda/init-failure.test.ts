@@ -1,0 +1,114 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildLayers } from "../../scripts/layer.ts";
+import {
+  type DemoCloud,
+  demoFunctionEnvironment,
+  demoHandlerPath,
+  startDemoCloud,
+  startDemoLambda,
+} from "../lambda-runtime/demo-function.ts";
+import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
+import { LambdaInitError } from "../lambda-runtime/local-lambda.ts";
+
+/**
+ * A broken configuration must fail the sandbox's init at once and say why, in the words the
+ * sidecar uses: Lambda shows the extension's `init/error` as `Extension.InitError`, and the
+ * function's logs hold the same one line as JSON.
+ */
+
+const run = promisify(execFile);
+const cli = fileURLToPath(new URL("../../broker/cli.ts", import.meta.url));
+
+let demo: DemoCloud;
+let outDir: string;
+let layer: string;
+let bundle: FunctionBundle;
+
+beforeAll(async () => {
+  demo = await startDemoCloud();
+  outDir = await mkdtemp(join(tmpdir(), "layers-"));
+  const [built] = await buildLayers({ outDir, flavours: ["nodejs"], architectures: ["x86_64"] });
+  layer = built?.zipPath ?? "";
+  bundle = await bundleFunction(demoHandlerPath);
+});
+
+afterAll(async () => {
+  await bundle?.remove();
+  await demo?.close();
+  if (outDir !== undefined) await rm(outDir, { recursive: true, force: true });
+});
+
+/** Starts the sandbox expecting init to fail; returns Lambda's error and how long it took. */
+async function failedInit(environment: Record<string, string | undefined>) {
+  const started = Date.now();
+  const error = await startDemoLambda({ demo, layer, bundle, impersonate: true, environment }).then(
+    async (lambda) => {
+      await lambda.close();
+      throw new Error("init succeeded although the configuration is broken");
+    },
+    (reason: unknown) => reason,
+  );
+  expect(error).toBeInstanceOf(LambdaInitError);
+  return { error: error as LambdaInitError, elapsedMs: Date.now() - started };
+}
+
+/** What the sidecar prints for the same environment (its stderr line, without the program name). */
+async function sidecarLine(environment: Record<string, string>): Promise<string> {
+  const outcome = await run(process.execPath, [cli], { env: environment, timeout: 10_000 }).then(
+    () => ({ code: 0, stderr: "" }),
+    (error: { code: number; stderr: string }) => error,
+  );
+  expect(outcome.code).toBe(2);
+  return outcome.stderr.trim().replace(/^token-broker: /, "");
+}
+
+describe("the extension's init failure", () => {
+  it("reports a missing BROKER_AUDIENCE as Extension.InitError with the sidecar's one line", async () => {
+    const { error, elapsedMs } = await failedInit({ BROKER_AUDIENCE: undefined });
+    const environment = await demoFunctionEnvironment(demo, { impersonate: true });
+    delete environment.BROKER_AUDIENCE;
+    const line = await sidecarLine(environment);
+
+    expect(line).toBe(
+      "BROKER_AUDIENCE is required (or set BROKER_CREDENTIAL_CONFIG); for example BROKER_AUDIENCE=//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider",
+    );
+    expect(error.errorType).toBe("Extension.InitError");
+    expect(error.reportedErrorType).toBe("Extension.ConfigInvalid");
+    expect(error.reportedMessage).toBe(line);
+    // Nothing waits for a timeout: Lambda hears about it as soon as the extension starts.
+    expect(elapsedMs).toBeLessThan(5_000);
+
+    const logged = error.logs
+      .filter((entry) => entry.source === "token-broker")
+      .map((entry) => JSON.parse(entry.line) as { level: number; msg: string; errorType?: string });
+    expect(logged).toContainEqual(
+      expect.objectContaining({ level: 50, msg: line, errorType: "Extension.ConfigInvalid" }),
+    );
+    expect(demo.cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(0);
+  });
+
+  it("reports a metadata port already in use as Extension.InitError naming BROKER_PORT", async () => {
+    const squatter: Server = createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, "127.0.0.1", resolve));
+    const address = squatter.address();
+    const port = typeof address === "object" && address !== null ? address.port : 0;
+    try {
+      const { error, elapsedMs } = await failedInit({ BROKER_PORT: String(port) });
+      expect(error.errorType).toBe("Extension.InitError");
+      expect(error.reportedErrorType).toBe("Extension.StartFailed");
+      expect(error.reportedMessage).toBe(
+        `Cannot listen on 127.0.0.1:${port}: the port is already in use; set BROKER_PORT to a free port`,
+      );
+      expect(elapsedMs).toBeLessThan(5_000);
+    } finally {
+      await new Promise<void>((resolve) => squatter.close(() => resolve()));
+    }
+  });
+});
