@@ -70,7 +70,11 @@ export class LambdaDemoStack extends Stack {
 
     new LambdaTokenBroker(this, "TokenBroker", {
       function: this.function,
-      layer: new TokenBrokerLayer(this, "TokenBrokerLayer", { layersDirectory: props.demo.layersDirectory }),
+      // The demo owns its layer versions, so `cdk destroy` removes them too.
+      layer: new TokenBrokerLayer(this, "TokenBrokerLayer", {
+        layersDirectory: props.demo.layersDirectory,
+        removalPolicy: RemovalPolicy.DESTROY,
+      }),
       broker: demoBrokerSettings(props.demo),
     });
 
