@@ -1,0 +1,99 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildLayers } from "../../scripts/layer.ts";
+import { type DemoCloud, startDemoCloud, startDemoLambda } from "../lambda-runtime/demo-function.ts";
+import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
+import type { LocalLambda } from "../lambda-runtime/local-lambda.ts";
+import type { TokenProbe } from "../lambda-runtime/token-probe-handler.ts";
+
+/**
+ * Lambda freezes a sandbox between invocations, possibly for hours; timers do not run while it is
+ * frozen. After a thaw the function must still get a token with at least 5 minutes left (Google's
+ * Node library treats anything less as expired) and never an expired one, although no timer
+ * refreshed anything in between.
+ *
+ * Upstream tokens live 10 minutes here, the shortest lifetime for which the broker can keep the
+ * 5-minute promise. The sandbox is frozen with SIGSTOP, its wall clock moved forward while it is
+ * stopped (libfaketime), then thawed with SIGCONT. Access is direct (no impersonation): Google
+ * STS states lifetimes relative to now (`expires_in`), so tokens issued by the cloud, which runs
+ * on the real clock, read the same on the sandbox's shifted one.
+ */
+
+const minute = 60_000;
+const probePath = fileURLToPath(new URL("../lambda-runtime/token-probe-handler.ts", import.meta.url));
+
+let demo: DemoCloud;
+let outDir: string;
+let bundle: FunctionBundle;
+let lambda: LocalLambda;
+
+async function probe(): Promise<TokenProbe> {
+  const result = await lambda.invoke({});
+  if (result.outcome.kind !== "response")
+    throw new Error(`the probe failed: ${JSON.stringify(result.outcome)}`);
+  return result.outcome.payload as TokenProbe;
+}
+
+function chains(): { aws: number; google: number } {
+  return {
+    aws: demo.cloud.awsSts.calls.get("GetWebIdentityToken"),
+    google: demo.cloud.googleSts.calls.get("token"),
+  };
+}
+
+beforeAll(async () => {
+  demo = await startDemoCloud();
+  demo.cloud.googleSts.setExpiresIn(600);
+  outDir = await mkdtemp(join(tmpdir(), "layers-"));
+  const [layer] = await buildLayers({ outDir, flavours: ["nodejs"], architectures: ["x86_64"] });
+  bundle = await bundleFunction(probePath);
+  lambda = await startDemoLambda({
+    demo,
+    layer: layer?.zipPath ?? "",
+    bundle,
+    impersonate: false,
+    shiftableClock: true,
+  });
+});
+
+afterAll(async () => {
+  await lambda?.close();
+  await bundle?.remove();
+  await demo?.close();
+  if (outDir !== undefined) await rm(outDir, { recursive: true, force: true });
+});
+
+describe("a sandbox frozen past the refresh point", () => {
+  let first: TokenProbe;
+
+  it("starts with one chain and a token of about 10 minutes", async () => {
+    first = await probe();
+    expect(chains()).toEqual({ aws: 1, google: 1 });
+    expect(first.expiresInMs).toBeGreaterThan(9 * minute);
+    expect(demo.cloud.ledger.resolveAccessToken(first.token)?.issuedBy).toBe("google-sts");
+    expect(lambda.frozen).toBe(true);
+  });
+
+  it("gets a fresh token, not the one with 4.5 minutes left, after 5.5 minutes frozen", async () => {
+    await lambda.advanceClock(5.5 * minute);
+    const thawed = await probe();
+    // The function's clock did jump: it is 5.5 minutes ahead of the cloud's.
+    expect(thawed.nowMs - Date.now()).toBeGreaterThan(5.4 * minute);
+    expect(thawed.nowMs - Date.now()).toBeLessThan(5.6 * minute);
+    expect(thawed.token).not.toBe(first.token);
+    expect(thawed.expiresInMs).toBeGreaterThanOrEqual(5 * minute);
+    expect(chains()).toEqual({ aws: 2, google: 2 });
+    first = thawed;
+  });
+
+  it("never hands out an expired token, even when the whole lifetime passed while frozen", async () => {
+    await lambda.advanceClock(11 * minute);
+    const thawed = await probe();
+    expect(thawed.token).not.toBe(first.token);
+    expect(thawed.expiresInMs).toBeGreaterThanOrEqual(5 * minute);
+    expect(chains()).toEqual({ aws: 3, google: 3 });
+  });
+});
