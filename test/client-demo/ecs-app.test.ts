@@ -1,0 +1,91 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { DemoCloud } from "../lambda-runtime/demo-function.ts";
+import { demoFunctionEnvironment, startDemoCloud } from "../lambda-runtime/demo-function.ts";
+import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.ts";
+import { repoRoot } from "../support/child.ts";
+
+/**
+ * The ECS variant: the demo app beside the token-broker sidecar, both started from source as the
+ * task runs them (two containers, one loopback), the app with no credentials settings at all.
+ */
+
+let demo: DemoCloud;
+let broker: BrokerProcess;
+let app: ChildProcess;
+let output = "";
+
+/** Polls `condition` every 100 ms for at most `ms`. */
+async function eventually(condition: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms; app output:\n${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+beforeAll(async () => {
+  demo = await startDemoCloud();
+  broker = await startBrokerProcess({ ...demo.cloud.brokerEnv({ impersonate: true }) });
+  const settings = await demoFunctionEnvironment(demo, { impersonate: true });
+  app = spawn(process.execPath, ["client-demo/ecs-app.ts"], {
+    cwd: repoRoot,
+    env: {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      GCE_METADATA_HOST: broker.metadataHost,
+      GCE_METADATA_IP: broker.metadataHost,
+      METADATA_SERVER_DETECTION: "assume-present",
+      GREETING_INTERVAL_SECONDS: "1",
+      GOOGLE_PROJECT_ID: settings.GOOGLE_PROJECT_ID ?? "",
+      GOOGLE_BUCKET: settings.GOOGLE_BUCKET ?? "",
+      GOOGLE_BQ_DATASET: settings.GOOGLE_BQ_DATASET ?? "",
+      GOOGLE_BQ_TABLE: settings.GOOGLE_BQ_TABLE ?? "",
+      GOOGLE_STORAGE_ENDPOINT: settings.GOOGLE_STORAGE_ENDPOINT ?? "",
+      GOOGLE_BIGQUERY_ENDPOINT: settings.GOOGLE_BIGQUERY_ENDPOINT ?? "",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  app.stdout?.on("data", (chunk: Buffer) => {
+    output += chunk.toString("utf8");
+  });
+  app.stderr?.on("data", (chunk: Buffer) => {
+    output += chunk.toString("utf8");
+  });
+});
+
+afterAll(async () => {
+  if (app?.exitCode === null) app.kill("SIGKILL");
+  await broker?.stop();
+  await demo?.close();
+});
+
+describe("the ECS demo app beside the sidecar", () => {
+  it("writes a greeting object and row on each tick through the broker's token", async () => {
+    const { world } = demo.cloud;
+    await eventually(() => demo.bigquery.rows(world.dataset, world.table).length >= 2, 15_000);
+    const lines = output
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { level: string; requestId: string; object: string });
+    expect(lines.slice(0, 2).map((line) => line.level)).toEqual(["info", "info"]);
+    for (const line of lines.slice(0, 2)) {
+      const name = line.object.replace(`gs://${world.grantedBucket}/`, "");
+      expect(demo.cloud.gcs.object(world.grantedBucket, name)?.bytes.toString("utf8")).toBe(
+        `Hello from request ${line.requestId}\n`,
+      );
+    }
+    expect(demo.cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
+  });
+
+  it("stops on SIGTERM after the run in progress, with exit code 0", async () => {
+    const exited = once(app, "exit");
+    app.kill("SIGTERM");
+    const [code] = (await exited) as [number | null];
+    expect(code).toBe(0);
+    expect(JSON.parse(output.trim().split("\n").at(-1) ?? "")).toMatchObject({
+      level: "info",
+      message: "stopped",
+    });
+  });
+});
