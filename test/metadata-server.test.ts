@@ -1,6 +1,3 @@
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
 import fc from "fast-check";
 import { decodeJwt, generateKeyPair, SignJWT } from "jose";
@@ -19,6 +16,7 @@ import { demoWorld } from "./cloud/world.ts";
 import { runNodeScript } from "./support/child.ts";
 import { FakeClock } from "./support/fake-clock.ts";
 import { type HttpAnswer, httpGet, rawExchange } from "./support/http-client.ts";
+import { workloadEnv } from "./support/workload-env.ts";
 
 const serviceAccount = demoWorld.serviceAccounts[0]?.email ?? "";
 const cloudPlatform = "https://www.googleapis.com/auth/cloud-platform";
@@ -616,26 +614,19 @@ interface ClientResults {
 }
 
 /**
- * Runs `body` (an ES module fragment) in a child Node whose only configuration is the environment
- * given: the way a workload meets the broker. Children keep gcp-metadata's module-level caches and
- * the env of one test away from every other. PATH holds only Node, so google-auth-library's
- * project lookup cannot reach a gcloud CLI on this machine, and HOME is empty (no ADC file).
+ * Runs `body` (an ES module fragment) in a child Node whose only configuration is the workload's
+ * environment: the way a workload meets the broker. Children keep gcp-metadata's module-level
+ * caches and the env of one test away from every other.
  */
 async function runClients(
   port: number,
   body: string,
   extraEnv: Record<string, string> = {},
 ): Promise<ClientResults> {
-  const home = mkdtempSync(join(tmpdir(), "metadata-client-"));
-  const host = `127.0.0.1:${port}`;
-  return runNodeScript<ClientResults>(`${body}\nconsole.log(JSON.stringify(results));`, {
-    PATH: dirname(process.execPath),
-    HOME: home,
-    CLOUDSDK_CONFIG: join(home, "gcloud"),
-    GCE_METADATA_HOST: host,
-    GCE_METADATA_IP: host,
-    ...extraEnv,
-  });
+  return runNodeScript<ClientResults>(
+    `${body}\nconsole.log(JSON.stringify(results));`,
+    workloadEnv(`127.0.0.1:${port}`, extraEnv),
+  );
 }
 
 describe("real Google clients, configured only through GCE_METADATA_HOST / GCE_METADATA_IP", () => {
