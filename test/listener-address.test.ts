@@ -1,0 +1,51 @@
+import { readFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Cloud, startCloud } from "./cloud/cloud.ts";
+import { type BrokerProcess, startBrokerProcess } from "./support/broker-process.ts";
+
+/** Listening TCP sockets of a process, as `address:port` read from the kernel's own table. */
+function listeningSockets(pid: number): string[] {
+  const parse = (file: string, toAddress: (hex: string) => string) =>
+    readFileSync(file, "utf8")
+      .trim()
+      .split("\n")
+      .slice(1)
+      .map((line) => line.trim().split(/\s+/))
+      .filter((fields) => fields[3] === "0A") // TCP_LISTEN
+      .map((fields) => {
+        const [address = "", port = "0"] = (fields[1] ?? "").split(":");
+        return `${toAddress(address)}:${Number.parseInt(port, 16)}`;
+      });
+  const ipv4 = (hex: string) =>
+    (hex.match(/../g) ?? [])
+      .reverse()
+      .map((byte) => Number.parseInt(byte, 16))
+      .join(".");
+  return [...parse(`/proc/${pid}/net/tcp`, ipv4), ...parse(`/proc/${pid}/net/tcp6`, (hex) => `[${hex}]`)];
+}
+
+describe("where the broker listens", () => {
+  let cloud: Cloud;
+  let broker: BrokerProcess;
+
+  beforeAll(async () => {
+    cloud = await startCloud();
+    // Default BROKER_HOST and BROKER_OPS_HOST; ephemeral ports only.
+    const env = { ...cloud.brokerEnv({ impersonate: false }), BROKER_OPS_HOST: "" };
+    broker = await startBrokerProcess(env);
+  });
+
+  afterAll(async () => {
+    await broker.stop();
+    await cloud.close();
+  });
+
+  it("binds the metadata listener to 127.0.0.1 only, and the ops listener to all interfaces", () => {
+    const metadataPort = new URL(broker.metadataUrl).port;
+    const opsPort = new URL(broker.opsUrl).port;
+    const sockets = listeningSockets(broker.child.pid ?? 0).filter(
+      (socket) => socket.endsWith(`:${metadataPort}`) || socket.endsWith(`:${opsPort}`),
+    );
+    expect(sockets.sort()).toEqual([`0.0.0.0:${opsPort}`, `127.0.0.1:${metadataPort}`].sort());
+  });
+});
