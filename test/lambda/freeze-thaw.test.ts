@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLayers } from "../../scripts/layer.ts";
 import { type DemoCloud, startDemoCloud, startDemoLambda } from "../lambda-runtime/demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
-import type { LocalLambda } from "../lambda-runtime/local-lambda.ts";
+import type { InvokeResult, LocalLambda } from "../lambda-runtime/local-lambda.ts";
 import type { TokenProbe } from "../lambda-runtime/token-probe-handler.ts";
 
 /**
@@ -30,11 +30,15 @@ let outDir: string;
 let bundle: FunctionBundle;
 let lambda: LocalLambda;
 
-async function probe(): Promise<TokenProbe> {
-  const result = await lambda.invoke({});
-  if (result.outcome.kind !== "response")
+function probeOf(result: InvokeResult): TokenProbe {
+  if (result.outcome.kind !== "response") {
     throw new Error(`the probe failed: ${JSON.stringify(result.outcome)}`);
+  }
   return result.outcome.payload as TokenProbe;
+}
+
+async function probe(): Promise<TokenProbe> {
+  return probeOf(await lambda.invoke({}));
 }
 
 function chains(): { aws: number; google: number } {
@@ -79,7 +83,12 @@ describe("a sandbox frozen past the refresh point", () => {
 
   it("gets a fresh token, not the one with 4.5 minutes left, after 5.5 minutes frozen", async () => {
     await lambda.advanceClock(5.5 * minute);
-    const thawed = await probe();
+    // A slow exchange shows who waits for the refresh: the function does, Lambda's loop does not.
+    demo.cloud.googleSts.faults.inject({ kind: "slow", ms: 1_000, times: 1 });
+    const result = await lambda.invoke({});
+    expect(result.durationMs).toBeGreaterThanOrEqual(1_000);
+    expect(result.extensionDoneAfterMs["token-broker"]).toBeLessThan(500);
+    const thawed = probeOf(result);
     // The function's clock did jump: it is 5.5 minutes ahead of the cloud's.
     expect(thawed.nowMs - Date.now()).toBeGreaterThan(5.4 * minute);
     expect(thawed.nowMs - Date.now()).toBeLessThan(5.6 * minute);
