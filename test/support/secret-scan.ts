@@ -94,9 +94,9 @@ export function secretScan(): SecretScan {
         for (const secret of secrets) {
           const match = [secret.value, ...secret.fragments].find((piece) => text.includes(piece));
           if (match === undefined) continue;
-          const whole = match === secret.value ? "whole" : "part of";
+          const extent = match === secret.value ? "whole" : "fragment";
           leaks.push(
-            `${whole} a ${secret.source} secret in ${where}: ${excerpt(text, text.indexOf(match), match)}`,
+            `${secret.source} secret (${extent}) in ${where}: ${excerpt(text, text.indexOf(match), match)}`,
           );
         }
       }
