@@ -32,10 +32,14 @@ export const extensionErrorTypes = {
 /** What closing may take at most: Lambda allows 2 s; we aim far below it. */
 export const shutdownBudgetMs = 400;
 
+/** Whether the loader started the bundle from the V8 code cache shipped in the layer. */
+export type CodeCacheStatus = "accepted" | "rejected" | "absent";
+
 export interface ExtensionOptions {
   readonly env: Readonly<Record<string, string | undefined>>;
   /** The launcher's file name under `/opt/extensions/`: Lambda matches registrations by it. */
   readonly name: string;
+  readonly codeCache?: CodeCacheStatus;
   readonly logger?: Logger;
   readonly now?: () => number;
 }
@@ -85,7 +89,7 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
   try {
     const registration = await api.register(options.name, events);
     logger.info(
-      { extension: options.name, functionName: registration.functionName },
+      { extension: options.name, functionName: registration.functionName, codeCache: options.codeCache },
       "registered with the Lambda Extensions API",
     );
   } catch (error) {

@@ -5,16 +5,21 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { build } from "esbuild";
 import { bundleOptions } from "./bundle-options.ts";
+import { trainCodeCache } from "./layer-code-cache.ts";
 
 /**
  * Builds the Lambda extension layers. Lambda unpacks a layer zip under `/opt` and starts every
  * executable in `/opt/extensions/`; the file name there is the extension's registered name.
  *
  *   extensions/token-broker           launcher (lambda-extension/launchers/<flavour>.sh), 0755
- *   token-broker/extension.mjs        the extension: broker + lifecycle, one esbuild file
+ *   token-broker/start.cjs            loader (lambda-extension/loader.ts)
+ *   token-broker/extension.cjs        the extension: broker + lifecycle, one esbuild file
+ *   token-broker/extension.cjs.v8cache  standalone flavour, for the build machine's architecture
+ *                                     only (its Node must run to make it): V8 code cache
  *   token-broker/node                 standalone flavour only: Node 24 for the layer's architecture
  *   token-broker/LICENSE.node         standalone flavour only: Node's licence
  *
+ * The bundle is CommonJS so that the loader can hand V8 a code cache for it (`vm.Script`).
  * `nodejs` runs on the function's own Node (nodejs22.x/nodejs24.x); `standalone` carries its own
  * Node, so functions on Python, Java, Go or custom runtimes can use it too.
  */
@@ -47,12 +52,14 @@ const fixedMtime = new Date("2020-01-01T00:00:00Z");
 /** Node's npm packages name the architectures the way Node does; Lambda says x86_64. */
 const nodePackageArch: Record<Architecture, string> = { x86_64: "x64", arm64: "arm64" };
 
-async function bundleExtension(outfile: string): Promise<void> {
-  await build({
-    ...bundleOptions,
-    entryPoints: [join(root, "lambda-extension/index.ts")],
-    outfile,
-  });
+/** The bundle and its loader, CommonJS (see the loader for why), no node_modules. */
+async function bundleExtension(dir: string): Promise<{ bundle: string; loader: string }> {
+  const cjs = { ...bundleOptions, format: "cjs", banner: {} } as const;
+  const bundle = join(dir, "extension.cjs");
+  const loader = join(dir, "start.cjs");
+  await build({ ...cjs, entryPoints: [join(root, "lambda-extension/index.ts")], outfile: bundle });
+  await build({ ...cjs, entryPoints: [join(root, "lambda-extension/loader.ts")], outfile: loader });
+  return { bundle, loader };
 }
 
 /** The Node version the project runs on (the `node` devDependency), shipped in the standalone flavour. */
@@ -105,25 +112,52 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-async function place(path: string, mode: number, content: { from: string }) {
-  await mkdir(join(path, ".."), { recursive: true });
-  await copyFile(content.from, path);
+/** Fixes a staged file's mode and mtime, so the zip records exactly these. */
+async function settle(path: string, mode: number): Promise<void> {
   await chmod(path, mode);
   await utimes(path, fixedMtime, fixedMtime);
 }
 
-async function stageLayer(dir: string, flavour: Flavour, architecture: Architecture, bundle: string) {
-  await place(join(dir, "extensions", extensionName), 0o755, {
-    from: join(root, `lambda-extension/launchers/${flavour}.sh`),
-  });
-  await place(join(dir, "token-broker/extension.mjs"), 0o644, { from: bundle });
+async function place(path: string, mode: number, from: string): Promise<void> {
+  await mkdir(join(path, ".."), { recursive: true });
+  await copyFile(from, path);
+  await settle(path, mode);
+}
+
+/** Node's name for the architecture of the machine running the build. */
+const hostArchitecture: Architecture | undefined =
+  process.arch === "x64" ? "x86_64" : process.arch === "arm64" ? "arm64" : undefined;
+
+/** Stages one layer in `dir` and returns its entries, as they go into the zip. */
+async function stageLayer(
+  dir: string,
+  flavour: Flavour,
+  architecture: Architecture,
+  code: { bundle: string; loader: string },
+): Promise<string[]> {
+  const entries = [`extensions/${extensionName}`, "token-broker/start.cjs", "token-broker/extension.cjs"];
+  await place(
+    join(dir, "extensions", extensionName),
+    0o755,
+    join(root, `lambda-extension/launchers/${flavour}.sh`),
+  );
+  await place(join(dir, "token-broker/start.cjs"), 0o644, code.loader);
+  await place(join(dir, "token-broker/extension.cjs"), 0o644, code.bundle);
   if (flavour === "standalone") {
     const node = await nodeDistribution(architecture);
-    await place(join(dir, "token-broker/node"), 0o755, { from: node.binary });
-    await place(join(dir, "token-broker/LICENSE.node"), 0o644, { from: node.licence });
+    await place(join(dir, "token-broker/node"), 0o755, node.binary);
+    await place(join(dir, "token-broker/LICENSE.node"), 0o644, node.licence);
+    entries.push("token-broker/node", "token-broker/LICENSE.node");
+    if (architecture === hostArchitecture) {
+      const cache = join(dir, "token-broker/extension.cjs.v8cache");
+      await trainCodeCache(dir, cache);
+      await settle(cache, 0o644);
+      entries.push("token-broker/extension.cjs.v8cache");
+    }
   }
   for (const folder of ["extensions", "token-broker"])
     await utimes(join(dir, folder), fixedMtime, fixedMtime);
+  return entries;
 }
 
 async function unpackedSize(dir: string, entries: readonly string[]): Promise<number> {
@@ -141,15 +175,12 @@ export async function buildLayers(options: BuildLayersOptions = {}): Promise<Lay
   await mkdir(outDir, { recursive: true });
   const work = await mkdtemp(join(outDir, ".build-"));
   try {
-    const bundle = join(work, "extension.mjs");
-    await bundleExtension(bundle);
+    const code = await bundleExtension(work);
     const layers: Layer[] = [];
     for (const flavour of options.flavours ?? flavours) {
       for (const architecture of options.architectures ?? architectures) {
         const stage = join(work, `${flavour}-${architecture}`);
-        await stageLayer(stage, flavour, architecture, bundle);
-        const entries = [`extensions/${extensionName}`, "token-broker/extension.mjs"];
-        if (flavour === "standalone") entries.push("token-broker/node", "token-broker/LICENSE.node");
+        const entries = await stageLayer(stage, flavour, architecture, code);
         const zipPath = join(outDir, layerFileName(flavour, architecture));
         const partial = join(work, layerFileName(flavour, architecture));
         // Debian's Info-ZIP keeps Unix modes; -X leaves out uid/gid and extended timestamps.

@@ -8,4 +8,4 @@ dir="${0%/*}/../token-broker"
 # Lambda's Node.js runtimes keep node in /var/lang/bin; elsewhere use the one on PATH.
 node=/var/lang/bin/node
 [ -x "$node" ] || node=node
-exec "$node" "$dir/extension.mjs" "${0##*/}"
+exec "$node" "$dir/start.cjs" "${0##*/}"

@@ -5,4 +5,4 @@
 # NODE_OPTIONS is meant for the function's Node, if it has one, not for the broker.
 unset NODE_OPTIONS
 dir="${0%/*}/../token-broker"
-exec "$dir/node" "$dir/extension.mjs" "${0##*/}"
+exec "$dir/node" "$dir/start.cjs" "${0##*/}"

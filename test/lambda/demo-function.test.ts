@@ -118,6 +118,14 @@ describe.each(["nodejs", "standalone"] satisfies Flavour[])(
       expect(demo.bigquery.rows(world.dataset, world.table)).toHaveLength(invocations);
     });
 
+    it("starts from the V8 code cache where the layer carries one (standalone, built for this machine)", () => {
+      const registered = lambda.logs
+        .filter((line) => line.source === "token-broker")
+        .map((line) => JSON.parse(line.line) as { msg: string; codeCache?: string })
+        .find((entry) => entry.msg === "registered with the Lambda Extensions API");
+      expect(registered?.codeCache).toBe(flavour === "standalone" ? "accepted" : "absent");
+    });
+
     it("logs JSON lines on stdout only, holding no token or JWT", () => {
       const lines = lambda.logs.filter((line) => line.source === "token-broker");
       expect(lines.length).toBeGreaterThan(0);
