@@ -1,32 +1,37 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { lstat, mkdtemp, readdir, readFile, readlink, rm, stat } from "node:fs/promises";
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { demoPrincipal, startCloud } from "../test/cloud/cloud.ts";
+import { type Cloud, demoPrincipal, startCloud } from "../test/cloud/cloud.ts";
 import { federatedPrincipal } from "../test/cloud/world.ts";
 
 /**
- * Builds the sidecar image from the root Dockerfile without a Docker daemon and runs the broker
- * from it against the hermetic cloud. No registry is reachable, so the base image is assembled
- * here: Node 24 (the binary running this script, from the `node` npm package) plus the shared
- * libraries it links, at the distroless path /nodejs/bin/node, as the default base has it.
+ * Builds the images of this repository without a Docker daemon and runs them against the
+ * hermetic cloud: Debian's buildah, chroot isolation, vfs storage in a temporary folder that is
+ * removed at the end. No image registry is reachable, so the base images are assembled here from
+ * the Node 24 binary running this script (the `node` npm package) and the shared libraries it
+ * links, at the distroless path /nodejs/bin/node; the demo's build stage adds npm and a shell.
  *
- *   buildah (Debian's), chroot isolation, vfs storage in a temporary folder removed at the end.
+ * The sidecar (root Dockerfile): its config (numeric non-root user, exec-form entrypoint,
+ * shell-free health check), that it adds nothing but the bundle, /healthz, the image's own
+ * HEALTHCHECK command, a token on the metadata port issued to the demo role's federated principal,
+ * the process uid, a clean exit on SIGTERM.
+ * The ECS demo app (client-demo/Dockerfile) beside it: an object in the bucket and a row in the
+ * table, written with the sidecar's token.
  *
- * Checks: the image config (non-root numeric user, exec-form entrypoint, shell-free health
- * check), that the Dockerfile adds nothing but the bundle, /healthz, the image's own
- * HEALTHCHECK command, a token served on the metadata port and issued by the hermetic Google
- * STS to the demo role's federated principal, the process uid, and a clean exit on SIGTERM.
- *
- * Run: `node scripts/image-smoke.ts` (as root, with `apt-get install -y buildah`).
+ * Run as root, with buildah installed (`apt-get install -y buildah`): `node scripts/image-smoke.ts`.
  */
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const run = promisify(execFile);
-const imageName = "localhost/token-broker:smoke";
-const baseName = "localhost/token-broker-base:node24";
+const images = {
+  nodeBase: "localhost/token-broker-base:node24",
+  buildBase: "localhost/token-broker-build:node24",
+  sidecar: "localhost/token-broker:smoke",
+  demoApp: "localhost/token-broker-demo-app:smoke",
+};
 let passed = 0;
 
 function check(condition: boolean, what: string, detail = ""): void {
@@ -35,25 +40,18 @@ function check(condition: boolean, what: string, detail = ""): void {
   console.log(`ok ${passed} - ${what}${detail ? ` (${detail})` : ""}`);
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, ms));
-}
+type Buildah = (args: readonly string[], timeout?: number) => Promise<string>;
 
 interface ImageConfig {
   User: string;
   Entrypoint: string[];
-  Cmd: string[] | null;
-  Env: string[];
   Healthcheck?: { Test: string[] };
+}
+
+interface Running {
+  readonly process: ChildProcess;
+  readonly output: () => string;
+  readonly exited: Promise<number | null>;
 }
 
 async function main(): Promise<void> {
@@ -63,59 +61,55 @@ async function main(): Promise<void> {
     throw new Error("image smoke: buildah is not installed; install it with: apt-get install -y buildah");
   }
   const storage = await mkdtemp("/var/tmp/token-broker-image-smoke-");
-  const buildah = async (args: readonly string[], timeout = 120_000) => {
-    const global = ["--root", `${storage}/root`, "--runroot", `${storage}/run`, "--storage-driver", "vfs"];
-    const { stdout } = await run("buildah", [...global, ...args], { timeout, maxBuffer: 64 * 1024 * 1024 });
+  const global = ["--root", `${storage}/root`, "--runroot", `${storage}/run`, "--storage-driver", "vfs"];
+  // buildah's own temporary files go to the storage folder too, so the cleanup removes them.
+  await mkdir(`${storage}/tmp`);
+  const buildahEnv = { ...process.env, TMPDIR: `${storage}/tmp` };
+  const buildah: Buildah = async (args, timeout = 120_000) => {
+    const { stdout } = await run("buildah", [...global, ...args], {
+      timeout,
+      maxBuffer: 64 * 1024 * 1024,
+      env: buildahEnv,
+    });
     return stdout.trim();
   };
   const started: ChildProcess[] = [];
+  const start = async (image: string, env: Record<string, string>, argv: readonly string[]) => {
+    const container = await buildah(["from", "--pull=never", image]);
+    const envArgs = Object.entries(env).flatMap(([name, value]) => ["--env", `${name}=${value}`]);
+    const child = spawn(
+      "buildah",
+      [...global, "run", "--isolation", "chroot", ...envArgs, container, "--", ...argv],
+      // A process group of its own: buildah's chroot helper and the containerized process join
+      // it, so the whole container can be signalled, and nothing outlives the smoke test.
+      { stdio: ["ignore", "pipe", "pipe"], detached: true, env: buildahEnv },
+    );
+    started.push(child);
+    let output = "";
+    child.stdout?.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.stderr?.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    return { container, running: { process: child, output: () => output, exited } satisfies Running };
+  };
   const cloud = await startCloud();
   try {
     // The bundle the Dockerfile copies, built from the current sources.
     await run(process.execPath, [path.join(root, "scripts", "build.ts")], { cwd: root, timeout: 120_000 });
-
     const nodeVersion = (await run(process.execPath, ["--version"])).stdout.trim();
     check(nodeVersion.startsWith("v24."), "the base carries Node 24", nodeVersion);
-    const base = await buildah(["from", "scratch"]);
-    await buildah(["copy", base, process.execPath, "/nodejs/bin/node"]);
-    const { stdout: ldd } = await run("ldd", [process.execPath]);
-    for (const library of ldd.matchAll(/(\/\S+) \(0x/g)) {
-      const linked = library[1] ?? "";
-      await buildah(["copy", base, await readlinkDeep(linked), linked]);
-    }
-    await buildah(["config", "--env", "PATH=/nodejs/bin:/usr/bin:/bin", "--user", "65532:65532", base]);
-    await buildah(["commit", "--rm", base, baseName]);
+    await assembleNodeBase(buildah);
 
-    const buildStarted = Date.now();
-    await buildah(
-      [
-        "build",
-        "--isolation",
-        "chroot",
-        "--format",
-        "docker",
-        "--pull=never",
-        "--build-arg",
-        `BASE_IMAGE=${baseName}`,
-        "--tag",
-        imageName,
-        "--file",
-        path.join(root, "Dockerfile"),
-        root,
-      ],
-      300_000,
-    );
-    const buildSeconds = ((Date.now() - buildStarted) / 1000).toFixed(1);
+    const buildSeconds = await build(buildah, "Dockerfile", images.sidecar, { BASE_IMAGE: images.nodeBase });
     check(
       true,
-      "buildah built the Dockerfile (chroot isolation, vfs storage, no daemon)",
+      "buildah built the sidecar Dockerfile (chroot isolation, vfs storage, no daemon)",
       `${buildSeconds} s`,
     );
-
-    const inspected = JSON.parse(await buildah(["inspect", "--type", "image", imageName])) as {
-      Docker: { config: ImageConfig };
-    };
-    const config = inspected.Docker.config;
+    const config = await imageConfig(buildah, images.sidecar);
     check(config.User === "65532:65532", "runs as a numeric non-root user", config.User);
     check(
       JSON.stringify(config.Entrypoint) === JSON.stringify(["node", "/app/token-broker.mjs"]),
@@ -128,64 +122,45 @@ async function main(): Promise<void> {
       "HEALTHCHECK needs no shell",
       JSON.stringify(probe),
     );
-
-    const baseFiles = await imageFiles(buildah, baseName);
-    const smokeFiles = await imageFiles(buildah, imageName);
-    const added = [...smokeFiles.keys()].filter((file) => !baseFiles.has(file)).sort();
-    const megabytes = (files: Map<string, number>) =>
-      ([...files.values()].reduce((sum, size) => sum + size, 0) / 1e6).toFixed(1);
+    const baseFiles = await imageFiles(buildah, images.nodeBase);
+    const sidecarFiles = await imageFiles(buildah, images.sidecar);
+    const added = [...sidecarFiles.keys()].filter((file) => !baseFiles.has(file)).sort();
     check(
       JSON.stringify(added) === JSON.stringify(["/app/token-broker.mjs"]),
       "the Dockerfile adds only the bundle to the base",
-      `${megabytes(smokeFiles)} MB unpacked = ${megabytes(baseFiles)} MB base + ${((smokeFiles.get("/app/token-broker.mjs") ?? 0) / 1e6).toFixed(1)} MB bundle`,
+      `${megabytes(total(sidecarFiles))} unpacked = ${megabytes(total(baseFiles))} base + ${megabytes(sidecarFiles.get("/app/token-broker.mjs") ?? 0)} bundle`,
     );
-    const archive = path.join(storage, "image.tar");
-    await buildah(["push", "--compression-format", "gzip", imageName, `oci-archive:${archive}`]);
+    const archive = path.join(storage, "sidecar.tar");
+    await buildah(["push", "--compression-format", "gzip", images.sidecar, `oci-archive:${archive}`]);
     console.log(
-      `# image as a registry stores it (gzip layers): ${((await stat(archive)).size / 1e6).toFixed(1)} MB`,
+      `# sidecar image as a registry stores it (gzip layers): ${megabytes((await stat(archive)).size)}`,
     );
 
     const [metadataPort, opsPort] = [await freePort(), await freePort()];
-    const container = await buildah(["from", "--pull=never", imageName]);
-    const environment = {
-      ...cloud.brokerEnv({ impersonate: false }),
-      BROKER_PORT: String(metadataPort),
-      BROKER_OPS_PORT: String(opsPort),
-    };
-    const envArgs = Object.entries(environment).flatMap(([name, value]) => ["--env", `${name}=${value}`]);
-    const global = ["--root", `${storage}/root`, "--runroot", `${storage}/run`, "--storage-driver", "vfs"];
     const startedAt = Date.now();
-    // The image's own entrypoint, as a container runtime would start it.
-    const broker = spawn(
-      "buildah",
-      [...global, "run", "--isolation", "chroot", ...envArgs, container, "--", ...config.Entrypoint],
-      { stdio: ["ignore", "pipe", "pipe"] },
+    const { container, running: broker } = await start(
+      images.sidecar,
+      {
+        ...cloud.brokerEnv({ impersonate: false }),
+        BROKER_PORT: String(metadataPort),
+        BROKER_OPS_PORT: String(opsPort),
+      },
+      config.Entrypoint, // as a container runtime would start it
     );
-    started.push(broker);
-    let output = "";
-    broker.stdout?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    broker.stderr?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => broker.once("exit", (code) => resolve(code)));
-
-    let health = 0;
-    for (let attempt = 0; attempt < 150 && health !== 200; attempt += 1) {
-      health = await fetch(`http://127.0.0.1:${opsPort}/healthz`, { signal: AbortSignal.timeout(1_000) })
-        .then((response) => response.status)
-        .catch(() => 0);
-      if (health !== 200) await sleep(100);
-    }
+    const health = await poll(
+      () =>
+        fetch(`http://127.0.0.1:${opsPort}/healthz`, { signal: AbortSignal.timeout(1_000) }).then(
+          (r) => r.status,
+        ),
+      (status) => status === 200,
+    );
     check(
       health === 200,
       "/healthz answers 200 from the image",
       health === 200
         ? `${Date.now() - startedAt} ms after start`
-        : `broker said: ${output.trim().split("\n").slice(0, 4).join(" | ")}`,
+        : `broker said: ${firstLines(broker.output())}`,
     );
-
     await buildah([
       "run",
       "--isolation",
@@ -197,45 +172,260 @@ async function main(): Promise<void> {
       ...probe.slice(1),
     ]);
     check(true, "the image's HEALTHCHECK command exits 0");
-
-    const response = await fetch(
-      `http://127.0.0.1:${metadataPort}/computeMetadata/v1/instance/service-accounts/default/token`,
-      { headers: { "Metadata-Flavor": "Google" }, signal: AbortSignal.timeout(10_000) },
-    );
-    const token = (await response.json()) as { access_token: string; expires_in: number; token_type: string };
-    const issued = cloud.ledger.resolveAccessToken(token.access_token);
-    const expected = federatedPrincipal(cloud.world, demoPrincipal(cloud.world).roleArn);
-    check(
-      response.status === 200 &&
-        token.token_type === "Bearer" &&
-        token.expires_in > 300 &&
-        issued?.principal.kind === "federated" &&
-        issued.principal.principal === expected,
-      "a token is served on the metadata port, issued by Google STS to the demo role's principal",
-      `expires_in ${token.expires_in}`,
-    );
-
-    const pid = await brokerPid(String(metadataPort));
-    const status = await readFile(`/proc/${pid}/status`, "utf8");
-    const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+    await checkToken(cloud, metadataPort);
+    const pid = await containerPid("/app/token-broker.mjs", `BROKER_PORT=${metadataPort}`);
+    const uid = /^Uid:\s+(\d+)/m.exec(await readFile(`/proc/${pid}/status`, "utf8"))?.[1];
     check(uid === "65532", "the broker process runs as uid 65532", `pid ${pid}`);
+
+    await checkDemoApp(buildah, start, cloud, metadataPort);
 
     const stopping = Date.now();
     process.kill(pid, "SIGTERM");
-    const code = await Promise.race([exited, sleep(5_000).then(() => "timeout" as const)]);
+    const code = await Promise.race([broker.exited, sleep(5_000).then(() => "timeout" as const)]);
     check(
-      code === 0 && output.includes("token-broker stopped"),
+      code === 0 && broker.output().includes("token-broker stopped"),
       "SIGTERM stops the broker cleanly",
       `exit ${code} in ${Date.now() - stopping} ms`,
     );
     console.log(`${passed} passed, 0 failed`);
   } finally {
-    for (const child of started) if (child.exitCode === null) child.kill("SIGKILL");
+    for (const child of started) signalGroup(child, "SIGKILL");
     await cloud.close();
     await buildah(["rm", "--all"]).catch(() => "");
     await buildah(["rmi", "--all", "--force"]).catch(() => "");
     await rm(storage, { recursive: true, force: true });
   }
+}
+
+/** Node 24 and the libraries it links, where the distroless nodejs24 image keeps it. */
+async function assembleNodeBase(buildah: Buildah): Promise<void> {
+  const base = await buildah(["from", "scratch"]);
+  await buildah(["copy", base, process.execPath, "/nodejs/bin/node"]);
+  await copyLibraries(buildah, base, process.execPath);
+  await buildah(["config", "--env", "PATH=/nodejs/bin:/usr/bin:/bin", "--user", "65532:65532", base]);
+  await buildah(["commit", "--rm", base, images.nodeBase]);
+}
+
+/**
+ * The demo's build stage needs what node:24-bookworm-slim offers it: a shell for `RUN` and npm
+ * (this machine's npm, a pure JavaScript package, run by Node 24). npm fetches from the npm
+ * registry, the one registry this machine reaches.
+ */
+async function assembleBuildBase(buildah: Buildah): Promise<void> {
+  const base = await buildah(["from", "--pull=never", images.nodeBase]);
+  const npmCli = (await run("sh", ["-c", 'readlink -f "$(command -v npm)"'])).stdout.trim();
+  const npmPackage = path.resolve(path.dirname(npmCli), "..");
+  const shell = await readlinkDeep("/bin/sh");
+  await buildah(["copy", base, shell, "/bin/sh"]);
+  await copyLibraries(buildah, base, shell);
+  await buildah(["copy", base, npmPackage, "/usr/local/lib/node_modules/npm"]);
+  const wrapper = path.join(await mkdtemp("/var/tmp/token-broker-npm-"), "npm");
+  await writeFile(wrapper, '#!/bin/sh\nexec node /usr/local/lib/node_modules/npm/bin/npm-cli.js "$@"\n', {
+    mode: 0o755,
+  });
+  await buildah(["copy", "--chmod", "0755", base, wrapper, "/usr/local/bin/npm"]);
+  await rm(path.dirname(wrapper), { recursive: true, force: true });
+  // The registry may be reached through a TLS proxy whose CA only this machine trusts: the build
+  // stage trusts what the machine's npm trusts, as a real builder image would be configured to.
+  const cafile = (await run("npm", ["config", "get", "cafile"])).stdout.trim();
+  const trust: string[] = [];
+  if (cafile.startsWith("/")) {
+    await buildah(["copy", base, cafile, "/etc/ssl/certs/ca-certificates.crt"]);
+    trust.push("--env", "NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt");
+  }
+  const environment = ["PATH=/usr/local/bin:/nodejs/bin:/bin", "HOME=/tmp"].flatMap((pair) => [
+    "--env",
+    pair,
+  ]);
+  await buildah(["config", ...environment, ...trust, "--user", "0:0", base]);
+  await buildah(["commit", "--rm", base, images.buildBase]);
+}
+
+async function copyLibraries(buildah: Buildah, container: string, binary: string): Promise<void> {
+  const { stdout } = await run("ldd", [binary]);
+  for (const match of stdout.matchAll(/(\/\S+) \(0x/g)) {
+    const linked = match[1] ?? "";
+    await buildah(["copy", container, await readlinkDeep(linked), linked]);
+  }
+}
+
+async function build(
+  buildah: Buildah,
+  dockerfile: string,
+  tag: string,
+  args: Record<string, string>,
+): Promise<string> {
+  const startedAt = Date.now();
+  const buildArgs = Object.entries(args).flatMap(([name, value]) => ["--build-arg", `${name}=${value}`]);
+  await buildah(
+    [
+      "build",
+      "--isolation",
+      "chroot",
+      "--format",
+      "docker",
+      "--pull=never",
+      ...buildArgs,
+      "--tag",
+      tag,
+      "--file",
+      path.join(root, dockerfile),
+      root,
+    ],
+    600_000,
+  );
+  return ((Date.now() - startedAt) / 1000).toFixed(1);
+}
+
+async function imageConfig(buildah: Buildah, image: string): Promise<ImageConfig> {
+  const inspected = JSON.parse(await buildah(["inspect", "--type", "image", image])) as {
+    Docker: { config: ImageConfig };
+  };
+  return inspected.Docker.config;
+}
+
+async function checkToken(cloud: Cloud, metadataPort: number): Promise<void> {
+  const response = await fetch(
+    `http://127.0.0.1:${metadataPort}/computeMetadata/v1/instance/service-accounts/default/token`,
+    { headers: { "Metadata-Flavor": "Google" }, signal: AbortSignal.timeout(10_000) },
+  );
+  const token = (await response.json()) as { access_token: string; expires_in: number; token_type: string };
+  const issued = cloud.ledger.resolveAccessToken(token.access_token);
+  const expected = federatedPrincipal(cloud.world, demoPrincipal(cloud.world).roleArn);
+  check(
+    response.status === 200 &&
+      token.token_type === "Bearer" &&
+      token.expires_in > 300 &&
+      issued?.principal.kind === "federated" &&
+      issued.principal.principal === expected,
+    "a token is served on the metadata port, issued by Google STS to the demo role's principal",
+    `expires_in ${token.expires_in}`,
+  );
+}
+
+/** The ECS demo image beside the running sidecar, as the task definition wires them. */
+async function checkDemoApp(
+  buildah: Buildah,
+  start: (
+    image: string,
+    env: Record<string, string>,
+    argv: readonly string[],
+  ) => Promise<{ running: Running }>,
+  cloud: Cloud,
+  metadataPort: number,
+): Promise<void> {
+  await assembleBuildBase(buildah);
+  const buildSeconds = await build(buildah, "client-demo/Dockerfile", images.demoApp, {
+    BUILD_IMAGE: images.buildBase,
+    BASE_IMAGE: images.nodeBase,
+  });
+  const config = await imageConfig(buildah, images.demoApp);
+  console.log(`# demo app image: ${megabytes(total(await imageFiles(buildah, images.demoApp)))} unpacked`);
+  check(
+    config.User === "65532:65532" &&
+      JSON.stringify(config.Entrypoint) === '["node","client-demo/ecs-app.ts"]',
+    "buildah built the ECS demo app image (npm in its build stage), non-root, exec form",
+    `${buildSeconds} s`,
+  );
+  const { world } = cloud;
+  const endpoint = `127.0.0.1:${metadataPort}`;
+  const { running: app } = await start(
+    images.demoApp,
+    {
+      GOOGLE_PROJECT_ID: world.googleProjectId,
+      GOOGLE_BUCKET: world.grantedBucket,
+      GOOGLE_BQ_DATASET: world.dataset,
+      GOOGLE_BQ_TABLE: world.table,
+      // The libraries' documented endpoint settings, pointed at the hermetic GCS and BigQuery.
+      GOOGLE_STORAGE_ENDPOINT: cloud.gcs.url,
+      GOOGLE_BIGQUERY_ENDPOINT: cloud.bigquery.url,
+      GCE_METADATA_HOST: endpoint,
+      GCE_METADATA_IP: endpoint,
+      GCE_METADATA_ROOT: endpoint,
+      METADATA_SERVER_DETECTION: "assume-present",
+      GREETING_INTERVAL_SECONDS: "60",
+    },
+    config.Entrypoint,
+  );
+  const objects =
+    (await poll(
+      async () => cloud.gcs.objects(world.grantedBucket),
+      (found) => found.length > 0,
+      600, // a minute: loading the Google SDKs from source is slow on a busy machine
+    )) ?? [];
+  const rows = cloud.bigquery.rows(world.dataset, world.table);
+  const line = app
+    .output()
+    .split("\n")
+    .find((text) => text.includes('"object"'));
+  const logged =
+    line === undefined ? undefined : (JSON.parse(line) as { object: string; row: { message: string } });
+  check(
+    objects.length === 1 &&
+      logged?.object === `gs://${world.grantedBucket}/${objects[0]?.name}` &&
+      rows.length === 1 &&
+      rows[0]?.json.message === logged.row.message,
+    "the demo app wrote its object and its row with the sidecar's token",
+    logged === undefined ? `app said: ${firstLines(app.output())}` : logged.object,
+  );
+  // As ECS stops a task: SIGTERM to the container's process, which ends after the run in progress.
+  process.kill(await containerPid("client-demo/ecs-app.ts", `GCE_METADATA_HOST=${endpoint}`), "SIGTERM");
+  const code = await Promise.race([app.exited, sleep(5_000).then(() => "timeout" as const)]);
+  check(
+    code === 0 && app.output().includes('"stopped"'),
+    "SIGTERM stops the demo app after its run",
+    `exit ${code}`,
+  );
+}
+
+/** Signals every process of a container started by `start` (its own process group). */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // The group has already ended.
+  }
+}
+
+function total(files: Map<string, number>): number {
+  return [...files.values()].reduce((sum, size) => sum + size, 0);
+}
+
+function megabytes(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
+function firstLines(text: string): string {
+  return text.trim().split("\n").slice(0, 4).join(" | ");
+}
+
+async function sleep(ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Calls `probe` every 100 ms until `done`, at most `attempts` times; the last value either way. */
+async function poll<T>(
+  probe: () => Promise<T>,
+  done: (value: T) => boolean,
+  attempts = 150,
+): Promise<T | undefined> {
+  let value: T | undefined;
+  for (let attempt = 0; attempt < attempts; attempt += 1) {
+    value = await probe().catch(() => undefined);
+    if (value !== undefined && done(value)) return value;
+    await sleep(100);
+  }
+  return value;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === "string") throw new Error("image smoke: no free port");
+  return address.port;
 }
 
 /** Resolves a chain of symlinks (libc.so.6 -> libc-2.36.so) to the file to copy. */
@@ -252,10 +442,7 @@ async function readlinkDeep(file: string): Promise<string> {
 }
 
 /** Every file of an image with its size, read from a mounted working container. */
-async function imageFiles(
-  buildah: (args: readonly string[]) => Promise<string>,
-  image: string,
-): Promise<Map<string, number>> {
+async function imageFiles(buildah: Buildah, image: string): Promise<Map<string, number>> {
   const container = await buildah(["from", "--pull=never", image]);
   try {
     const mountpoint = await buildah(["mount", container]);
@@ -277,20 +464,20 @@ async function listFiles(directory: string, prefix: string, files: Map<string, n
   }
 }
 
-/** The pid of the broker that `buildah run` started for this smoke test (matched by its port). */
-async function brokerPid(metadataPort: string): Promise<number> {
+/** The pid of a node process this smoke test started in a container, by its script and one variable. */
+async function containerPid(script: string, variable: string): Promise<number> {
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const commandLine = (await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0");
-      if (!commandLine[0]?.endsWith("node") || commandLine[1] !== "/app/token-broker.mjs") continue;
+      if (!commandLine[0]?.endsWith("node") || commandLine[1] !== script) continue;
       const environ = (await readFile(`/proc/${entry}/environ`, "utf8")).split("\0");
-      if (environ.includes(`BROKER_PORT=${metadataPort}`)) return Number(entry);
+      if (environ.includes(variable)) return Number(entry);
     } catch {
       // The process ended while we looked.
     }
   }
-  throw new Error(`image smoke: no broker process listens on ${metadataPort}`);
+  throw new Error(`image smoke: no process runs ${script} with ${variable}`);
 }
 
 main().catch((error: unknown) => {
