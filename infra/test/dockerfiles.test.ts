@@ -1,0 +1,120 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { Stack } from "aws-cdk-lib";
+import { Template } from "aws-cdk-lib/assertions";
+import { ContainerImage, FargateTaskDefinition } from "aws-cdk-lib/aws-ecs";
+import { describe, expect, it } from "vitest";
+import { TokenBrokerSidecar } from "../lib/token-broker-sidecar.ts";
+import { testApp } from "./synth.ts";
+
+/*
+ * A static reading of the Dockerfiles, so `npm test` guards their contract on any machine;
+ * scripts/image-smoke.ts builds and runs them for real where buildah and root are available.
+ */
+
+const repositoryRoot = path.resolve(import.meta.dirname, "..", "..");
+
+interface Instruction {
+  readonly keyword: string;
+  readonly argument: string;
+}
+
+/** Instructions with continuation lines joined and comments dropped. */
+function instructions(file: string): Instruction[] {
+  const text = readFileSync(path.join(repositoryRoot, file), "utf8").replace(/\\\n\s*/g, "");
+  return text
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line !== "" && !line.startsWith("#"))
+    .map((line) => {
+      const [keyword = "", ...rest] = line.split(/\s+/);
+      return { keyword: keyword.toUpperCase(), argument: rest.join(" ") };
+    });
+}
+
+/** The instructions of the last stage, the one that becomes the image. */
+function finalStage(file: string): Instruction[] {
+  const all = instructions(file);
+  const lastFrom = all.map((instruction) => instruction.keyword).lastIndexOf("FROM");
+  return all.slice(lastFrom);
+}
+
+function argument(stage: Instruction[], keyword: string): string[] {
+  return stage
+    .filter((instruction) => instruction.keyword === keyword)
+    .map((instruction) => instruction.argument);
+}
+
+describe.each(["Dockerfile", "client-demo/Dockerfile"])("%s", (file) => {
+  it("takes its base as a build argument, defaulting to distroless Node 24 without root", () => {
+    expect(argument(instructions(file), "ARG")).toContain(
+      "BASE_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot",
+    );
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a Dockerfile variable, compared verbatim
+    expect(argument(finalStage(file), "FROM")).toEqual(["${BASE_IMAGE}"]);
+  });
+
+  it("runs as a numeric non-root user, with an exec-form entrypoint", () => {
+    const stage = finalStage(file);
+    expect(argument(stage, "USER")).toEqual(["65532:65532"]);
+    const [entrypoint = ""] = argument(stage, "ENTRYPOINT");
+    expect(JSON.parse(entrypoint)[0]).toBe("node");
+  });
+
+  it("runs nothing at build time in the image itself and fetches nothing with ADD", () => {
+    expect(argument(finalStage(file), "RUN")).toEqual([]);
+    expect(argument(instructions(file), "ADD")).toEqual([]);
+  });
+});
+
+describe("the sidecar Dockerfile", () => {
+  it("copies the bundle alone", () => {
+    expect(argument(finalStage("Dockerfile"), "COPY")).toEqual([
+      "dist/token-broker.mjs /app/token-broker.mjs",
+    ]);
+  });
+
+  it("declares the same shell-free health check as the ECS task definition", () => {
+    const [healthcheck = ""] = argument(finalStage("Dockerfile"), "HEALTHCHECK");
+    const command = JSON.parse(healthcheck.slice(healthcheck.indexOf("CMD ") + 4)) as string[];
+    const stack = new Stack(testApp(), "Health");
+    new TokenBrokerSidecar(stack, "Broker", {
+      taskDefinition: new FargateTaskDefinition(stack, "Task"),
+      broker: {
+        audience:
+          "//iam.googleapis.com/projects/987654321098/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider",
+      },
+      image: ContainerImage.fromRegistry("registry.example/token-broker:1.0.0"),
+    });
+    const [task] = Object.values(Template.fromStack(stack).findResources("AWS::ECS::TaskDefinition"));
+    const [container] = (task?.Properties.ContainerDefinitions ?? []) as {
+      HealthCheck: { Command: string[] };
+    }[];
+    expect(container?.HealthCheck.Command).toEqual(["CMD", ...command]);
+    expect(JSON.parse(argument(finalStage("Dockerfile"), "ENTRYPOINT")[0] ?? "[]")).toEqual(
+      command.slice(0, 2),
+    );
+  });
+});
+
+describe(".dockerignore", () => {
+  it("lets in exactly what the Dockerfiles copy from the context", () => {
+    const patterns = readFileSync(path.join(repositoryRoot, ".dockerignore"), "utf8")
+      .split("\n")
+      .filter((line) => line !== "" && !line.startsWith("#"));
+    expect(patterns).toEqual([
+      "*",
+      "!dist/token-broker.mjs",
+      "!package.json",
+      "!package-lock.json",
+      "!client-demo/",
+      "client-demo/**/*.test.ts",
+    ]);
+    expect(argument(instructions("client-demo/Dockerfile"), "COPY")).toEqual([
+      "package.json package-lock.json ./",
+      "--from=dependencies /app/node_modules ./node_modules",
+      "package.json ./",
+      "client-demo/*.ts ./client-demo/",
+    ]);
+  });
+});
