@@ -199,6 +199,9 @@ export class LocalLambda implements ControlPlane {
   /** Runs the init phase; rejects with `LambdaInitError` (after cleaning up) if Lambda would fail it. */
   static async start(options: LocalLambdaOptions): Promise<LocalLambda> {
     const lambda = new LocalLambda(options, await mkdtemp(join(tmpdir(), "local-lambda-")));
+    // Sandbox processes run in their own process groups, possibly stopped: if the test process
+    // ends without close(), they must not outlive it.
+    process.once("exit", lambda.#killAll);
     try {
       await lambda.#init();
       return lambda;
@@ -575,13 +578,16 @@ export class LocalLambda implements ControlPlane {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const target of this.#processes()) {
-      target.signal("SIGKILL");
-    }
+    process.removeListener("exit", this.#killAll);
+    this.#killAll();
     await Promise.all(this.#processes().map((target) => target.waitForExit(2_000)));
     await this.#server?.close();
     await rm(this.#root, { recursive: true, force: true });
   }
+
+  #killAll = (): void => {
+    for (const target of this.#processes()) target.signal("SIGKILL");
+  };
 
   // ControlPlane: what the Runtime API and Extensions API calls do.
 
