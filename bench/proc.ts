@@ -1,0 +1,45 @@
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+
+/*
+ * What the benchmarks read about a process from Linux's /proc: CPU time, resident memory and open
+ * file descriptors. Read from outside, so the process under test runs no measuring code of its own.
+ */
+
+const clockTicksPerSecond = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
+
+/** User + system CPU seconds the process has used so far (all its threads). */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+  return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond;
+}
+
+/** Resident set size in bytes (VmRSS). */
+export function rssBytes(pid: number): number {
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (match === null) throw new Error(`no VmRSS for process ${pid}: has it exited?`);
+  return Number(match[1]) * 1024;
+}
+
+/** How many file descriptors the process holds open (sockets, pipes, files). */
+export function openFileDescriptors(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** The cores this machine lets us use. */
+export function cpuCount(): number {
+  return Number(execFileSync("nproc", { encoding: "utf8" }).trim());
+}
+
+/**
+ * Pins every thread of `pid` (and the threads it starts later, which inherit the mask) to one
+ * core, so the server under test and the load generator do not take turns on the same core.
+ */
+export function pinToCore(pid: number, core: number): void {
+  execFileSync("taskset", ["--all-tasks", "--pid", "--cpu-list", String(core), String(pid)], {
+    stdio: "ignore",
+  });
+}
