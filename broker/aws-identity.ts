@@ -14,9 +14,21 @@ export interface AwsIdentitySettings {
 
 interface AwsServiceError {
   readonly name?: string;
+  readonly code?: unknown;
   readonly message?: string;
+  readonly $fault?: "client" | "server";
   readonly $metadata?: { readonly httpStatusCode?: number };
 }
+
+/** Socket failures the SDK reports (some under the name TimeoutError, though nothing timed out). */
+const networkCodes = new Set([
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+]);
 
 const credentialErrors = new Set([
   "CredentialsProviderError",
@@ -43,6 +55,15 @@ export function awsError(error: unknown, settings: AwsIdentitySettings): BrokerE
   const failure = (error ?? {}) as AwsServiceError;
   const name = failure.name ?? "Error";
   const status = failure.$metadata?.httpStatusCode;
+  if (typeof failure.code === "string" && networkCodes.has(failure.code)) {
+    return new BrokerError(
+      "AWS_STS_UNAVAILABLE",
+      `AWS STS GetWebIdentityToken failed (${failure.code}); retrying`,
+      {
+        cause: error,
+      },
+    );
+  }
   if (name === "AbortError" || name === "TimeoutError") {
     return new BrokerError("UPSTREAM_TIMEOUT", "AWS STS GetWebIdentityToken did not answer in time", {
       cause: error,
@@ -73,6 +94,14 @@ export function awsError(error: unknown, settings: AwsIdentitySettings): BrokerE
     return new BrokerError(
       "AWS_STS_INVALID_REQUEST",
       `AWS STS refused GetWebIdentityToken (${name}: ${firstLine(failure.message)}); check BROKER_AWS_TOKEN_DURATION and BROKER_AWS_SIGNING_ALGORITHM`,
+      { cause: error },
+    );
+  }
+  if (failure.$fault === undefined && status !== undefined && status < 300) {
+    // A success status whose body the SDK could not read: not a service error.
+    return new BrokerError(
+      "UPSTREAM_MALFORMED",
+      `AWS STS GetWebIdentityToken answered with a malformed body (HTTP ${status}); retrying`,
       { cause: error },
     );
   }

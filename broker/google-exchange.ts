@@ -157,10 +157,19 @@ class ChainTransport extends gaxios.Gaxios {
     try {
       // The library asks for retries per request (`retryConfig`); the token cache owns them.
       const response = await super.request<T>({ ...options, retry: false, retryConfig: undefined });
+      // gaxios hands back the text when a JSON answer does not parse; the library would then
+      // fail somewhere later with a message about undefined fields.
+      if (typeof response.data !== "object" || response.data === null) {
+        const service = step === "google_sts" ? "Google STS" : "IAM Credentials";
+        throw new BrokerError(
+          "UPSTREAM_MALFORMED",
+          `${service} answered with a malformed body (HTTP ${response.status}); retrying`,
+        );
+      }
       this.#observe(step, "success", seconds());
       return response;
     } catch (error) {
-      const failure = googleError(step, error, this.#serviceAccount);
+      const failure = error instanceof BrokerError ? error : googleError(step, error, this.#serviceAccount);
       this.#observe(step, failure.code === "UPSTREAM_TIMEOUT" ? "timeout" : "error", seconds());
       throw failure;
     }
