@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { access, mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -163,6 +163,12 @@ const require = createRequire(import.meta.url);
 
 function refusal<T>(status: number, errorType: string, errorMessage: string): Answer<T> {
   return { ok: false, refusal: { status, errorType, errorMessage } };
+}
+
+/** An X-Ray trace header as Lambda passes it: `Root=1-<epoch hex>-<24 hex>;Parent=<16 hex>;Sampled=0`. */
+function traceHeader(): string {
+  const hex = (length: number) => randomBytes(length / 2).toString("hex");
+  return `Root=1-${Math.floor(Date.now() / 1000).toString(16)}-${hex(24)};Parent=${hex(16)};Sampled=0`;
 }
 
 function messageOf(body: string): string | undefined {
@@ -463,19 +469,19 @@ export class LocalLambda implements ControlPlane {
     if (this.#pending !== undefined)
       throw new Error("one invocation at a time: Lambda sandboxes are not concurrent");
     if (this.#frozen) this.#thaw();
+    const deliverToRuntime = this.#runtimeDeliver;
+    if (deliverToRuntime === undefined) throw new Error("the runtime is not waiting for an invocation");
+    this.#runtimeDeliver = undefined;
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs ?? defaultTimeoutMs;
     const invocation: Invocation = {
       requestId: randomUUID(),
       deadlineMs: Date.now() + timeoutMs,
       invokedFunctionArn: `arn:aws:lambda:${this.#region}:123456789012:function:${this.#functionName}`,
-      traceId: `Root=1-${Math.floor(Date.now() / 1000).toString(16)}-${randomUUID().replaceAll("-", "").slice(0, 24)};Parent=${randomUUID().replaceAll("-", "").slice(0, 16)};Sampled=0`,
+      traceId: traceHeader(),
       payload: JSON.stringify(payload),
     };
     const pending: PendingInvocation = { invocation, startedAtMs: Date.now() };
     this.#pending = pending;
-    const deliverToRuntime = this.#runtimeDeliver;
-    this.#runtimeDeliver = undefined;
-    if (deliverToRuntime === undefined) throw new Error("the runtime is not waiting for an invocation");
     deliverToRuntime(invocation);
     for (const extension of this.#extensions) {
       if (!extension.events.has("INVOKE")) continue;
