@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { BrokerHandle } from "../../broker/main.ts";
-import type { UpstreamStep } from "../../broker/metrics.ts";
+import type { UpstreamOutcome, UpstreamStep } from "../../broker/metrics.ts";
 import { defaultRefreshPolicy } from "../../broker/token-cache.ts";
 import { type Cloud, startCloud } from "../cloud/cloud.ts";
 import {
@@ -92,7 +92,7 @@ export function faultSuite(step: UpstreamStep): void {
       return {
         degraded: value("token_broker_degraded"),
         refreshFailures: value('token_broker_refresh_failures_total{kind="access"}'),
-        calls: (outcome: string) =>
+        calls: (outcome: UpstreamOutcome) =>
           value(`token_broker_upstream_calls_total{step="${step}",outcome="${outcome}"}`),
       };
     }
