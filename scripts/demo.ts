@@ -1,6 +1,7 @@
 import { relative } from "node:path";
 import { styleText } from "node:util";
-import { demoHandlerPath, startDemoCloud, startDemoLambda } from "../test/lambda-runtime/demo-function.ts";
+import { startCloud } from "../test/cloud/cloud.ts";
+import { demoHandlerPath, startDemoLambda } from "../test/lambda-runtime/demo-function.ts";
 import { bundleFunction } from "../test/lambda-runtime/function-bundle.ts";
 import { type InvokeResult, LambdaInitError, type LocalLambda } from "../test/lambda-runtime/local-lambda.ts";
 import { buildLayers } from "./layer.ts";
@@ -34,11 +35,12 @@ function answer(result: InvokeResult): { statusCode: number; body: Record<string
 
 console.log(bold("token-broker demo: a Lambda function writes to Google Cloud with no credentials code"));
 
-const demo = await startDemoCloud();
+const demo = await startCloud();
 let lambda: LocalLambda | undefined;
 let failed = false;
 try {
-  const { cloud, bigquery } = demo;
+  const cloud = demo;
+  const { bigquery } = cloud;
   const { world } = cloud;
   step("1. The hermetic cloud, on loopback");
   const services = [

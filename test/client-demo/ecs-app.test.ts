@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { DemoCloud } from "../lambda-runtime/demo-function.ts";
-import { demoFunctionEnvironment, startDemoCloud } from "../lambda-runtime/demo-function.ts";
+import { type Cloud, startCloud } from "../cloud/cloud.ts";
+import { demoFunctionEnvironment } from "../lambda-runtime/demo-function.ts";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.ts";
 import { repoRoot } from "../support/child.ts";
 
@@ -11,7 +11,7 @@ import { repoRoot } from "../support/child.ts";
  * task runs them (two containers, one loopback), the app with no credentials settings at all.
  */
 
-let demo: DemoCloud;
+let demo: Cloud;
 let broker: BrokerProcess;
 let app: ChildProcess;
 let output = "";
@@ -26,8 +26,8 @@ async function eventually(condition: () => boolean, ms: number): Promise<void> {
 }
 
 beforeAll(async () => {
-  demo = await startDemoCloud();
-  broker = await startBrokerProcess({ ...demo.cloud.brokerEnv({ impersonate: true }) });
+  demo = await startCloud();
+  broker = await startBrokerProcess({ ...demo.brokerEnv({ impersonate: true }) });
   const settings = await demoFunctionEnvironment(demo, { impersonate: true });
   app = spawn(process.execPath, ["client-demo/ecs-app.ts"], {
     cwd: repoRoot,
@@ -62,7 +62,7 @@ afterAll(async () => {
 
 describe("the ECS demo app beside the sidecar", () => {
   it("writes a greeting object and row on each tick through the broker's token", async () => {
-    const { world } = demo.cloud;
+    const { world } = demo;
     await eventually(() => demo.bigquery.rows(world.dataset, world.table).length >= 2, 15_000);
     const lines = output
       .trim()
@@ -71,11 +71,11 @@ describe("the ECS demo app beside the sidecar", () => {
     expect(lines.slice(0, 2).map((line) => line.level)).toEqual(["info", "info"]);
     for (const line of lines.slice(0, 2)) {
       const name = line.object.replace(`gs://${world.grantedBucket}/`, "");
-      expect(demo.cloud.gcs.object(world.grantedBucket, name)?.bytes.toString("utf8")).toBe(
+      expect(demo.gcs.object(world.grantedBucket, name)?.bytes.toString("utf8")).toBe(
         `Hello from request ${line.requestId}\n`,
       );
     }
-    expect(demo.cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
+    expect(demo.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
   });
 
   it("stops on SIGTERM after the run in progress, with exit code 0", async () => {

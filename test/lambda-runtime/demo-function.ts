@@ -1,34 +1,11 @@
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
-import { type BigQueryFake, startBigQuery } from "../cloud/bigquery.ts";
-import { type Cloud, startCloud } from "../cloud/cloud.ts";
+import type { Cloud } from "../cloud/cloud.ts";
 import type { FunctionBundle } from "./function-bundle.ts";
 import { LocalLambda, type LocalLambdaOptions } from "./local-lambda.ts";
 
 /** The demo function's source, as infra/ deploys it. */
 export const demoHandlerPath = fileURLToPath(new URL("../../client-demo/handler.ts", import.meta.url));
-
-/** The hermetic cloud with the BigQuery fake the demo writes its rows to. */
-export interface DemoCloud {
-  readonly cloud: Cloud;
-  readonly bigquery: BigQueryFake;
-  close(): Promise<void>;
-}
-
-export async function startDemoCloud(): Promise<DemoCloud> {
-  const cloud = await startCloud();
-  const bigquery = await startBigQuery({ world: cloud.world, ledger: cloud.ledger }).catch(async (error) => {
-    await cloud.close();
-    throw error;
-  });
-  return {
-    cloud,
-    bigquery,
-    close: async () => {
-      await Promise.all([bigquery.close(), cloud.close()]);
-    },
-  };
-}
 
 /** A loopback port that was free a moment ago (the OS picks it; we release it for the sandbox). */
 export async function freePort(): Promise<number> {
@@ -47,14 +24,14 @@ export async function freePort(): Promise<number> {
  * are picked free so sandboxes can run side by side; the ops listener stays on loopback.
  */
 export async function demoFunctionEnvironment(
-  demo: DemoCloud,
+  demo: Cloud,
   options: { impersonate: boolean },
 ): Promise<Record<string, string>> {
-  const { world } = demo.cloud;
+  const { world } = demo;
   const metadataPort = await freePort();
   const metadata = `127.0.0.1:${metadataPort}`;
   return {
-    ...demo.cloud.brokerEnv({ impersonate: options.impersonate }),
+    ...demo.brokerEnv({ impersonate: options.impersonate }),
     BROKER_PORT: String(metadataPort),
     BROKER_OPS_HOST: "127.0.0.1",
     BROKER_OPS_PORT: String(await freePort()),
@@ -66,14 +43,14 @@ export async function demoFunctionEnvironment(
     GOOGLE_BUCKET: world.grantedBucket,
     GOOGLE_BQ_DATASET: world.dataset,
     GOOGLE_BQ_TABLE: world.table,
-    GOOGLE_STORAGE_ENDPOINT: demo.cloud.gcs.url,
+    GOOGLE_STORAGE_ENDPOINT: demo.gcs.url,
     GOOGLE_BIGQUERY_ENDPOINT: demo.bigquery.url,
   };
 }
 
 export interface DemoLambdaOptions
   extends Pick<LocalLambdaOptions, "onLog" | "shiftableClock" | "timeoutMs"> {
-  readonly demo: DemoCloud;
+  readonly demo: Cloud;
   readonly layer: string;
   readonly bundle: FunctionBundle;
   readonly impersonate: boolean;

@@ -3,13 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLayers, type Flavour } from "../../scripts/layer.ts";
-import { impersonatedServiceAccount } from "../cloud/cloud.ts";
-import {
-  type DemoCloud,
-  demoHandlerPath,
-  startDemoCloud,
-  startDemoLambda,
-} from "../lambda-runtime/demo-function.ts";
+import { type Cloud, impersonatedServiceAccount, startCloud } from "../cloud/cloud.ts";
+import { demoHandlerPath, startDemoLambda } from "../lambda-runtime/demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
 import type { InvokeResult, LocalLambda } from "../lambda-runtime/local-lambda.ts";
 
@@ -33,14 +28,14 @@ function okBody(result: InvokeResult): { object: string; row: { timestamp: strin
 describe.each(["nodejs", "standalone"] satisfies Flavour[])(
   "the demo function with the %s layer",
   (flavour) => {
-    let demo: DemoCloud;
+    let demo: Cloud;
     let outDir: string;
     let bundle: FunctionBundle;
     let lambda: LocalLambda;
     let results: InvokeResult[];
 
     beforeAll(async () => {
-      demo = await startDemoCloud();
+      demo = await startCloud();
       outDir = await mkdtemp(join(tmpdir(), "layers-"));
       const [layer] = await buildLayers({ outDir, flavours: [flavour], architectures: ["x86_64"] });
       bundle = await bundleFunction(demoHandlerPath);
@@ -57,21 +52,21 @@ describe.each(["nodejs", "standalone"] satisfies Flavour[])(
     });
 
     it("writes one object per invocation, holding that invocation's request id", () => {
-      const { world } = demo.cloud;
-      const stored = demo.cloud.gcs.objects(world.grantedBucket);
+      const { world } = demo;
+      const stored = demo.gcs.objects(world.grantedBucket);
       expect(stored).toHaveLength(invocations);
       for (const result of results) {
         const body = okBody(result);
         const name = body.object.replace(`gs://${world.grantedBucket}/`, "");
         expect(name).toMatch(/^hello_\d{8}T\d{9}Z\.txt$/);
-        const object = demo.cloud.gcs.object(world.grantedBucket, name);
+        const object = demo.gcs.object(world.grantedBucket, name);
         expect(object?.bytes.toString("utf8")).toBe(`Hello from request ${result.requestId}\n`);
         expect(object?.contentType).toBe("text/plain");
       }
     });
 
     it("inserts one row per invocation into the table", () => {
-      const { world } = demo.cloud;
+      const { world } = demo;
       const rows = demo.bigquery.rows(world.dataset, world.table).map((row) => row.json);
       expect(rows).toEqual(results.map((result) => okBody(result).row));
       expect(rows.map((row) => row.message)).toEqual(
@@ -80,7 +75,7 @@ describe.each(["nodejs", "standalone"] satisfies Flavour[])(
     });
 
     it("makes exactly one upstream chain for all invocations, and every write carries its token", () => {
-      const { cloud } = demo;
+      const cloud = demo;
       expect(cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
       expect(cloud.googleSts.calls.get("token")).toBe(1);
       expect(cloud.iamCredentials.calls.get("generateAccessToken")).toBe(1);
@@ -105,7 +100,7 @@ describe.each(["nodejs", "standalone"] satisfies Flavour[])(
     });
 
     it("answers 500 with Google's 403 message for a bucket the role may not write", async () => {
-      const { world } = demo.cloud;
+      const { world } = demo;
       const result = await lambda.invoke({ bucket: world.forbiddenBucket });
       expect(result.outcome).toEqual({
         kind: "response",
@@ -114,7 +109,7 @@ describe.each(["nodejs", "standalone"] satisfies Flavour[])(
           body: JSON.stringify({ error: forbiddenMessage(impersonatedServiceAccount(world)) }),
         },
       });
-      expect(demo.cloud.gcs.objects(world.forbiddenBucket)).toEqual([]);
+      expect(demo.gcs.objects(world.forbiddenBucket)).toEqual([]);
       expect(demo.bigquery.rows(world.dataset, world.table)).toHaveLength(invocations);
     });
 
@@ -131,7 +126,7 @@ describe.each(["nodejs", "standalone"] satisfies Flavour[])(
       expect(lines.length).toBeGreaterThan(0);
       expect(lines.filter((line) => line.stream === "stderr")).toEqual([]);
       for (const line of lines) expect(() => JSON.parse(line.line)).not.toThrow();
-      expect(demo.cloud.ledger.leaksIn(lines.map((line) => line.line).join("\n"))).toEqual([]);
+      expect(demo.ledger.leaksIn(lines.map((line) => line.line).join("\n"))).toEqual([]);
     });
 
     it("exits within 500 ms of the SHUTDOWN event", async () => {

@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLayers } from "../../scripts/layer.ts";
-import { type DemoCloud, startDemoCloud, startDemoLambda } from "../lambda-runtime/demo-function.ts";
+import { type Cloud, startCloud } from "../cloud/cloud.ts";
+import { startDemoLambda } from "../lambda-runtime/demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
 import type { InvokeResult, LocalLambda } from "../lambda-runtime/local-lambda.ts";
 import type { TokenProbe } from "../lambda-runtime/token-probe-handler.ts";
@@ -25,7 +26,7 @@ import type { TokenProbe } from "../lambda-runtime/token-probe-handler.ts";
 const minute = 60_000;
 const probePath = fileURLToPath(new URL("../lambda-runtime/token-probe-handler.ts", import.meta.url));
 
-let demo: DemoCloud;
+let demo: Cloud;
 let outDir: string;
 let bundle: FunctionBundle;
 let lambda: LocalLambda;
@@ -43,14 +44,14 @@ async function probe(): Promise<TokenProbe> {
 
 function chains(): { aws: number; google: number } {
   return {
-    aws: demo.cloud.awsSts.calls.get("GetWebIdentityToken"),
-    google: demo.cloud.googleSts.calls.get("token"),
+    aws: demo.awsSts.calls.get("GetWebIdentityToken"),
+    google: demo.googleSts.calls.get("token"),
   };
 }
 
 beforeAll(async () => {
-  demo = await startDemoCloud();
-  demo.cloud.googleSts.setExpiresIn(600);
+  demo = await startCloud();
+  demo.googleSts.setExpiresIn(600);
   outDir = await mkdtemp(join(tmpdir(), "layers-"));
   const [layer] = await buildLayers({ outDir, flavours: ["nodejs"], architectures: ["x86_64"] });
   bundle = await bundleFunction(probePath);
@@ -77,14 +78,14 @@ describe("a sandbox frozen past the refresh point", () => {
     first = await probe();
     expect(chains()).toEqual({ aws: 1, google: 1 });
     expect(first.expiresInMs).toBeGreaterThan(9 * minute);
-    expect(demo.cloud.ledger.resolveAccessToken(first.token)?.issuedBy).toBe("google-sts");
+    expect(demo.ledger.resolveAccessToken(first.token)?.issuedBy).toBe("google-sts");
     expect(lambda.frozen).toBe(true);
   });
 
   it("gets a fresh token, not the one with 4.5 minutes left, after 5.5 minutes frozen", async () => {
     await lambda.advanceClock(5.5 * minute);
     // A slow exchange shows who waits for the refresh: the function does, Lambda's loop does not.
-    demo.cloud.googleSts.faults.inject({ kind: "slow", ms: 1_000, times: 1 });
+    demo.googleSts.faults.inject({ kind: "slow", ms: 1_000, times: 1 });
     const result = await lambda.invoke({});
     expect(result.durationMs).toBeGreaterThanOrEqual(1_000);
     expect(result.extensionDoneAfterMs["token-broker"]).toBeLessThan(500);

@@ -7,11 +7,10 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLayers } from "../../scripts/layer.ts";
+import { type Cloud, startCloud } from "../cloud/cloud.ts";
 import {
-  type DemoCloud,
   demoFunctionEnvironment,
   demoHandlerPath,
-  startDemoCloud,
   startDemoLambda,
 } from "../lambda-runtime/demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
@@ -26,13 +25,13 @@ import { LambdaInitError } from "../lambda-runtime/local-lambda.ts";
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL("../../broker/cli.ts", import.meta.url));
 
-let demo: DemoCloud;
+let demo: Cloud;
 let outDir: string;
 let layer: string;
 let bundle: FunctionBundle;
 
 beforeAll(async () => {
-  demo = await startDemoCloud();
+  demo = await startCloud();
   outDir = await mkdtemp(join(tmpdir(), "layers-"));
   const [built] = await buildLayers({ outDir, flavours: ["nodejs"], architectures: ["x86_64"] });
   layer = built?.zipPath ?? "";
@@ -91,7 +90,7 @@ describe("the extension's init failure", () => {
     expect(logged).toContainEqual(
       expect.objectContaining({ level: 50, msg: line, errorType: "Extension.ConfigInvalid" }),
     );
-    expect(demo.cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(0);
+    expect(demo.awsSts.calls.get("GetWebIdentityToken")).toBe(0);
   });
 
   it("reports a metadata port already in use as Extension.InitError naming BROKER_PORT", async () => {

@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { impersonatedServiceAccount } from "../cloud/cloud.ts";
-import { type DemoCloud, demoFunctionEnvironment, startDemoCloud } from "../lambda-runtime/demo-function.ts";
+import { type Cloud, impersonatedServiceAccount, startCloud } from "../cloud/cloud.ts";
+import { demoFunctionEnvironment } from "../lambda-runtime/demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
 import { type InvokeResult, LocalLambda } from "../lambda-runtime/local-lambda.ts";
 
@@ -13,15 +13,15 @@ import { type InvokeResult, LocalLambda } from "../lambda-runtime/local-lambda.t
 const seedPath = fileURLToPath(new URL("../../client-demo/seed-handler.ts", import.meta.url));
 const invocations = 3;
 
-let demo: DemoCloud;
+let demo: Cloud;
 let bundle: FunctionBundle;
 let lambda: LocalLambda;
 let results: InvokeResult[];
 
 beforeAll(async () => {
-  demo = await startDemoCloud();
+  demo = await startCloud();
   bundle = await bundleFunction(seedPath);
-  const { cloud } = demo;
+  const cloud = demo;
   const env = cloud.brokerEnv({ impersonate: true });
   const demoSettings = await demoFunctionEnvironment(demo, { impersonate: true });
   lambda = await LocalLambda.start({
@@ -57,18 +57,18 @@ afterAll(async () => {
 
 describe("the seed-style baseline handler", () => {
   it("does the demo's job: one object and one row per invocation", () => {
-    const { world } = demo.cloud;
+    const { world } = demo;
     for (const result of results) {
       expect(result.outcome).toMatchObject({ kind: "response", payload: { statusCode: 200 } });
     }
-    expect(
-      demo.cloud.gcs.objects(world.grantedBucket).map((object) => object.bytes.toString("utf8")),
-    ).toEqual(expect.arrayContaining(results.map((result) => `Hello from request ${result.requestId}\n`)));
+    expect(demo.gcs.objects(world.grantedBucket).map((object) => object.bytes.toString("utf8"))).toEqual(
+      expect.arrayContaining(results.map((result) => `Hello from request ${result.requestId}\n`)),
+    );
     expect(demo.bigquery.rows(world.dataset, world.table)).toHaveLength(invocations);
   });
 
   it("mints, exchanges and impersonates on every invocation, each time a new token", () => {
-    const { cloud } = demo;
+    const cloud = demo;
     expect(cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(invocations);
     expect(cloud.googleSts.calls.get("token")).toBe(invocations);
     expect(cloud.iamCredentials.calls.get("generateAccessToken")).toBe(invocations);
