@@ -54,7 +54,7 @@ function describe(data: unknown): string {
     .replace(/ya29\.[A-Za-z0-9._-]+/g, "[token]")
     .replace(/\s+/g, " ")
     .trim()
-    .slice(0, 240);
+    .slice(0, 400);
 }
 
 /** Maps a failed Google call to the error that tells the user what to fix; by status, never by message text. */

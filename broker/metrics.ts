@@ -61,6 +61,15 @@ export class BrokerMetrics {
   /** `defaultTokenExpiresAtMs` reads the cache at scrape time, so the gauge needs no timer. */
   constructor(options: { now: () => number; defaultTokenExpiresAtMs: () => number | undefined }) {
     collectDefaultMetrics({ register: this.registry });
+    // prom-client names three gauges `*_total`, which Prometheus reserves for counters
+    // (promtool rejects them); the per-type `nodejs_active_*` gauges carry the same numbers.
+    for (const name of [
+      "nodejs_active_handles_total",
+      "nodejs_active_requests_total",
+      "nodejs_active_resources_total",
+    ]) {
+      this.registry.removeSingleMetric(name);
+    }
     this.tokenExpiry = new Gauge({
       name: "token_broker_token_expiry_seconds",
       help: "Seconds until the cached default-scope access token expires (absent while none is cached).",

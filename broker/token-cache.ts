@@ -98,11 +98,14 @@ function idKey(request: IdTokenRequest): string {
   return `id|${request.format}|${request.includeLicenses ? 1 : 0}|${request.audience}`;
 }
 
+/**
+ * Anything but a BrokerError is a fault of ours or of a library; its message may quote an
+ * upstream body, so only its class reaches the log and the client.
+ */
 function asBrokerError(error: unknown): BrokerError {
   if (isBrokerError(error)) return error;
-  return new BrokerError("UPSTREAM_MALFORMED", "the token chain failed unexpectedly; see the broker log", {
-    cause: error,
-  });
+  const kind = error instanceof Error ? error.constructor.name : typeof error;
+  return new BrokerError("UPSTREAM_MALFORMED", `the token chain failed unexpectedly (${kind}); retrying`);
 }
 
 export class TokenCache implements TokenSource {
