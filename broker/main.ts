@@ -1,14 +1,12 @@
-import { STSClient } from "@aws-sdk/client-sts";
-import { AwsIdentity } from "./aws-identity.ts";
+import type { STSClient } from "@aws-sdk/client-sts";
 import { type Clock, type Random, systemClock } from "./clock.ts";
 import type { Config } from "./config.ts";
-import { GoogleExchange } from "./google-exchange.ts";
 import { listen } from "./http-listener.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetadataApp, type MetadataIdentity, metadataResponseHeaders } from "./metadata-server.ts";
 import { BrokerMetrics } from "./metrics.ts";
 import { createOpsApp } from "./ops-server.ts";
-import { type RefreshPolicy, TokenCache } from "./token-cache.ts";
+import { type RefreshPolicy, TokenCache, type TokenFetcher } from "./token-cache.ts";
 
 /** Dependencies a caller may supply; each defaults to the production one. */
 export interface StartOptions {
@@ -47,13 +45,34 @@ export function metadataIdentity(config: Config): MetadataIdentity {
   };
 }
 
-function defaultStsClient(config: Config): STSClient {
+async function defaultStsClient(config: Config): Promise<STSClient> {
+  const { STSClient } = await import("@aws-sdk/client-sts");
   return new STSClient({
     region: config.awsRegion,
     // Retries and backoff belong to the token cache; the SDK's would stack on top of them.
     maxAttempts: 1,
     requestHandler: { connectionTimeout: 2_000, requestTimeout: 5_000, throwOnRequestTimeout: true },
   });
+}
+
+/**
+ * The AWS SDK and google-auth-library are most of the broker's start-up cost. They load on the
+ * first token request (the prewarm right after start), so the listeners are up and the Lambda
+ * extension registers without waiting for them, and the load overlaps the function's own init.
+ */
+function lazyFetcher(load: () => Promise<TokenFetcher>): TokenFetcher {
+  let loading: Promise<TokenFetcher> | undefined;
+  const fetcher = () => {
+    loading ??= load().catch((error: unknown) => {
+      loading = undefined;
+      throw error;
+    });
+    return loading;
+  };
+  return {
+    accessToken: async (scopes, signal) => (await fetcher()).accessToken(scopes, signal),
+    idToken: async (request, signal) => (await fetcher()).idToken(request, signal),
+  };
 }
 
 /**
@@ -69,18 +88,24 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     now: () => clock.now(),
     defaultTokenExpiresAtMs: () => tokens?.defaultTokenExpiresAtMs(),
   });
-  const identity = new AwsIdentity({
-    sts: options.sts ?? defaultStsClient(config),
-    settings: {
-      audience: config.audience,
-      durationSeconds: config.awsTokenDurationSeconds,
-      algorithm: config.awsSigningAlgorithm,
-    },
-    clock,
-    metrics,
-    logger,
+  const exchange = lazyFetcher(async () => {
+    const [{ AwsIdentity }, { GoogleExchange }] = await Promise.all([
+      import("./aws-identity.ts"),
+      import("./google-exchange.ts"),
+    ]);
+    const identity = new AwsIdentity({
+      sts: options.sts ?? (await defaultStsClient(config)),
+      settings: {
+        audience: config.audience,
+        durationSeconds: config.awsTokenDurationSeconds,
+        algorithm: config.awsSigningAlgorithm,
+      },
+      clock,
+      metrics,
+      logger,
+    });
+    return new GoogleExchange({ config, identity, clock, metrics, logger });
   });
-  const exchange = new GoogleExchange({ config, identity, clock, metrics, logger });
   tokens = new TokenCache({
     fetcher: exchange,
     defaultScopes: config.scopes,
