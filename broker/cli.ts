@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 import { helpText, loadConfig } from "./config.ts";
 import { isBrokerError } from "./errors.ts";
 import { start } from "./main.ts";

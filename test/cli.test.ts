@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { dirname } from "node:path";
 import { describe, expect, it } from "vitest";
 import { variables } from "../broker/config.ts";
 
@@ -118,6 +119,18 @@ describe("token-broker command line", () => {
     expect(status).toBe(2);
     expect(stderr).toBe(`token-broker: ${line}`);
     expect(stdout).toBe("");
+  });
+
+  it("builds into one file that runs as the token-broker bin", () => {
+    const build = spawnSync(process.execPath, ["scripts/build.ts"], { encoding: "utf8", timeout: 60_000 });
+    expect(build.status, build.stderr).toBe(0);
+    const help = spawnSync("dist/token-broker.mjs", ["--help"], {
+      env: { PATH: dirname(process.execPath) },
+      encoding: "utf8",
+      timeout: 10_000,
+    });
+    expect(help.status, help.stderr).toBe(0);
+    expect(help.stdout).toContain("BROKER_AUDIENCE");
   });
 
   it("rejects an unknown argument with exit 2", () => {
