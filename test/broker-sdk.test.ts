@@ -6,6 +6,7 @@ import { federatedPrincipal } from "./cloud/world.ts";
 import { type BrokerProcess, startBrokerProcess } from "./support/broker-process.ts";
 import { runChild, runNodeScript } from "./support/child.ts";
 import { pythonGoogleAuths } from "./support/python-google-auth.ts";
+import { secretScan } from "./support/secret-scan.ts";
 import { workloadEnv } from "./support/workload-env.ts";
 
 /*
@@ -39,7 +40,9 @@ describe.each([
   afterAll(async () => {
     const { code } = await broker.stop();
     expect(code).toBe(0);
-    expect(cloud.ledger.leaksIn(broker.output())).toEqual([]);
+    const scan = secretScan();
+    scan.capture("broker process output", broker.output());
+    scan.assertClean(cloud);
     await cloud.close();
   });
 
