@@ -347,26 +347,28 @@ async function checkDemoApp(
     },
     config.Entrypoint,
   );
-  const objects =
-    (await poll(
-      async () => cloud.gcs.objects(world.grantedBucket),
-      (found) => found.length > 0,
-      600, // a minute: loading the Google SDKs from source is slow on a busy machine
-    )) ?? [];
+  // The app logs one JSON line per run, after both writes (or its error): wait for that line.
+  const line = await poll(
+    async () =>
+      app
+        .output()
+        .split("\n")
+        .slice(0, -1) // complete lines only
+        .find((text) => text.includes('"requestId"')),
+    (found) => found !== undefined,
+    600, // a minute: loading the Google SDKs from source is slow on a busy machine
+  );
+  const objects = cloud.gcs.objects(world.grantedBucket);
   const rows = cloud.bigquery.rows(world.dataset, world.table);
-  const line = app
-    .output()
-    .split("\n")
-    .find((text) => text.includes('"object"'));
   const logged =
-    line === undefined ? undefined : (JSON.parse(line) as { object: string; row: { message: string } });
+    line === undefined ? undefined : (JSON.parse(line) as { object?: string; row?: { message: string } });
   check(
     objects.length === 1 &&
       logged?.object === `gs://${world.grantedBucket}/${objects[0]?.name}` &&
       rows.length === 1 &&
-      rows[0]?.json.message === logged.row.message,
+      rows[0]?.json.message === logged.row?.message,
     "the demo app wrote its object and its row with the sidecar's token",
-    logged === undefined ? `app said: ${firstLines(app.output())}` : logged.object,
+    logged?.object ?? `app said: ${firstLines(app.output())}`,
   );
   // As ECS stops a task: SIGTERM to the container's process, which ends after the run in progress.
   process.kill(await containerPid("client-demo/ecs-app.ts", `GCE_METADATA_HOST=${endpoint}`), "SIGTERM");
