@@ -79,7 +79,7 @@ export function awsError(error: unknown, settings: AwsIdentitySettings): BrokerE
   if (name === "AccessDenied" || name === "AccessDeniedException") {
     return new BrokerError(
       "AWS_ACCESS_DENIED",
-      `the AWS role may not call sts:GetWebIdentityToken for this audience; allow it with condition StringEquals sts:IdentityTokenAudience = ${settings.audience}`,
+      `the AWS role may not call sts:GetWebIdentityToken for this audience; allow it with condition ForAllValues:StringEquals sts:IdentityTokenAudience = ${settings.audience}`,
       { cause: error },
     );
   }

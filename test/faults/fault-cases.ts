@@ -198,7 +198,7 @@ export const faultCases: readonly FaultCase[] = [
     arrange: deniedRole,
     expected: {
       kind: "fails",
-      text: `the AWS role may not call sts:GetWebIdentityToken for this audience; allow it with condition StringEquals sts:IdentityTokenAudience = ${providerAudience(faultWorld)}`,
+      text: `the AWS role may not call sts:GetWebIdentityToken for this audience; allow it with condition ForAllValues:StringEquals sts:IdentityTokenAudience = ${providerAudience(faultWorld)}`,
       outcome: "error",
       attempts: 1,
     },
