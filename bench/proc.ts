@@ -43,3 +43,15 @@ export function pinToCore(pid: number, core: number): void {
     stdio: "ignore",
   });
 }
+
+/**
+ * How many connections the kernel dropped so far because a listener's accept queue was full
+ * (TcpExt ListenOverflows). Machine-wide: other programs' listeners count too.
+ */
+export function listenOverflows(): number {
+  const lines = readFileSync("/proc/net/netstat", "utf8").split("\n");
+  const names = lines.find((line) => line.startsWith("TcpExt:"))?.split(/\s+/) ?? [];
+  const values = lines.filter((line) => line.startsWith("TcpExt:"))[1]?.split(/\s+/) ?? [];
+  const index = names.indexOf("ListenOverflows");
+  return index === -1 ? 0 : Number(values[index]);
+}
