@@ -19,9 +19,32 @@ export function cpuSeconds(pid: number): number {
 
 /** Resident set size in bytes (VmRSS). */
 export function rssBytes(pid: number): number {
-  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  if (match === null) throw new Error(`no VmRSS for process ${pid}: has it exited?`);
-  return Number(match[1]) * 1024;
+  return residentMemory(pid).rss;
+}
+
+/**
+ * Resident memory in bytes: all of it, and its two parts. `anon` is the process's own memory
+ * (heap, stacks, JIT code); `file` is pages of mapped files, mostly the Node binary's own code,
+ * which every process running the same binary shares.
+ */
+export interface ResidentMemory {
+  readonly rss: number;
+  readonly anon: number;
+  readonly file: number;
+}
+
+export function residentMemory(pid: number | "self"): ResidentMemory {
+  return parseResidentMemory(readFileSync(`/proc/${pid}/status`, "utf8"));
+}
+
+/** Reads the VmRSS, RssAnon and RssFile lines of a /proc/<pid>/status text. */
+export function parseResidentMemory(status: string): ResidentMemory {
+  const kib = (field: string) => {
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(status);
+    if (match === null) throw new Error(`no ${field} in /proc status: has the process exited?`);
+    return Number(match[1]) * 1024;
+  };
+  return { rss: kib("VmRSS"), anon: kib("RssAnon"), file: kib("RssFile") };
 }
 
 /** How many file descriptors the process holds open (sockets, pipes, files). */

@@ -33,5 +33,7 @@ export function formatNumber(value: number, digits = 0): string {
 /** `median (min–max)` with the same precision for all three. */
 export function formatSpread(value: Spread, digits = 0, unit = ""): string {
   const f = (n: number) => `${formatNumber(n, digits)}${unit}`;
-  return value.min === value.max ? f(value.median) : `${f(value.median)} (${f(value.min)}–${f(value.max)})`;
+  return f(value.min) === f(value.max)
+    ? f(value.median)
+    : `${f(value.median)} (${f(value.min)}–${f(value.max)})`;
 }

@@ -1,0 +1,254 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { promisify } from "node:util";
+import type { Flavour, Layer } from "../scripts/layer.ts";
+import type { Cloud } from "../test/cloud/cloud.ts";
+import { listen } from "../test/cloud/http.ts";
+import { freePort } from "../test/lambda-runtime/demo-function.ts";
+import {
+  type Answer,
+  type ControlPlane,
+  createRuntimeApiApp,
+  type ExtensionRegistration,
+  type Invocation,
+} from "../test/lambda-runtime/runtime-api.ts";
+import { metadataHeaders, tokenPath } from "./hermetic-broker.ts";
+import { parseResidentMemory, type ResidentMemory, residentMemory } from "./proc.ts";
+import { progress } from "./report.ts";
+
+/*
+ * How fast the extension is ready, and how much memory it holds, for each layer flavour: the
+ * layer unpacked into an `/opt`-like folder, its launcher started as Lambda starts extensions,
+ * against an Extensions API on loopback that only records the registration. Beside it, in the
+ * same rounds, `node -e 0` with the same Node binary: the floor any Node extension starts from.
+ *
+ * Measured from the moment we spawn the launcher: "listening" is the time on the extension's own
+ * "token-broker listening" log line (pino, millisecond precision), "registered" the arrival of
+ * its register call at our Extensions API. Resident memory is read from /proc when the register
+ * call arrives and after the extension has served 1,000 token requests one after another (one
+ * invocation at a time, as in a sandbox); `node -e 0`'s is read by a script that does nothing but
+ * read it.
+ */
+
+const run = promisify(execFile);
+
+export interface StartRun {
+  readonly listeningMs: number;
+  readonly registeredMs: number;
+  readonly memoryAtRegistration: ResidentMemory;
+  readonly memoryAfterRequests: ResidentMemory;
+}
+
+export interface FlavourStarts {
+  readonly flavour: Flavour;
+  readonly nodeVersion: string;
+  readonly bareNodeMs: number[];
+  readonly bareNodeMemory: ResidentMemory[];
+  readonly extension: StartRun[];
+}
+
+export const servedRequests = 1000;
+
+/** An Extensions API that accepts one registration and holds `event/next` until `shutdown()`. */
+class RegistrationRecorder implements ControlPlane {
+  readonly registered: Promise<number>;
+  /** Called as the register call arrives, before it is answered. */
+  atRegistration: () => void = () => undefined;
+  #onRegistered: (atMs: number) => void = () => undefined;
+  #deliver: ((event: object) => void) | undefined;
+  reportedError: string | undefined;
+
+  constructor() {
+    this.registered = new Promise((resolve) => {
+      this.#onRegistered = resolve;
+    });
+  }
+
+  register(name: string): Answer<ExtensionRegistration> {
+    this.#onRegistered(Date.now());
+    this.atRegistration();
+    return {
+      ok: true,
+      value: {
+        extensionId: `bench-${name}`,
+        functionName: "bench",
+        functionVersion: "$LATEST",
+        handler: "none",
+      },
+    };
+  }
+
+  extensionNext(): Answer<Promise<object>> {
+    return {
+      ok: true,
+      value: new Promise((resolve) => {
+        this.#deliver = resolve;
+      }),
+    };
+  }
+
+  extensionError(_id: string, kind: "init" | "exit", errorType: string, body: string): Answer<void> {
+    this.reportedError = `${kind} error ${errorType}: ${body}`;
+    return { ok: true, value: undefined };
+  }
+
+  /** Gives the extension its SHUTDOWN event (once it waits in `event/next`). */
+  shutdown(): void {
+    this.#deliver?.({ eventType: "SHUTDOWN", shutdownReason: "spindown", deadlineMs: Date.now() + 2_000 });
+  }
+
+  runtimeNext(): Answer<Promise<Invocation>> {
+    return this.#noRuntime();
+  }
+
+  runtimeResult(): Answer<void> {
+    return this.#noRuntime();
+  }
+
+  runtimeInitError(): Answer<void> {
+    return this.#noRuntime();
+  }
+
+  #noRuntime<T>(): Answer<T> {
+    return {
+      ok: false,
+      refusal: { status: 403, errorType: "Bench.NoRuntime", errorMessage: "this benchmark runs no function" },
+    };
+  }
+}
+
+/** Spawn → exit of `node -e 0`. */
+async function bareNodeMs(node: string): Promise<number> {
+  const started = Date.now();
+  await run(node, ["-e", "0"]);
+  return Date.now() - started;
+}
+
+/** Resident memory of a Node process that has done nothing but start. */
+async function bareNodeMemory(node: string): Promise<ResidentMemory> {
+  const { stdout } = await run(node, [
+    "-e",
+    'process.stdout.write(require("node:fs").readFileSync("/proc/self/status", "utf8"))',
+  ]);
+  return parseResidentMemory(stdout);
+}
+
+function listeningTimeFrom(child: ChildProcess): Promise<number> {
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  return new Promise((resolve, reject) => {
+    lines.on("line", (line) => {
+      if (!line.includes('"token-broker listening"')) return;
+      resolve(Date.parse((JSON.parse(line) as { time: string }).time));
+    });
+    child.on("exit", (code) => reject(new Error(`the extension exited (${code}) before listening`)));
+  });
+}
+
+async function serveRequests(metadataUrl: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  // The first answer waits for the prewarmed chain; then `servedRequests` cached answers.
+  for (let served = 0; served < servedRequests; ) {
+    const response = await fetch(`${metadataUrl}${tokenPath}`, {
+      headers: metadataHeaders,
+      signal: AbortSignal.timeout(5_000),
+    });
+    await response.arrayBuffer();
+    if (response.ok) served += 1;
+    else if (Date.now() > deadline) throw new Error(`the extension answered ${response.status} for 10 s`);
+  }
+}
+
+async function startOnce(optDir: string, cloud: Cloud): Promise<StartRun> {
+  const recorder = new RegistrationRecorder();
+  const api = await listen(createRuntimeApiApp(recorder));
+  const metadataPort = await freePort();
+  const child = spawn(join(optDir, "extensions", "token-broker"), [], {
+    cwd: optDir,
+    env: {
+      ...cloud.brokerEnv({ impersonate: true }),
+      PATH: `${dirname(process.execPath)}:/usr/bin:/bin`,
+      AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${api.port}`,
+      BROKER_PORT: String(metadataPort),
+      BROKER_OPS_HOST: "127.0.0.1",
+      BROKER_OPS_PORT: String(await freePort()),
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const spawnedAt = Date.now();
+  const pid = child.pid;
+  if (pid === undefined) throw new Error("the extension did not start");
+  let memoryAtRegistration: ResidentMemory | undefined;
+  recorder.atRegistration = () => {
+    memoryAtRegistration = residentMemory(pid);
+  };
+  try {
+    const listeningAt = await listeningTimeFrom(child);
+    const registeredAt = await recorder.registered;
+    await serveRequests(`http://127.0.0.1:${metadataPort}`);
+    const memoryAfterRequests = residentMemory(pid);
+    const exited = once(child, "exit");
+    recorder.shutdown();
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 2_000))]);
+    if (recorder.reportedError !== undefined)
+      throw new Error(`the extension reported ${recorder.reportedError}`);
+    if (memoryAtRegistration === undefined)
+      throw new Error("the extension's memory was not read at registration");
+    return {
+      listeningMs: listeningAt - spawnedAt,
+      registeredMs: registeredAt - spawnedAt,
+      memoryAtRegistration,
+      memoryAfterRequests,
+    };
+  } finally {
+    if (child.exitCode === null) child.kill("SIGKILL");
+    await api.close();
+  }
+}
+
+/** Unpacks each layer once, then alternates `node -e 0` and an extension start, `rounds` times. */
+export async function benchExtensionStart(
+  layers: readonly Layer[],
+  cloud: Cloud,
+  rounds: number,
+): Promise<FlavourStarts[]> {
+  const unpacked = await Promise.all(
+    layers.map(async (layer) => {
+      const optDir = await mkdtemp(join(tmpdir(), `bench-opt-${layer.flavour}-`));
+      await run("unzip", ["-q", "-o", layer.zipPath, "-d", optDir]);
+      // The nodejs flavour runs on the function's Node (ours, on PATH); standalone carries its own.
+      const node = layer.flavour === "standalone" ? join(optDir, "token-broker", "node") : process.execPath;
+      const { stdout } = await run(node, ["--version"]);
+      return { layer, optDir, node, nodeVersion: stdout.trim() };
+    }),
+  );
+  try {
+    const results: FlavourStarts[] = unpacked.map(({ layer, nodeVersion }) => ({
+      flavour: layer.flavour,
+      nodeVersion,
+      bareNodeMs: [],
+      bareNodeMemory: [],
+      extension: [],
+    }));
+    for (let round = 0; round < rounds; round += 1) {
+      for (const [index, { layer, optDir, node }] of unpacked.entries()) {
+        const result = results[index] as FlavourStarts;
+        progress(`extension start ${round + 1}/${rounds}: ${layer.flavour}`);
+        result.bareNodeMemory.push(await bareNodeMemory(node));
+        if (round % 2 === 0) {
+          result.bareNodeMs.push(await bareNodeMs(node));
+          result.extension.push(await startOnce(optDir, cloud));
+        } else {
+          result.extension.push(await startOnce(optDir, cloud));
+          result.bareNodeMs.push(await bareNodeMs(node));
+        }
+      }
+    }
+    return results;
+  } finally {
+    await Promise.all(unpacked.map(({ optDir }) => rm(optDir, { recursive: true, force: true })));
+  }
+}
