@@ -24,7 +24,7 @@ function listeningSockets(pid: number): string[] {
   return [...parse(`/proc/${pid}/net/tcp`, ipv4), ...parse(`/proc/${pid}/net/tcp6`, (hex) => `[${hex}]`)];
 }
 
-describe("where the broker listens", () => {
+describe("the token-broker process", () => {
   let cloud: Cloud;
   let broker: BrokerProcess;
 
@@ -48,4 +48,30 @@ describe("where the broker listens", () => {
     );
     expect(sockets.sort()).toEqual([`0.0.0.0:${opsPort}`, `127.0.0.1:${metadataPort}`].sort());
   });
+
+  it.each(["SIGTERM", "SIGINT"] as const)(
+    "on %s finishes the request in flight and exits 0 within a second",
+    async (signal) => {
+      const own = await startBrokerProcess(cloud.brokerEnv({ impersonate: false }));
+      const token = (query: string) =>
+        fetch(`${own.metadataUrl}/computeMetadata/v1/instance/service-accounts/default/token${query}`, {
+          headers: { "Metadata-Flavor": "Google" },
+        });
+      expect((await token("")).status).toBe(200); // the prewarmed chain is done
+      // A cold request that takes ~600 ms upstream is in flight when the signal arrives.
+      cloud.googleSts.faults.inject({ kind: "slow", ms: 600, times: 1 });
+      const inFlight = token("?scopes=a").then((answer) => ({ answer, at: performance.now() }));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const signalledAt = performance.now();
+      const stopped = own.stop(signal);
+      const { answer, at } = await inFlight;
+      expect(at).toBeGreaterThan(signalledAt);
+      expect(answer.status).toBe(200);
+      expect(((await answer.json()) as { token_type: string }).token_type).toBe("Bearer");
+      const { code, ms } = await stopped;
+      expect(code).toBe(0);
+      expect(ms).toBeLessThan(1_000);
+      expect(own.output()).toContain('"msg":"token-broker stopped"');
+    },
+  );
 });
