@@ -1,4 +1,4 @@
-import { GetWebIdentityTokenCommand, type STSClient } from "@aws-sdk/client-sts";
+import { GetWebIdentityTokenCommand, STSClient } from "@aws-sdk/client-sts";
 import type { ExternalAccountSupplierContext, SubjectTokenSupplier } from "google-auth-library";
 import type { Clock } from "./clock.ts";
 import type { ProviderAudience, SigningAlgorithm } from "./config.ts";
@@ -108,6 +108,20 @@ export function awsError(error: unknown, settings: AwsIdentitySettings): BrokerE
   const detail = status === undefined ? name : `${name}, HTTP ${status}`;
   return new BrokerError("AWS_STS_UNAVAILABLE", `AWS STS GetWebIdentityToken failed (${detail}); retrying`, {
     cause: error,
+  });
+}
+
+/**
+ * The STS client the broker uses: the region's own endpoint (GetWebIdentityToken is not served by
+ * the global one), credentials and `AWS_ENDPOINT_URL_STS` from the SDK's default chain, and no
+ * SDK retries: retries and backoff belong to the token cache, and the SDK's would stack on top.
+ * `throwOnRequestTimeout` makes the request timeout an error instead of a logged warning.
+ */
+export function createStsClient(region: string): STSClient {
+  return new STSClient({
+    region,
+    maxAttempts: 1,
+    requestHandler: { connectionTimeout: 2_000, requestTimeout: 5_000, throwOnRequestTimeout: true },
   });
 }
 

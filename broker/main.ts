@@ -45,16 +45,6 @@ export function metadataIdentity(config: Config): MetadataIdentity {
   };
 }
 
-async function defaultStsClient(config: Config): Promise<STSClient> {
-  const { STSClient } = await import("@aws-sdk/client-sts");
-  return new STSClient({
-    region: config.awsRegion,
-    // Retries and backoff belong to the token cache; the SDK's would stack on top of them.
-    maxAttempts: 1,
-    requestHandler: { connectionTimeout: 2_000, requestTimeout: 5_000, throwOnRequestTimeout: true },
-  });
-}
-
 /**
  * The AWS SDK and google-auth-library are most of the broker's start-up cost. They load on the
  * first token request (the prewarm right after start), so the listeners are up and the Lambda
@@ -89,12 +79,12 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     defaultTokenExpiresAtMs: () => tokens?.defaultTokenExpiresAtMs(),
   });
   const exchange = lazyFetcher(async () => {
-    const [{ AwsIdentity }, { GoogleExchange }] = await Promise.all([
+    const [{ AwsIdentity, createStsClient }, { GoogleExchange }] = await Promise.all([
       import("./aws-identity.ts"),
       import("./google-exchange.ts"),
     ]);
     const identity = new AwsIdentity({
-      sts: options.sts ?? (await defaultStsClient(config)),
+      sts: options.sts ?? createStsClient(config.awsRegion),
       settings: {
         audience: config.audience,
         durationSeconds: config.awsTokenDurationSeconds,
