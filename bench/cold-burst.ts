@@ -78,7 +78,7 @@ export function coldBurstSection(rounds: readonly BurstRound[], options: ColdBur
   const all = (pick: (round: BurstRound) => number) => formatSpread(spread(rounds.map(pick)));
   return {
     title: "1,000 concurrent cold requests → upstream calls",
-    command: `npm run bench -- --only cold-burst (rounds ${options.rounds})`,
+    command: "npm run bench -- --only cold-burst",
     method: [
       `${options.requests} concurrent \`GET …/default/token\` (fetch, one connection each) to a broker`,
       "started with an empty cache (in-process, no prewarm, service-account impersonation), the",

@@ -119,7 +119,7 @@ export function extensionStartSection(result: LambdaResult): Section {
   });
   return {
     title: "Lambda extension start and memory vs node -e 0",
-    command: `npm run bench:lambda (start rounds ${result.options.startRounds})`,
+    command: "npm run bench:lambda",
     method: [
       `Both ${result.architecture} layers built in the run (scripts/layer.ts) and unpacked into an /opt-like`,
       "folder; the launcher started as Lambda starts extensions, against a loopback Extensions API that",
@@ -165,7 +165,7 @@ export function firstTokenSection(result: LambdaResult): Section {
   const cold = spread(result.waits.notPrewarmed);
   return {
     title: "First-invoke token wait: prewarm vs none",
-    command: `npm run bench:lambda (wait rounds ${result.options.waitRounds})`,
+    command: "npm run bench:lambda",
     method: [
       "A fresh local Lambda sandbox (nodejs layer, aws-lambda-ric, test/lambda-runtime) per figure, running",
       "bench/token-wait-handler.ts: the demo's init (settings, auth client, Storage and BigQuery clients),",
@@ -197,7 +197,7 @@ export function warmInvokeSection(result: LambdaResult): Section {
   const roundTrips = 3;
   return {
     title: "Warm invocation: demo with the broker layer vs seed-style inline exchange",
-    command: `npm run bench:lambda (invoke rounds ${options.invokeRounds} × ${options.invokesPerSandbox})`,
+    command: "npm run bench:lambda",
     method: [
       "The demo function (client-demo/handler.ts, broker layer, nodejs flavour) and the seed-style baseline",
       "(client-demo/seed-handler.ts, no layer: GetWebIdentityToken, Google STS exchange and impersonation on",

@@ -6,7 +6,7 @@ import { metadataHeaders, startHermeticBroker, tokenPath } from "./hermetic-brok
 import { cpuCount, cpuSeconds, pinToCore } from "./proc.ts";
 import { type RecordedAnswer, recordAnswer } from "./recorded-answer.ts";
 import { printSection, progress, type Section } from "./report.ts";
-import { formatNumber, formatSpread, type Spread, spread } from "./stats.ts";
+import { formatSpread, type Spread, spread } from "./stats.ts";
 import { ensureWrk, type LoadResult, runLoad } from "./wrk.ts";
 
 /*
@@ -214,7 +214,8 @@ export function serveSection(result: ServeResult): Section {
     ],
     targets,
     notes: [
-      `runs: ${formatNumber(options.rounds)} per server and connection count; every request of every run answered 2xx`,
+      "Every request of every run answered 2xx.",
+      "wrk keeps every connection busy (closed loop), so both servers run saturated and latency is mostly queueing: p50 ≈ connections ÷ throughput, and p99 shows how long the server sometimes stops answering (GC, JIT and the scheduler on the one core it has).",
     ],
   };
 }

@@ -88,6 +88,8 @@ export interface SoakResult {
   readonly client: SoakClientReport;
   readonly upstreamAttempts: { readonly awsSts: number; readonly googleSts: number };
   readonly phases: readonly string[];
+  /** V8's young generation (new space) as the broker's own /metrics reports it, end of warm-up → end. */
+  readonly youngGenerationBytes: { readonly warmup: number; readonly end: number };
   readonly retainedHeapWarmupBytes: number;
   readonly retainedHeapEndBytes: number;
   readonly rssWarmupBytes: number;
@@ -121,6 +123,17 @@ function runClient(options: SoakClientOptions): Promise<SoakClientReport> {
   });
 }
 
+/** The size V8 has given its young generation, from the broker's own metrics (prom-client's defaults). */
+async function youngGenerationBytes(opsUrl: string): Promise<number> {
+  const metrics = await (await fetch(`${opsUrl}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+  const line = metrics
+    .split("\n")
+    .find((entry) => entry.startsWith('nodejs_heap_space_size_total_bytes{space="new"}'));
+  if (line === undefined)
+    throw new Error("the broker's /metrics has no nodejs_heap_space_size_total_bytes for new space");
+  return Number(line.split(" ").at(-1));
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** How long after the load the retained heap is read: past the broker's 5 s keep-alive timeout. */
 const quietAfterLoadMs = 6_000;
@@ -146,6 +159,7 @@ export async function runSoak(options: SoakOptions = defaultSoakOptions): Promis
     const runMs = options.seconds * 1000;
     const warmupMs = runMs / 3;
     const started = performance.now();
+    const youngAfterWarmup = sleep(warmupMs - 100).then(() => youngGenerationBytes(hermetic.broker.opsUrl));
     const retainedAfterWarmup = sleep(warmupMs).then(() => probe.retainedBytes());
     const client = runClient({
       url: hermetic.tokenUrl,
@@ -171,6 +185,10 @@ export async function runSoak(options: SoakOptions = defaultSoakOptions): Promis
     cloud.googleSts.faults.clear();
     const report = await client;
     clearInterval(sampler);
+    const youngGeneration = {
+      warmup: await youngAfterWarmup,
+      end: await youngGenerationBytes(hermetic.broker.opsUrl),
+    };
     const retainedHeapWarmupBytes = await retainedAfterWarmup;
 
     const loadEnded = performance.now();
@@ -234,6 +252,7 @@ export async function runSoak(options: SoakOptions = defaultSoakOptions): Promis
         googleSts: cloud.googleSts.calls.get("token"),
       },
       phases,
+      youngGenerationBytes: youngGeneration,
       retainedHeapWarmupBytes,
       retainedHeapEndBytes,
       rssWarmupBytes,
@@ -306,6 +325,10 @@ export function soakSection(result: SoakResult): Section {
           [
             "RSS peak per tenth of the run, MB",
             result.rssTimeline.map((bytes) => (bytes / 2 ** 20).toFixed(0)).join(" "),
+          ],
+          [
+            "V8 young generation, end of warm-up → end",
+            `${mb(result.youngGenerationBytes.warmup)} → ${mb(result.youngGenerationBytes.end)}`,
           ],
           ["open fds before / peak / after", `${result.fdsBefore} / ${result.fdsPeak} / ${result.fdsAfter}`],
         ],
