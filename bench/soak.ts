@@ -171,15 +171,16 @@ export async function runSoak(options: SoakOptions = defaultSoakOptions): Promis
       samples.push({ atMs: performance.now() - started, rss: rssBytes(pid), fds: openFileDescriptors(pid) });
     }, 500);
     const phases: string[] = [];
-    for (let phase = 0; performance.now() - started < options.seconds * 1000; phase += 1) {
+    const phaseMs = options.phaseSeconds * 1000;
+    const phaseCount = Math.ceil(runMs / phaseMs);
+    for (let phase = 0; phase < phaseCount; phase += 1) {
       const current = faultCycle[phase % faultCycle.length] ?? healthy;
       cloud.awsSts.faults.clear();
       cloud.googleSts.faults.clear();
       current.apply(cloud);
       phases.push(current.label);
-      await sleep(
-        Math.min(options.phaseSeconds * 1000, options.seconds * 1000 - (performance.now() - started)),
-      );
+      const phaseEndsAt = started + Math.min((phase + 1) * phaseMs, runMs);
+      await sleep(Math.max(0, phaseEndsAt - performance.now()));
     }
     cloud.awsSts.faults.clear();
     cloud.googleSts.faults.clear();
