@@ -68,7 +68,9 @@ export async function listen(
     answerProtocolError(error, socket, options.protocolErrorHeaders ?? {}),
   );
 
-  server.listen({ host, port });
+  // Node's default backlog (511) drops part of a burst of new connections, whose clients then
+  // retry a second later; the kernel still caps this at net.core.somaxconn.
+  server.listen({ host, port, backlog: 4096 });
   try {
     await once(server, "listening");
   } catch (error) {

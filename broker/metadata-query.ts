@@ -24,6 +24,7 @@ const scopeToken = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
  * configured default scopes. The SDKs never send an empty list, so an empty entry is an error.
  */
 export function parseScopes(query: string): string[] | undefined {
+  if (query === "") return undefined;
   const values = new URLSearchParams(query).getAll("scopes");
   if (values.length === 0) return undefined;
   const scopes = values.flatMap((value) => value.split(",")).map((scope) => scope.trim());

@@ -15,11 +15,15 @@
  *   `text/html`; we do not, as nothing needs it and HTML is the one type a browser would render.
  * - Errors are one line of `text/plain; charset=utf-8`, with no request data echoed back.
  *
+ * A plain `node:http` listener, not express: the handler below does its own routing from the table,
+ * so express added nothing but its per-request cost (it re-parents every request and response
+ * object), which measured a third of the token route's CPU time (bench/serve.ts).
+ *
  * HEAD is refused like any method other than GET (DESIGN.md: "methods other than GET → 405"):
  * no Google SDK sends it, and a HEAD on the token route would start an upstream exchange whose
  * result nobody receives.
  */
-import express, { type NextFunction, type Request, type Response } from "express";
+import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { Clock } from "./clock.ts";
 import { BrokerError, isBrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
@@ -32,7 +36,7 @@ import {
   type ValueRouteId,
 } from "./metadata-routes.ts";
 import type { BrokerMetrics } from "./metrics.ts";
-import type { TokenSource } from "./tokens.ts";
+import type { AccessToken, TokenSource } from "./tokens.ts";
 
 /** What the metadata server says about the workload's identity; built from the config. */
 export interface MetadataIdentity {
@@ -113,24 +117,47 @@ type Reply = (
 
 type RouteLookup = RouteMatch<GceRoute> | "malformed" | undefined;
 
-export function createMetadataApp(deps: MetadataDeps): express.Express {
+/** How many distinct request paths keep their route lookup; SDKs use a handful. */
+const routeMemoSize = 64;
+
+export function createMetadataApp(deps: MetadataDeps): RequestListener {
   const { tokens, identity, metrics, logger, clock } = deps;
   const accounts = ["default", identity.accountEmail];
   const paramValues = (name: string): readonly string[] => (name === "account" ? accounts : []);
+  // The token route is the hot path: its lookup and its JSON body are kept, not rebuilt per request.
+  const routeMemo = new Map<string, RouteLookup>();
+  let lastTokenBody: { token: string; expiresIn: number; body: string } | undefined;
 
-  const app = express();
-  app.disable("x-powered-by");
-  app.set("etag", false);
-  // Queries are parsed per route by metadata-query.ts (the identity audience needs the raw text).
-  app.set("query parser", false);
-
-  app.use(async (req: Request, res: Response) => {
-    const { path, query } = splitTarget(req.url);
-    const found = lookUp(path);
+  return (req, res) => {
+    const { path, query } = splitTarget(req.url ?? "/");
+    const found = lookUpMemo(path);
     const routeId = typeof found === "object" ? found.route.id : "unknown";
-    res.locals.routeId = routeId;
-    const reply = replier(res, metrics, routeId);
+    const pending = handle(req, path, query, found, replier(res, metrics, routeId));
+    if (pending instanceof Promise) {
+      pending.catch((error: unknown) => {
+        // Reached only through a fault of our own: every path of `handle` answers by itself.
+        logger.error({ err: error, route: routeId }, "metadata request failed unexpectedly");
+        if (res.headersSent) res.destroy();
+        else replier(res, metrics, routeId)(503, errorType, unexpectedFailureMessage);
+      });
+    }
+  };
 
+  function lookUpMemo(path: string): RouteLookup {
+    const known = routeMemo.get(path);
+    if (known !== undefined || routeMemo.has(path)) return known;
+    const found = lookUp(path);
+    if (routeMemo.size < routeMemoSize) routeMemo.set(path, found);
+    return found;
+  }
+
+  function handle(
+    req: IncomingMessage,
+    path: string,
+    query: string,
+    found: RouteLookup,
+    reply: Reply,
+  ): Promise<void> | void {
     const refusal = refuse(req, path);
     if (refusal !== undefined) return replyError(reply, refusal);
     if (found === "malformed") {
@@ -167,15 +194,7 @@ export function createMetadataApp(deps: MetadataDeps): express.Express {
       case "identity":
         return serveIdToken(query, reply);
     }
-  });
-
-  // Reached only through a fault of our own: the handler above answers every request itself.
-  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    const routeId = typeof res.locals.routeId === "string" ? res.locals.routeId : "unknown";
-    logger.error({ err: error, route: routeId }, "metadata request failed unexpectedly");
-    if (res.headersSent) return void res.destroy();
-    replier(res, metrics, routeId)(503, errorType, unexpectedFailureMessage);
-  });
+  }
 
   function listing({ route, params }: RouteMatch<GceRoute>): string {
     return gceRoutes
@@ -211,19 +230,37 @@ export function createMetadataApp(deps: MetadataDeps): express.Express {
     return result;
   }
 
-  async function serveAccessToken(query: string, reply: Reply): Promise<void> {
+  /** A fresh cached token is answered synchronously; anything else waits on the token cache. */
+  function serveAccessToken(query: string, reply: Reply): Promise<void> | void {
+    let scopes: string[] | undefined;
+    try {
+      scopes = parseScopes(query);
+    } catch (error) {
+      return replyTokenFailure(reply, error, "service_account_token");
+    }
+    const fresh = tokens.freshAccessToken(scopes);
+    if (fresh !== undefined) return reply(200, jsonType, tokenBody(fresh));
+    return serveAccessTokenLater(scopes, reply);
+  }
+
+  async function serveAccessTokenLater(scopes: string[] | undefined, reply: Reply): Promise<void> {
     let body: string;
     try {
-      const token = await tokens.accessToken(parseScopes(query));
-      body = JSON.stringify({
-        access_token: token.token,
-        expires_in: Math.max(0, Math.floor((token.expiresAtMs - clock.now()) / 1000)),
-        token_type: "Bearer",
-      });
+      body = tokenBody(await tokens.accessToken(scopes));
     } catch (error) {
       return replyTokenFailure(reply, error, "service_account_token");
     }
     reply(200, jsonType, body);
+  }
+
+  /** The token JSON, rebuilt only when the token or its whole seconds left change. */
+  function tokenBody(token: AccessToken): string {
+    const expiresIn = Math.max(0, Math.floor((token.expiresAtMs - clock.now()) / 1000));
+    if (lastTokenBody?.token !== token.token || lastTokenBody.expiresIn !== expiresIn) {
+      const body = JSON.stringify({ access_token: token.token, expires_in: expiresIn, token_type: "Bearer" });
+      lastTokenBody = { token: token.token, expiresIn, body };
+    }
+    return lastTokenBody.body;
   }
 
   async function serveIdToken(query: string, reply: Reply): Promise<void> {
@@ -252,8 +289,6 @@ export function createMetadataApp(deps: MetadataDeps): express.Express {
     logger.error({ err: error, route }, "token source failed with an unexpected error");
     reply(503, errorType, unexpectedFailureMessage);
   }
-
-  return app;
 }
 
 const unexpectedFailureMessage = "The broker could not answer this request; the reason is in its log";
@@ -267,7 +302,7 @@ function lookUp(path: string): RouteLookup {
 }
 
 /** The checks every request passes before routing, in GCE's order. */
-function refuse(req: Request, path: string): BrokerError | undefined {
+function refuse(req: IncomingMessage, path: string): BrokerError | undefined {
   // A proxy in front of the broker could let a remote caller reach it (SSRF): refuse outright.
   if (req.headers["x-forwarded-for"] !== undefined || req.headers.forwarded !== undefined) {
     return new BrokerError(
@@ -285,14 +320,16 @@ function refuse(req: Request, path: string): BrokerError | undefined {
   return undefined;
 }
 
-function replier(res: Response, metrics: BrokerMetrics, routeId: string): Reply {
+function replier(res: ServerResponse, metrics: BrokerMetrics, routeId: string): Reply {
   return (status, contentType, body, extraHeaders) => {
-    res.writeHead(status, {
-      ...metadataResponseHeaders,
-      ...extraHeaders,
+    const headers = {
+      "Metadata-Flavor": "Google",
+      "X-Content-Type-Options": "nosniff",
+      "Cache-Control": "no-store",
       "Content-Type": contentType,
       "Content-Length": Buffer.byteLength(body),
-    });
+    };
+    res.writeHead(status, extraHeaders === undefined ? headers : { ...headers, ...extraHeaders });
     res.end(body);
     metrics.requests.inc({ route: routeId, status: String(status) });
   };

@@ -128,7 +128,21 @@ export class TokenCache implements TokenSource {
 
   accessToken(scopes?: readonly string[]): Promise<AccessToken> {
     const wanted = scopes === undefined || scopes.length === 0 ? this.#deps.defaultScopes : scopes;
-    return this.#get(scopeKey(wanted), "access", (signal) => this.#deps.fetcher.accessToken(wanted, signal));
+    return this.#get(this.#accessKey(scopes), "access", (signal) =>
+      this.#deps.fetcher.accessToken(wanted, signal),
+    );
+  }
+
+  freshAccessToken(scopes?: readonly string[]): AccessToken | undefined {
+    const entry = this.#entries.get(this.#accessKey(scopes));
+    if (entry?.token === undefined || entry.failure !== undefined) return undefined;
+    if (this.#deps.clock.now() >= entry.refreshAtMs) return undefined;
+    this.#deps.metrics.cacheLookups.inc({ kind: "access", result: "hit" });
+    return entry.token;
+  }
+
+  #accessKey(scopes: readonly string[] | undefined): string {
+    return scopes === undefined || scopes.length === 0 ? this.#defaultKey : scopeKey(scopes);
   }
 
   idToken(request: IdTokenRequest): Promise<IdToken> {

@@ -31,6 +31,11 @@ export type Readiness =
 export interface TokenSource {
   /** `scopes` undefined = the configured default scopes. */
   accessToken(scopes?: readonly string[]): Promise<AccessToken>;
+  /**
+   * The cached token for `scopes` if it is fresh (nothing to refresh, nothing failing), without
+   * a promise: the hot path of a busy metadata listener. `undefined`: call `accessToken`.
+   */
+  freshAccessToken(scopes?: readonly string[]): AccessToken | undefined;
   idToken(request: IdTokenRequest): Promise<IdToken>;
   readiness(): Readiness;
 }

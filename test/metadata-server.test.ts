@@ -64,6 +64,11 @@ class RecordingTokenSource implements TokenSource {
     this.#clock = clock;
   }
 
+  /** Never fresh unless a test says so: every answer then goes through `accessToken`, which records it. */
+  freshAccessToken(_scopes?: readonly string[]): AccessToken | undefined {
+    return undefined;
+  }
+
   async accessToken(scopes?: readonly string[]): Promise<AccessToken> {
     this.scopesAsked.push(scopes);
     if (this.failure !== undefined) throw this.failure;
@@ -221,6 +226,33 @@ describe("GCE metadata contract", () => {
     expectAnswer(await broker.get(`${sa}/default/token`, { headers: H }), 200, json, expected);
     expectAnswer(await broker.get(`${sa}/${serviceAccount}/token`, { headers: H }), 200, json, expected);
     expect(broker.tokens.scopesAsked).toEqual([undefined, undefined]);
+  });
+
+  it("a fresh cached token is answered at once, with the same body, without waiting on the source", async () => {
+    const broker = await startMetadata();
+    const bigquery = "https://www.googleapis.com/auth/bigquery";
+    const asked: (readonly string[] | undefined)[] = [];
+    const expiresAtMs = broker.clock.now() + 1_800_900;
+    broker.tokens.freshAccessToken = (scopes?: readonly string[]) => {
+      asked.push(scopes);
+      return { token: accessTokenValue, expiresAtMs };
+    };
+    const expected = JSON.stringify({
+      access_token: accessTokenValue,
+      expires_in: 1800,
+      token_type: "Bearer",
+    });
+    expectAnswer(await broker.get(`${sa}/default/token`, { headers: H }), 200, json, expected);
+    await broker.clock.advance(1_000);
+    const later = JSON.stringify({ access_token: accessTokenValue, expires_in: 1799, token_type: "Bearer" });
+    expectAnswer(
+      await broker.get(`${sa}/default/token?scopes=${bigquery}`, { headers: H }),
+      200,
+      json,
+      later,
+    );
+    expect(asked).toEqual([undefined, [bigquery]]);
+    expect(broker.tokens.scopesAsked).toEqual([]);
   });
 
   it("token?scopes=a,b asks the token source for exactly those scopes", async () => {

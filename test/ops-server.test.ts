@@ -15,6 +15,10 @@ class ScriptedTokenSource implements TokenSource {
   answer: () => Promise<AccessToken> = async () => ({ token: "ya29.ops-test", expiresAtMs: 0 });
   state: Readiness = { ready: true, degraded: false };
 
+  freshAccessToken(): undefined {
+    return undefined;
+  }
+
   accessToken(): Promise<AccessToken> {
     this.lookups += 1;
     return this.answer();
