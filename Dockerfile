@@ -22,4 +22,6 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
   CMD ["node", "/app/token-broker.mjs", "--healthcheck"]
 
 # Exec form: node is PID 1 and receives SIGTERM itself, so the broker shuts down cleanly.
-ENTRYPOINT ["node", "/app/token-broker.mjs"]
+# V8 grows the young generation to 128 MB under sustained load (bench/soak.ts); 16 MB keeps the
+# sidecar's memory flat at no measurable cost per request.
+ENTRYPOINT ["node", "--max-semi-space-size=16", "/app/token-broker.mjs"]

@@ -112,7 +112,8 @@ async function main(): Promise<void> {
     const config = await imageConfig(buildah, images.sidecar);
     check(config.User === "65532:65532", "runs as a numeric non-root user", config.User);
     check(
-      JSON.stringify(config.Entrypoint) === JSON.stringify(["node", "/app/token-broker.mjs"]),
+      JSON.stringify(config.Entrypoint) ===
+        JSON.stringify(["node", "--max-semi-space-size=16", "/app/token-broker.mjs"]),
       "exec-form entrypoint, so SIGTERM reaches node itself",
       JSON.stringify(config.Entrypoint),
     );
@@ -472,7 +473,7 @@ async function containerPid(script: string, variable: string): Promise<number> {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const commandLine = (await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0");
-      if (!commandLine[0]?.endsWith("node") || commandLine[1] !== script) continue;
+      if (!commandLine[0]?.endsWith("node") || !commandLine.slice(1).includes(script)) continue;
       const environ = (await readFile(`/proc/${entry}/environ`, "utf8")).split("\0");
       if (environ.includes(variable)) return Number(entry);
     } catch {

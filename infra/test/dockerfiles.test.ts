@@ -91,9 +91,9 @@ describe("the sidecar Dockerfile", () => {
       HealthCheck: { Command: string[] };
     }[];
     expect(container?.HealthCheck.Command).toEqual(["CMD", ...command]);
-    expect(JSON.parse(argument(finalStage("Dockerfile"), "ENTRYPOINT")[0] ?? "[]")).toEqual(
-      command.slice(0, 2),
-    );
+    // The entrypoint runs the same file with the same Node (V8 flags between them).
+    const entrypoint = JSON.parse(argument(finalStage("Dockerfile"), "ENTRYPOINT")[0] ?? "[]") as string[];
+    expect([entrypoint[0], entrypoint.at(-1)]).toEqual(command.slice(0, 2));
   });
 });
 

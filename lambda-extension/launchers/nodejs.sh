@@ -8,4 +8,6 @@ dir="${0%/*}/../token-broker"
 # Lambda's Node.js runtimes keep node in /var/lang/bin; elsewhere use the one on PATH.
 node=/var/lang/bin/node
 [ -x "$node" ] || node=node
-exec "$node" "$dir/start.cjs" "${0##*/}"
+# A small young generation: V8 would grow it to tens of MB under a burst, memory the function
+# pays for; the broker's allocations per request are tiny.
+exec "$node" --max-semi-space-size=4 "$dir/start.cjs" "${0##*/}"
