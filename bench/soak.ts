@@ -142,7 +142,8 @@ export async function runSoak(options: SoakOptions = defaultSoakOptions): Promis
   const hermetic = await startHermeticBroker({
     impersonate: false,
     prepareCloud: (cloud) => cloud.googleSts.setExpiresIn(options.tokenLifetimeSeconds),
-    env: { NODE_OPTIONS: "--inspect=127.0.0.1:0" },
+    // The sidecar image's V8 flag (see Dockerfile), and the inspector for the heap probe.
+    env: { NODE_OPTIONS: "--max-semi-space-size=16 --inspect=127.0.0.1:0" },
   });
   const { cloud, pid } = hermetic;
   let heap: HeapProbe | undefined;
