@@ -49,6 +49,8 @@ export function metadataIdentity(config: Config): MetadataIdentity {
  * The AWS SDK and google-auth-library are most of the broker's start-up cost. They load on the
  * first token request (the prewarm right after start), so the listeners are up and the Lambda
  * extension registers without waiting for them, and the load overlaps the function's own init.
+ * They sit behind one module, `token-chain.ts`, which the Lambda layer ships as a file of its own
+ * (`chain.cjs`), so the extension does not even read them before it registers.
  */
 function lazyFetcher(load: () => Promise<TokenFetcher>): TokenFetcher {
   let loading: Promise<TokenFetcher> | undefined;
@@ -79,10 +81,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     defaultTokenExpiresAtMs: () => tokens?.defaultTokenExpiresAtMs(),
   });
   const exchange = lazyFetcher(async () => {
-    const [{ AwsIdentity, createStsClient }, { GoogleExchange }] = await Promise.all([
-      import("./aws-identity.ts"),
-      import("./google-exchange.ts"),
-    ]);
+    const { AwsIdentity, createStsClient, GoogleExchange } = await import("./token-chain.ts");
     const identity = new AwsIdentity({
       sts: options.sts ?? createStsClient(config.awsRegion),
       settings: {

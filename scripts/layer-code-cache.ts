@@ -8,13 +8,14 @@ import { join } from "node:path";
  * The training run that makes the standalone layer's V8 code cache: the staged layer's own Node
  * starts the extension against a stand-in Extensions API (register, one INVOKE, then SHUTDOWN),
  * so the cache holds what a real start-up compiles: config, listeners, registration, the first
- * token fetch (refused fast here: no upstream runs), an INVOKE and the shutdown. The loader
- * writes the cache at exit (TOKEN_BROKER_WRITE_CODE_CACHE).
+ * token fetch (refused fast here: no upstream runs, but it runs `chain.cjs`), an INVOKE and the
+ * shutdown. Each CommonJS file writes its cache next to itself at exit
+ * (TOKEN_BROKER_WRITE_CODE_CACHE, lambda-extension/cached-commonjs.ts).
  */
 
 const trainingLimitMs = 20_000;
 
-export async function trainCodeCache(stage: string, cacheFile: string): Promise<void> {
+export async function trainCodeCache(stage: string): Promise<void> {
   const events = [
     {
       eventType: "INVOKE",
@@ -55,7 +56,7 @@ export async function trainCodeCache(stage: string, cacheFile: string): Promise<
       {
         env: {
           AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${(api.address() as AddressInfo).port}`,
-          TOKEN_BROKER_WRITE_CODE_CACHE: cacheFile,
+          TOKEN_BROKER_WRITE_CODE_CACHE: "1",
           AWS_REGION: "eu-west-1",
           AWS_ACCESS_KEY_ID: "AKIATRAININGRUN00000",
           AWS_SECRET_ACCESS_KEY: "training-run-not-a-secret",

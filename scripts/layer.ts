@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { build } from "esbuild";
 import { bundleOptions } from "./bundle-options.ts";
+import { chainSplit } from "./layer-chain-split.ts";
 import { trainCodeCache } from "./layer-code-cache.ts";
 
 /**
@@ -14,8 +15,11 @@ import { trainCodeCache } from "./layer-code-cache.ts";
  *   extensions/token-broker           launcher (lambda-extension/launchers/<flavour>.sh), 0755
  *   token-broker/start.cjs            loader (lambda-extension/loader.ts)
  *   token-broker/extension.cjs        the extension: broker + lifecycle, one esbuild file
- *   token-broker/extension.cjs.v8cache  standalone flavour, for the build machine's architecture
- *                                     only (its Node must run to make it): V8 code cache
+ *   token-broker/chain.cjs            the upstream chain (AWS SDK, google-auth-library), run on
+ *                                     the first token request (scripts/layer-chain-split.ts)
+ *   token-broker/{extension,chain}.cjs.v8cache  standalone flavour, for the build machine's
+ *                                     architecture only (its Node must run to make them): V8
+ *                                     code caches
  *   token-broker/node                 standalone flavour only: Node 24 for the layer's architecture
  *   token-broker/LICENSE.node         standalone flavour only: Node's licence
  *
@@ -52,14 +56,36 @@ const fixedMtime = new Date("2020-01-01T00:00:00Z");
 /** Node's npm packages name the architectures the way Node does; Lambda says x86_64. */
 const nodePackageArch: Record<Architecture, string> = { x86_64: "x64", arm64: "arm64" };
 
-/** The bundle and its loader, CommonJS (see the loader for why), no node_modules. */
-async function bundleExtension(dir: string): Promise<{ bundle: string; loader: string }> {
+interface ExtensionCode {
+  readonly bundle: string;
+  readonly chain: string;
+  readonly loader: string;
+}
+
+/** The bundle, its upstream chain and its loader, CommonJS (see the loader for why), no node_modules. */
+async function bundleExtension(dir: string): Promise<ExtensionCode> {
   const cjs = { ...bundleOptions, format: "cjs", banner: {} } as const;
-  const bundle = join(dir, "extension.cjs");
-  const loader = join(dir, "start.cjs");
-  await build({ ...cjs, entryPoints: [join(root, "lambda-extension/index.ts")], outfile: bundle });
-  await build({ ...cjs, entryPoints: [join(root, "lambda-extension/loader.ts")], outfile: loader });
-  return { bundle, loader };
+  const code = {
+    bundle: join(dir, "extension.cjs"),
+    chain: join(dir, "chain.cjs"),
+    loader: join(dir, "start.cjs"),
+  };
+  const split = chainSplit(root);
+  // The chain first: its build finds the project modules the extension must hand it.
+  await build({
+    ...cjs,
+    entryPoints: [join(root, "broker/token-chain.ts")],
+    outfile: code.chain,
+    plugins: [split.chainPlugin],
+  });
+  await build({
+    ...cjs,
+    entryPoints: [join(root, "lambda-extension/index.ts")],
+    outfile: code.bundle,
+    plugins: [split.extensionPlugin],
+  });
+  await build({ ...cjs, entryPoints: [join(root, "lambda-extension/loader.ts")], outfile: code.loader });
+  return code;
 }
 
 /** The Node version the project runs on (the `node` devDependency), shipped in the standalone flavour. */
@@ -133,9 +159,14 @@ async function stageLayer(
   dir: string,
   flavour: Flavour,
   architecture: Architecture,
-  code: { bundle: string; loader: string },
+  code: ExtensionCode,
 ): Promise<string[]> {
-  const entries = [`extensions/${extensionName}`, "token-broker/start.cjs", "token-broker/extension.cjs"];
+  const entries = [
+    `extensions/${extensionName}`,
+    "token-broker/start.cjs",
+    "token-broker/extension.cjs",
+    "token-broker/chain.cjs",
+  ];
   await place(
     join(dir, "extensions", extensionName),
     0o755,
@@ -143,16 +174,17 @@ async function stageLayer(
   );
   await place(join(dir, "token-broker/start.cjs"), 0o644, code.loader);
   await place(join(dir, "token-broker/extension.cjs"), 0o644, code.bundle);
+  await place(join(dir, "token-broker/chain.cjs"), 0o644, code.chain);
   if (flavour === "standalone") {
     const node = await nodeDistribution(architecture);
     await place(join(dir, "token-broker/node"), 0o755, node.binary);
     await place(join(dir, "token-broker/LICENSE.node"), 0o644, node.licence);
     entries.push("token-broker/node", "token-broker/LICENSE.node");
     if (architecture === hostArchitecture) {
-      const cache = join(dir, "token-broker/extension.cjs.v8cache");
-      await trainCodeCache(dir, cache);
-      await settle(cache, 0o644);
-      entries.push("token-broker/extension.cjs.v8cache");
+      const caches = ["token-broker/extension.cjs.v8cache", "token-broker/chain.cjs.v8cache"];
+      await trainCodeCache(dir);
+      for (const cache of caches) await settle(join(dir, cache), 0o644);
+      entries.push(...caches);
     }
   }
   for (const folder of ["extensions", "token-broker"])

@@ -46,13 +46,16 @@ function expectedEntries(flavour: Flavour, architecture: Architecture): Record<s
     "extensions/token-broker": executable,
     "token-broker/start.cjs": readable,
     "token-broker/extension.cjs": readable,
+    "token-broker/chain.cjs": readable,
   };
   if (flavour === "nodejs") return common;
   return {
     ...common,
     "token-broker/node": executable,
     "token-broker/LICENSE.node": readable,
-    ...(architecture === hostArchitecture ? { "token-broker/extension.cjs.v8cache": readable } : {}),
+    ...(architecture === hostArchitecture
+      ? { "token-broker/extension.cjs.v8cache": readable, "token-broker/chain.cjs.v8cache": readable }
+      : {}),
   };
 }
 
@@ -147,9 +150,36 @@ describe("the layer zips", () => {
     },
   );
 
-  it("carries one and the same extension bundle in all four zips", () => {
-    const crcs = new Set(layers.map((built) => entry(built, "token-broker/extension.cjs").crc32));
+  it.each(["extension.cjs", "chain.cjs"])("carries one and the same %s in all four zips", (file) => {
+    const crcs = new Set(layers.map((built) => entry(built, `token-broker/${file}`).crc32));
     expect(crcs.size).toBe(1);
+  });
+
+  it("keeps the AWS SDK and google-auth-library out of extension.cjs, in chain.cjs, which takes the broker's errors from it", async () => {
+    const zip = layer("nodejs", "x86_64");
+    const text = async (file: string) => {
+      const item = entry(zip, `token-broker/${file}`);
+      return (await entryHead(zip.zipPath, item, item.uncompressedSize)).toString("utf8");
+    };
+    // esbuild heads every bundled module with a `// <path>` comment; the innermost node_modules names its package.
+    const packages = (source: string) =>
+      new Set(
+        [...source.matchAll(/^\/\/ (?:.*\/)?node_modules\/((?:@[^/]+\/)?[^/]+)\//gm)].map(
+          (match) => match[1],
+        ),
+      );
+    const [extension, chain] = [packages(await text("extension.cjs")), packages(await text("chain.cjs"))];
+    for (const name of ["express", "pino", "prom-client"]) {
+      expect(extension.has(name)).toBe(true);
+      expect(chain.has(name)).toBe(false);
+    }
+    for (const name of ["@aws-sdk/client-sts", "google-auth-library", "gaxios"]) {
+      expect(chain.has(name)).toBe(true);
+      expect(extension.has(name)).toBe(false);
+    }
+    const chainSource = await text("chain.cjs");
+    expect(chainSource).toContain('require("token-broker:broker/errors.ts")');
+    expect(chainSource).not.toContain("// broker/errors.ts");
   });
 
   it("gives the same bytes when built again from the same sources", async () => {
