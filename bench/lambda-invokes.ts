@@ -1,9 +1,9 @@
 import { fileURLToPath } from "node:url";
 import type { Layer } from "../scripts/layer.ts";
-import { type Cloud, impersonatedServiceAccount } from "../test/cloud/cloud.ts";
+import type { Cloud } from "../test/cloud/cloud.ts";
 import {
-  demoFunctionEnvironment,
   demoHandlerPath,
+  seedFunctionEnvironment,
   startDemoLambda,
 } from "../test/lambda-runtime/demo-function.ts";
 import { bundleFunction } from "../test/lambda-runtime/function-bundle.ts";
@@ -78,28 +78,6 @@ function tokenWaitOf(result: InvokeResult): number {
 }
 
 /** The seed-style baseline's configuration: the demo's settings plus what it needs to mint by itself. */
-async function seedEnvironment(demo: Cloud): Promise<Record<string, string>> {
-  const broker = demo.brokerEnv({ impersonate: true });
-  const settings = await demoFunctionEnvironment(demo, { impersonate: true });
-  const pick = (name: string) => settings[name] ?? "";
-  return {
-    AWS_REGION: broker.AWS_REGION,
-    AWS_ENDPOINT_URL_STS: broker.AWS_ENDPOINT_URL_STS,
-    AWS_ACCESS_KEY_ID: broker.AWS_ACCESS_KEY_ID,
-    AWS_SECRET_ACCESS_KEY: broker.AWS_SECRET_ACCESS_KEY,
-    GOOGLE_WIF_AUDIENCE: broker.BROKER_AUDIENCE,
-    GOOGLE_STS_URL: broker.BROKER_STS_URL,
-    GOOGLE_SERVICE_ACCOUNT: impersonatedServiceAccount(demo.world),
-    GOOGLE_IAM_CREDENTIALS_URL: broker.BROKER_IAM_CREDENTIALS_URL,
-    GOOGLE_PROJECT_ID: pick("GOOGLE_PROJECT_ID"),
-    GOOGLE_BUCKET: pick("GOOGLE_BUCKET"),
-    GOOGLE_BQ_DATASET: pick("GOOGLE_BQ_DATASET"),
-    GOOGLE_BQ_TABLE: pick("GOOGLE_BQ_TABLE"),
-    GOOGLE_STORAGE_ENDPOINT: pick("GOOGLE_STORAGE_ENDPOINT"),
-    GOOGLE_BIGQUERY_ENDPOINT: pick("GOOGLE_BIGQUERY_ENDPOINT"),
-  };
-}
-
 export interface WarmInvokes {
   readonly demo: number[];
   readonly seed: number[];
@@ -125,7 +103,7 @@ export async function benchWarmInvokes(
   const start = (kind: keyof WarmInvokes) =>
     kind === "demo"
       ? startDemoLambda({ demo, layer: layer.zipPath, bundle: demoBundle, impersonate: true })
-      : seedEnvironment(demo).then((environment) =>
+      : seedFunctionEnvironment(demo).then((environment) =>
           LocalLambda.start({
             layers: [],
             taskRoot: seedBundle.taskRoot,

@@ -1,6 +1,6 @@
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
-import type { Cloud } from "../cloud/cloud.ts";
+import { type Cloud, impersonatedServiceAccount } from "../cloud/cloud.ts";
 import type { FunctionBundle } from "./function-bundle.ts";
 import { LocalLambda, type LocalLambdaOptions } from "./local-lambda.ts";
 
@@ -45,6 +45,32 @@ export async function demoFunctionEnvironment(
     GOOGLE_BQ_TABLE: world.table,
     GOOGLE_STORAGE_ENDPOINT: demo.gcs.url,
     GOOGLE_BIGQUERY_ENDPOINT: demo.bigquery.url,
+  };
+}
+
+/**
+ * The seed-style baseline's configuration (client-demo/seed-handler.ts): no layer, so it gets the
+ * AWS keys and the Google endpoints itself and mints, exchanges and impersonates inline.
+ */
+export async function seedFunctionEnvironment(demo: Cloud): Promise<Record<string, string>> {
+  const broker = demo.brokerEnv({ impersonate: true });
+  const settings = await demoFunctionEnvironment(demo, { impersonate: true });
+  const pick = (name: string) => settings[name] ?? "";
+  return {
+    AWS_REGION: broker.AWS_REGION,
+    AWS_ENDPOINT_URL_STS: broker.AWS_ENDPOINT_URL_STS,
+    AWS_ACCESS_KEY_ID: broker.AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY: broker.AWS_SECRET_ACCESS_KEY,
+    GOOGLE_WIF_AUDIENCE: broker.BROKER_AUDIENCE,
+    GOOGLE_STS_URL: broker.BROKER_STS_URL,
+    GOOGLE_SERVICE_ACCOUNT: impersonatedServiceAccount(demo.world),
+    GOOGLE_IAM_CREDENTIALS_URL: broker.BROKER_IAM_CREDENTIALS_URL,
+    GOOGLE_PROJECT_ID: pick("GOOGLE_PROJECT_ID"),
+    GOOGLE_BUCKET: pick("GOOGLE_BUCKET"),
+    GOOGLE_BQ_DATASET: pick("GOOGLE_BQ_DATASET"),
+    GOOGLE_BQ_TABLE: pick("GOOGLE_BQ_TABLE"),
+    GOOGLE_STORAGE_ENDPOINT: pick("GOOGLE_STORAGE_ENDPOINT"),
+    GOOGLE_BIGQUERY_ENDPOINT: pick("GOOGLE_BIGQUERY_ENDPOINT"),
   };
 }
 

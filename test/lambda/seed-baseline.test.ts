@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Cloud, impersonatedServiceAccount, startCloud } from "../cloud/cloud.ts";
-import { demoFunctionEnvironment } from "../lambda-runtime/demo-function.ts";
+import { type Cloud, startCloud } from "../cloud/cloud.ts";
+import { seedFunctionEnvironment } from "../lambda-runtime/demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
 import { type InvokeResult, LocalLambda } from "../lambda-runtime/local-lambda.ts";
 
@@ -21,29 +21,11 @@ let results: InvokeResult[];
 beforeAll(async () => {
   demo = await startCloud();
   bundle = await bundleFunction(seedPath);
-  const cloud = demo;
-  const env = cloud.brokerEnv({ impersonate: true });
-  const demoSettings = await demoFunctionEnvironment(demo, { impersonate: true });
   lambda = await LocalLambda.start({
     layers: [],
     taskRoot: bundle.taskRoot,
     handler: bundle.handler,
-    environment: {
-      AWS_REGION: env.AWS_REGION,
-      AWS_ENDPOINT_URL_STS: env.AWS_ENDPOINT_URL_STS,
-      AWS_ACCESS_KEY_ID: env.AWS_ACCESS_KEY_ID,
-      AWS_SECRET_ACCESS_KEY: env.AWS_SECRET_ACCESS_KEY,
-      GOOGLE_WIF_AUDIENCE: env.BROKER_AUDIENCE,
-      GOOGLE_STS_URL: env.BROKER_STS_URL,
-      GOOGLE_SERVICE_ACCOUNT: impersonatedServiceAccount(cloud.world),
-      GOOGLE_IAM_CREDENTIALS_URL: env.BROKER_IAM_CREDENTIALS_URL,
-      GOOGLE_PROJECT_ID: demoSettings.GOOGLE_PROJECT_ID ?? "",
-      GOOGLE_BUCKET: demoSettings.GOOGLE_BUCKET ?? "",
-      GOOGLE_BQ_DATASET: demoSettings.GOOGLE_BQ_DATASET ?? "",
-      GOOGLE_BQ_TABLE: demoSettings.GOOGLE_BQ_TABLE ?? "",
-      GOOGLE_STORAGE_ENDPOINT: demoSettings.GOOGLE_STORAGE_ENDPOINT ?? "",
-      GOOGLE_BIGQUERY_ENDPOINT: demoSettings.GOOGLE_BIGQUERY_ENDPOINT ?? "",
-    },
+    environment: await seedFunctionEnvironment(demo),
   });
   results = [];
   for (let i = 0; i < invocations; i++) results.push(await lambda.invoke({}));
