@@ -232,7 +232,7 @@ export class GoogleExchange implements TokenFetcher {
     if (config.serviceAccount === undefined) {
       throw new BrokerError(
         "ID_TOKEN_NEEDS_SERVICE_ACCOUNT",
-        "ID tokens need a service account to impersonate; set BROKER_SERVICE_ACCOUNT",
+        "ID tokens need a service account to impersonate: set BROKER_SERVICE_ACCOUNT",
       );
     }
     const source = this.#client(signal, [cloudPlatformScope], {});
