@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { access, mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -145,17 +146,16 @@ const libfaketimeCandidates = [
   "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
 ];
 
-async function findLibfaketime(): Promise<string> {
-  for (const candidate of libfaketimeCandidates) {
-    if (
-      await access(candidate).then(
-        () => true,
-        () => false,
-      )
-    )
-      return candidate;
-  }
-  throw new Error("a shiftable sandbox clock needs libfaketime: apt-get install libfaketime");
+/** The preload library of Debian's libfaketime, if it is installed. */
+export function libfaketimePath(): string | undefined {
+  return libfaketimeCandidates.find((candidate) => existsSync(candidate));
+}
+
+function findLibfaketime(): string {
+  const path = libfaketimePath();
+  if (path === undefined)
+    throw new Error("a shiftable sandbox clock needs libfaketime: apt-get install libfaketime");
+  return path;
 }
 
 const run = promisify(execFile);
@@ -301,7 +301,7 @@ export class LocalLambda implements ControlPlane {
     if (this.#options.shiftableClock === true) {
       this.#clock = {
         file: join(this.#root, "clock-offset"),
-        preload: await findLibfaketime(),
+        preload: findLibfaketime(),
         offsetSeconds: 0,
       };
       await writeFile(this.#clock.file, "+0\n");
