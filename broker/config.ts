@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { BrokerError } from "./errors.ts";
+import { isOAuthScope } from "./tokens.ts";
 
 /** `//iam.googleapis.com/projects/<NUMBER>/locations/global/workloadIdentityPools/<POOL>/providers/<PROVIDER>` */
 export type ProviderAudience = string & { readonly __brand: "ProviderAudience" };
@@ -107,7 +108,6 @@ const serviceAccountPattern = /^[a-z0-9][a-z0-9._-]{0,62}@[a-z0-9][a-z0-9.-]*\.g
 const projectIdPattern = /^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[a-z][a-z0-9.-]*:[a-z][a-z0-9-]{4,28}[a-z0-9]$/;
 const impersonationUrlPattern =
   /^(https?:\/\/[^/]+)\/v1\/projects\/-\/serviceAccounts\/([^/:]+):generateAccessToken$/;
-const scopePattern = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
 const logLevels: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 const exampleAudience =
   "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider";
@@ -229,7 +229,7 @@ function parseHost(name: string, raw: string, example: string): string {
 /** Splits, trims, drops duplicates; order is kept (it is what SDKs see in `scopes`). */
 export function parseScopes(raw: string): string[] | undefined {
   const scopes = [...new Set(raw.split(",").map((scope) => scope.trim()))];
-  return scopes.length > 0 && scopes.every((scope) => scopePattern.test(scope)) ? scopes : undefined;
+  return scopes.length > 0 && scopes.every(isOAuthScope) ? scopes : undefined;
 }
 
 /**

@@ -3,7 +3,7 @@
  * input becomes a `BrokerError` with a 4xx status whose message says what a good request looks like.
  */
 import { BrokerError } from "./errors.ts";
-import type { IdTokenFormat, IdTokenRequest } from "./tokens.ts";
+import { type IdTokenFormat, type IdTokenRequest, isOAuthScope } from "./tokens.ts";
 
 /** Splits a request target into its raw path and raw query (both still percent-encoded). */
 export function splitTarget(url: string): { path: string; query: string } {
@@ -16,9 +16,6 @@ export function isRecursive(query: string): boolean {
   return new URLSearchParams(query).get("recursive")?.toLowerCase() === "true";
 }
 
-/** An RFC 6749 scope-token: printable ASCII without space, `"` or `\`. */
-const scopeToken = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
-
 /**
  * `?scopes=a,b` (repeated `scopes` parameters are merged). `undefined` when absent, meaning the
  * configured default scopes. The SDKs never send an empty list, so an empty entry is an error.
@@ -28,7 +25,7 @@ export function parseScopes(query: string): string[] | undefined {
   const values = new URLSearchParams(query).getAll("scopes");
   if (values.length === 0) return undefined;
   const scopes = values.flatMap((value) => value.split(",")).map((scope) => scope.trim());
-  if (scopes.some((scope) => !scopeToken.test(scope))) {
+  if (!scopes.every(isOAuthScope)) {
     throw new BrokerError(
       "INVALID_PARAMETER",
       "scopes must be a comma-separated list of OAuth scopes, e.g. ?scopes=https://www.googleapis.com/auth/cloud-platform",

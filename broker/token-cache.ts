@@ -89,6 +89,11 @@ export interface TokenCacheDeps {
   readonly policy?: RefreshPolicy;
 }
 
+/** In the fresh window, with nothing failing: served as it is, nothing to start. */
+function isFresh(entry: Entry, now: number): entry is Entry & { token: Token } {
+  return entry.token !== undefined && entry.failure === undefined && now < entry.refreshAtMs;
+}
+
 /** Normalised scope set: order and duplicates do not make a different token. */
 function scopeKey(scopes: readonly string[]): string {
   return `access|${[...new Set(scopes)].sort().join(" ")}`;
@@ -135,8 +140,7 @@ export class TokenCache implements TokenSource {
 
   freshAccessToken(scopes?: readonly string[]): AccessToken | undefined {
     const entry = this.#entries.get(this.#accessKey(scopes));
-    if (entry?.token === undefined || entry.failure !== undefined) return undefined;
-    if (this.#deps.clock.now() >= entry.refreshAtMs) return undefined;
+    if (entry === undefined || !isFresh(entry, this.#deps.clock.now())) return undefined;
     this.#deps.metrics.cacheLookups.inc({ kind: "access", result: "hit" });
     return entry.token;
   }
@@ -184,7 +188,7 @@ export class TokenCache implements TokenSource {
       this.#deps.metrics.cacheLookups.inc({ kind, result });
 
     if (entry !== undefined && token !== undefined && now < token.expiresAtMs) {
-      if (now < entry.refreshAtMs && entry.failure === undefined) {
+      if (isFresh(entry, now)) {
         count("hit");
         return token;
       }

@@ -39,3 +39,8 @@ export interface TokenSource {
   idToken(request: IdTokenRequest): Promise<IdToken>;
   readiness(): Readiness;
 }
+
+/** An RFC 6749 scope-token: printable ASCII without space, `"` or `\`. */
+export function isOAuthScope(scope: string): boolean {
+  return /^[\x21\x23-\x5b\x5d-\x7e]+$/.test(scope);
+}
