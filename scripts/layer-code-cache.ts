@@ -2,11 +2,11 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
 
 /**
- * The training run that makes the standalone layer's V8 code cache: the staged layer's own Node
- * starts the extension against a stand-in Extensions API (register, one INVOKE, then SHUTDOWN),
+ * The training run that makes the standalone layer's V8 code cache: the staged layer's own
+ * launcher (its Node, with its V8 flags: V8 rejects a cache made under other flags) starts the
+ * extension against a stand-in Extensions API (register, one INVOKE, then SHUTDOWN),
  * so the cache holds what a real start-up compiles: config, listeners, registration, the first
  * token fetch (refused fast here: no upstream runs, but it runs `chain.cjs`), an INVOKE and the
  * shutdown. Each CommonJS file writes its cache next to itself at exit
@@ -15,7 +15,7 @@ import { join } from "node:path";
 
 const trainingLimitMs = 20_000;
 
-export async function trainCodeCache(stage: string): Promise<void> {
+export async function trainCodeCache(launcher: string): Promise<void> {
   const events = [
     {
       eventType: "INVOKE",
@@ -50,26 +50,22 @@ export async function trainCodeCache(stage: string): Promise<void> {
   const closedPort = (refused.address() as AddressInfo).port;
   await new Promise((resolve) => refused.close(resolve));
   try {
-    const child = spawn(
-      join(stage, "token-broker/node"),
-      [join(stage, "token-broker/start.cjs"), "token-broker"],
-      {
-        env: {
-          AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${(api.address() as AddressInfo).port}`,
-          TOKEN_BROKER_WRITE_CODE_CACHE: "1",
-          AWS_REGION: "eu-west-1",
-          AWS_ACCESS_KEY_ID: "AKIATRAININGRUN00000",
-          AWS_SECRET_ACCESS_KEY: "training-run-not-a-secret",
-          AWS_ENDPOINT_URL_STS: `http://127.0.0.1:${closedPort}`,
-          BROKER_AUDIENCE:
-            "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/training/providers/training",
-          BROKER_PORT: "0",
-          BROKER_OPS_HOST: "127.0.0.1",
-          BROKER_OPS_PORT: "0",
-        },
-        stdio: "ignore",
+    const child = spawn(launcher, [], {
+      env: {
+        AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${(api.address() as AddressInfo).port}`,
+        TOKEN_BROKER_WRITE_CODE_CACHE: "1",
+        AWS_REGION: "eu-west-1",
+        AWS_ACCESS_KEY_ID: "AKIATRAININGRUN00000",
+        AWS_SECRET_ACCESS_KEY: "training-run-not-a-secret",
+        AWS_ENDPOINT_URL_STS: `http://127.0.0.1:${closedPort}`,
+        BROKER_AUDIENCE:
+          "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/training/providers/training",
+        BROKER_PORT: "0",
+        BROKER_OPS_HOST: "127.0.0.1",
+        BROKER_OPS_PORT: "0",
       },
-    );
+      stdio: "ignore",
+    });
     const timer = setTimeout(() => child.kill("SIGKILL"), trainingLimitMs);
     const [code] = (await once(child, "exit")) as [number | null];
     clearTimeout(timer);

@@ -8,6 +8,8 @@ dir="${0%/*}/../token-broker"
 # Lambda's Node.js runtimes keep node in /var/lang/bin; elsewhere use the one on PATH.
 node=/var/lang/bin/node
 [ -x "$node" ] || node=node
-# A small young generation: V8 would grow it to tens of MB under a burst, memory the function
-# pays for; the broker's allocations per request are tiny.
-exec "$node" --max-semi-space-size=4 "$dir/start.cjs" "${0##*/}"
+# A 1 MB young generation: V8 would grow it under a burst, memory the function pays for, and the
+# broker's garbage per request is tiny. The standalone launcher also turns off V8's optimising
+# compilers and helper threads; here that would cost ~15 ms of start: any flag V8 hashes makes it
+# reject the code cache of Node's own modules built into this binary, which we cannot rebuild.
+exec "$node" --max-semi-space-size=1 "$dir/start.cjs" "${0##*/}"

@@ -5,6 +5,8 @@
 # NODE_OPTIONS is meant for the function's Node, if it has one, not for the broker.
 unset NODE_OPTIONS
 dir="${0%/*}/../token-broker"
-# A small young generation: V8 would grow it to tens of MB under a burst, memory the function
-# pays for; the broker's allocations per request are tiny.
-exec "$dir/node" --max-semi-space-size=4 "$dir/start.cjs" "${0##*/}"
+# V8 set for memory, not peak speed (the function pays for every MB; the broker answers a few
+# requests per invoke): a 1 MB young generation, no optimising compilers (baseline code only), no
+# helper threads for GC and compiles, heuristics for size. The layer's code cache is made by this
+# very launcher, since V8 rejects a cache made under other flags (scripts/layer-code-cache.ts).
+exec "$dir/node" --max-semi-space-size=1 --max-opt=1 --single-threaded --optimize-for-size "$dir/start.cjs" "${0##*/}"

@@ -63,7 +63,12 @@ afterAll(async () => {
 describe("the ECS demo app beside the sidecar", () => {
   it("writes a greeting object and row on each tick through the broker's token", async () => {
     const { world } = demo;
-    await eventually(() => demo.bigquery.rows(world.dataset, world.table).length >= 2, 15_000);
+    // The app logs a tick after its row lands: wait for both whole lines too.
+    await eventually(
+      () =>
+        demo.bigquery.rows(world.dataset, world.table).length >= 2 && (output.match(/\n/g)?.length ?? 0) >= 2,
+      15_000,
+    );
     const lines = output
       .trim()
       .split("\n")
