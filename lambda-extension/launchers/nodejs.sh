@@ -8,9 +8,8 @@ dir="${0%/*}/../token-broker"
 # Lambda's Node.js runtimes keep node in /var/lang/bin; elsewhere use the one on PATH.
 node=/var/lang/bin/node
 [ -x "$node" ] || node=node
-# V8 set for memory (the function pays for every MB; the broker answers a few requests per
-# invoke): a 1 MB young generation, GC and optimising compiles on the main thread (helper threads
-# keep memory of their own). The standalone launcher also drops the optimising compilers; here
-# that would cost ~15 ms of start, because V8 then rejects the code cache of Node's own modules
-# built into the function's Node. The flags below leave that cache valid (measured).
-exec "$node" --max-semi-space-size=1 --single-threaded-gc --no-concurrent-recompilation "$dir/start.cjs" "${0##*/}"
+# V8 set for memory, not peak speed (the function pays for every MB; the broker answers a few
+# requests per invoke): a 1 MB young generation, no optimising compilers (baseline code only), no
+# helper threads for GC and compiles, heuristics for size. Such flags make V8 reject the code
+# cache built into Node for its own modules, ~15 ms of start that the extension can afford.
+exec "$node" --max-semi-space-size=1 --max-opt=1 --single-threaded --optimize-for-size "$dir/start.cjs" "${0##*/}"
