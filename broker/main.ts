@@ -69,9 +69,9 @@ function lazyFetcher(load: () => Promise<TokenFetcher>): TokenFetcher {
 
 /**
  * The ops routes, and express under them, load on the first ops request. A Lambda extension's ops
- * listener is seldom asked anything, and loading express at start cost the extension 13 ms before
- * it registered and 3.5 MB for as long as it runs (npm run bench:lambda). A failed load answers
- * 503 and is tried again on the next request.
+ * listener is seldom asked anything, and loading express at start cost the extension 13–18 ms
+ * before it registered and 1.5 MB for as long as it runs (npm run bench:lambda). A failed load
+ * answers 503 and is tried again on the next request.
  */
 function lazyListener(load: () => Promise<RequestListener>, logger: Logger): RequestListener {
   let loading: Promise<RequestListener> | undefined;
