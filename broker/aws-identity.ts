@@ -1,10 +1,8 @@
 import { GetWebIdentityTokenCommand, STSClient } from "@aws-sdk/client-sts";
 import type { ExternalAccountSupplierContext, SubjectTokenSupplier } from "google-auth-library";
-import type { Clock } from "./clock.ts";
 import type { ProviderAudience, SigningAlgorithm } from "./config.ts";
 import { BrokerError } from "./errors.ts";
-import type { Logger } from "./logger.ts";
-import type { BrokerMetrics } from "./metrics.ts";
+import type { UpstreamCalls } from "./upstream-calls.ts";
 
 export interface AwsIdentitySettings {
   readonly audience: ProviderAudience;
@@ -135,22 +133,12 @@ export function createStsClient(region: string): STSClient {
 export class AwsIdentity {
   readonly #sts: STSClient;
   readonly #settings: AwsIdentitySettings;
-  readonly #clock: Clock;
-  readonly #metrics: BrokerMetrics;
-  readonly #logger: Logger;
+  readonly #calls: UpstreamCalls;
 
-  constructor(deps: {
-    sts: STSClient;
-    settings: AwsIdentitySettings;
-    clock: Clock;
-    metrics: BrokerMetrics;
-    logger: Logger;
-  }) {
+  constructor(deps: { sts: STSClient; settings: AwsIdentitySettings; calls: UpstreamCalls }) {
     this.#sts = deps.sts;
     this.#settings = deps.settings;
-    this.#clock = deps.clock;
-    this.#metrics = deps.metrics;
-    this.#logger = deps.logger;
+    this.#calls = deps.calls;
   }
 
   /** A supplier bound to one chain: `signal` cancels the STS call with the rest of the chain. */
@@ -158,36 +146,26 @@ export class AwsIdentity {
     return { getSubjectToken: (context) => this.#mint(context, signal) };
   }
 
-  async #mint(context: ExternalAccountSupplierContext, signal: AbortSignal): Promise<string> {
-    const started = this.#clock.now();
-    const seconds = () => (this.#clock.now() - started) / 1000;
-    try {
-      const output = await this.#sts.send(
-        new GetWebIdentityTokenCommand({
-          Audience: [context.audience],
-          SigningAlgorithm: this.#settings.algorithm,
-          DurationSeconds: this.#settings.durationSeconds,
-        }),
-        { abortSignal: signal },
-      );
-      if (typeof output.WebIdentityToken !== "string" || output.WebIdentityToken.split(".").length !== 3) {
-        throw new BrokerError("UPSTREAM_MALFORMED", "AWS STS answered GetWebIdentityToken without a JWT");
-      }
-      this.#metrics.observeUpstream("aws_sts", "success", seconds());
-      this.#logger.info(
-        { step: "aws_sts", outcome: "success", ms: Math.round(seconds() * 1000) },
-        "upstream call",
-      );
-      return output.WebIdentityToken;
-    } catch (error) {
-      const failure = error instanceof BrokerError ? error : awsError(error, this.#settings);
-      const outcome = failure.code === "UPSTREAM_TIMEOUT" ? "timeout" : "error";
-      this.#metrics.observeUpstream("aws_sts", outcome, seconds());
-      this.#logger.warn(
-        { step: "aws_sts", outcome, ms: Math.round(seconds() * 1000), code: failure.code },
-        failure.message,
-      );
-      throw failure;
+  #mint(context: ExternalAccountSupplierContext, signal: AbortSignal): Promise<string> {
+    return this.#calls.run(
+      "aws_sts",
+      () => this.#call(context, signal),
+      (error) => awsError(error, this.#settings),
+    );
+  }
+
+  async #call(context: ExternalAccountSupplierContext, signal: AbortSignal): Promise<string> {
+    const output = await this.#sts.send(
+      new GetWebIdentityTokenCommand({
+        Audience: [context.audience],
+        SigningAlgorithm: this.#settings.algorithm,
+        DurationSeconds: this.#settings.durationSeconds,
+      }),
+      { abortSignal: signal },
+    );
+    if (typeof output.WebIdentityToken !== "string" || output.WebIdentityToken.split(".").length !== 3) {
+      throw new BrokerError("UPSTREAM_MALFORMED", "AWS STS answered GetWebIdentityToken without a JWT");
     }
+    return output.WebIdentityToken;
   }
 }

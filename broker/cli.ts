@@ -61,11 +61,11 @@ async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<vo
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    // Idle upstream keep-alive sockets must not hold the process past the promised second.
-    setTimeout(() => process.exit(0), shutdownDeadlineMs + 200).unref();
-    void broker.close(shutdownDeadlineMs).then(() => {
-      process.exitCode = 0;
-    });
+    // Exit once the listeners are closed: idle upstream keep-alive sockets would otherwise hold
+    // the process. Requests in flight get most of the promised second; the timer keeps the promise.
+    const exit = () => process.exit(0);
+    setTimeout(exit, shutdownDeadlineMs).unref();
+    void broker.close(shutdownDeadlineMs - 100).then(exit);
   };
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);

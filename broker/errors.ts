@@ -44,6 +44,14 @@ export class BrokerError extends Error {
   }
 }
 
+/** Refused before any upstream call: without impersonation there is nothing to mint ID tokens. */
+export function idTokenNeedsServiceAccount(): BrokerError {
+  return new BrokerError(
+    "ID_TOKEN_NEEDS_SERVICE_ACCOUNT",
+    "ID tokens need a service account to impersonate: set BROKER_SERVICE_ACCOUNT",
+  );
+}
+
 export function isBrokerError(value: unknown): value is BrokerError {
   return value instanceof BrokerError;
 }

@@ -7,11 +7,11 @@ import {
 import type { AwsIdentity } from "./aws-identity.ts";
 import type { Clock } from "./clock.ts";
 import type { Config } from "./config.ts";
-import { BrokerError } from "./errors.ts";
-import type { Logger } from "./logger.ts";
-import type { BrokerMetrics, UpstreamStep } from "./metrics.ts";
+import { BrokerError, idTokenNeedsServiceAccount } from "./errors.ts";
+import type { UpstreamStep } from "./metrics.ts";
 import type { TokenFetcher } from "./token-cache.ts";
 import type { AccessToken, IdToken, IdTokenRequest } from "./tokens.ts";
+import type { UpstreamCalls } from "./upstream-calls.ts";
 
 /*
  * The Google half of the chain, done by google-auth-library: `IdentityPoolClient` trades the AWS
@@ -126,53 +126,45 @@ function jwtExpiryMs(jwt: string): number | undefined {
   }
 }
 
-type Observe = (step: UpstreamStep, outcome: "success" | "error" | "timeout", seconds: number) => void;
-
-/** One chain's HTTP transport: labels each call with its step, times it, and turns failures into BrokerErrors. */
+/** One chain's HTTP transport: labels each call with its step, reports it, and turns failures into BrokerErrors. */
 class ChainTransport extends gaxios.Gaxios {
-  readonly #observe: Observe;
-  readonly #clock: Clock;
+  readonly #calls: UpstreamCalls;
   readonly #stsUrl: string;
   readonly #serviceAccount: string | undefined;
 
   constructor(options: {
     signal: AbortSignal;
     attemptTimeoutMs: number;
-    observe: Observe;
-    clock: Clock;
+    calls: UpstreamCalls;
     stsUrl: string;
     serviceAccount: string | undefined;
   }) {
     super({ signal: options.signal, timeout: options.attemptTimeoutMs, retry: false });
-    this.#observe = options.observe;
-    this.#clock = options.clock;
+    this.#calls = options.calls;
     this.#stsUrl = options.stsUrl;
     this.#serviceAccount = options.serviceAccount;
   }
 
   override async request<T = unknown>(options: gaxios.GaxiosOptions = {}): Promise<gaxios.GaxiosResponse<T>> {
     const step = String(options.url ?? "") === this.#stsUrl ? "google_sts" : "impersonation";
-    const started = this.#clock.now();
-    const seconds = () => (this.#clock.now() - started) / 1000;
-    try {
-      // The library asks for retries per request (`retryConfig`); the token cache owns them.
-      const response = await super.request<T>({ ...options, retry: false, retryConfig: undefined });
-      // gaxios hands back the text when a JSON answer does not parse; the library would then
-      // fail somewhere later with a message about undefined fields.
-      if (typeof response.data !== "object" || response.data === null) {
-        const service = step === "google_sts" ? "Google STS" : "IAM Credentials";
-        throw new BrokerError(
-          "UPSTREAM_MALFORMED",
-          `${service} answered with a malformed body (HTTP ${response.status}); retrying`,
-        );
-      }
-      this.#observe(step, "success", seconds());
-      return response;
-    } catch (error) {
-      const failure = error instanceof BrokerError ? error : googleError(step, error, this.#serviceAccount);
-      this.#observe(step, failure.code === "UPSTREAM_TIMEOUT" ? "timeout" : "error", seconds());
-      throw failure;
-    }
+    return this.#calls.run(
+      step,
+      async () => {
+        // The library asks for retries per request (`retryConfig`); the token cache owns them.
+        const response = await super.request<T>({ ...options, retry: false, retryConfig: undefined });
+        // gaxios hands back the text when a JSON answer does not parse; the library would then
+        // fail somewhere later with a message about undefined fields.
+        if (typeof response.data !== "object" || response.data === null) {
+          const service = step === "google_sts" ? "Google STS" : "IAM Credentials";
+          throw new BrokerError(
+            "UPSTREAM_MALFORMED",
+            `${service} answered with a malformed body (HTTP ${response.status}); retrying`,
+          );
+        }
+        return response;
+      },
+      (error) => googleError(step, error, this.#serviceAccount),
+    );
   }
 }
 
@@ -194,9 +186,8 @@ export interface GoogleExchangeDeps {
     "audience" | "stsUrl" | "iamCredentialsUrl" | "serviceAccount" | "impersonationLifetimeSeconds"
   >;
   readonly identity: AwsIdentity;
+  readonly calls: UpstreamCalls;
   readonly clock: Clock;
-  readonly metrics: BrokerMetrics;
-  readonly logger: Logger;
   /** Per HTTP attempt; the whole chain is bounded by the caller's signal. */
   readonly attemptTimeoutMs?: number;
 }
@@ -229,12 +220,7 @@ export class GoogleExchange implements TokenFetcher {
 
   async idToken(request: IdTokenRequest, signal: AbortSignal): Promise<IdToken> {
     const { config } = this.#deps;
-    if (config.serviceAccount === undefined) {
-      throw new BrokerError(
-        "ID_TOKEN_NEEDS_SERVICE_ACCOUNT",
-        "ID tokens need a service account to impersonate: set BROKER_SERVICE_ACCOUNT",
-      );
-    }
+    if (config.serviceAccount === undefined) throw idTokenNeedsServiceAccount();
     const source = this.#client(signal, [cloudPlatformScope], {});
     const impersonated = new Impersonated({
       sourceClient: source,
@@ -262,17 +248,13 @@ export class GoogleExchange implements TokenFetcher {
       "service_account_impersonation_url" | "service_account_impersonation"
     >,
   ): ChainIdentityPoolClient {
-    const { config, identity, clock, metrics, logger } = this.#deps;
+    const { config, identity, calls } = this.#deps;
     const transporter = new ChainTransport({
       signal,
       attemptTimeoutMs: this.#deps.attemptTimeoutMs ?? 5_000,
-      clock,
+      calls,
       stsUrl: config.stsUrl,
       serviceAccount: config.serviceAccount,
-      observe: (step, outcome, seconds) => {
-        metrics.observeUpstream(step, outcome, seconds);
-        logger.info({ step, outcome, ms: Math.round(seconds * 1000) }, "upstream call");
-      },
     });
     return new ChainIdentityPoolClient(
       {

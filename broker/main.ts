@@ -101,9 +101,11 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   const metrics = new BrokerMetrics({
     now: () => clock.now(),
     defaultTokenExpiresAtMs: () => tokens?.defaultTokenExpiresAtMs(),
+    anyRefreshFailing: () => tokens?.anyRefreshFailing() ?? false,
   });
   const exchange = lazyFetcher(async () => {
-    const { AwsIdentity, createStsClient, GoogleExchange } = await import("./token-chain.ts");
+    const { AwsIdentity, createStsClient, GoogleExchange, UpstreamCalls } = await import("./token-chain.ts");
+    const calls = new UpstreamCalls({ clock, metrics, logger });
     const identity = new AwsIdentity({
       sts: options.sts ?? createStsClient(config.awsRegion),
       settings: {
@@ -111,11 +113,9 @@ export async function start(config: Config, options: StartOptions = {}): Promise
         durationSeconds: config.awsTokenDurationSeconds,
         algorithm: config.awsSigningAlgorithm,
       },
-      clock,
-      metrics,
-      logger,
+      calls,
     });
-    return new GoogleExchange({ config, identity, clock, metrics, logger });
+    return new GoogleExchange({ config, identity, calls, clock });
   });
   tokens = new TokenCache({
     fetcher: exchange,

@@ -25,7 +25,7 @@
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { Clock } from "./clock.ts";
-import { BrokerError, isBrokerError } from "./errors.ts";
+import { BrokerError, idTokenNeedsServiceAccount, isBrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import { isRecursive, parseIdTokenRequest, parseScopes, splitTarget } from "./metadata-query.ts";
 import {
@@ -63,7 +63,7 @@ export interface MetadataDeps {
 /**
  * Headers on every response of the metadata listener. gcp-metadata rejects any response without
  * `Metadata-Flavor: Google`, even an error it would otherwise report. Exported so the listener can
- * put them on the 400s Node's HTTP parser writes for requests that never reach express.
+ * put them on the 400s Node's HTTP parser writes for requests that never reach the handler.
  */
 export const metadataResponseHeaders: Readonly<Record<string, string>> = {
   "Metadata-Flavor": "Google",
@@ -267,12 +267,7 @@ export function createMetadataApp(deps: MetadataDeps): RequestListener {
     let body: string;
     try {
       const request = parseIdTokenRequest(query);
-      if (!identity.impersonating) {
-        throw new BrokerError(
-          "ID_TOKEN_NEEDS_SERVICE_ACCOUNT",
-          "ID tokens need a service account to impersonate: set BROKER_SERVICE_ACCOUNT",
-        );
-      }
+      if (!identity.impersonating) throw idTokenNeedsServiceAccount();
       body = (await tokens.idToken(request)).token;
     } catch (error) {
       return replyTokenFailure(reply, error, "service_account_identity");
@@ -323,9 +318,7 @@ function refuse(req: IncomingMessage, path: string): BrokerError | undefined {
 function replier(res: ServerResponse, metrics: BrokerMetrics, routeId: string): Reply {
   return (status, contentType, body, extraHeaders) => {
     const headers = {
-      "Metadata-Flavor": "Google",
-      "X-Content-Type-Options": "nosniff",
-      "Cache-Control": "no-store",
+      ...metadataResponseHeaders,
       "Content-Type": contentType,
       "Content-Length": Buffer.byteLength(body),
     };

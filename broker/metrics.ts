@@ -50,16 +50,15 @@ export class BrokerMetrics {
     registers: [this.registry],
   });
 
-  readonly degraded = new Gauge({
-    name: "token_broker_degraded",
-    help: "1 while the last refresh failed (cached tokens still served or none available), else 0.",
-    registers: [this.registry],
-  });
-
+  readonly degraded: Gauge;
   readonly tokenExpiry: Gauge;
 
-  /** `defaultTokenExpiresAtMs` reads the cache at scrape time, so the gauge needs no timer. */
-  constructor(options: { now: () => number; defaultTokenExpiresAtMs: () => number | undefined }) {
+  /** The two cache gauges read the cache at scrape time, so they need no timer or state of their own. */
+  constructor(options: {
+    now: () => number;
+    defaultTokenExpiresAtMs: () => number | undefined;
+    anyRefreshFailing: () => boolean;
+  }) {
     collectDefaultMetrics({ register: this.registry });
     // prom-client names three gauges `*_total`, which Prometheus reserves for counters
     // (promtool rejects them); the per-type `nodejs_active_*` gauges carry the same numbers.
@@ -70,6 +69,14 @@ export class BrokerMetrics {
     ]) {
       this.registry.removeSingleMetric(name);
     }
+    this.degraded = new Gauge({
+      name: "token_broker_degraded",
+      help: "1 while the last refresh of any cached token failed (cached tokens still served or none available), else 0.",
+      registers: [this.registry],
+      collect() {
+        this.set(options.anyRefreshFailing() ? 1 : 0);
+      },
+    });
     this.tokenExpiry = new Gauge({
       name: "token_broker_token_expiry_seconds",
       help: "Seconds until the cached default-scope access token expires (absent while none is cached).",

@@ -17,12 +17,4 @@ export class SingleFlight<T> {
     this.#inflight.set(key, call);
     return call;
   }
-
-  has(key: string): boolean {
-    return this.#inflight.has(key);
-  }
-
-  get size(): number {
-    return this.#inflight.size;
-  }
 }

@@ -118,17 +118,13 @@ export class TokenCache implements TokenSource {
   readonly #policy: RefreshPolicy;
   readonly #entries: LRUCache<string, Entry>;
   readonly #flights = new SingleFlight<Token>();
-  readonly #failing = new Set<string>();
   readonly #defaultKey: string;
 
   constructor(deps: TokenCacheDeps) {
     this.#deps = deps;
     this.#policy = deps.policy ?? defaultRefreshPolicy;
     this.#defaultKey = scopeKey(deps.defaultScopes);
-    this.#entries = new LRUCache<string, Entry>({
-      max: this.#policy.maxEntries,
-      dispose: (_entry, key) => this.#setFailing(key, false),
-    });
+    this.#entries = new LRUCache<string, Entry>({ max: this.#policy.maxEntries });
   }
 
   accessToken(scopes?: readonly string[]): Promise<AccessToken> {
@@ -158,9 +154,25 @@ export class TokenCache implements TokenSource {
     return this.#entries.peek(this.#defaultKey)?.token?.expiresAtMs;
   }
 
-  /** Starts the default-scope chain without waiting for it (Lambda prewarm, sidecar start). */
+  /** Whether the last refresh of any cached token failed, for the degraded gauge. */
+  anyRefreshFailing(): boolean {
+    for (const entry of this.#entries.values()) if (entry.failure !== undefined) return true;
+    return false;
+  }
+
+  /**
+   * Starts the default-scope chain, unless the token is fresh or upstream is being backed off,
+   * without waiting for it (sidecar start, Lambda init and every INVOKE). Not a lookup: no client
+   * asked, so the cache metrics do not count it.
+   */
   prewarm(): void {
-    this.accessToken().catch(() => undefined);
+    const entry = this.#entries.peek(this.#defaultKey);
+    const now = this.#deps.clock.now();
+    if (entry !== undefined && (isFresh(entry, now) || (entry.failure?.retryAtMs ?? 0) > now)) return;
+    const scopes = this.#deps.defaultScopes;
+    this.#refresh(this.#defaultKey, "access", (signal) =>
+      this.#deps.fetcher.accessToken(scopes, signal),
+    ).catch(() => undefined);
   }
 
   readiness(): Readiness {
@@ -198,9 +210,10 @@ export class TokenCache implements TokenSource {
         count(entry.failure === undefined ? "refresh" : "stale");
         return token;
       }
-      count("miss");
       try {
-        return await this.#wait(this.#refresh(key, kind, fetch));
+        const refreshed = await this.#wait(this.#refresh(key, kind, fetch));
+        count("miss");
+        return refreshed;
       } catch {
         count("stale");
         return token;
@@ -300,7 +313,6 @@ export class TokenCache implements TokenSource {
       refreshAtMs: token.expiresAtMs - advisory,
       mandatoryAtMs: token.expiresAtMs - mandatory,
     });
-    this.#setFailing(key, false);
   }
 
   #recordFailure(key: string, kind: TokenKind, error: BrokerError): void {
@@ -312,7 +324,6 @@ export class TokenCache implements TokenSource {
       Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (count - 1)) * (0.5 + random() / 2);
     entry.failure = { error, count, retryAtMs: clock.now() + backoff };
     this.#entries.set(key, entry);
-    this.#setFailing(key, true);
     metrics.refreshFailures.inc({ kind });
     logger.warn(
       {
@@ -323,11 +334,5 @@ export class TokenCache implements TokenSource {
       },
       `token refresh failed: ${error.message}`,
     );
-  }
-
-  #setFailing(key: string, failing: boolean): void {
-    if (failing) this.#failing.add(key);
-    else this.#failing.delete(key);
-    this.#deps.metrics.degraded.set(this.#failing.size > 0 ? 1 : 0);
   }
 }

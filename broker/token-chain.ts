@@ -5,3 +5,4 @@
  */
 export { AwsIdentity, createStsClient } from "./aws-identity.ts";
 export { GoogleExchange } from "./google-exchange.ts";
+export { UpstreamCalls } from "./upstream-calls.ts";

@@ -118,7 +118,11 @@ afterEach(async () => {
 async function startMetadata(identity: MetadataIdentity = impersonating): Promise<Harness> {
   const clock = new FakeClock();
   const tokens = new RecordingTokenSource(clock);
-  const metrics = new BrokerMetrics({ now: () => clock.now(), defaultTokenExpiresAtMs: () => undefined });
+  const metrics = new BrokerMetrics({
+    now: () => clock.now(),
+    defaultTokenExpiresAtMs: () => undefined,
+    anyRefreshFailing: () => false,
+  });
   let log = "";
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {

@@ -52,6 +52,7 @@ async function startOps(tokenExpiresAtMs?: (now: number) => number): Promise<Har
   const metrics = new BrokerMetrics({
     now: () => clock.now(),
     defaultTokenExpiresAtMs: () => tokenExpiresAtMs?.(clock.now()),
+    anyRefreshFailing: () => false,
   });
   let log = "";
   const sink = new Writable({

@@ -52,7 +52,11 @@ function setup(policy: Partial<RefreshPolicy> = {}, random = () => 0.5) {
     defaultScopes: ["https://www.googleapis.com/auth/cloud-platform"],
     clock,
     random,
-    metrics: new BrokerMetrics({ now: () => clock.now(), defaultTokenExpiresAtMs: () => undefined }),
+    metrics: new BrokerMetrics({
+      now: () => clock.now(),
+      defaultTokenExpiresAtMs: () => undefined,
+      anyRefreshFailing: () => false,
+    }),
     logger: createLogger("silent"),
     policy: { ...defaultRefreshPolicy, ...policy },
   });

@@ -1,0 +1,48 @@
+import type { Clock } from "./clock.ts";
+import { BrokerError } from "./errors.ts";
+import type { Logger } from "./logger.ts";
+import type { BrokerMetrics, UpstreamStep } from "./metrics.ts";
+
+/**
+ * Every upstream call of a token chain (AWS STS, Google STS, impersonation) goes through `run`, so
+ * each is reported the one way: latency and outcome metrics by step, and one log line, "upstream
+ * call" at info, or at warn with the failure's code and message.
+ */
+export class UpstreamCalls {
+  readonly #clock: Clock;
+  readonly #metrics: BrokerMetrics;
+  readonly #logger: Logger;
+
+  constructor(deps: { clock: Clock; metrics: BrokerMetrics; logger: Logger }) {
+    this.#clock = deps.clock;
+    this.#metrics = deps.metrics;
+    this.#logger = deps.logger;
+  }
+
+  /** `asFailure` turns what `call` threw, unless already a BrokerError, into the one passed on. */
+  async run<T>(
+    step: UpstreamStep,
+    call: () => Promise<T>,
+    asFailure: (error: unknown) => BrokerError,
+  ): Promise<T> {
+    const started = this.#clock.now();
+    const elapsedMs = () => this.#clock.now() - started;
+    try {
+      const result = await call();
+      const ms = elapsedMs();
+      this.#metrics.observeUpstream(step, "success", ms / 1000);
+      this.#logger.info({ step, outcome: "success", ms: Math.round(ms) }, "upstream call");
+      return result;
+    } catch (error) {
+      const failure = error instanceof BrokerError ? error : asFailure(error);
+      const outcome = failure.code === "UPSTREAM_TIMEOUT" ? "timeout" : "error";
+      const ms = elapsedMs();
+      this.#metrics.observeUpstream(step, outcome, ms / 1000);
+      this.#logger.warn(
+        { step, outcome, ms: Math.round(ms), code: failure.code },
+        `upstream call failed: ${failure.message}`,
+      );
+      throw failure;
+    }
+  }
+}
