@@ -1,4 +1,4 @@
-import { helpText, loadConfig } from "./config.ts";
+import { defaults, helpText, loadConfig } from "./config.ts";
 import { isBrokerError } from "./errors.ts";
 import { start } from "./main.ts";
 
@@ -9,11 +9,16 @@ import { start } from "./main.ts";
 
 const shutdownDeadlineMs = 1_000;
 
-/** `--healthcheck`: the container health probe, so images need no curl or shell. */
+/**
+ * `--healthcheck`: the container health probe, so images need no curl or shell. It asks the ops
+ * listener where the broker's settings put it; a wildcard address is reached on loopback.
+ */
 async function healthcheck(env: NodeJS.ProcessEnv): Promise<number> {
-  const port = env.BROKER_OPS_PORT?.trim() || "9464";
+  const port = env.BROKER_OPS_PORT?.trim() || defaults.BROKER_OPS_PORT;
+  const host = env.BROKER_OPS_HOST?.trim() || defaults.BROKER_OPS_HOST;
+  const target = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
   try {
-    const response = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(2_000) });
+    const response = await fetch(`http://${target}:${port}/healthz`, { signal: AbortSignal.timeout(2_000) });
     return response.ok ? 0 : 1;
   } catch {
     return 1;

@@ -31,6 +31,23 @@ export interface Config {
   readonly warnings: readonly string[];
 }
 
+/**
+ * The value each variable with one takes when it is unset: what `loadConfig` uses, what `--help`
+ * prints, and the example in its error lines. The CDK constructs read them too.
+ */
+export const defaults = Object.freeze({
+  BROKER_HOST: "127.0.0.1",
+  BROKER_PORT: "8181",
+  BROKER_OPS_HOST: "0.0.0.0",
+  BROKER_OPS_PORT: "9464",
+  BROKER_SCOPES: "https://www.googleapis.com/auth/cloud-platform",
+  BROKER_STS_URL: "https://sts.googleapis.com/v1/token",
+  BROKER_IAM_CREDENTIALS_URL: "https://iamcredentials.googleapis.com",
+  BROKER_AWS_TOKEN_DURATION: "300",
+  BROKER_AWS_SIGNING_ALGORITHM: "ES384",
+  BROKER_LOG_LEVEL: "info",
+});
+
 interface Variable {
   readonly name: string;
   readonly defaultText: string;
@@ -61,38 +78,50 @@ export const variables: readonly Variable[] = [
     defaultText: "unset (project/project-id answers 404)",
     meaning: "project id served to SDKs",
   },
-  { name: "BROKER_HOST", defaultText: "127.0.0.1", meaning: "metadata listener address" },
-  { name: "BROKER_PORT", defaultText: "8181", meaning: "metadata listener port (0 = any free port)" },
+  { name: "BROKER_HOST", defaultText: defaults.BROKER_HOST, meaning: "metadata listener address" },
+  {
+    name: "BROKER_PORT",
+    defaultText: defaults.BROKER_PORT,
+    meaning: "metadata listener port (0 = any free port)",
+  },
   {
     name: "BROKER_OPS_HOST",
-    defaultText: "0.0.0.0",
+    defaultText: defaults.BROKER_OPS_HOST,
     meaning: "ops listener address (/metrics, /healthz, /readyz)",
   },
-  { name: "BROKER_OPS_PORT", defaultText: "9464", meaning: "ops listener port (0 = any free port)" },
+  {
+    name: "BROKER_OPS_PORT",
+    defaultText: defaults.BROKER_OPS_PORT,
+    meaning: "ops listener port (0 = any free port)",
+  },
   {
     name: "BROKER_SCOPES",
-    defaultText: "https://www.googleapis.com/auth/cloud-platform",
+    defaultText: defaults.BROKER_SCOPES,
     meaning: "comma-separated default OAuth scopes",
   },
   {
     name: "BROKER_STS_URL",
-    defaultText: "https://sts.googleapis.com/v1/token",
+    defaultText: defaults.BROKER_STS_URL,
     meaning: "Google STS token endpoint",
   },
   {
     name: "BROKER_IAM_CREDENTIALS_URL",
-    defaultText: "https://iamcredentials.googleapis.com",
+    defaultText: defaults.BROKER_IAM_CREDENTIALS_URL,
     meaning: "IAM Credentials API base URL",
   },
-  { name: "BROKER_AWS_TOKEN_DURATION", defaultText: "300", meaning: "AWS JWT lifetime in seconds, 60..3600" },
+  {
+    name: "BROKER_AWS_TOKEN_DURATION",
+    defaultText: defaults.BROKER_AWS_TOKEN_DURATION,
+    meaning: "AWS JWT lifetime in seconds, 60..3600",
+  },
   {
     name: "BROKER_AWS_SIGNING_ALGORITHM",
-    defaultText: "ES384",
+    defaultText: defaults.BROKER_AWS_SIGNING_ALGORITHM,
     meaning: "AWS JWT signing algorithm, ES384 or RS256",
   },
   {
     name: "BROKER_LOG_LEVEL",
-    defaultText: "info",
+    defaultText: defaults.BROKER_LOG_LEVEL,
     meaning: "fatal, error, warn, info, debug, trace or silent",
   },
   {
@@ -102,9 +131,9 @@ export const variables: readonly Variable[] = [
   },
 ];
 
-const audiencePattern =
+export const audiencePattern =
   /^\/\/iam\.googleapis\.com\/projects\/(\d{1,20})\/locations\/global\/workloadIdentityPools\/([a-z0-9-]{4,32})\/providers\/([a-z0-9-]{4,32})$/;
-const serviceAccountPattern = /^[a-z0-9][a-z0-9._-]{0,62}@[a-z0-9][a-z0-9.-]*\.gserviceaccount\.com$/;
+export const serviceAccountPattern = /^[a-z0-9][a-z0-9._-]{0,62}@[a-z0-9][a-z0-9.-]*\.gserviceaccount\.com$/;
 const projectIdPattern = /^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[a-z][a-z0-9.-]*:[a-z][a-z0-9-]{4,28}[a-z0-9]$/;
 const impersonationUrlPattern =
   /^(https?:\/\/[^/]+)\/v1\/projects\/-\/serviceAccounts\/([^/:]+):generateAccessToken$/;
@@ -241,6 +270,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     const value = env[name]?.trim();
     return value === undefined || value === "" ? undefined : value;
   };
+  const setting = (name: keyof typeof defaults): string => get(name) ?? defaults[name];
   const file = get("BROKER_CREDENTIAL_CONFIG");
   const fromFile = file === undefined ? undefined : readCredentialConfig(file);
 
@@ -274,23 +304,31 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     throw invalid("BROKER_PROJECT_ID", `is not a Google Cloud project id, got "${projectId}"`, "my-project");
   }
 
-  const scopesRaw = get("BROKER_SCOPES") ?? "https://www.googleapis.com/auth/cloud-platform";
+  const scopesRaw = setting("BROKER_SCOPES");
   const scopes = parseScopes(scopesRaw);
   if (scopes === undefined) {
     throw invalid(
       "BROKER_SCOPES",
       `must be comma-separated OAuth scopes, got "${scopesRaw}"`,
-      "https://www.googleapis.com/auth/cloud-platform",
+      defaults.BROKER_SCOPES,
     );
   }
 
-  const algorithm = get("BROKER_AWS_SIGNING_ALGORITHM") ?? "ES384";
+  const algorithm = setting("BROKER_AWS_SIGNING_ALGORITHM");
   if (algorithm !== "ES384" && algorithm !== "RS256") {
-    throw invalid("BROKER_AWS_SIGNING_ALGORITHM", `must be ES384 or RS256, got "${algorithm}"`, "ES384");
+    throw invalid(
+      "BROKER_AWS_SIGNING_ALGORITHM",
+      `must be ES384 or RS256, got "${algorithm}"`,
+      defaults.BROKER_AWS_SIGNING_ALGORITHM,
+    );
   }
-  const logLevel = get("BROKER_LOG_LEVEL") ?? "info";
+  const logLevel = setting("BROKER_LOG_LEVEL");
   if (!logLevels.includes(logLevel as LogLevel)) {
-    throw invalid("BROKER_LOG_LEVEL", `must be one of ${logLevels.join(", ")}, got "${logLevel}"`, "info");
+    throw invalid(
+      "BROKER_LOG_LEVEL",
+      `must be one of ${logLevels.join(", ")}, got "${logLevel}"`,
+      defaults.BROKER_LOG_LEVEL,
+    );
   }
   const awsRegion = get("AWS_REGION");
   if (awsRegion === undefined || !/^[a-z]{2}(-[a-z]+)+-\d+$/.test(awsRegion)) {
@@ -330,35 +368,34 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     projectNumber: audienceMatch[1] ?? "",
     serviceAccount,
     projectId,
-    host: parseHost("BROKER_HOST", get("BROKER_HOST") ?? "127.0.0.1", "127.0.0.1"),
-    port: parseInteger("BROKER_PORT", get("BROKER_PORT") ?? "8181", 0, 65535, "8181"),
-    opsHost: parseHost("BROKER_OPS_HOST", get("BROKER_OPS_HOST") ?? "0.0.0.0", "0.0.0.0"),
-    opsPort: parseInteger("BROKER_OPS_PORT", get("BROKER_OPS_PORT") ?? "9464", 0, 65535, "9464"),
+    host: parseHost("BROKER_HOST", setting("BROKER_HOST"), defaults.BROKER_HOST),
+    port: parseInteger("BROKER_PORT", setting("BROKER_PORT"), 0, 65535, defaults.BROKER_PORT),
+    opsHost: parseHost("BROKER_OPS_HOST", setting("BROKER_OPS_HOST"), defaults.BROKER_OPS_HOST),
+    opsPort: parseInteger("BROKER_OPS_PORT", setting("BROKER_OPS_PORT"), 0, 65535, defaults.BROKER_OPS_PORT),
     scopes: Object.freeze(scopes),
-    stsUrl: parseUrl(
-      "BROKER_STS_URL",
-      stsUrl ?? "https://sts.googleapis.com/v1/token",
-      "https://sts.googleapis.com/v1/token",
-    ),
+    stsUrl: parseUrl("BROKER_STS_URL", stsUrl ?? defaults.BROKER_STS_URL, defaults.BROKER_STS_URL),
     iamCredentialsUrl: parseUrl(
       "BROKER_IAM_CREDENTIALS_URL",
-      iamUrl ?? "https://iamcredentials.googleapis.com",
-      "https://iamcredentials.googleapis.com",
+      iamUrl ?? defaults.BROKER_IAM_CREDENTIALS_URL,
+      defaults.BROKER_IAM_CREDENTIALS_URL,
     ),
     impersonationLifetimeSeconds: lifetime,
     awsRegion,
     awsTokenDurationSeconds: parseInteger(
       "BROKER_AWS_TOKEN_DURATION",
-      get("BROKER_AWS_TOKEN_DURATION") ?? "300",
+      setting("BROKER_AWS_TOKEN_DURATION"),
       60,
       3600,
-      "300",
+      defaults.BROKER_AWS_TOKEN_DURATION,
     ),
     awsSigningAlgorithm: algorithm,
     logLevel: logLevel as LogLevel,
     warnings: Object.freeze(warnings),
   });
 }
+
+/** Where workloads find the broker when it runs with the default listener settings. */
+export const metadataEndpoint = `${defaults.BROKER_HOST}:${defaults.BROKER_PORT}`;
 
 /** The text of `token-broker --help`. */
 export function helpText(): string {
@@ -375,6 +412,6 @@ export function helpText(): string {
     "",
     "AWS credentials come from the AWS SDK's default chain (Lambda or ECS task role, AWS_* variables);",
     "AWS_ENDPOINT_URL_STS overrides the STS endpoint. Point Google SDKs at the broker with",
-    "GCE_METADATA_HOST=127.0.0.1:8181 GCE_METADATA_IP=127.0.0.1:8181 GCE_METADATA_ROOT=127.0.0.1:8181.",
+    `GCE_METADATA_HOST=${metadataEndpoint} GCE_METADATA_IP=${metadataEndpoint} GCE_METADATA_ROOT=${metadataEndpoint}.`,
   ].join("\n");
 }

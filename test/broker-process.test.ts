@@ -1,4 +1,6 @@
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Cloud, startCloud } from "./cloud/cloud.ts";
 import { type BrokerProcess, startBrokerProcess } from "./support/broker-process.ts";
@@ -47,6 +49,43 @@ describe("the token-broker process", () => {
       (socket) => socket.endsWith(`:${metadataPort}`) || socket.endsWith(`:${opsPort}`),
     );
     expect(sockets.sort()).toEqual([`0.0.0.0:${opsPort}`, `127.0.0.1:${metadataPort}`].sort());
+  });
+
+  describe("--healthcheck (the image's HEALTHCHECK)", () => {
+    /** Exit code of `token-broker --healthcheck` run with `env` only. */
+    async function healthcheck(env: Record<string, string>): Promise<number> {
+      try {
+        await promisify(execFile)(process.execPath, ["broker/cli.ts", "--healthcheck"], {
+          env: { PATH: process.env.PATH ?? "", ...env },
+          timeout: 5_000,
+        });
+        return 0;
+      } catch (error) {
+        return (error as { code?: number }).code ?? -1;
+      }
+    }
+
+    it("is 0 for the ops listener on all interfaces (reached on loopback), 1 where none listens", async () => {
+      const port = new URL(broker.opsUrl).port;
+      expect(await healthcheck({ BROKER_OPS_PORT: port })).toBe(0);
+      const own = await startBrokerProcess(cloud.brokerEnv({ impersonate: false }));
+      const closedPort = new URL(own.opsUrl).port;
+      await own.stop("SIGTERM");
+      expect(await healthcheck({ BROKER_OPS_HOST: "127.0.0.1", BROKER_OPS_PORT: closedPort })).toBe(1);
+    });
+
+    it("asks the address BROKER_OPS_HOST names", async () => {
+      const own = await startBrokerProcess({
+        ...cloud.brokerEnv({ impersonate: false }),
+        BROKER_OPS_HOST: "::1",
+      });
+      try {
+        const port = new URL(own.opsUrl).port;
+        expect(await healthcheck({ BROKER_OPS_HOST: "::1", BROKER_OPS_PORT: port })).toBe(0);
+      } finally {
+        await own.stop("SIGTERM");
+      }
+    });
   });
 
   it.each(["SIGTERM", "SIGINT"] as const)(

@@ -10,5 +10,4 @@ terraform {
 
 provider "google" {
   project = var.project_id
-  region  = var.location
 }

@@ -1,7 +1,16 @@
 import { Token } from "aws-cdk-lib";
+import {
+  audiencePattern,
+  defaults,
+  type LogLevel,
+  loadConfig,
+  metadataEndpoint,
+  type SigningAlgorithm,
+  serviceAccountPattern,
+} from "../../broker/config.ts";
+import { isBrokerError } from "../../broker/errors.ts";
 
-/** The JWT signing algorithms AWS STS offers for `GetWebIdentityToken`. */
-export type SigningAlgorithm = "ES384" | "RS256";
+export { metadataEndpoint, type SigningAlgorithm };
 
 /**
  * What the broker is told about the Google side, shared by the Lambda and ECS constructs so both
@@ -29,7 +38,7 @@ export interface BrokerSettings {
   /** JWT signing algorithm (`BROKER_AWS_SIGNING_ALGORITHM`), pinned in the policy. @default "ES384" */
   readonly signingAlgorithm?: SigningAlgorithm;
   /** pino level (`BROKER_LOG_LEVEL`). @default - the broker's default, info */
-  readonly logLevel?: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  readonly logLevel?: LogLevel;
 }
 
 /** The parts of a provider audience, as Terraform in infra/gcp names them. */
@@ -39,22 +48,17 @@ export interface ProviderAudienceParts {
   readonly providerId: string;
 }
 
-/** The broker's metadata listener, as every workload must be told to reach it. */
-export const metadataEndpoint = "127.0.0.1:8181";
-export const defaultTokenDurationSeconds = 300;
-export const defaultSigningAlgorithm: SigningAlgorithm = "ES384";
-
-const audiencePattern =
-  /^\/\/iam\.googleapis\.com\/projects\/\d{1,20}\/locations\/global\/workloadIdentityPools\/[a-z0-9-]{4,32}\/providers\/[a-z0-9-]{4,32}$/;
-const serviceAccountPattern = /^[a-z0-9][a-z0-9._-]{0,62}@[a-z0-9][a-z0-9.-]*\.gserviceaccount\.com$/;
+export const defaultTokenDurationSeconds = Number(defaults.BROKER_AWS_TOKEN_DURATION);
+export const defaultSigningAlgorithm = defaults.BROKER_AWS_SIGNING_ALGORITHM satisfies SigningAlgorithm;
 
 export function providerAudience(parts: ProviderAudienceParts): string {
   return `//iam.googleapis.com/projects/${parts.projectNumber}/locations/global/workloadIdentityPools/${parts.poolId}/providers/${parts.providerId}`;
 }
 
 /**
- * Checks the settings at synth time, so a typo fails `cdk synth` with the same kind of line the
- * broker would print at start-up, instead of a deployed function that cannot get a token.
+ * Checks the settings at synth time, so a typo fails `cdk synth` instead of a deployed function
+ * that cannot get a token: first the settings named as this API names them, then, once no value
+ * is a deploy-time token, the broker's own `loadConfig` on the environment it will get.
  */
 export function validateBrokerSettings(settings: BrokerSettings): void {
   if (!Token.isUnresolved(settings.audience) && !audiencePattern.test(settings.audience)) {
@@ -71,6 +75,14 @@ export function validateBrokerSettings(settings: BrokerSettings): void {
   const duration = settings.tokenDurationSeconds;
   if (duration !== undefined && !(Number.isInteger(duration) && duration >= 60 && duration <= 3600)) {
     throw new Error(`token-broker: tokenDurationSeconds ${duration} is outside 60..3600; e.g. 300`);
+  }
+  const environment = brokerEnvironment(settings);
+  if (Object.values(environment).some((value) => Token.isUnresolved(value))) return;
+  try {
+    // Any valid region: the broker requires one, the construct's own comes from its stack.
+    loadConfig({ ...environment, AWS_REGION: "us-east-1" });
+  } catch (error) {
+    throw new Error(`token-broker: ${isBrokerError(error) ? error.message : String(error)}`);
   }
 }
 

@@ -12,6 +12,7 @@ import {
 } from "aws-cdk-lib/aws-ecs";
 import { type ILogGroup, LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
+import { defaults } from "../../broker/config.ts";
 import {
   type BrokerSettings,
   brokerEnvironment,
@@ -36,7 +37,7 @@ export interface TokenBrokerSidecarProps {
 const repositoryRoot = path.resolve(import.meta.dirname, "..", "..");
 
 /** Where the ops listener serves `/metrics`, `/healthz` and `/readyz` (`BROKER_OPS_PORT`'s default). */
-export const brokerOpsPort = 9464;
+export const brokerOpsPort = Number(defaults.BROKER_OPS_PORT);
 
 /**
  * The broker as an ECS sidecar: an essential container whose health is the ops listener's

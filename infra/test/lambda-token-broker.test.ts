@@ -215,6 +215,14 @@ describe("LambdaTokenBroker", () => {
       { audience, serviceAccount: "broker@example.com" },
       'serviceAccount "broker@example.com" is not a service-account email',
     ],
+    [
+      { audience, projectId: "My_Project" },
+      'token-broker: BROKER_PROJECT_ID is not a Google Cloud project id, got "My_Project"',
+    ],
+    [
+      { audience, scopes: ["not a scope"] },
+      'token-broker: BROKER_SCOPES must be comma-separated OAuth scopes, got "not a scope"',
+    ],
   ] as [BrokerSettings, string][])("fails synthesis on bad settings: %j", (settings, message) => {
     const app = testApp();
     const scope = new Stack(app, "Bad");
