@@ -1,3 +1,4 @@
+import { systemClock } from "../broker/clock.ts";
 import { type Config, loadConfig } from "../broker/config.ts";
 import { isBrokerError } from "../broker/errors.ts";
 import { createLogger, type Logger } from "../broker/logger.ts";
@@ -40,17 +41,13 @@ export interface ExtensionOptions {
   /** The launcher's file name under `/opt/extensions/`: Lambda matches registrations by it. */
   readonly name: string;
   readonly codeCache?: CodeCacheStatus;
-  readonly logger?: Logger;
-  readonly now?: () => number;
 }
 
 /** Runs the extension until SHUTDOWN or a fatal error; resolves with the process exit code. */
 export async function runExtension(options: ExtensionOptions): Promise<number> {
-  const now = options.now ?? Date.now;
   const runtimeApi = options.env.AWS_LAMBDA_RUNTIME_API;
   if (runtimeApi === undefined || runtimeApi === "") {
-    const logger = options.logger ?? createLogger("info");
-    logger.error(
+    createLogger("info").error(
       "AWS_LAMBDA_RUNTIME_API is not set: this program runs as a Lambda extension from /opt/extensions; run token-broker for the sidecar",
     );
     return 1;
@@ -74,9 +71,9 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
     config = loadConfig(options.env);
   } catch (error) {
     const message = isBrokerError(error) ? error.message : "the configuration could not be read";
-    return failInit(options.logger ?? createLogger("info"), extensionErrorTypes.configInvalid, message);
+    return failInit(createLogger("info"), extensionErrorTypes.configInvalid, message);
   }
-  const logger = options.logger ?? createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel);
 
   let broker: BrokerHandle;
   try {
@@ -103,7 +100,7 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
     for (;;) {
       const event = await api.next();
       if (event.eventType === "SHUTDOWN") {
-        const left = event.deadlineMs - now();
+        const left = event.deadlineMs - systemClock.now();
         logger.info({ reason: event.shutdownReason, deadlineInMs: left }, "shutting down");
         await broker.close(Math.max(0, Math.min(shutdownBudgetMs, left - 100)));
         return 0;

@@ -2,7 +2,7 @@ import { relative } from "node:path";
 import { styleText } from "node:util";
 import { startCloud } from "../test/cloud/cloud.ts";
 import { demoHandlerPath, startDemoLambda } from "../test/lambda-runtime/demo-function.ts";
-import { bundleFunction } from "../test/lambda-runtime/function-bundle.ts";
+import { bundleFunction, type FunctionBundle } from "../test/lambda-runtime/function-bundle.ts";
 import { type InvokeResult, LambdaInitError, type LocalLambda } from "../test/lambda-runtime/local-lambda.ts";
 import { buildLayers } from "./layer.ts";
 
@@ -35,13 +35,12 @@ function answer(result: InvokeResult): { statusCode: number; body: Record<string
 
 console.log(bold("token-broker demo: a Lambda function writes to Google Cloud with no credentials code"));
 
-const demo = await startCloud();
+const cloud = await startCloud();
 let lambda: LocalLambda | undefined;
+let bundle: FunctionBundle | undefined;
 let failed = false;
 try {
-  const cloud = demo;
-  const { bigquery } = cloud;
-  const { world } = cloud;
+  const { bigquery, world } = cloud;
   step("1. The hermetic cloud, on loopback");
   const services = [
     ["AWS STS (GetWebIdentityToken)", cloud.awsSts.url],
@@ -61,14 +60,13 @@ try {
   );
 
   step("3. The function in a local Lambda sandbox");
-  const bundle = await bundleFunction(demoHandlerPath);
+  bundle = await bundleFunction(demoHandlerPath);
   const started = Date.now();
-  lambda = await startDemoLambda({ demo, layer: layer.zipPath, bundle, impersonate: true });
+  lambda = await startDemoLambda({ demo: cloud, layer: layer.zipPath, bundle, impersonate: true });
   console.log(
     `   init done in ${Date.now() - started} ms: extension listening and registered, handler loaded`,
   );
   console.log(`   the function's Google settings: project, bucket, dataset, table; no key, no token code`);
-  await bundle.remove();
 
   step(`4. ${invocations} invocations`);
   for (let i = 1; i <= invocations; i++) {
@@ -121,6 +119,7 @@ try {
   for (const line of logs) console.error(dim(`   [${line.source}] ${line.line}`));
 } finally {
   await lambda?.close();
-  await demo.close();
+  await bundle?.remove();
+  await cloud.close();
 }
 process.exitCode = failed ? 1 : 0;

@@ -12,7 +12,7 @@ import { trainCodeCache } from "./layer-code-cache.ts";
  * Builds the Lambda extension layers. Lambda unpacks a layer zip under `/opt` and starts every
  * executable in `/opt/extensions/`; the file name there is the extension's registered name.
  *
- *   extensions/token-broker           launcher (lambda-extension/launchers/<flavour>.sh), 0755
+ *   extensions/token-broker           launcher (lambda-extension/launcher.sh), 0755
  *   token-broker/start.cjs            loader (lambda-extension/loader.ts)
  *   token-broker/extension.cjs        the extension: broker + lifecycle, one esbuild file
  *   token-broker/chain.cjs            the upstream chain (AWS SDK, google-auth-library), run on
@@ -175,11 +175,7 @@ async function stageLayer(
     "token-broker/extension.cjs",
     "token-broker/chain.cjs",
   ];
-  await place(
-    join(dir, "extensions", extensionName),
-    0o755,
-    join(root, `lambda-extension/launchers/${flavour}.sh`),
-  );
+  await place(join(dir, "extensions", extensionName), 0o755, join(root, "lambda-extension/launcher.sh"));
   await place(join(dir, "token-broker/start.cjs"), 0o644, code.loader);
   await place(join(dir, "token-broker/extension.cjs"), 0o644, code.bundle);
   await place(join(dir, "token-broker/chain.cjs"), 0o644, code.chain);

@@ -120,7 +120,7 @@ describe("the layer zips", () => {
         const zip = layer(flavour, architecture);
         const launcher = entry(zip, "extensions/token-broker");
         const text = (await entryHead(zip.zipPath, launcher, launcher.uncompressedSize)).toString("utf8");
-        expect(text).toBe(await readFile(join(root, `lambda-extension/launchers/${flavour}.sh`), "utf8"));
+        expect(text).toBe(await readFile(join(root, "lambda-extension/launcher.sh"), "utf8"));
         expect(text.startsWith("#!/bin/sh\n")).toBe(true);
         const commands = text.split("\n").filter((line) => line !== "" && !line.startsWith("#"));
         expect(commands.filter((line) => line.includes("/opt"))).toEqual([]);
