@@ -74,6 +74,8 @@ export class EcsDemoStack extends Stack {
       image: ContainerImage.fromAsset(repositoryRoot, {
         file: "client-demo/Dockerfile",
         platform: Platform.LINUX_AMD64,
+        // The broker bundle is the sidecar image's; a new build of it must not rebuild this one.
+        exclude: ["dist"],
       }),
       essential: true,
       readonlyRootFilesystem: true,

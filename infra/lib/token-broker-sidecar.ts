@@ -55,7 +55,13 @@ export class TokenBrokerSidecar extends Construct {
 
   /** The broker image built from this repository's `Dockerfile` (run `npm run build` first). */
   static image(platform: Platform = Platform.LINUX_AMD64): ContainerImage {
-    return ContainerImage.fromAsset(repositoryRoot, { file: "Dockerfile", platform });
+    // The root .dockerignore serves both images; leaving out the demo app's part means a change
+    // to the demo does not rebuild (and re-push) the broker image.
+    return ContainerImage.fromAsset(repositoryRoot, {
+      file: "Dockerfile",
+      platform,
+      exclude: ["client-demo", "package.json", "package-lock.json"],
+    });
   }
 
   constructor(scope: Construct, id: string, props: TokenBrokerSidecarProps) {
