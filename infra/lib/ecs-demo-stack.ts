@@ -85,7 +85,6 @@ export class EcsDemoStack extends Stack {
     const broker = new TokenBrokerSidecar(this, "TokenBroker", {
       taskDefinition,
       broker: demoBrokerSettings(props.demo),
-      image: TokenBrokerSidecar.image(Platform.LINUX_AMD64),
       logGroup,
     });
     broker.serve(app);

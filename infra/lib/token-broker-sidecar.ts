@@ -5,6 +5,7 @@ import {
   type ContainerDefinition,
   ContainerDependencyCondition,
   ContainerImage,
+  CpuArchitecture,
   LogDrivers,
   NetworkMode,
   Protocol,
@@ -26,7 +27,10 @@ export interface TokenBrokerSidecarProps {
   readonly taskDefinition: TaskDefinition;
   /** Audience, service account and token settings of the broker. */
   readonly broker: BrokerSettings;
-  /** @default - built from this repository's `Dockerfile` for linux/amd64; see {@link TokenBrokerSidecar.image} */
+  /**
+   * @default - built from this repository's `Dockerfile` for the task's CPU architecture
+   * (linux/arm64 for a Graviton task, else linux/amd64); see {@link TokenBrokerSidecar.image}
+   */
   readonly image?: ContainerImage;
   /** @default - a new log group kept for one month */
   readonly logGroup?: ILogGroup;
@@ -83,7 +87,13 @@ export class TokenBrokerSidecar extends Construct {
       });
     this.container = task.addContainer("TokenBroker", {
       containerName: "token-broker",
-      image: props.image ?? TokenBrokerSidecar.image(),
+      image:
+        props.image ??
+        TokenBrokerSidecar.image(
+          task.runtimePlatform?.cpuArchitecture === CpuArchitecture.ARM64
+            ? Platform.LINUX_ARM64
+            : Platform.LINUX_AMD64,
+        ),
       essential: true,
       readonlyRootFilesystem: true,
       memoryReservationMiB: props.memoryReservationMiB ?? 64,

@@ -1,11 +1,15 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { type CfnElement, Stack } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import {
   ContainerImage,
+  CpuArchitecture,
   Ec2TaskDefinition,
   FargateTaskDefinition,
   LogDrivers,
   NetworkMode,
+  OperatingSystemFamily,
 } from "aws-cdk-lib/aws-ecs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { providerAudience } from "../lib/broker-settings.ts";
@@ -158,5 +162,21 @@ describe("TokenBrokerSidecar", () => {
     ).toThrow(
       "TokenBrokerSidecar: Bridge/Task uses network mode bridge; use awsvpc (Fargate's) or host so the app can reach the broker on 127.0.0.1",
     );
+  });
+
+  it.each([
+    [CpuArchitecture.ARM64, "linux/arm64"],
+    [CpuArchitecture.X86_64, "linux/amd64"],
+  ])("builds its default image for the task's CPU architecture (%s)", (cpuArchitecture, platform) => {
+    const app = testApp();
+    const scope = new Stack(app, "Platform");
+    const taskDefinition = new FargateTaskDefinition(scope, "Task", {
+      runtimePlatform: { cpuArchitecture, operatingSystemFamily: OperatingSystemFamily.LINUX },
+    });
+    new TokenBrokerSidecar(scope, "Broker", { taskDefinition, broker: { audience } });
+    const manifest = JSON.parse(
+      readFileSync(path.join(app.synth().directory, `${scope.artifactId}.assets.json`), "utf8"),
+    ) as { dockerImages: Record<string, { source: { platform?: string } }> };
+    expect(Object.values(manifest.dockerImages).map((image) => image.source.platform)).toEqual([platform]);
   });
 });
