@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { BrokerError } from "./errors.ts";
-import { isOAuthScope } from "./tokens.ts";
+import { scopeList } from "./tokens.ts";
 
 /** `//iam.googleapis.com/projects/<NUMBER>/locations/global/workloadIdentityPools/<POOL>/providers/<PROVIDER>` */
 export type ProviderAudience = string & { readonly __brand: "ProviderAudience" };
@@ -256,9 +256,9 @@ function parseHost(name: string, raw: string, example: string): string {
 }
 
 /** Splits, trims, drops duplicates; order is kept (it is what SDKs see in `scopes`). */
-export function parseScopes(raw: string): string[] | undefined {
-  const scopes = [...new Set(raw.split(",").map((scope) => scope.trim()))];
-  return scopes.length > 0 && scopes.every(isOAuthScope) ? scopes : undefined;
+function parseScopes(raw: string): string[] | undefined {
+  const scopes = scopeList(raw);
+  return scopes === undefined ? undefined : [...new Set(scopes)];
 }
 
 /**

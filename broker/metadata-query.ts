@@ -3,7 +3,7 @@
  * input becomes a `BrokerError` with a 4xx status whose message says what a good request looks like.
  */
 import { BrokerError } from "./errors.ts";
-import { type IdTokenFormat, type IdTokenRequest, isOAuthScope } from "./tokens.ts";
+import { type IdTokenFormat, type IdTokenRequest, scopeList } from "./tokens.ts";
 
 /** Splits a request target into its raw path and raw query (both still percent-encoded). */
 export function splitTarget(url: string): { path: string; query: string } {
@@ -24,8 +24,8 @@ export function parseScopes(query: string): string[] | undefined {
   if (query === "") return undefined;
   const values = new URLSearchParams(query).getAll("scopes");
   if (values.length === 0) return undefined;
-  const scopes = values.flatMap((value) => value.split(",")).map((scope) => scope.trim());
-  if (!scopes.every(isOAuthScope)) {
+  const scopes = scopeList(values.join(","));
+  if (scopes === undefined) {
     throw new BrokerError(
       "INVALID_PARAMETER",
       "scopes must be a comma-separated list of OAuth scopes, e.g. ?scopes=https://www.googleapis.com/auth/cloud-platform",

@@ -41,6 +41,12 @@ export interface TokenSource {
 }
 
 /** An RFC 6749 scope-token: printable ASCII without space, `"` or `\`. */
-export function isOAuthScope(scope: string): boolean {
+function isOAuthScope(scope: string): boolean {
   return /^[\x21\x23-\x5b\x5d-\x7e]+$/.test(scope);
+}
+
+/** A comma-separated list of scopes (config and queries), trimmed; undefined if one is not a scope. */
+export function scopeList(text: string): string[] | undefined {
+  const scopes = text.split(",").map((scope) => scope.trim());
+  return scopes.every(isOAuthScope) ? scopes : undefined;
 }
