@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { startCloud } from "../test/cloud/cloud.ts";
-import { getToken, startInProcessBroker } from "./in-process-broker.ts";
+import { startInProcessBroker } from "../test/support/in-process-broker.ts";
+import { getToken } from "./in-process-broker.ts";
 import { listenOverflows } from "./proc.ts";
 import { printSection, progress, type Section } from "./report.ts";
 import { formatSpread, spread } from "./stats.ts";

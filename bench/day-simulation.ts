@@ -1,7 +1,8 @@
 import { parseArgs } from "node:util";
 import { startCloud } from "../test/cloud/cloud.ts";
 import { FakeClock } from "../test/support/fake-clock.ts";
-import { getToken, startInProcessBroker } from "./in-process-broker.ts";
+import { startInProcessBroker } from "../test/support/in-process-broker.ts";
+import { getToken } from "./in-process-broker.ts";
 import { printSection, progress, type Section } from "./report.ts";
 import { formatNumber, formatSpread, spread } from "./stats.ts";
 
@@ -73,7 +74,7 @@ export async function benchDaySimulation(
       progress(`simulated day ${round + 1}/${options.rounds}`);
       cloud.reset();
       const clock = new FakeClock();
-      const broker = await startInProcessBroker(cloud, { impersonate: false, clock });
+      const broker = await startInProcessBroker(cloud, { impersonate: false, start: { clock } });
       const started = performance.now();
       try {
         const steps = Math.floor((options.simulatedHours * 3600) / options.intervalSeconds);

@@ -8,7 +8,6 @@ import { promisify } from "node:util";
 import type { Flavour, Layer } from "../scripts/layer.ts";
 import type { Cloud } from "../test/cloud/cloud.ts";
 import { listen } from "../test/cloud/http.ts";
-import { freePort } from "../test/lambda-runtime/demo-function.ts";
 import {
   type Answer,
   type ControlPlane,
@@ -16,7 +15,9 @@ import {
   type ExtensionRegistration,
   type Invocation,
 } from "../test/lambda-runtime/runtime-api.ts";
-import { metadataHeaders, tokenPath } from "./hermetic-broker.ts";
+import { tokenPath } from "../test/support/broker-probes.ts";
+import { freePort } from "../test/support/free-port.ts";
+import { metadataHeaders } from "./hermetic-broker.ts";
 import { parseResidentMemory, type ResidentMemory, residentMemory } from "./proc.ts";
 import { progress } from "./report.ts";
 

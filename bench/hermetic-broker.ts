@@ -1,8 +1,8 @@
 import { type Cloud, startCloud } from "../test/cloud/cloud.ts";
+import { tokenPath } from "../test/support/broker-probes.ts";
 import { type BrokerProcess, startBrokerProcess } from "../test/support/broker-process.ts";
 
-/** The cached token endpoint every serving benchmark hits, and the header the protocol requires. */
-export const tokenPath = "/computeMetadata/v1/instance/service-accounts/default/token";
+/** The header the metadata protocol requires on every request. */
 export const metadataHeaders: Readonly<Record<string, string>> = { "Metadata-Flavor": "Google" };
 
 /** A `token-broker` process (as users start the sidecar) fed by the hermetic cloud, token cached. */

@@ -3,11 +3,12 @@ import type { Layer } from "../scripts/layer.ts";
 import type { Cloud } from "../test/cloud/cloud.ts";
 import {
   demoHandlerPath,
-  seedFunctionEnvironment,
+  seedHandlerPath,
   startDemoLambda,
+  startSeedLambda,
 } from "../test/lambda-runtime/demo-function.ts";
 import { bundleFunction } from "../test/lambda-runtime/function-bundle.ts";
-import { type InvokeResult, LocalLambda } from "../test/lambda-runtime/local-lambda.ts";
+import type { InvokeResult } from "../test/lambda-runtime/local-lambda.ts";
 import { progress } from "./report.ts";
 import type { TokenWait } from "./token-wait-handler.ts";
 
@@ -19,7 +20,6 @@ import type { TokenWait } from "./token-wait-handler.ts";
  * pay realistic round trips.
  */
 
-const seedHandlerPath = fileURLToPath(new URL("../client-demo/seed-handler.ts", import.meta.url));
 const tokenWaitHandlerPath = fileURLToPath(new URL("token-wait-handler.ts", import.meta.url));
 
 export function slowEveryUpstream(cloud: Cloud, latencyMs: number): void {
@@ -77,7 +77,6 @@ function tokenWaitOf(result: InvokeResult): number {
   return wait.waitMs;
 }
 
-/** The seed-style baseline's configuration: the demo's settings plus what it needs to mint by itself. */
 export interface WarmInvokes {
   readonly demo: number[];
   readonly seed: number[];
@@ -103,14 +102,7 @@ export async function benchWarmInvokes(
   const start = (kind: keyof WarmInvokes) =>
     kind === "demo"
       ? startDemoLambda({ demo, layer: layer.zipPath, bundle: demoBundle, impersonate: true })
-      : seedFunctionEnvironment(demo).then((environment) =>
-          LocalLambda.start({
-            layers: [],
-            taskRoot: seedBundle.taskRoot,
-            handler: seedBundle.handler,
-            environment,
-          }),
-        );
+      : startSeedLambda({ demo, bundle: seedBundle });
   try {
     for (let round = 0; round < rounds; round += 1) {
       const kinds = round % 2 === 0 ? (["demo", "seed"] as const) : (["seed", "demo"] as const);

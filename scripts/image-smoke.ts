@@ -1,11 +1,12 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { type Cloud, demoPrincipal, startCloud } from "../test/cloud/cloud.ts";
 import { federatedPrincipal } from "../test/cloud/world.ts";
+import { demoAppSettings } from "../test/lambda-runtime/demo-function.ts";
+import { freePort } from "../test/support/free-port.ts";
 
 /**
  * Builds the images of this repository without a Docker daemon and runs them against the
@@ -333,13 +334,7 @@ async function checkDemoApp(
   const { running: app } = await start(
     images.demoApp,
     {
-      GOOGLE_PROJECT_ID: world.googleProjectId,
-      GOOGLE_BUCKET: world.grantedBucket,
-      GOOGLE_BQ_DATASET: world.dataset,
-      GOOGLE_BQ_TABLE: world.table,
-      // The libraries' documented endpoint settings, pointed at the hermetic GCS and BigQuery.
-      GOOGLE_STORAGE_ENDPOINT: cloud.gcs.url,
-      GOOGLE_BIGQUERY_ENDPOINT: cloud.bigquery.url,
+      ...demoAppSettings(cloud),
       GCE_METADATA_HOST: endpoint,
       GCE_METADATA_IP: endpoint,
       GCE_METADATA_ROOT: endpoint,
@@ -420,15 +415,6 @@ async function poll<T>(
     await sleep(100);
   }
   return value;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === "string") throw new Error("image smoke: no free port");
-  return address.port;
 }
 
 /** Resolves a chain of symlinks (libc.so.6 -> libc-2.36.so) to the file to copy. */

@@ -1,11 +1,17 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../broker/clock.ts";
-import { loadConfig } from "../broker/config.ts";
-import { createLogger } from "../broker/logger.ts";
-import { type BrokerHandle, type StartOptions, start } from "../broker/main.ts";
+import type { BrokerHandle } from "../broker/main.ts";
 import { type Cloud, impersonatedServiceAccount, startCloud } from "./cloud/cloud.ts";
 import { federatedPrincipal } from "./cloud/world.ts";
+import {
+  getReadiness,
+  getToken,
+  scrapeMetrics,
+  seriesValue,
+  type TokenAnswer,
+} from "./support/broker-probes.ts";
 import { FakeClock } from "./support/fake-clock.ts";
+import { type InProcessBrokerOptions, startInProcessBroker } from "./support/in-process-broker.ts";
 import { secretScan } from "./support/secret-scan.ts";
 
 /*
@@ -16,7 +22,6 @@ import { secretScan } from "./support/secret-scan.ts";
 
 let cloud: Cloud;
 const scan = secretScan();
-const logSink = scan.sink("broker log");
 const running: BrokerHandle[] = [];
 
 beforeAll(async () => {
@@ -34,56 +39,23 @@ afterAll(async () => {
   scan.assertClean(cloud);
 });
 
-async function startBroker(impersonate: boolean, options: StartOptions = {}): Promise<BrokerHandle> {
-  const env = cloud.brokerEnv({ impersonate });
-  // The AWS SDK reads these itself, as it does in Lambda and ECS.
-  process.env.AWS_ENDPOINT_URL_STS = env.AWS_ENDPOINT_URL_STS;
-  process.env.AWS_ACCESS_KEY_ID = env.AWS_ACCESS_KEY_ID;
-  process.env.AWS_SECRET_ACCESS_KEY = env.AWS_SECRET_ACCESS_KEY;
-  const config = loadConfig({
-    ...env,
-    BROKER_PORT: "0",
-    BROKER_OPS_PORT: "0",
-    BROKER_OPS_HOST: "127.0.0.1",
-  });
-  const broker = await start(config, { logger: createLogger("debug", logSink), ...options });
+async function startBroker(
+  impersonate: boolean,
+  options: InProcessBrokerOptions["start"] = {},
+): Promise<BrokerHandle> {
+  const broker = await startInProcessBroker(cloud, { impersonate, start: options, scan });
   running.push(broker);
   return broker;
 }
 
-interface TokenAnswer {
-  status: number;
-  body: string;
-  flavor: string | null;
-  ms: number;
-}
-
-async function getToken(broker: BrokerHandle, query = ""): Promise<TokenAnswer> {
-  const started = performance.now();
-  const response = await fetch(
-    `${broker.metadataUrl}/computeMetadata/v1/instance/service-accounts/default/token${query}`,
-    {
-      headers: { "Metadata-Flavor": "Google" },
-      signal: AbortSignal.timeout(5_000),
-    },
-  );
-  const body = await response.text();
-  return {
-    status: response.status,
-    body,
-    flavor: response.headers.get("metadata-flavor"),
-    ms: performance.now() - started,
-  };
-}
-
+/** The whole 200 answer (its lifetime and type too), failing with the body otherwise. */
 function accessToken(answer: TokenAnswer): { access_token: string; expires_in: number; token_type: string } {
   expect(answer.status, answer.body).toBe(200);
   return JSON.parse(answer.body) as { access_token: string; expires_in: number; token_type: string };
 }
 
-async function metric(broker: BrokerHandle, series: string): Promise<string | undefined> {
-  const text = await (await fetch(`${broker.opsUrl}/metrics`)).text();
-  return text.split("\n").find((line) => line.startsWith(`${series} `) || line.startsWith(`${series}{`));
+async function metric(broker: BrokerHandle, series: string): Promise<number | undefined> {
+  return seriesValue(await scrapeMetrics(broker, scan), series);
 }
 
 describe.each([
@@ -92,7 +64,7 @@ describe.each([
 ])("the token chain with $label", ({ impersonate }) => {
   it("answers 1,000 concurrent cold requests with exactly one upstream chain", async () => {
     const broker = await startBroker(impersonate);
-    const answers = await Promise.all(Array.from({ length: 1000 }, () => getToken(broker)));
+    const answers = await Promise.all(Array.from({ length: 1000 }, () => getToken(broker, scan)));
     const tokens = new Set(answers.map((answer) => accessToken(answer).access_token));
     expect(tokens.size).toBe(1);
     expect(cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
@@ -116,18 +88,18 @@ describe.each([
     expect(answer.token_type).toBe("Bearer");
     expect(answer.expires_in).toBeGreaterThan(3590);
     expect(answer.expires_in).toBeLessThanOrEqual(3600);
-    expect(
-      await metric(broker, 'token_broker_upstream_calls_total{step="aws_sts",outcome="success"}'),
-    ).toMatch(/ 1$/);
+    expect(await metric(broker, 'token_broker_upstream_calls_total{step="aws_sts",outcome="success"}')).toBe(
+      1,
+    );
   });
 
   it("requests other scopes as a separate token, the same set in any order as one", async () => {
     const broker = await startBroker(impersonate);
     const bigquery = "https://www.googleapis.com/auth/bigquery";
     const storage = "https://www.googleapis.com/auth/devstorage.read_write";
-    const first = accessToken(await getToken(broker, `?scopes=${bigquery},${storage}`));
-    const second = accessToken(await getToken(broker, `?scopes=${storage},${bigquery},${bigquery}`));
-    const defaults = accessToken(await getToken(broker));
+    const first = accessToken(await getToken(broker, scan, `?scopes=${bigquery},${storage}`));
+    const second = accessToken(await getToken(broker, scan, `?scopes=${storage},${bigquery},${bigquery}`));
+    const defaults = accessToken(await getToken(broker, scan));
     expect(second.access_token).toBe(first.access_token);
     expect(defaults.access_token).not.toBe(first.access_token);
     expect(cloud.ledger.resolveAccessToken(first.access_token)?.scopes).toEqual([bigquery, storage]);
@@ -137,21 +109,21 @@ describe.each([
   it("keeps serving the cached token through an upstream outage, and recovers by itself", async () => {
     const clock = new FakeClock(Date.now());
     const broker = await startBroker(impersonate, { clock, random: () => 0.5 });
-    const first = accessToken(await getToken(broker));
+    const first = accessToken(await getToken(broker, scan));
     cloud.googleSts.faults.inject({ kind: "status", status: 503 });
     cloud.awsSts.faults.inject({ kind: "status", status: 500 });
     // Into the mandatory window: a healthy broker would refresh before answering.
     await clock.advance(56 * 60_000);
     // Simulated time keeps passing while the chain retries (100 ms every 10 ms).
     const ticker = setInterval(() => void clock.advance(100), 10);
-    const during = await Promise.all(Array.from({ length: 50 }, () => getToken(broker))).finally(() =>
+    const during = await Promise.all(Array.from({ length: 50 }, () => getToken(broker, scan))).finally(() =>
       clearInterval(ticker),
     );
     for (const answer of during) expect(accessToken(answer).access_token).toBe(first.access_token);
-    expect(await metric(broker, "token_broker_degraded")).toBe("token_broker_degraded 1");
-    const ready = await fetch(`${broker.opsUrl}/readyz`);
+    expect(await metric(broker, "token_broker_degraded")).toBe(1);
+    const ready = await getReadiness(broker, scan);
     expect(ready.status).toBe(200);
-    expect(await ready.text()).toBe(
+    expect(ready.body).toBe(
       "ready (degraded: AWS STS GetWebIdentityToken failed (InternalFailure, HTTP 500); retrying)",
     );
 
@@ -159,23 +131,22 @@ describe.each([
     cloud.awsSts.faults.clear();
     // Past the backoff (at most 30 s), the next request starts a chain; the one after gets its token.
     await clock.advance(31_000);
-    await getToken(broker);
+    await getToken(broker, scan);
     await expect
-      .poll(async () => accessToken(await getToken(broker)).access_token, { timeout: 5_000 })
+      .poll(async () => accessToken(await getToken(broker, scan)).access_token, { timeout: 5_000 })
       .not.toBe(first.access_token);
-    expect(await metric(broker, "token_broker_degraded")).toBe("token_broker_degraded 0");
+    expect(await metric(broker, "token_broker_degraded")).toBe(0);
   });
 
   it("with nothing cached answers 503 within a second, naming the upstream failure", async () => {
     const broker = await startBroker(impersonate);
     cloud.googleSts.faults.inject({ kind: "status", status: 503 });
-    const answer = await getToken(broker);
+    const answer = await getToken(broker, scan);
     expect(answer.status).toBe(503);
     expect(answer.flavor).toBe("Google");
     expect(answer.body).toBe("Google STS is unavailable (HTTP 503); retrying");
     expect(answer.ms).toBeLessThan(1_000);
-    const ready = await fetch(`${broker.opsUrl}/readyz`);
-    expect(ready.status).toBe(503);
+    expect((await getReadiness(broker, scan)).status).toBe(503);
   });
 });
 
@@ -187,7 +158,7 @@ describe("refresh ahead of expiry, on a simulated clock against the real chain",
     const broker = await startBroker(false, { clock, random: Math.random });
     let least = Number.POSITIVE_INFINITY;
     for (let second = 0; second < 3600; second += 15) {
-      least = Math.min(least, accessToken(await getToken(broker)).expires_in);
+      least = Math.min(least, accessToken(await getToken(broker, scan)).expires_in);
       // A request in the advisory window starts a background refresh on real sockets; let it land
       // before simulated time moves on, so each refresh happens where the policy puts it.
       await expect
@@ -206,10 +177,10 @@ describe("refresh ahead of expiry, on a simulated clock against the real chain",
   it("decides on the wall clock at request time: a long pause (a frozen sandbox) is followed by a fresh token", async () => {
     const clock = new FakeClock(Date.now());
     const broker = await startBroker(false, { clock, random: () => 0.5 });
-    const first = accessToken(await getToken(broker));
+    const first = accessToken(await getToken(broker, scan));
     // No timer ran during the pause; the first request after it must not get the old token.
     await clock.advance(58 * 60_000);
-    const after = accessToken(await getToken(broker));
+    const after = accessToken(await getToken(broker, scan));
     expect(after.access_token).not.toBe(first.access_token);
     expect(after.expires_in).toBeGreaterThan(3590);
   });

@@ -1,8 +1,8 @@
 import { createRemoteJWKSet, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Cloud, impersonatedServiceAccount, startCloud } from "./cloud/cloud.ts";
+import { federatedWriter, serviceAccount } from "./cloud/google-clients.ts";
 import type { GooglePrincipal } from "./cloud/ledger.ts";
-import { federatedPrincipal } from "./cloud/world.ts";
 import { type BrokerProcess, startBrokerProcess } from "./support/broker-process.ts";
 import { runChild, runNodeScript } from "./support/child.ts";
 import { pythonGoogleAuths } from "./support/python-google-auth.ts";
@@ -30,10 +30,9 @@ describe.each([
   beforeAll(async () => {
     cloud = await startCloud();
     broker = await startBrokerProcess(cloud.brokerEnv({ impersonate }));
-    const role = cloud.world.awsPrincipals[0]?.roleArn ?? "";
     expectedPrincipal = impersonate
-      ? { kind: "serviceAccount", email: impersonatedServiceAccount(cloud.world) }
-      : { kind: "federated", subject: role, principal: federatedPrincipal(cloud.world, role) };
+      ? serviceAccount(impersonatedServiceAccount(cloud.world))
+      : federatedWriter(cloud.world);
     accountEmail = impersonate ? impersonatedServiceAccount(cloud.world) : "demo-project.svc.id.goog";
   });
 

@@ -1,4 +1,4 @@
-import { Agent, type IncomingMessage, request, type ServerResponse } from "node:http";
+import { Agent, type IncomingMessage, type ServerResponse } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { BrokerError } from "../broker/errors.ts";
 import { listen, type RunningListener } from "../broker/http-listener.ts";
@@ -98,23 +98,13 @@ describe("close", () => {
     const { app, release, slowArrived } = gatedApp();
     const listener = await start(app);
     const agent = new Agent({ keepAlive: true });
-    const inFlight = new Promise<string>((resolve, reject) => {
-      request({ host: "127.0.0.1", port: listener.port, path: "/slow?streaming", agent }, (res) => {
-        let text = "";
-        res.on("data", (chunk: Buffer) => {
-          text += chunk.toString("utf8");
-        });
-        res.on("end", () => resolve(text));
-      })
-        .on("error", reject)
-        .end();
-    });
+    const inFlight = httpGet(listener.port, "/slow?streaming", { agent });
     await slowArrived;
 
     const started = performance.now();
     const closed = listener.close(5_000);
     release();
-    expect(await inFlight).toBe("partly finished");
+    expect((await inFlight).body).toBe("partly finished");
     await closed;
     expect(elapsedSince(started)).toBeLessThan(1_000);
     agent.destroy();
@@ -123,17 +113,7 @@ describe("close", () => {
   it("closes idle keep-alive connections at once instead of waiting for their timeout", async () => {
     const listener = await start(gatedApp().app);
     const agent = new Agent({ keepAlive: true });
-    const body = await new Promise<string>((resolve, reject) => {
-      request({ host: "127.0.0.1", port: listener.port, path: "/", agent }, (res) => {
-        let text = "";
-        res.on("data", (chunk: Buffer) => {
-          text += chunk.toString("utf8");
-        });
-        res.on("end", () => resolve(text));
-      })
-        .on("error", reject)
-        .end();
-    });
+    const { body } = await httpGet(listener.port, "/", { agent });
     expect(body).toBe("fast");
     expect(Object.values(agent.freeSockets).flat()).toHaveLength(1);
 

@@ -1,24 +1,20 @@
-import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { createLogger } from "../broker/logger.ts";
+import { captureLog } from "./support/capture-log.ts";
 
-function capture() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString("utf8").trim().split("\n")) lines.push(JSON.parse(line));
-      done();
-    },
-  });
-  return { lines, stream };
+function jsonLines(text: string): Record<string, unknown>[] {
+  return text
+    .split("\n")
+    .filter((line) => line !== "")
+    .map((line) => JSON.parse(line));
 }
 
 describe("the broker's logger", () => {
   it.each(["trace", "debug", "info", "warn", "error", "fatal"] as const)(
     "writes JSON lines and blanks tokens, JWTs, Authorization and AWS secrets at %s",
     (level) => {
-      const { lines, stream } = capture();
-      const logger = createLogger("trace", stream);
+      const log = captureLog();
+      const logger = createLogger("trace", log.stream);
       logger[level](
         {
           token: "ya29.secret-token",
@@ -31,6 +27,7 @@ describe("the broker's logger", () => {
         },
         "upstream call",
       );
+      const lines = jsonLines(log.text());
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatchObject({
         name: "token-broker",
@@ -48,8 +45,8 @@ describe("the broker's logger", () => {
   );
 
   it("writes nothing when silent", () => {
-    const { lines, stream } = capture();
-    createLogger("silent", stream).fatal({ token: "x" }, "never");
-    expect(lines).toEqual([]);
+    const log = captureLog();
+    createLogger("silent", log.stream).fatal({ token: "x" }, "never");
+    expect(jsonLines(log.text())).toEqual([]);
   });
 });

@@ -1,4 +1,3 @@
-import { Writable } from "node:stream";
 import fc from "fast-check";
 import { decodeJwt, generateKeyPair, SignJWT } from "jose";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +12,7 @@ import {
 import { BrokerMetrics } from "../broker/metrics.ts";
 import type { AccessToken, IdToken, IdTokenRequest, Readiness, TokenSource } from "../broker/tokens.ts";
 import { demoWorld } from "./cloud/world.ts";
+import { captureLog } from "./support/capture-log.ts";
 import { runNodeScript } from "./support/child.ts";
 import { FakeClock } from "./support/fake-clock.ts";
 import { type HttpAnswer, httpGet, rawExchange } from "./support/http-client.ts";
@@ -123,14 +123,8 @@ async function startMetadata(identity: MetadataIdentity = impersonating): Promis
     defaultTokenExpiresAtMs: () => undefined,
     anyRefreshFailing: () => false,
   });
-  let log = "";
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      log += chunk.toString("utf8");
-      done();
-    },
-  });
-  const logger = createLogger("info", sink);
+  const log = captureLog();
+  const logger = createLogger("info", log.stream);
   const app = createMetadataApp({ tokens, identity, metrics, logger, clock });
   const listener = await listen(app, "127.0.0.1", 0, "BROKER_PORT", {
     protocolErrorHeaders: metadataResponseHeaders,
@@ -141,7 +135,7 @@ async function startMetadata(identity: MetadataIdentity = impersonating): Promis
     tokens,
     metrics,
     clock,
-    logged: () => log,
+    logged: log.text,
     get: (path, options) => httpGet(listener.port, path, options),
   };
 }

@@ -1,4 +1,3 @@
-import { Writable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import { BrokerError } from "../broker/errors.ts";
 import { listen, type RunningListener } from "../broker/http-listener.ts";
@@ -6,6 +5,7 @@ import { createLogger } from "../broker/logger.ts";
 import { BrokerMetrics } from "../broker/metrics.ts";
 import { createOpsApp, readinessDeadlineMs } from "../broker/ops-server.ts";
 import type { AccessToken, Readiness, TokenSource } from "../broker/tokens.ts";
+import { captureLog } from "./support/capture-log.ts";
 import { FakeClock } from "./support/fake-clock.ts";
 import { type HttpAnswer, httpGet } from "./support/http-client.ts";
 
@@ -54,21 +54,15 @@ async function startOps(tokenExpiresAtMs?: (now: number) => number): Promise<Har
     defaultTokenExpiresAtMs: () => tokenExpiresAtMs?.(clock.now()),
     anyRefreshFailing: () => false,
   });
-  let log = "";
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      log += chunk.toString("utf8");
-      done();
-    },
-  });
-  const app = createOpsApp({ metrics, tokens, clock, logger: createLogger("info", sink) });
+  const log = captureLog();
+  const app = createOpsApp({ metrics, tokens, clock, logger: createLogger("info", log.stream) });
   const listener = await listen(app, "127.0.0.1", 0, "BROKER_OPS_PORT");
   running.push(listener);
   return {
     tokens,
     metrics,
     clock,
-    logged: () => log,
+    logged: log.text,
     get: (path, method) => httpGet(listener.port, path, { method }),
   };
 }

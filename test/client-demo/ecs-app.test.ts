@@ -2,9 +2,10 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Cloud, startCloud } from "../cloud/cloud.ts";
-import { demoFunctionEnvironment } from "../lambda-runtime/demo-function.ts";
+import { demoAppSettings } from "../lambda-runtime/demo-function.ts";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.ts";
 import { repoRoot } from "../support/child.ts";
+import { workloadEnv } from "../support/workload-env.ts";
 
 /**
  * The ECS variant: the demo app beside the token-broker sidecar, both started from source as the
@@ -16,34 +17,16 @@ let broker: BrokerProcess;
 let app: ChildProcess;
 let output = "";
 
-/** Polls `condition` every 100 ms for at most `ms`. */
-async function eventually(condition: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms; app output:\n${output}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 beforeAll(async () => {
   demo = await startCloud();
   broker = await startBrokerProcess({ ...demo.brokerEnv({ impersonate: true }) });
-  const settings = await demoFunctionEnvironment(demo, { impersonate: true });
   app = spawn(process.execPath, ["client-demo/ecs-app.ts"], {
     cwd: repoRoot,
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      GCE_METADATA_HOST: broker.metadataHost,
-      GCE_METADATA_IP: broker.metadataHost,
+    env: workloadEnv(broker.metadataHost, {
       METADATA_SERVER_DETECTION: "assume-present",
       GREETING_INTERVAL_SECONDS: "1",
-      GOOGLE_PROJECT_ID: settings.GOOGLE_PROJECT_ID ?? "",
-      GOOGLE_BUCKET: settings.GOOGLE_BUCKET ?? "",
-      GOOGLE_BQ_DATASET: settings.GOOGLE_BQ_DATASET ?? "",
-      GOOGLE_BQ_TABLE: settings.GOOGLE_BQ_TABLE ?? "",
-      GOOGLE_STORAGE_ENDPOINT: settings.GOOGLE_STORAGE_ENDPOINT ?? "",
-      GOOGLE_BIGQUERY_ENDPOINT: settings.GOOGLE_BIGQUERY_ENDPOINT ?? "",
-    },
+      ...demoAppSettings(demo),
+    }),
     stdio: ["ignore", "pipe", "pipe"],
   });
   app.stdout?.on("data", (chunk: Buffer) => {
@@ -63,12 +46,13 @@ afterAll(async () => {
 describe("the ECS demo app beside the sidecar", () => {
   it("writes a greeting object and row on each tick through the broker's token", async () => {
     const { world } = demo;
-    // The app logs a tick after its row lands: wait for both whole lines too.
-    await eventually(
-      () =>
-        demo.bigquery.rows(world.dataset, world.table).length >= 2 && (output.match(/\n/g)?.length ?? 0) >= 2,
-      15_000,
-    );
+    // The app logs a tick after its row lands: wait for both whole lines too (the output shows on timeout).
+    await expect
+      .poll(() => ({ twoRows: demo.bigquery.rows(world.dataset, world.table).length >= 2, output }), {
+        timeout: 15_000,
+        interval: 100,
+      })
+      .toEqual({ twoRows: true, output: expect.stringMatching(/\n.*\n/s) });
     const lines = output
       .trim()
       .split("\n")

@@ -111,16 +111,11 @@ describe("npm run cloud (test/cloud/main.ts)", () => {
     return { child, stdout: () => stdout, stderr: () => stderr };
   }
 
-  async function until(condition: () => boolean, what: string): Promise<void> {
-    for (let waited = 0; !condition(); waited += 50) {
-      if (waited > 15_000) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-
   it("prints endpoints and the broker environment, serves it, and stops on SIGTERM", async () => {
     const cloud = run([]);
-    await until(() => cloud.stdout().includes("export BROKER_SERVICE_ACCOUNT="), "the broker environment");
+    await expect
+      .poll(cloud.stdout, { timeout: 15_000, interval: 50, message: "the broker environment" })
+      .toContain("export BROKER_SERVICE_ACCOUNT=");
 
     const env = Object.fromEntries(
       [...cloud.stdout().matchAll(/^export (\w+)='([^']*)'$/gm)].map(([, name, value]) => [name, value]),

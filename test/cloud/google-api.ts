@@ -3,6 +3,7 @@ import { finished } from "node:stream/promises";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { CallCounter } from "./call-counter.ts";
 import type { FaultInjector } from "./faults.ts";
+import { BEARER_CHALLENGE, STATUS_NAMES } from "./google-rpc-error.ts";
 import { listen, type RunningServer } from "./http.ts";
 import type { IssuedAccessToken, Ledger } from "./ledger.ts";
 import { bearerToken } from "./requests.ts";
@@ -33,20 +34,6 @@ export class GoogleApiError extends Error {
   }
 }
 
-/** gRPC canonical names that the newer JSON APIs (BigQuery) add as `error.status`. */
-const canonicalStatus: Readonly<Record<number, string>> = {
-  400: "INVALID_ARGUMENT",
-  401: "UNAUTHENTICATED",
-  403: "PERMISSION_DENIED",
-  404: "NOT_FOUND",
-  409: "ALREADY_EXISTS",
-  412: "FAILED_PRECONDITION",
-  429: "RESOURCE_EXHAUSTED",
-  500: "INTERNAL",
-  503: "UNAVAILABLE",
-  504: "DEADLINE_EXCEEDED",
-};
-
 function googleErrorBody(error: GoogleError, withStatus: boolean): object {
   const inner = {
     message: error.detail ?? error.message,
@@ -54,7 +41,7 @@ function googleErrorBody(error: GoogleError, withStatus: boolean): object {
     reason: error.reason,
     ...(error.header === undefined ? {} : { location: error.header, locationType: "header" }),
   };
-  const status = withStatus ? canonicalStatus[error.code] : undefined;
+  const status = withStatus ? STATUS_NAMES[error.code] : undefined;
   return {
     error: {
       code: error.code,
@@ -120,7 +107,7 @@ export class WireLog<Operation extends string> {
 }
 
 function sendGoogleError(res: Response, error: GoogleError, withStatus: boolean): void {
-  if (error.code === 401) res.set("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"');
+  if (error.code === 401) res.set("WWW-Authenticate", BEARER_CHALLENGE);
   res.status(error.code).json(googleErrorBody(error, withStatus));
 }
 

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { OAuth2Client } from "google-auth-library";
+import { CLOUD_PLATFORM_SCOPE } from "./federation-clients.ts";
 import type { GooglePrincipal, Ledger } from "./ledger.ts";
 import { federatedPrincipal, type World } from "./world.ts";
 
@@ -8,7 +9,6 @@ import { federatedPrincipal, type World } from "./world.ts";
  * ledger (standing in for what Google STS or IAM Credentials would issue) and an auth client that
  * sends exactly that token, as an SDK does with a token it got from the metadata server.
  */
-export const cloudPlatform = "https://www.googleapis.com/auth/cloud-platform";
 
 /** The demo's AWS role as a federated principal (a data writer). */
 export function federatedWriter(world: World): GooglePrincipal {
@@ -24,7 +24,10 @@ export function serviceAccount(email: string): GooglePrincipal {
 export function issueToken(
   ledger: Ledger,
   principal: GooglePrincipal,
-  { scopes = [cloudPlatform], expiresInMs = 3_600_000 }: { scopes?: string[]; expiresInMs?: number } = {},
+  {
+    scopes = [CLOUD_PLATFORM_SCOPE],
+    expiresInMs = 3_600_000,
+  }: { scopes?: string[]; expiresInMs?: number } = {},
 ): string {
   const token = `ya29.test-${randomBytes(12).toString("hex")}`;
   ledger.recordAccessToken({

@@ -11,11 +11,17 @@ export interface ErrorInfo {
   readonly metadata?: Readonly<Record<string, string>>;
 }
 
-const STATUS_NAMES: Readonly<Record<number, string>> = {
+/** The `WWW-Authenticate` challenge Google's front ends send with a 401. */
+export const BEARER_CHALLENGE = 'Bearer realm="https://accounts.google.com/"';
+
+/** gRPC canonical status names by HTTP status; the newer JSON APIs (BigQuery) send them too. */
+export const STATUS_NAMES: Readonly<Record<number, string>> = {
   400: "INVALID_ARGUMENT",
   401: "UNAUTHENTICATED",
   403: "PERMISSION_DENIED",
   404: "NOT_FOUND",
+  409: "ALREADY_EXISTS",
+  412: "FAILED_PRECONDITION",
   429: "RESOURCE_EXHAUSTED",
   500: "INTERNAL",
   503: "UNAVAILABLE",

@@ -3,7 +3,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import { CallCounter } from "./call-counter.ts";
 import { FaultInjector } from "./faults.ts";
 import { GoogleIdTokenSigner } from "./google-id-tokens.ts";
-import { type ErrorInfo, sendRpcError, sendRpcFault } from "./google-rpc-error.ts";
+import { BEARER_CHALLENGE, type ErrorInfo, sendRpcError, sendRpcFault } from "./google-rpc-error.ts";
 import { listen, type RunningServer } from "./http.ts";
 import type { IssuedAccessToken, Ledger } from "./ledger.ts";
 import { BodyTooLargeError, bearerToken, readBody } from "./requests.ts";
@@ -255,7 +255,7 @@ export async function startIamCredentials(options: IamCredentialsOptions): Promi
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
     if (error instanceof RpcError) {
       const headers: Record<string, string> =
-        error.code === 401 ? { "www-authenticate": 'Bearer realm="https://accounts.google.com/"' } : {};
+        error.code === 401 ? { "www-authenticate": BEARER_CHALLENGE } : {};
       return sendRpcError(res, error.code, error.message, error.errorInfo, headers);
     }
     if (error instanceof BodyTooLargeError) return sendRpcError(res, 413, error.message);

@@ -1,20 +1,29 @@
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { type Cloud, impersonatedServiceAccount } from "../cloud/cloud.ts";
+import { freePort } from "../support/free-port.ts";
 import type { FunctionBundle } from "./function-bundle.ts";
 import { LocalLambda, type LocalLambdaOptions } from "./local-lambda.ts";
 
 /** The demo function's source, as infra/ deploys it. */
 export const demoHandlerPath = fileURLToPath(new URL("../../client-demo/handler.ts", import.meta.url));
 
-/** A loopback port that was free a moment ago (the OS picks it; we release it for the sandbox). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === "string") throw new Error("no TCP address");
-  return address.port;
+/** The seed-style baseline's source (client-demo/seed-handler.ts), which mints and exchanges inline. */
+export const seedHandlerPath = fileURLToPath(new URL("../../client-demo/seed-handler.ts", import.meta.url));
+
+/**
+ * The demo's own settings, in every variant (Lambda, ECS, the images): the granted bucket and
+ * table, and the libraries' documented endpoint settings pointed at the hermetic GCS and BigQuery.
+ */
+export function demoAppSettings(demo: Cloud): Record<string, string> {
+  const { world } = demo;
+  return {
+    GOOGLE_PROJECT_ID: world.googleProjectId,
+    GOOGLE_BUCKET: world.grantedBucket,
+    GOOGLE_BQ_DATASET: world.dataset,
+    GOOGLE_BQ_TABLE: world.table,
+    GOOGLE_STORAGE_ENDPOINT: demo.gcs.url,
+    GOOGLE_BIGQUERY_ENDPOINT: demo.bigquery.url,
+  };
 }
 
 /**
@@ -27,7 +36,6 @@ export async function demoFunctionEnvironment(
   demo: Cloud,
   options: { impersonate: boolean },
 ): Promise<Record<string, string>> {
-  const { world } = demo;
   const metadataPort = await freePort();
   const metadata = `127.0.0.1:${metadataPort}`;
   return {
@@ -39,38 +47,7 @@ export async function demoFunctionEnvironment(
     GCE_METADATA_IP: metadata,
     GCE_METADATA_ROOT: metadata,
     METADATA_SERVER_DETECTION: "assume-present",
-    GOOGLE_PROJECT_ID: world.googleProjectId,
-    GOOGLE_BUCKET: world.grantedBucket,
-    GOOGLE_BQ_DATASET: world.dataset,
-    GOOGLE_BQ_TABLE: world.table,
-    GOOGLE_STORAGE_ENDPOINT: demo.gcs.url,
-    GOOGLE_BIGQUERY_ENDPOINT: demo.bigquery.url,
-  };
-}
-
-/**
- * The seed-style baseline's configuration (client-demo/seed-handler.ts): no layer, so it gets the
- * AWS keys and the Google endpoints itself and mints, exchanges and impersonates inline.
- */
-export async function seedFunctionEnvironment(demo: Cloud): Promise<Record<string, string>> {
-  const broker = demo.brokerEnv({ impersonate: true });
-  const settings = await demoFunctionEnvironment(demo, { impersonate: true });
-  const pick = (name: string) => settings[name] ?? "";
-  return {
-    AWS_REGION: broker.AWS_REGION,
-    AWS_ENDPOINT_URL_STS: broker.AWS_ENDPOINT_URL_STS,
-    AWS_ACCESS_KEY_ID: broker.AWS_ACCESS_KEY_ID,
-    AWS_SECRET_ACCESS_KEY: broker.AWS_SECRET_ACCESS_KEY,
-    GOOGLE_WIF_AUDIENCE: broker.BROKER_AUDIENCE,
-    GOOGLE_STS_URL: broker.BROKER_STS_URL,
-    GOOGLE_SERVICE_ACCOUNT: impersonatedServiceAccount(demo.world),
-    GOOGLE_IAM_CREDENTIALS_URL: broker.BROKER_IAM_CREDENTIALS_URL,
-    GOOGLE_PROJECT_ID: pick("GOOGLE_PROJECT_ID"),
-    GOOGLE_BUCKET: pick("GOOGLE_BUCKET"),
-    GOOGLE_BQ_DATASET: pick("GOOGLE_BQ_DATASET"),
-    GOOGLE_BQ_TABLE: pick("GOOGLE_BQ_TABLE"),
-    GOOGLE_STORAGE_ENDPOINT: pick("GOOGLE_STORAGE_ENDPOINT"),
-    GOOGLE_BIGQUERY_ENDPOINT: pick("GOOGLE_BIGQUERY_ENDPOINT"),
+    ...demoAppSettings(demo),
   };
 }
 
@@ -99,5 +76,34 @@ export async function startDemoLambda(options: DemoLambdaOptions): Promise<Local
     ...(options.onLog === undefined ? {} : { onLog: options.onLog }),
     ...(options.shiftableClock === undefined ? {} : { shiftableClock: options.shiftableClock }),
     ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+  });
+}
+
+/**
+ * The seed-style baseline (`bundle` of seedHandlerPath) in a local Lambda sandbox (init done): no
+ * layer, so it gets the AWS keys and the Google endpoints itself and mints, exchanges and
+ * impersonates inline.
+ */
+export async function startSeedLambda(options: {
+  demo: Cloud;
+  bundle: FunctionBundle;
+}): Promise<LocalLambda> {
+  const { demo, bundle } = options;
+  const broker = demo.brokerEnv({ impersonate: true });
+  return LocalLambda.start({
+    layers: [],
+    taskRoot: bundle.taskRoot,
+    handler: bundle.handler,
+    environment: {
+      AWS_REGION: broker.AWS_REGION,
+      AWS_ENDPOINT_URL_STS: broker.AWS_ENDPOINT_URL_STS,
+      AWS_ACCESS_KEY_ID: broker.AWS_ACCESS_KEY_ID,
+      AWS_SECRET_ACCESS_KEY: broker.AWS_SECRET_ACCESS_KEY,
+      GOOGLE_WIF_AUDIENCE: broker.BROKER_AUDIENCE,
+      GOOGLE_STS_URL: broker.BROKER_STS_URL,
+      GOOGLE_SERVICE_ACCOUNT: impersonatedServiceAccount(demo.world),
+      GOOGLE_IAM_CREDENTIALS_URL: broker.BROKER_IAM_CREDENTIALS_URL,
+      ...demoAppSettings(demo),
+    },
   });
 }

@@ -46,14 +46,17 @@ function json(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.writeHead(status, { "Content-Type": "application/json", ...headers }).end(JSON.stringify(body));
 }
 
+function registerAnswer(_req: Recorded, res: ServerResponse): void {
+  json(
+    res,
+    200,
+    { functionName: "demo", functionVersion: "$LATEST", handler: "handler.handler" },
+    { "Lambda-Extension-Identifier": extensionId },
+  );
+}
+
 async function registered(): Promise<ExtensionsApiClient> {
-  answer = (_req, res) =>
-    json(
-      res,
-      200,
-      { functionName: "demo", functionVersion: "$LATEST", handler: "handler.handler" },
-      { "Lambda-Extension-Identifier": extensionId },
-    );
+  answer = registerAnswer;
   const api = client();
   await api.register("token-broker", ["INVOKE", "SHUTDOWN"]);
   recorded = [];
@@ -62,13 +65,7 @@ async function registered(): Promise<ExtensionsApiClient> {
 
 describe("ExtensionsApiClient", () => {
   it("registers under the executable's name for INVOKE and SHUTDOWN and keeps the identifier", async () => {
-    answer = (_req, res) =>
-      json(
-        res,
-        200,
-        { functionName: "demo", functionVersion: "$LATEST", handler: "handler.handler" },
-        { "Lambda-Extension-Identifier": extensionId },
-      );
+    answer = registerAnswer;
     const registration = await client().register("token-broker", ["INVOKE", "SHUTDOWN"]);
     expect(registration).toEqual({
       extensionId,

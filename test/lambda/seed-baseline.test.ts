@@ -1,16 +1,14 @@
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Cloud, startCloud } from "../cloud/cloud.ts";
-import { seedFunctionEnvironment } from "../lambda-runtime/demo-function.ts";
+import { seedHandlerPath, startSeedLambda } from "../lambda-runtime/demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
-import { type InvokeResult, LocalLambda } from "../lambda-runtime/local-lambda.ts";
+import type { InvokeResult, LocalLambda } from "../lambda-runtime/local-lambda.ts";
 
 /**
  * The benchmark's baseline does the demo's job the seed walk-through's way, without the layer:
  * it must really pay the upstream chain on every invocation, or the comparison means nothing.
  */
 
-const seedPath = fileURLToPath(new URL("../../client-demo/seed-handler.ts", import.meta.url));
 const invocations = 3;
 
 let demo: Cloud;
@@ -20,13 +18,8 @@ let results: InvokeResult[];
 
 beforeAll(async () => {
   demo = await startCloud();
-  bundle = await bundleFunction(seedPath);
-  lambda = await LocalLambda.start({
-    layers: [],
-    taskRoot: bundle.taskRoot,
-    handler: bundle.handler,
-    environment: await seedFunctionEnvironment(demo),
-  });
+  bundle = await bundleFunction(seedHandlerPath);
+  lambda = await startSeedLambda({ demo, bundle });
   results = [];
   for (let i = 0; i < invocations; i++) results.push(await lambda.invoke({}));
 });

@@ -10,7 +10,8 @@ export interface TokenAnswer {
   readonly ms: number;
 }
 
-const tokenPath = "/computeMetadata/v1/instance/service-accounts/default/token";
+/** The default service account's token route: what the SDKs ask for, and what the benchmarks hit. */
+export const tokenPath = "/computeMetadata/v1/instance/service-accounts/default/token";
 
 function portOf(url: string): number {
   return Number(new URL(url).port);

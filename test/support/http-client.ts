@@ -1,4 +1,4 @@
-import { type IncomingHttpHeaders, request } from "node:http";
+import { type Agent, type IncomingHttpHeaders, request } from "node:http";
 import { connect } from "node:net";
 
 /** What came back, with the body as text. */
@@ -10,12 +10,13 @@ export interface HttpAnswer {
 
 /**
  * One request to 127.0.0.1:`port` with the path sent exactly as given (no URL normalisation, so a
- * test can send what a broken or hostile client would), on a fresh connection. Fails after 5 s.
+ * test can send what a broken or hostile client would), on a fresh connection unless `agent` keeps
+ * connections alive. Fails after 5 s.
  */
 export function httpGet(
   port: number,
   path: string,
-  options: { method?: string; headers?: Readonly<Record<string, string>> } = {},
+  options: { method?: string; headers?: Readonly<Record<string, string>>; agent?: Agent | false } = {},
 ): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const req = request(
@@ -25,7 +26,7 @@ export function httpGet(
         path,
         method: options.method ?? "GET",
         headers: options.headers,
-        agent: false,
+        agent: options.agent ?? false,
       },
       (res) => {
         let body = "";

@@ -8,18 +8,19 @@ export interface InProcessBrokerOptions {
   readonly impersonate: boolean;
   /** Settings that differ from the cloud's (another STS URL, another service account). */
   readonly env?: Partial<Record<keyof BrokerEnv, string>>;
-  /** Clock, randomness, policy; the logger is always the scan's sink. */
+  /** Clock, randomness, policy; the logger is the scan's sink, or silent without a scan. */
   readonly start?: Omit<StartOptions, "logger" | "sts">;
-  readonly scan: SecretScan;
+  /** Receives every log line (debug included); benchmarks that only count leave it out. */
+  readonly scan?: SecretScan;
   /** Names the broker's log in a leak report. */
   readonly name?: string;
 }
 
 /**
  * The broker in this process, against the hermetic cloud, with its metadata and ops listeners on
- * ephemeral loopback ports and every log line (debug included) going to the secret scan. The AWS
- * SDK gets its endpoint and keys from its own environment variables, as in Lambda and ECS, so the
- * broker builds the STS client it builds in production.
+ * ephemeral loopback ports and every log line (debug included) going to the secret scan, if any.
+ * The AWS SDK gets its endpoint and keys from its own environment variables, as in Lambda and ECS,
+ * so the broker builds the STS client it builds in production.
  */
 export async function startInProcessBroker(
   cloud: Cloud,
@@ -30,6 +31,9 @@ export async function startInProcessBroker(
   process.env.AWS_ACCESS_KEY_ID = env.AWS_ACCESS_KEY_ID;
   process.env.AWS_SECRET_ACCESS_KEY = env.AWS_SECRET_ACCESS_KEY;
   const config = loadConfig({ ...env, BROKER_PORT: "0", BROKER_OPS_PORT: "0", BROKER_OPS_HOST: "127.0.0.1" });
-  const logger = createLogger("debug", options.scan.sink(options.name ?? "broker log"));
+  const logger =
+    options.scan === undefined
+      ? createLogger("silent")
+      : createLogger("debug", options.scan.sink(options.name ?? "broker log"));
   return start(config, { ...options.start, logger });
 }

@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { freePort } from "./free-port.ts";
 
 /*
  * Debian's Prometheus and promtool, driven as an operator would: a config file, a storage
@@ -24,18 +24,6 @@ export function onPath(program: string): string | undefined {
     }
   }
   return undefined;
-}
-
-/** A loopback port nobody listens on right now (Prometheus cannot report an ephemeral one). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const address = server.address();
-  server.close();
-  await once(server, "close");
-  if (address === null || typeof address === "string") throw new Error("no port for Prometheus");
-  return address.port;
 }
 
 /** One sample of an instant vector, as `/api/v1/query` returns it. */

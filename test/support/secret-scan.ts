@@ -1,6 +1,7 @@
-import { Writable } from "node:stream";
+import type { Writable } from "node:stream";
 import type { Ledger, SecretSource } from "../cloud/ledger.ts";
 import type { World } from "../cloud/world.ts";
+import { captureLog } from "./capture-log.ts";
 
 /**
  * The one leak check of the test suites: everything a suite captured from the broker (log lines,
@@ -64,20 +65,18 @@ function excerpt(text: string, index: number, match: string): string {
 }
 
 export function secretScan(): SecretScan {
-  const captured: { where: string; text: string }[] = [];
-  const capture = (where: string, text: string) => {
-    captured.push({ where, text });
-  };
+  // A sink is read whole at assertClean, so a secret split across two writes is still found.
+  const captured: { where: string; text: () => string }[] = [];
 
   return {
-    capture,
-    sink: (where) =>
-      new Writable({
-        write(chunk: Buffer, _encoding, done) {
-          capture(where, chunk.toString("utf8"));
-          done();
-        },
-      }),
+    capture: (where, text) => {
+      captured.push({ where, text: () => text });
+    },
+    sink: (where) => {
+      const log = captureLog();
+      captured.push({ where, text: log.text });
+      return log.stream;
+    },
     assertClean: ({ ledger, world }) => {
       const secrets = [
         ...ledger.secrets().map(({ source, value }) => known(source, value)),
@@ -86,11 +85,12 @@ export function secretScan(): SecretScan {
       if (ledger.secrets().length === 0) {
         throw new Error("secret scan: the cloud issued no secret, so there was nothing to look for");
       }
-      if (captured.every(({ text }) => text === "")) {
+      const texts = captured.map(({ where, text }) => ({ where, text: text() }));
+      if (texts.every(({ text }) => text === "")) {
         throw new Error("secret scan: nothing was captured from the broker, so nothing was scanned");
       }
       const leaks: string[] = [];
-      for (const { where, text } of captured) {
+      for (const { where, text } of texts) {
         for (const secret of secrets) {
           const match = [secret.value, ...secret.fragments].find((piece) => text.includes(piece));
           if (match === undefined) continue;
