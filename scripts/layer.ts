@@ -4,9 +4,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { build } from "esbuild";
-import { bundleOptions } from "./bundle-options.ts";
-import { chainSplit } from "./layer-chain-split.ts";
+import { brokerBundleOptions } from "./bundle-options.ts";
 import { trainCodeCache } from "./layer-code-cache.ts";
+import { buildSplit, lazyParts } from "./layer-split.ts";
 
 /**
  * Builds the Lambda extension layers. Lambda unpacks a layer zip under `/opt` and starts every
@@ -16,10 +16,11 @@ import { trainCodeCache } from "./layer-code-cache.ts";
  *   token-broker/start.cjs            loader (lambda-extension/loader.ts)
  *   token-broker/extension.cjs        the extension: broker + lifecycle, one esbuild file
  *   token-broker/chain.cjs            the upstream chain (AWS SDK, google-auth-library), run on
- *                                     the first token request (scripts/layer-chain-split.ts)
+ *                                     the first token request (scripts/layer-split.ts)
+ *   token-broker/ops.cjs              the ops routes and express, run on the first ops request
  *   token-broker/{extension,chain}.cjs.v8cache  standalone flavour, for the build machine's
  *                                     architecture only (its Node must run to make them): V8
- *                                     code caches
+ *                                     code caches; none for ops.cjs, which start-up never runs
  *   token-broker/node                 standalone flavour only: Node 24 for the layer's architecture
  *   token-broker/LICENSE.node         standalone flavour only: Node's licence
  *
@@ -57,43 +58,31 @@ const fixedMtime = new Date("2020-01-01T00:00:00Z");
 const nodePackageArch: Record<Architecture, string> = { x86_64: "x64", arm64: "arm64" };
 
 interface ExtensionCode {
-  readonly bundle: string;
-  readonly chain: string;
-  readonly loader: string;
+  /** Each file of the extension's code, by its name in `token-broker/`. */
+  readonly files: ReadonlyMap<string, string>;
 }
 
-/** The bundle, its upstream chain and its loader, CommonJS (see the loader for why), no node_modules. */
+/** The extension, its lazy parts and its loader, CommonJS (see the loader for why), no node_modules. */
 async function bundleExtension(dir: string): Promise<ExtensionCode> {
-  // Whitespace and comments out: V8 keeps each file's source in the heap for as long as the
-  // extension runs; identifiers stay, so stack traces in logs stay readable.
+  // Minified: V8 keeps each file's source in the heap for as long as the extension runs.
+  // keepNames: functions and classes keep their names, which error logs report (pino's `type`).
   const cjs = {
-    ...bundleOptions,
+    ...brokerBundleOptions,
     format: "cjs",
     banner: {},
     minifyWhitespace: true,
     minifySyntax: true,
+    minifyIdentifiers: true,
+    keepNames: true,
   } as const;
-  const code = {
-    bundle: join(dir, "extension.cjs"),
-    chain: join(dir, "chain.cjs"),
-    loader: join(dir, "start.cjs"),
-  };
-  const split = chainSplit(root);
-  // The chain first: its build finds the project modules the extension must hand it.
+  await buildSplit(root, cjs, join(root, "lambda-extension/index.ts"), join(dir, "extension.cjs"), dir);
   await build({
     ...cjs,
-    entryPoints: [join(root, "broker/token-chain.ts")],
-    outfile: code.chain,
-    plugins: [split.chainPlugin],
+    entryPoints: [join(root, "lambda-extension/loader.ts")],
+    outfile: join(dir, "start.cjs"),
   });
-  await build({
-    ...cjs,
-    entryPoints: [join(root, "lambda-extension/index.ts")],
-    outfile: code.bundle,
-    plugins: [split.extensionPlugin],
-  });
-  await build({ ...cjs, entryPoints: [join(root, "lambda-extension/loader.ts")], outfile: code.loader });
-  return code;
+  const names = ["start.cjs", "extension.cjs", ...lazyParts.map((part) => part.file)];
+  return { files: new Map(names.map((name) => [name, join(dir, name)])) };
 }
 
 /** The Node version the project runs on (the `node` devDependency), shipped in the standalone flavour. */
@@ -169,16 +158,12 @@ async function stageLayer(
   architecture: Architecture,
   code: ExtensionCode,
 ): Promise<string[]> {
-  const entries = [
-    `extensions/${extensionName}`,
-    "token-broker/start.cjs",
-    "token-broker/extension.cjs",
-    "token-broker/chain.cjs",
-  ];
+  const entries = [`extensions/${extensionName}`];
   await place(join(dir, "extensions", extensionName), 0o755, join(root, "lambda-extension/launcher.sh"));
-  await place(join(dir, "token-broker/start.cjs"), 0o644, code.loader);
-  await place(join(dir, "token-broker/extension.cjs"), 0o644, code.bundle);
-  await place(join(dir, "token-broker/chain.cjs"), 0o644, code.chain);
+  for (const [name, path] of code.files) {
+    await place(join(dir, "token-broker", name), 0o644, path);
+    entries.push(`token-broker/${name}`);
+  }
   if (flavour === "standalone") {
     const node = await nodeDistribution(architecture);
     await place(join(dir, "token-broker/node"), 0o755, node.binary);
