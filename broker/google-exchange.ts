@@ -4,7 +4,6 @@ import {
   type IdentityPoolClientOptions,
   Impersonated,
 } from "google-auth-library";
-import nodeFetch from "node-fetch";
 import type { AwsIdentity } from "./aws-identity.ts";
 import type { Clock } from "./clock.ts";
 import type { Config } from "./config.ts";
@@ -127,15 +126,6 @@ function jwtExpiryMs(jwt: string): number | undefined {
   }
 }
 
-/**
- * gaxios calls Node's built-in fetch by default. Its first call loads undici, Node's whole fetch
- * stack, which then stays in memory: 2.5 MB more for the Lambda extension after its first token
- * (npm run bench:lambda). node-fetch, the fetch gaxios itself falls back to, runs on node:http,
- * which the broker holds anyway. The broker's bundles also hand gaxios node-fetch's `Headers`
- * (scripts/fetch-globals.ts). node-fetch types its own Request and Response, hence the cast.
- */
-const fetchOverNodeHttp = nodeFetch as unknown as gaxios.GaxiosOptions["fetchImplementation"];
-
 /** One chain's HTTP transport: labels each call with its step, reports it, and turns failures into BrokerErrors. */
 class ChainTransport extends gaxios.Gaxios {
   readonly #calls: UpstreamCalls;
@@ -149,12 +139,7 @@ class ChainTransport extends gaxios.Gaxios {
     stsUrl: string;
     serviceAccount: string | undefined;
   }) {
-    super({
-      signal: options.signal,
-      timeout: options.attemptTimeoutMs,
-      retry: false,
-      fetchImplementation: fetchOverNodeHttp,
-    });
+    super({ signal: options.signal, timeout: options.attemptTimeoutMs, retry: false });
     this.#calls = options.calls;
     this.#stsUrl = options.stsUrl;
     this.#serviceAccount = options.serviceAccount;

@@ -45,6 +45,16 @@ export function metadataIdentity(config: Config): MetadataIdentity {
   };
 }
 
+/** Runs `load` once and shares its promise; a failed load is forgotten, so the next call tries again. */
+function loadOnce<T>(load: () => Promise<T>): () => Promise<T> {
+  let loading: Promise<T> | undefined;
+  return () =>
+    (loading ??= load().catch((error: unknown) => {
+      loading = undefined;
+      throw error;
+    }));
+}
+
 /**
  * The AWS SDK and google-auth-library are most of the broker's start-up cost. They load on the
  * first token request (the prewarm right after start), so the listeners are up and the Lambda
@@ -53,14 +63,7 @@ export function metadataIdentity(config: Config): MetadataIdentity {
  * (`chain.cjs`), so the extension does not even read them before it registers.
  */
 function lazyFetcher(load: () => Promise<TokenFetcher>): TokenFetcher {
-  let loading: Promise<TokenFetcher> | undefined;
-  const fetcher = () => {
-    loading ??= load().catch((error: unknown) => {
-      loading = undefined;
-      throw error;
-    });
-    return loading;
-  };
+  const fetcher = loadOnce(load);
   return {
     accessToken: async (scopes, signal) => (await fetcher()).accessToken(scopes, signal),
     idToken: async (request, signal) => (await fetcher()).idToken(request, signal),
@@ -70,17 +73,16 @@ function lazyFetcher(load: () => Promise<TokenFetcher>): TokenFetcher {
 /**
  * The ops routes, and express under them, load on the first ops request. A Lambda extension's ops
  * listener is seldom asked anything, and loading express at start cost the extension 13–18 ms
- * before it registered and 1.5 MB for as long as it runs (npm run bench:lambda). A failed load
- * answers 503 and is tried again on the next request.
+ * before it registered and 1.5 MB for as long as it runs (npm run bench:lambda); the layer ships
+ * them as a file of their own (`ops.cjs`), read only then. A failed load answers 503 and is tried
+ * again on the next request.
  */
 function lazyListener(load: () => Promise<RequestListener>, logger: Logger): RequestListener {
-  let loading: Promise<RequestListener> | undefined;
+  const listener = loadOnce(load);
   return (req, res) => {
-    loading ??= load();
-    loading.then(
-      (listener) => listener(req, res),
+    listener().then(
+      (loaded) => loaded(req, res),
       (error: unknown) => {
-        loading = undefined;
         logger.error({ err: error }, "the ops listener could not load its routes");
         res.writeHead(503, { "Content-Type": "text/plain; charset=utf-8" });
         res.end("The ops listener could not load its routes; the reason is in the broker log");

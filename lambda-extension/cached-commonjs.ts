@@ -5,13 +5,13 @@ import { constants, Script } from "node:vm";
 import type { CodeCacheStatus } from "./lifecycle.ts";
 
 /*
- * Runs one of the layer's CommonJS files (`extension.cjs`, `chain.cjs`) with V8's code cache
- * when the layer ships one next to it (`<file>.v8cache`, made at build time by the very Node
- * binary the standalone layer carries). Every new sandbox pays the extension's start-up before
- * its function may run; with the cache V8 skips compiling the functions start-up runs, about
- * half of start-up's instructions (measured with callgrind). Node's own compile cache cannot be
- * shipped prebuilt: it names its folders after the user id, which Lambda does not promise. A
- * cache V8 rejects (another Node) costs only the compile that happens anyway.
+ * Runs one of the layer's CommonJS files (`extension.cjs`, `chain.cjs`, `ops.cjs`) with V8's
+ * code cache when the layer ships one next to it (`<file>.v8cache`, made at build time by the
+ * very Node binary the standalone layer carries). Every new sandbox pays the extension's
+ * start-up before its function may run; with the cache V8 skips compiling the functions start-up
+ * runs, about half of start-up's instructions (measured with callgrind). Node's own compile
+ * cache cannot be shipped prebuilt: it names its folders after the user id, which Lambda does
+ * not promise. A cache V8 rejects (another Node) costs only the compile that happens anyway.
  *
  * The layer build's training run sets TOKEN_BROKER_WRITE_CODE_CACHE: every file run here then
  * writes its cache next to itself at exit, holding every function that run compiled.

@@ -12,15 +12,18 @@ node="$dir/node"
 [ -x "$node" ] || node=/var/lang/bin/node
 [ -x "$node" ] || node=node
 # V8 set for memory, not peak speed (the function pays for every MB; the broker answers a few
-# requests per invoke): a 1 MB young generation, no optimising compilers, V8's memory-saving lite
-# mode (1.2 MB less after 1,000 requests), no helper threads for GC and compiles. Such
-# flags make V8 reject the code cache built into Node for its own modules (~15 ms of start), and
-# any V8 code cache made under other flags: the standalone layer's is made by running this very
-# launcher (scripts/layer-code-cache.ts).
-# glibc's malloc, for the broker process only: hand freed memory back at once rather than keep it
-# for reuse, and serve blocks of 16 KB and up from their own mappings, so that what V8's parser
-# and compiler take while the token chain loads is returned when they are done. Together 7.5 MB
-# less for the nodejs flavour after 1,000 requests, ~15 ms more for the first token
+# requests per invoke): lite mode (no JIT compilers, a 1 MB young generation, heuristics for size;
+# 1.2 MB less after 1,000 requests than with the optimising compilers off alone) and no helper
+# threads for GC and compiles. Lite mode also leaves V8 without WebAssembly, which Node's own
+# fetch (undici) needs: the layer's bundles never use it (scripts/fetch-globals.ts). Such flags
+# make V8 reject the code cache built into Node for its own modules (~15 ms of start), and any V8
+# code cache made under other flags: the standalone layer's is made by running this very launcher
+# (scripts/layer-code-cache.ts).
+# glibc's malloc, for the broker process only, appended to any tunables the function sets: freed
+# memory goes back at once rather than being kept for reuse, and blocks of 32 KB and up (V8's
+# parser and compiler take theirs in 32 KB segments) get mappings of their own, returned when
+# freed. Without it the nodejs flavour, which compiles the token chain at run time, keeps 6.4 MB
+# of holes after its first token; the cost is ~10–20 ms more before that first token
 # (npm run bench:lambda).
-export GLIBC_TUNABLES=glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0:glibc.malloc.mmap_threshold=16384
-exec "$node" --max-semi-space-size=1 --max-opt=1 --single-threaded --optimize-for-size --lite-mode "$dir/start.cjs" "${0##*/}"
+export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0:glibc.malloc.mmap_threshold=32768"
+exec "$node" --single-threaded --lite-mode "$dir/start.cjs" "${0##*/}"

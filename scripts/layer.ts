@@ -1,5 +1,16 @@
 import { execFile } from "node:child_process";
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, utimes } from "node:fs/promises";
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  utimes,
+} from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -170,8 +181,12 @@ async function stageLayer(
     await place(join(dir, "token-broker/LICENSE.node"), 0o644, node.licence);
     entries.push("token-broker/node", "token-broker/LICENSE.node");
     if (architecture === hostArchitecture) {
-      const caches = ["token-broker/extension.cjs.v8cache", "token-broker/chain.cjs.v8cache"];
       await trainCodeCache(join(dir, "extensions", extensionName));
+      // One cache per file the training run ran, next to it.
+      const caches = (await readdir(join(dir, "token-broker")))
+        .filter((name) => name.endsWith(".v8cache"))
+        .sort()
+        .map((name) => `token-broker/${name}`);
       for (const cache of caches) await settle(join(dir, cache), 0o644);
       entries.push(...caches);
     }

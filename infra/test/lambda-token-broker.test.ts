@@ -16,6 +16,7 @@ import { LambdaTokenBroker } from "../lib/lambda-token-broker.ts";
 import { type LayerFlavour, TokenBrokerLayer } from "../lib/token-broker-layer.ts";
 import { makeLayerFixtures } from "./layer-fixtures.ts";
 import { testApp } from "./synth.ts";
+import { expectedWebIdentityTokenStatement } from "./web-identity-statement.ts";
 
 const audience = providerAudience({
   projectNumber: "987654321098",
@@ -130,18 +131,7 @@ describe("LambdaTokenBroker", () => {
     expect(policy.PolicyDocument).toEqual({
       Version: "2012-10-17",
       Statement: [
-        {
-          Sid: "MintJwtForGoogleWorkloadIdentityFederation",
-          Effect: "Allow",
-          Action: "sts:GetWebIdentityToken",
-          Resource: "*",
-          Condition: {
-            "ForAllValues:StringEquals": { "sts:IdentityTokenAudience": audience },
-            Null: { "sts:IdentityTokenAudience": "false" },
-            StringEquals: { "sts:SigningAlgorithm": "RS256" },
-            NumericLessThanEquals: { "sts:DurationSeconds": 900 },
-          },
-        },
+        expectedWebIdentityTokenStatement({ audience, signingAlgorithm: "RS256", durationSeconds: 900 }),
       ],
     });
     const role = functions.Python313X86?.role?.node.defaultChild as CfnElement;

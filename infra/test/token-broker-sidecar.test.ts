@@ -15,6 +15,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { providerAudience } from "../lib/broker-settings.ts";
 import { TokenBrokerSidecar } from "../lib/token-broker-sidecar.ts";
 import { testApp } from "./synth.ts";
+import { expectedWebIdentityTokenStatement } from "./web-identity-statement.ts";
 
 const audience = providerAudience({
   projectNumber: "987654321098",
@@ -131,18 +132,7 @@ describe("TokenBrokerSidecar", () => {
     const resource = template.toJSON().Resources[stack.getLogicalId(policy)];
     expect(resource.Properties.Roles).toEqual([{ Ref: stack.getLogicalId(taskRole) }]);
     expect(resource.Properties.PolicyDocument.Statement).toEqual([
-      {
-        Sid: "MintJwtForGoogleWorkloadIdentityFederation",
-        Effect: "Allow",
-        Action: "sts:GetWebIdentityToken",
-        Resource: "*",
-        Condition: {
-          "ForAllValues:StringEquals": { "sts:IdentityTokenAudience": audience },
-          Null: { "sts:IdentityTokenAudience": "false" },
-          StringEquals: { "sts:SigningAlgorithm": "ES384" },
-          NumericLessThanEquals: { "sts:DurationSeconds": 300 },
-        },
-      },
+      expectedWebIdentityTokenStatement({ audience, signingAlgorithm: "ES384", durationSeconds: 300 }),
     ]);
     const taskDefinition =
       template.toJSON().Resources[stack.getLogicalId(task.node.defaultChild as CfnElement)];

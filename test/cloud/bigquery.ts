@@ -1,19 +1,15 @@
 import type { Request } from "express";
-import type { CallCounter } from "./call-counter.ts";
-import { FaultInjector } from "./faults.ts";
 import {
   callerOf,
   GoogleApiError,
+  type GoogleApiFake,
   type GoogleError,
   googleApi,
   hasAnyScope,
   insufficientScopes,
   parseJsonBody,
   pathParam,
-  WireLog,
-  type WireRecord,
 } from "./google-api.ts";
-import type { RunningServer } from "./http.ts";
 import type { Ledger } from "./ledger.ts";
 import { iamMember, type World } from "./world.ts";
 
@@ -32,13 +28,8 @@ export interface StoredRow {
   readonly json: Readonly<Record<string, unknown>>;
 }
 
-export interface BigQueryFake extends RunningServer {
-  readonly faults: FaultInjector;
-  readonly calls: CallCounter<BigQueryOperation>;
-  /** Every request in arrival order, with the Bearer it carried. */
-  requests(): readonly WireRecord<BigQueryOperation>[];
-  /** Clears faults, counters and the request log; stored rows stay. */
-  reset(): void;
+/** `reset()` keeps the stored rows. */
+export interface BigQueryFake extends GoogleApiFake<BigQueryOperation> {
   /** The rows stored in a table, oldest first (empty for a table that does not exist). */
   rows(dataset: string, table: string): readonly StoredRow[];
 }
@@ -81,8 +72,6 @@ export async function startBigQuery({
   world: World;
   ledger: Ledger;
 }): Promise<BigQueryFake> {
-  const faults = new FaultInjector();
-  const wire = new WireLog<BigQueryOperation>();
   const tables = new Map<string, Table>([
     [
       `${world.dataset}.${world.table}`,
@@ -93,9 +82,7 @@ export async function startBigQuery({
       },
     ],
   ]);
-  const api = googleApi({
-    faults,
-    wire,
+  const api = googleApi<BigQueryOperation>({
     unrouted: "unrouted",
     withStatus: true,
     throttled: {
@@ -171,16 +158,8 @@ export async function startBigQuery({
     },
   );
 
-  const server = await api.listen();
   return {
-    ...server,
-    faults,
-    calls: wire.calls,
-    requests: () => wire.requests(),
-    reset: () => {
-      faults.clear();
-      wire.reset();
-    },
+    ...(await api.listen()),
     rows: (dataset, table) => [...(tables.get(`${dataset}.${table}`)?.rows ?? [])],
   };
 }

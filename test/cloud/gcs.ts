@@ -1,22 +1,18 @@
 import type { Request, Response } from "express";
-import type { CallCounter } from "./call-counter.ts";
-import { FaultInjector } from "./faults.ts";
 import { etagOf, type NewObject, ObjectStore, objectResource, type StoredObject } from "./gcs-objects.ts";
 import { ResumableUploads } from "./gcs-resumable.ts";
 import {
   bodyOf,
   callerOf,
   GoogleApiError,
+  type GoogleApiFake,
   googleApi,
   hasAnyScope,
   insufficientScopes,
   parseJsonBody,
   pathParam,
   queryParam,
-  WireLog,
-  type WireRecord,
 } from "./google-api.ts";
-import type { RunningServer } from "./http.ts";
 import type { GooglePrincipal, IssuedAccessToken, Ledger } from "./ledger.ts";
 import { parseMultipartRelated } from "./multipart-related.ts";
 import { iamMember, type World } from "./world.ts";
@@ -31,13 +27,8 @@ export type { StoredObject } from "./gcs-objects.ts";
  */
 export type GcsOperation = "objects.insert" | "uploads.put" | "objects.get" | "objects.list" | "unrouted";
 
-export interface GcsFake extends RunningServer {
-  readonly faults: FaultInjector;
-  readonly calls: CallCounter<GcsOperation>;
-  /** Every request in arrival order, with the Bearer it carried. */
-  requests(): readonly WireRecord<GcsOperation>[];
-  /** Clears faults, counters and the request log; stored objects stay. */
-  reset(): void;
+/** `reset()` keeps the stored objects. */
+export interface GcsFake extends GoogleApiFake<GcsOperation> {
   object(bucket: string, name: string): StoredObject | undefined;
   /** A bucket's objects in name order. */
   objects(bucket: string): StoredObject[];
@@ -57,13 +48,9 @@ const readScopes = [
 ];
 
 export async function startGcs({ world, ledger }: { world: World; ledger: Ledger }): Promise<GcsFake> {
-  const faults = new FaultInjector();
-  const wire = new WireLog<GcsOperation>();
   const store = new ObjectStore([world.grantedBucket, world.forbiddenBucket]);
   const uploads = new ResumableUploads();
-  const api = googleApi({
-    faults,
-    wire,
+  const api = googleApi<GcsOperation>({
     unrouted: "unrouted",
     withStatus: false,
     throttled: {
@@ -222,16 +209,8 @@ export async function startGcs({ world, ledger }: { world: World; ledger: Ledger
     getObject(req, res, true),
   );
 
-  const server = await api.listen();
   return {
-    ...server,
-    faults,
-    calls: wire.calls,
-    requests: () => wire.requests(),
-    reset: () => {
-      faults.clear();
-      wire.reset();
-    },
+    ...(await api.listen()),
     object: (bucket, name) => store.get(bucket, name),
     objects: (bucket) => store.all(bucket),
   };

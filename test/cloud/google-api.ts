@@ -2,7 +2,7 @@ import { STATUS_CODES } from "node:http";
 import { finished } from "node:stream/promises";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { CallCounter } from "./call-counter.ts";
-import type { FaultInjector } from "./faults.ts";
+import { FaultInjector } from "./faults.ts";
 import { BEARER_CHALLENGE, STATUS_NAMES } from "./google-rpc-error.ts";
 import { listen, type RunningServer } from "./http.ts";
 import type { IssuedAccessToken, Ledger } from "./ledger.ts";
@@ -87,7 +87,7 @@ export interface WireRecord<Operation extends string> {
 }
 
 /** The traffic a fake saw: counts per operation and, in order, each request with its Bearer. */
-export class WireLog<Operation extends string> {
+class WireLog<Operation extends string> {
   readonly calls = new CallCounter<Operation>();
   readonly #records: WireRecord<Operation>[] = [];
 
@@ -140,8 +140,6 @@ export function queryParam(req: Request, name: string): string | undefined {
 type Handler = (req: Request, res: Response) => void | Promise<void>;
 
 export interface GoogleApiOptions<Operation extends string> {
-  readonly faults: FaultInjector;
-  readonly wire: WireLog<Operation>;
   /** Operation recorded for requests that match no route. */
   readonly unrouted: Operation;
   /** How this API says "slow down" (GCS: 429; BigQuery: 403 rateLimitExceeded). */
@@ -150,10 +148,20 @@ export interface GoogleApiOptions<Operation extends string> {
   readonly withStatus: boolean;
 }
 
+/** What tests see of every Google API fake, whatever it stores. */
+export interface GoogleApiFake<Operation extends string> extends RunningServer {
+  readonly faults: FaultInjector;
+  readonly calls: CallCounter<Operation>;
+  /** Every request in arrival order, with the Bearer it carried. */
+  requests(): readonly WireRecord<Operation>[];
+  /** Clears faults, counters and the request log; what the fake stores stays. */
+  reset(): void;
+}
+
 export interface GoogleApi<Operation extends string> {
   route(method: "get" | "post" | "put", path: string, operation: Operation, handler: Handler): void;
   /** Adds the 404 and error handlers after the routes, then listens on 127.0.0.1. */
-  listen(): Promise<RunningServer>;
+  listen(): Promise<GoogleApiFake<Operation>>;
 }
 
 /** A request body larger than any test sends; above it express answers 413 in the envelope. */
@@ -162,7 +170,9 @@ const bodyLimit = "64mb";
 export function googleApi<Operation extends string>(
   options: GoogleApiOptions<Operation>,
 ): GoogleApi<Operation> {
-  const { faults, wire, withStatus } = options;
+  const { withStatus } = options;
+  const faults = new FaultInjector();
+  const wire = new WireLog<Operation>();
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -203,14 +213,24 @@ export function googleApi<Operation extends string>(
     route(method, path, operation, handler) {
       app[method](path, record(operation), applyFaults, rawBody, handler);
     },
-    listen() {
+    async listen() {
       app.use(record(options.unrouted), applyFaults, (_req: Request, res: Response) => {
         sendGoogleError(res, { code: 404, message: "Not Found", reason: "notFound" }, withStatus);
       });
       app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
         sendGoogleError(res, asGoogleError(err), withStatus);
       });
-      return listen(app);
+      const server = await listen(app);
+      return {
+        ...server,
+        faults,
+        calls: wire.calls,
+        requests: () => wire.requests(),
+        reset: () => {
+          faults.clear();
+          wire.reset();
+        },
+      };
     },
   };
 }

@@ -1,9 +1,7 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildLayers, type Flavour } from "../../scripts/layer.ts";
+import type { Flavour } from "../../scripts/layer.ts";
 import { type Cloud, impersonatedServiceAccount, startCloud } from "../cloud/cloud.ts";
+import { type BuiltLayer, buildLayer } from "../lambda-runtime/built-layer.ts";
 import { demoHandlerPath, startDemoLambda } from "../lambda-runtime/demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
 import type { InvokeResult, LocalLambda } from "../lambda-runtime/local-lambda.ts";
@@ -30,17 +28,16 @@ describe.each(["nodejs", "standalone"] satisfies Flavour[])(
   "the demo function with the %s layer",
   (flavour) => {
     let demo: Cloud;
-    let outDir: string;
+    let layer: BuiltLayer;
     let bundle: FunctionBundle;
     let lambda: LocalLambda;
     let results: InvokeResult[];
 
     beforeAll(async () => {
       demo = await startCloud();
-      outDir = await mkdtemp(join(tmpdir(), "layers-"));
-      const [layer] = await buildLayers({ outDir, flavours: [flavour], architectures: ["x86_64"] });
+      layer = await buildLayer(flavour);
       bundle = await bundleFunction(demoHandlerPath);
-      lambda = await startDemoLambda({ demo, layer: layer?.zipPath ?? "", bundle, impersonate: true });
+      lambda = await startDemoLambda({ demo, layer: layer.zipPath, bundle, impersonate: true });
       results = [];
       for (let i = 0; i < invocations; i++) results.push(await lambda.invoke({}));
     });
@@ -49,7 +46,7 @@ describe.each(["nodejs", "standalone"] satisfies Flavour[])(
       await lambda?.close();
       await bundle?.remove();
       await demo?.close();
-      if (outDir !== undefined) await rm(outDir, { recursive: true, force: true });
+      await layer?.remove();
     });
 
     it("writes one object per invocation, holding that invocation's request id", () => {

@@ -1,10 +1,7 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildLayers } from "../../scripts/layer.ts";
 import { type Cloud, startCloud } from "../cloud/cloud.ts";
+import { type BuiltLayer, buildLayer } from "../lambda-runtime/built-layer.ts";
 import { startDemoLambda } from "../lambda-runtime/demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
 import { type InvokeResult, type LocalLambda, libfaketimePath } from "../lambda-runtime/local-lambda.ts";
@@ -27,7 +24,7 @@ const minute = 60_000;
 const probePath = fileURLToPath(new URL("../lambda-runtime/token-probe-handler.ts", import.meta.url));
 
 let demo: Cloud;
-let outDir: string;
+let layer: BuiltLayer;
 let bundle: FunctionBundle;
 let lambda: LocalLambda;
 
@@ -60,12 +57,11 @@ beforeAll(async () => {
   if (missingFaketime !== undefined) return;
   demo = await startCloud();
   demo.googleSts.setExpiresIn(600);
-  outDir = await mkdtemp(join(tmpdir(), "layers-"));
-  const [layer] = await buildLayers({ outDir, flavours: ["nodejs"], architectures: ["x86_64"] });
+  layer = await buildLayer("nodejs");
   bundle = await bundleFunction(probePath);
   lambda = await startDemoLambda({
     demo,
-    layer: layer?.zipPath ?? "",
+    layer: layer.zipPath,
     bundle,
     impersonate: false,
     shiftableClock: true,
@@ -76,7 +72,7 @@ afterAll(async () => {
   await lambda?.close();
   await bundle?.remove();
   await demo?.close();
-  if (outDir !== undefined) await rm(outDir, { recursive: true, force: true });
+  await layer?.remove();
 });
 
 describe.skipIf(missingFaketime !== undefined)(

@@ -1,13 +1,10 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildLayers } from "../../scripts/layer.ts";
 import { type Cloud, startCloud } from "../cloud/cloud.ts";
+import { type BuiltLayer, buildLayer } from "../lambda-runtime/built-layer.ts";
 import {
   demoFunctionEnvironment,
   demoHandlerPath,
@@ -26,28 +23,31 @@ const run = promisify(execFile);
 const cli = fileURLToPath(new URL("../../broker/cli.ts", import.meta.url));
 
 let demo: Cloud;
-let outDir: string;
-let layer: string;
+let layer: BuiltLayer;
 let bundle: FunctionBundle;
 
 beforeAll(async () => {
   demo = await startCloud();
-  outDir = await mkdtemp(join(tmpdir(), "layers-"));
-  const [built] = await buildLayers({ outDir, flavours: ["nodejs"], architectures: ["x86_64"] });
-  layer = built?.zipPath ?? "";
+  layer = await buildLayer("nodejs");
   bundle = await bundleFunction(demoHandlerPath);
 });
 
 afterAll(async () => {
   await bundle?.remove();
   await demo?.close();
-  if (outDir !== undefined) await rm(outDir, { recursive: true, force: true });
+  await layer?.remove();
 });
 
 /** Starts the sandbox expecting init to fail; returns Lambda's error and how long it took. */
 async function failedInit(environment: Record<string, string | undefined>) {
   const started = Date.now();
-  const error = await startDemoLambda({ demo, layer, bundle, impersonate: true, environment }).then(
+  const error = await startDemoLambda({
+    demo,
+    layer: layer.zipPath,
+    bundle,
+    impersonate: true,
+    environment,
+  }).then(
     async (lambda) => {
       await lambda.close();
       throw new Error("init succeeded although the configuration is broken");
