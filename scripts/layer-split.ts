@@ -1,5 +1,5 @@
 import { join, relative, resolve } from "node:path";
-import { build, type Plugin } from "esbuild";
+import { type BuildOptions, build } from "esbuild";
 
 /**
  * Splits the Lambda extension into CommonJS files: `extension.cjs` (broker, metadata listener,
@@ -42,9 +42,6 @@ function projectId(root: string, path: string): string {
   return relative(root, path).split("\\").join("/");
 }
 
-/** Options for one esbuild call, to which the split adds its plugin. */
-type Options = Parameters<typeof build>[0] & { readonly plugins: readonly Plugin[] };
-
 /**
  * Builds `entry` into `outfile` with every lazy part in a file of its own in `outDir`.
  * First the extension's own project modules are found (the parts left out), then each part is
@@ -52,7 +49,7 @@ type Options = Parameters<typeof build>[0] & { readonly plugins: readonly Plugin
  */
 export async function buildSplit(
   root: string,
-  options: Options,
+  options: BuildOptions,
   entry: string,
   outfile: string,
   outDir: string,
@@ -66,7 +63,7 @@ export async function buildSplit(
     write: false,
     metafile: true,
     plugins: [
-      ...options.plugins,
+      ...(options.plugins ?? []),
       {
         name: "lazy-parts-left-out",
         setup(b) {
@@ -92,7 +89,7 @@ export async function buildSplit(
       entryPoints: [join(root, part.module)],
       outfile: join(outDir, part.file),
       plugins: [
-        ...options.plugins,
+        ...(options.plugins ?? []),
         {
           name: "lazy-part",
           setup(b) {
@@ -114,7 +111,7 @@ export async function buildSplit(
     entryPoints: [entry],
     outfile,
     plugins: [
-      ...options.plugins,
+      ...(options.plugins ?? []),
       {
         name: "lazy-part-loader",
         setup(b) {
