@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { listen, type RunningServer } from "../cloud/http.ts";
+import { type CpuQuota, SandboxCgroups, type SandboxMemory } from "./cgroups.ts";
 import {
   type Answer,
   type ControlPlane,
@@ -21,8 +22,15 @@ import { type LogLine, SandboxProcess } from "./sandbox-process.ts";
  * A Lambda execution environment on loopback, driving the real artefacts: the built layer zips
  * are unpacked into an `/opt`-like folder, every executable in its `extensions/` is started as
  * Lambda starts extensions, the function runs under the real `aws-lambda-ric` (the runtime
- * interface client of Lambda's Node.js images) against the Runtime API, and the sandbox is
- * frozen (SIGSTOP) between invocations and thawed (SIGCONT) before the next, as Lambda does.
+ * interface client of Lambda's Node.js images) against the Runtime API, or under any other
+ * runtime client given as `runtime` (e.g. a Python one).
+ *
+ * Lambda's resource envelope (cgroups.ts): every process of the sandbox runs in one memory
+ * cgroup limited to `memoryMb` (its peak is "Max Memory Used", `memory()` and each
+ * `InvokeResult`), one cpu cgroup left unthrottled during init and limited to memoryMb/1769 of
+ * a vCPU from the first invoke on, and one freezer cgroup that freezes the sandbox between
+ * invocations and thaws it before the next, as Lambda does. Without writable cgroup v1
+ * controllers `start()` fails with the reason; suites skip through `envelopeSkipReason()`.
  *
  * The phases follow the Extensions API documentation:
  *   init      extensions start; once all have registered, the runtime starts; init ends when
@@ -36,6 +44,23 @@ import { type LogLine, SandboxProcess } from "./sandbox-process.ts";
  * `shiftableClock` the sandbox's processes read the wall clock through libfaketime and
  * `advanceClock()` moves it forward while they are stopped: on thaw they see the time that would
  * have passed. Their monotonic clock is left alone.
+ *
+ * `initializationType` (AWS_LAMBDA_INITIALIZATION_TYPE) selects Lambda's mode:
+ *   on-demand / provisioned-concurrency   as above.
+ *   lambda-managed-instances   Lambda Managed Instances: registering for INVOKE is refused
+ *             (403 Extension.InvalidEventType), the sandbox is never frozen and the CPU never
+ *             throttled (an instance's vCPUs belong to it), the runtime gets
+ *             AWS_LAMBDA_MAX_CONCURRENCY and `invoke()` may run up to `maxConcurrency` at once.
+ *   snap-start   SnapStart: `start()` runs the init phase and then takes the snapshot (the
+ *             sandbox is frozen). `restore()` resumes it: while still frozen it runs the
+ *             caller's `beforeThaw` (the hermetic cloud rotates the credentials its container
+ *             endpoint hands out and drops every connection it holds: see snapstart.ts), moves
+ *             the wall clock if asked, and thaws. External extensions get no event for the
+ *             restore (the Extensions API has INVOKE and SHUTDOWN only; the restore phase's
+ *             hooks belong to the runtime): what they see is their pending `event/next`
+ *             answered with the first INVOKE, a wall clock that jumped, and dead sockets.
+ *             `snapshot()` takes a new snapshot of a running sandbox between invocations.
+ * Any other value behaves as on-demand (the variable still carries it, for extensions to judge).
  */
 
 export interface LocalLambdaOptions {
@@ -54,6 +79,31 @@ export interface LocalLambdaOptions {
   readonly onLog?: (line: LogLine) => void;
   /** Let `advanceClock()` move the sandbox's wall clock (needs Debian's libfaketime). */
   readonly shiftableClock?: boolean;
+  /** The function's memory: the sandbox's memory limit and its CPU share; default 512. */
+  readonly memoryMb?: number;
+  /** AWS_LAMBDA_INITIALIZATION_TYPE; default `on-demand`. See the header for each mode. */
+  readonly initializationType?: InitializationType | (string & {});
+  /** Managed Instances only: AWS_LAMBDA_MAX_CONCURRENCY, the invocations one sandbox runs at once; default 16. */
+  readonly maxConcurrency?: number;
+  /** The runtime process; default: Node with aws-lambda-ric, as Lambda's Node.js runtimes. */
+  readonly runtime?: {
+    readonly command: string;
+    readonly args: readonly string[];
+    readonly executionEnv: string;
+  };
+}
+
+export type InitializationType =
+  | "on-demand"
+  | "provisioned-concurrency"
+  | "snap-start"
+  | "lambda-managed-instances";
+
+export interface RestoreOptions {
+  /** Runs while the snapshot is still frozen: rotate credentials, drop connections. */
+  readonly beforeThaw?: () => Promise<void> | void;
+  /** Moves the wall clock this far while frozen (needs `shiftableClock`): a snapshot restored days later. */
+  readonly advanceClockMs?: number;
 }
 
 export type InvokeOutcome =
@@ -67,6 +117,19 @@ export interface InvokeResult {
   readonly durationMs: number;
   /** Per extension: from handing it the INVOKE event to its next `event/next` call. */
   readonly extensionDoneAfterMs: Readonly<Record<string, number>>;
+  /** "Max Memory Used" of Lambda's REPORT line: the sandbox's peak so far, in MB. */
+  readonly maxMemoryUsedMb: number;
+}
+
+/** An invocation Lambda could not complete, e.g. `Runtime.OutOfMemory` or `Sandbox.Timedout`. */
+export class LambdaInvokeError extends Error {
+  override readonly name = "LambdaInvokeError";
+  readonly errorType: string;
+
+  constructor(errorType: string, detail: string) {
+    super(`${errorType}: ${detail}`);
+    this.errorType = errorType;
+  }
 }
 
 export interface ExtensionShutdown {
@@ -104,6 +167,8 @@ const initLimitMs = 10_000;
 const shutdownLimitMs = 2_000;
 const runtimeShutdownMs = 300;
 const defaultTimeoutMs = 30_000;
+const defaultMemoryMb = 512;
+const defaultMaxConcurrency = 16;
 /** Variables Lambda gives the runtime process only, not extensions (Extensions API docs). */
 const runtimeOnlyVariables = [
   "AWS_EXECUTION_ENV",
@@ -180,19 +245,28 @@ function messageOf(body: string): string | undefined {
   }
 }
 
+const modesWithoutFreeze = new Set(["lambda-managed-instances"]);
+
 export class LocalLambda implements ControlPlane {
   readonly logs: LogLine[] = [];
   readonly #options: LocalLambdaOptions;
   readonly #root: string;
   readonly #optDir: string;
   readonly #extensions: Extension[] = [];
+  readonly #initializationType: string;
+  readonly #managedInstances: boolean;
+  #cgroups: SandboxCgroups | undefined;
   #server: RunningServer | undefined;
   #runtime: SandboxProcess | undefined;
   #runtimeDeliver: ((invocation: Invocation) => void) | undefined;
+  readonly #runtimeQueue: Invocation[] = [];
   #runtimeInitError: { type: string; message: string | undefined } | undefined;
-  #pending: PendingInvocation | undefined;
+  readonly #pending = new Map<string, PendingInvocation>();
   #frozen = false;
+  #snapshotted = false;
+  #cpuLimited = false;
   #closed = false;
+  #initDurationMs: number | undefined;
   #clock: { file: string; preload: string; offsetSeconds: number } | undefined;
   readonly #listeners = new Set<() => void>();
 
@@ -200,16 +274,22 @@ export class LocalLambda implements ControlPlane {
     this.#options = options;
     this.#root = root;
     this.#optDir = join(root, "opt");
+    this.#initializationType = options.initializationType ?? "on-demand";
+    this.#managedInstances = modesWithoutFreeze.has(this.#initializationType);
   }
 
-  /** Runs the init phase; rejects with `LambdaInitError` (after cleaning up) if Lambda would fail it. */
+  /**
+   * Runs the init phase (and, with SnapStart, takes the snapshot); rejects with
+   * `LambdaInitError` (after cleaning up) if Lambda would fail it.
+   */
   static async start(options: LocalLambdaOptions): Promise<LocalLambda> {
     const lambda = new LocalLambda(options, await mkdtemp(join(tmpdir(), "local-lambda-")));
-    // Sandbox processes run in their own process groups, possibly stopped: if the test process
+    // Sandbox processes run in their own process groups, possibly frozen: if the test process
     // ends without close(), they must not outlive it.
     process.once("exit", lambda.#killAll);
     try {
       await lambda.#init();
+      if (lambda.#initializationType === "snap-start") await lambda.snapshot();
       return lambda;
     } catch (error) {
       await lambda.close();
@@ -229,6 +309,46 @@ export class LocalLambda implements ControlPlane {
 
   get frozen(): boolean {
     return this.#frozen;
+  }
+
+  /** SnapStart: a snapshot was taken and not restored yet. */
+  get snapshotted(): boolean {
+    return this.#snapshotted;
+  }
+
+  get memoryMb(): number {
+    return this.#options.memoryMb ?? defaultMemoryMb;
+  }
+
+  /** Lambda's "Init Duration": from starting the extensions to everyone waiting in `next`. */
+  get initDurationMs(): number {
+    if (this.#initDurationMs === undefined) throw new Error("the init phase has not ended");
+    return this.#initDurationMs;
+  }
+
+  /** The sandbox's cgroup folders, per controller (for tests that read the kernel's own files). */
+  get cgroupFolders(): Readonly<Record<"memory" | "cpu" | "freezer", string>> {
+    return this.#envelope().folders;
+  }
+
+  /** Memory as the sandbox's memory cgroup accounts it; `maxUsedBytes` is "Max Memory Used". */
+  memory(): Promise<SandboxMemory> {
+    return this.#envelope().memory();
+  }
+
+  /** The sandbox's CPU quota now (-1 = unthrottled, as during init). */
+  cpuQuota(): Promise<CpuQuota> {
+    return this.#envelope().cpuQuota();
+  }
+
+  /** The pids of every process in the sandbox (extensions, runtime, and what they started). */
+  pids(): number[] {
+    return this.#envelope().pids();
+  }
+
+  #envelope(): SandboxCgroups {
+    if (this.#cgroups === undefined) throw new Error("the sandbox has no cgroups (closed, or not started)");
+    return this.#cgroups;
   }
 
   get #functionName(): string {
@@ -291,13 +411,20 @@ export class LocalLambda implements ControlPlane {
       AWS_DEFAULT_REGION: this.#region,
       AWS_LAMBDA_FUNCTION_NAME: this.#functionName,
       AWS_LAMBDA_FUNCTION_VERSION: "$LATEST",
-      AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "512",
-      AWS_LAMBDA_INITIALIZATION_TYPE: "on-demand",
+      AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(this.memoryMb),
+      AWS_LAMBDA_INITIALIZATION_TYPE: this.#initializationType,
       AWS_LAMBDA_RUNTIME_API: this.runtimeApi,
     };
   }
 
+  /** A process of the sandbox: started inside its cgroups. */
+  #spawn(name: string, command: string, args: readonly string[], env: Record<string, string>, cwd: string) {
+    const wrapped = this.#envelope().wrap(command, args);
+    return new SandboxProcess(name, wrapped.command, wrapped.args, { env, cwd, onLine: this.#log });
+  }
+
   async #init(): Promise<void> {
+    this.#cgroups = await SandboxCgroups.create(this.memoryMb);
     if (this.#options.shiftableClock === true) {
       this.#clock = {
         file: join(this.#root, "clock-offset"),
@@ -312,6 +439,7 @@ export class LocalLambda implements ControlPlane {
     }
     this.#server = await listen(createRuntimeApiApp(this));
 
+    const initStartedAt = performance.now();
     const extensionEnv = this.#baseEnvironment();
     for (const name of runtimeOnlyVariables) delete extensionEnv[name];
     const folder = join(this.#optDir, "extensions");
@@ -322,11 +450,7 @@ export class LocalLambda implements ControlPlane {
       if (!info.isFile() || (info.mode & 0o111) === 0) continue;
       this.#extensions.push({
         name,
-        process: new SandboxProcess(name, path, [], {
-          env: extensionEnv,
-          cwd: this.#optDir,
-          onLine: this.#log,
-        }),
+        process: this.#spawn(name, path, [], extensionEnv, this.#optDir),
         events: new Set(),
         queue: [],
       });
@@ -343,20 +467,23 @@ export class LocalLambda implements ControlPlane {
     });
 
     // Runtime init, then everyone waits in `next`.
+    const runtime = this.#options.runtime ?? {
+      command: process.execPath,
+      args: [join(dirname(require.resolve("aws-lambda-ric")), "index.mjs")],
+      executionEnv: "AWS_Lambda_nodejs24.x",
+    };
     const runtimeEnv: Record<string, string> = {
       ...this.#baseEnvironment(),
       _HANDLER: this.#options.handler,
       LAMBDA_TASK_ROOT: this.#options.taskRoot,
-      AWS_EXECUTION_ENV: "AWS_Lambda_nodejs24.x",
+      AWS_EXECUTION_ENV: runtime.executionEnv,
       AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${this.#functionName}`,
       AWS_LAMBDA_LOG_STREAM_NAME: `local/[$LATEST]${randomUUID().replaceAll("-", "")}`,
+      ...(this.#managedInstances
+        ? { AWS_LAMBDA_MAX_CONCURRENCY: String(this.#options.maxConcurrency ?? defaultMaxConcurrency) }
+        : {}),
     };
-    const ric = join(dirname(require.resolve("aws-lambda-ric")), "index.mjs");
-    this.#runtime = new SandboxProcess("runtime", process.execPath, [ric], {
-      env: runtimeEnv,
-      cwd: this.#options.taskRoot,
-      onLine: this.#log,
-    });
+    this.#runtime = this.#spawn("runtime", runtime.command, runtime.args, runtimeEnv, this.#options.taskRoot);
     void this.#runtime.exited.then(() => this.#changed());
     await this.#until(
       () =>
@@ -369,6 +496,7 @@ export class LocalLambda implements ControlPlane {
     ).then((failure) => {
       if (failure !== true) throw failure;
     });
+    this.#initDurationMs = performance.now() - initStartedAt;
   }
 
   #timeout(what: string): LambdaInitError {
@@ -420,13 +548,13 @@ export class LocalLambda implements ControlPlane {
     return undefined;
   }
 
-  #freeze(): void {
-    for (const target of this.#processes()) target.signal("SIGSTOP");
+  async #freeze(): Promise<void> {
+    await this.#envelope().freeze();
     this.#frozen = true;
   }
 
-  #thaw(): void {
-    for (const target of this.#processes()) target.signal("SIGCONT");
+  async #thaw(): Promise<void> {
+    await this.#envelope().thaw();
     this.#frozen = false;
   }
 
@@ -460,18 +588,40 @@ export class LocalLambda implements ControlPlane {
     deliver(event);
   }
 
+  #drainRuntime(): void {
+    const deliver = this.#runtimeDeliver;
+    const invocation = this.#runtimeQueue.shift();
+    if (invocation === undefined) return;
+    if (deliver === undefined) {
+      this.#runtimeQueue.unshift(invocation);
+      return;
+    }
+    this.#runtimeDeliver = undefined;
+    deliver(invocation);
+  }
+
   /**
    * Thaws the sandbox, delivers one invocation, waits for the end of the invoke phase and freezes
-   * the sandbox again. A function timeout or a runtime crash rejects (the sandbox is then unusable).
+   * the sandbox again (Managed Instances: no freeze, and invocations may overlap). A function
+   * timeout or a runtime crash rejects with `LambdaInvokeError` (the sandbox is then unusable).
    */
   async invoke(payload: unknown, options: { timeoutMs?: number } = {}): Promise<InvokeResult> {
     if (this.#closed) throw new Error("the sandbox is closed");
-    if (this.#pending !== undefined)
+    if (this.#snapshotted) throw new Error("the sandbox is a SnapStart snapshot: restore() it first");
+    if (!this.#managedInstances && this.#pending.size > 0)
       throw new Error("one invocation at a time: Lambda sandboxes are not concurrent");
-    if (this.#frozen) this.#thaw();
-    const deliverToRuntime = this.#runtimeDeliver;
-    if (deliverToRuntime === undefined) throw new Error("the runtime is not waiting for an invocation");
-    this.#runtimeDeliver = undefined;
+    const maxConcurrency = this.#options.maxConcurrency ?? defaultMaxConcurrency;
+    if (this.#pending.size >= maxConcurrency)
+      throw new LambdaInvokeError(
+        "TooManyRequestsException",
+        `${maxConcurrency} invocations already run in this sandbox`,
+      );
+    if (this.#frozen) await this.#thaw();
+    if (!this.#cpuLimited && !this.#managedInstances) {
+      // Init had the CPU to itself; from the first invoke on, the function's share.
+      this.#cpuLimited = true;
+      await this.#envelope().limitCpu();
+    }
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs ?? defaultTimeoutMs;
     const invocation: Invocation = {
       requestId: randomUUID(),
@@ -481,8 +631,9 @@ export class LocalLambda implements ControlPlane {
       payload: JSON.stringify(payload),
     };
     const pending: PendingInvocation = { invocation, startedAtMs: Date.now() };
-    this.#pending = pending;
-    deliverToRuntime(invocation);
+    this.#pending.set(invocation.requestId, pending);
+    this.#runtimeQueue.push(invocation);
+    this.#drainRuntime();
     for (const extension of this.#extensions) {
       if (!extension.events.has("INVOKE")) continue;
       this.#send(extension, {
@@ -495,10 +646,11 @@ export class LocalLambda implements ControlPlane {
     }
 
     const ended = () => {
-      if (this.#runtime?.exit !== undefined)
-        return new Error(`Runtime.ExitError: the runtime exited during the invocation`);
+      if (this.#runtime?.exit !== undefined) return "exited" as const;
+      if (pending.result === undefined) return undefined;
+      // Managed Instances: an invocation ends with its answer; nobody waits for the others.
+      if (this.#managedInstances) return true;
       const everyoneWaits =
-        pending.result !== undefined &&
         this.#runtimeDeliver !== undefined &&
         this.#extensions.every((e) => e.deliver !== undefined || e.process.exit !== undefined);
       return everyoneWaits ? true : undefined;
@@ -507,14 +659,15 @@ export class LocalLambda implements ControlPlane {
       const end = await this.#until(
         ended,
         timeoutMs,
-        () => new Error(`Sandbox.Timedout: the invocation exceeded ${timeoutMs} ms`),
+        () => new LambdaInvokeError("Sandbox.Timedout", `the invocation exceeded ${timeoutMs} ms`),
       );
-      if (end !== true) throw end;
+      if (end === "exited") throw await this.#runtimeExitError();
     } finally {
-      this.#pending = undefined;
+      this.#pending.delete(invocation.requestId);
     }
-    this.#freeze();
+    if (!this.#managedInstances) await this.#freeze();
     const result = pending.result as RuntimeResult;
+    const memory = await this.memory();
     return {
       requestId: invocation.requestId,
       outcome:
@@ -533,7 +686,19 @@ export class LocalLambda implements ControlPlane {
             : [],
         ),
       ),
+      maxMemoryUsedMb: Math.round(memory.maxUsedBytes / (1024 * 1024)),
     };
+  }
+
+  async #runtimeExitError(): Promise<LambdaInvokeError> {
+    const memory = await this.memory();
+    if (memory.oomKills > 0) {
+      return new LambdaInvokeError(
+        "Runtime.OutOfMemory",
+        `the sandbox exceeded its ${this.memoryMb} MB (max memory used ${Math.round(memory.maxUsedBytes / (1024 * 1024))} MB)`,
+      );
+    }
+    return new LambdaInvokeError("Runtime.ExitError", "the runtime exited during the invocation");
   }
 
   /**
@@ -547,9 +712,31 @@ export class LocalLambda implements ControlPlane {
     await writeFile(this.#clock.file, `+${this.#clock.offsetSeconds}\n`);
   }
 
+  /** SnapStart: freezes the sandbox as the snapshot; `start()` already took one after init. */
+  async snapshot(): Promise<void> {
+    if (this.#initializationType !== "snap-start")
+      throw new Error("snapshots are a SnapStart feature: start with initializationType snap-start");
+    if (this.#pending.size > 0) throw new Error("a snapshot is taken between invocations");
+    if (!this.#frozen) await this.#freeze();
+    this.#snapshotted = true;
+  }
+
+  /**
+   * SnapStart: resumes the snapshot. While it is still frozen, `beforeThaw` runs (the world
+   * outside changes: new credentials, connections gone) and the clock moves; then it thaws.
+   */
+  async restore(options: RestoreOptions = {}): Promise<void> {
+    if (!this.#snapshotted) throw new Error("there is no snapshot to restore");
+    await options.beforeThaw?.();
+    if (options.advanceClockMs !== undefined) await this.advanceClock(options.advanceClockMs);
+    await this.#thaw();
+    this.#snapshotted = false;
+  }
+
   /** Runs the shutdown phase and reports how long each extension took to exit after SHUTDOWN. */
   async shutdown(reason = "spindown"): Promise<ExtensionShutdown[]> {
-    if (this.#frozen) this.#thaw();
+    if (this.#frozen) await this.#thaw();
+    this.#snapshotted = false;
     const startedAtMs = Date.now();
     if (this.#runtime !== undefined) {
       this.#runtime.signal("SIGTERM");
@@ -580,18 +767,21 @@ export class LocalLambda implements ControlPlane {
     return reports;
   }
 
-  /** Kills whatever still runs, stops the API and removes the sandbox's files. Idempotent. */
+  /** Kills whatever still runs, removes the cgroups, stops the API and removes the sandbox's files. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     process.removeListener("exit", this.#killAll);
     this.#killAll();
     await Promise.all(this.#processes().map((target) => target.waitForExit(2_000)));
+    await this.#cgroups?.remove();
     await this.#server?.close();
     await rm(this.#root, { recursive: true, force: true });
   }
 
   #killAll = (): void => {
+    // Frozen tasks cannot die: the cgroups thaw first, then everything in them is killed.
+    this.#cgroups?.removeNow();
     for (const target of this.#processes()) target.signal("SIGKILL");
   };
 
@@ -605,8 +795,17 @@ export class LocalLambda implements ControlPlane {
     if (extension.id !== undefined || this.#runtime !== undefined) {
       return refusal(403, "Extension.InvalidExtensionState", `${name} cannot register now`);
     }
-    const unknown = events.find((event) => event !== "INVOKE" && event !== "SHUTDOWN");
-    if (unknown !== undefined) return refusal(403, "Extension.InvalidEventType", `${unknown}: unknown event`);
+    const refused = events.find(
+      (event) => !(event === "SHUTDOWN" || (event === "INVOKE" && !this.#managedInstances)),
+    );
+    if (refused !== undefined) {
+      // The Runtime Interface Emulator's wording for an event this environment does not offer.
+      return refusal(
+        403,
+        "Extension.InvalidEventType",
+        `ExtensionsAPI Failed to Register ${name}: event ${refused}`,
+      );
+    }
     extension.id = randomUUID();
     extension.events = new Set(events as EventType[]);
     this.#changed();
@@ -658,13 +857,14 @@ export class LocalLambda implements ControlPlane {
     const invocation = new Promise<Invocation>((resolve) => {
       this.#runtimeDeliver = resolve;
     });
+    this.#drainRuntime();
     this.#changed();
     return { ok: true, value: invocation };
   }
 
   runtimeResult(requestId: string, result: RuntimeResult): Answer<void> {
-    const pending = this.#pending;
-    if (pending === undefined || pending.invocation.requestId !== requestId || pending.result !== undefined) {
+    const pending = this.#pending.get(requestId);
+    if (pending === undefined || pending.result !== undefined) {
       return refusal(400, "InvalidRequestID", `no invocation ${requestId} waits for a result`);
     }
     pending.result = result;
