@@ -20,6 +20,16 @@ export interface IssuedWebIdentityToken {
   readonly signingAlgorithm: SigningAlgorithm;
   readonly durationSeconds: number;
   readonly requestTags: Readonly<Record<string, string>>;
+  /** The access key that signed the request (a long-term key, or session credentials). */
+  readonly accessKeyId: string;
+}
+
+/** Temporary credentials of a role session, as a container credentials endpoint hands them out. */
+export interface SessionCredentials {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  readonly sessionToken: string;
+  readonly expiresAtMs: number;
 }
 
 export interface AwsSts extends RunningServer {
@@ -35,6 +45,10 @@ export interface AwsSts extends RunningServer {
   denyRole(roleArn: string): void;
   /** Acts as a policy denying any request for this audience (`sts:IdentityTokenAudience`). */
   denyAudience(audience: string): void;
+  /** Accepts these session credentials for `principal` until they expire or are revoked. */
+  acceptSessionCredentials(credentials: SessionCredentials, principal: AwsPrincipal): void;
+  /** From now on requests signed with this session's key fail with ExpiredToken. */
+  revokeSessionCredentials(accessKeyId: string): void;
   /** Clears switches, faults and counters, as a freshly started fake. */
   reset(): void;
 }
@@ -188,8 +202,17 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
     world.awsPrincipals.map((p) => p.accountId),
   );
   const principalByKey = new Map(world.awsPrincipals.map((p) => [p.accessKeyId, p]));
+  const sessions = new Map<
+    string,
+    { credentials: SessionCredentials; principal: AwsPrincipal; revoked: boolean }
+  >();
 
-  async function getWebIdentityToken(res: ServerResponse, principal: AwsPrincipal, form: URLSearchParams) {
+  async function getWebIdentityToken(
+    res: ServerResponse,
+    principal: AwsPrincipal,
+    accessKeyId: string,
+    form: URLSearchParams,
+  ) {
     const checked = validate(form);
     if ("errors" in checked) {
       const n = checked.errors.length;
@@ -234,7 +257,15 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
       },
     });
     ledger.recordSecret("aws-sts", token);
-    issued.push({ token, principal, audiences, signingAlgorithm, durationSeconds, requestTags: tags });
+    issued.push({
+      token,
+      principal,
+      audiences,
+      signingAlgorithm,
+      durationSeconds,
+      requestTags: tags,
+      accessKeyId,
+    });
     sendXml(
       res,
       200,
@@ -264,9 +295,25 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
     const auth = await verifySigV4(
       { method: req.method, url: req.url, headers: req.headers, body },
       { region: world.region, service: "sts" },
-      (accessKeyId) => principalByKey.get(accessKeyId)?.secretAccessKey,
+      (accessKeyId) =>
+        principalByKey.get(accessKeyId)?.secretAccessKey ??
+        sessions.get(accessKeyId)?.credentials.secretAccessKey,
     );
     if (!auth.ok) return sendError(res, auth.status, auth.code, auth.message);
+    const session = sessions.get(auth.accessKeyId);
+    if (session !== undefined) {
+      if (req.get("x-amz-security-token") !== session.credentials.sessionToken) {
+        return sendError(
+          res,
+          403,
+          "InvalidClientTokenId",
+          "The security token included in the request is invalid.",
+        );
+      }
+      if (session.revoked || session.credentials.expiresAtMs <= Date.now()) {
+        return sendError(res, 400, "ExpiredToken", "The security token included in the request is expired");
+      }
+    }
     const version = form.get("Version") ?? "";
     if (action !== "GetWebIdentityToken" || version !== API_VERSION) {
       return sendError(
@@ -276,7 +323,8 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
         `Could not find operation ${action} for version ${version}`,
       );
     }
-    await getWebIdentityToken(res, principalByKey.get(auth.accessKeyId) as AwsPrincipal, form);
+    const principal = principalByKey.get(auth.accessKeyId) ?? session?.principal;
+    await getWebIdentityToken(res, principal as AwsPrincipal, auth.accessKeyId, form);
   });
 
   app.get("/accounts/:accountId/.well-known/openid-configuration", (req: Request, res: Response) => {
@@ -323,6 +371,15 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
     },
     denyRole: (roleArn) => deniedRoles.add(roleArn),
     denyAudience: (audience) => deniedAudiences.add(audience),
+    acceptSessionCredentials: (credentials, principal) => {
+      sessions.set(credentials.accessKeyId, { credentials, principal, revoked: false });
+      ledger.recordSecret("aws-sts", credentials.secretAccessKey);
+      ledger.recordSecret("aws-sts", credentials.sessionToken);
+    },
+    revokeSessionCredentials: (accessKeyId) => {
+      const session = sessions.get(accessKeyId);
+      if (session !== undefined) session.revoked = true;
+    },
     reset: () => {
       faults.clear();
       calls.reset();

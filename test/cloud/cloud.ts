@@ -1,5 +1,6 @@
 import { type AwsSts, startAwsSts } from "./aws-sts.ts";
 import { type BigQueryFake, startBigQuery } from "./bigquery.ts";
+import { type ContainerCredentials, startContainerCredentials } from "./container-credentials.ts";
 import { type GcsFake, startGcs } from "./gcs.ts";
 import { type GoogleSts, startGoogleSts } from "./google-sts.ts";
 import type { RunningServer } from "./http.ts";
@@ -37,10 +38,14 @@ export interface Cloud {
   readonly iamCredentials: IamCredentials;
   readonly gcs: GcsFake;
   readonly bigquery: BigQueryFake;
+  /** The container credentials endpoint (SnapStart, ECS): sessions of the demo role. */
+  readonly containerCredentials: ContainerCredentials;
   /** `impersonate: true` adds the service account the demo role may impersonate. */
   brokerEnv(options: { impersonate: boolean }): BrokerEnv;
   /** Clears every fake's faults, switches and counters (stored data stays). */
   reset(): void;
+  /** Every fake destroys the connections it holds (as a restored snapshot finds them); returns how many. */
+  dropConnections(): number;
   close(): Promise<void>;
 }
 
@@ -87,6 +92,8 @@ export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
     const iamCredentials = await track(startIamCredentials({ world, ledger, port: ports.iamCredentials }));
     const gcs = await track(startGcs({ world, ledger }));
     const bigquery = await track(startBigQuery({ world, ledger }));
+    const containerCredentials = await track(startContainerCredentials({ awsSts, principal: demo }));
+    const fakes = [awsSts, googleSts, iamCredentials, gcs, bigquery, containerCredentials];
     return {
       world,
       ledger,
@@ -95,6 +102,7 @@ export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
       iamCredentials,
       gcs,
       bigquery,
+      containerCredentials,
       brokerEnv: ({ impersonate }) => ({
         AWS_REGION: world.region,
         AWS_ENDPOINT_URL_STS: awsSts.url,
@@ -107,8 +115,9 @@ export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
         ...(impersonate ? { BROKER_SERVICE_ACCOUNT: impersonatedServiceAccount(world) } : {}),
       }),
       reset: () => {
-        for (const fake of [awsSts, googleSts, iamCredentials, gcs, bigquery]) fake.reset();
+        for (const fake of fakes) fake.reset();
       },
+      dropConnections: () => fakes.reduce((count, fake) => count + fake.dropConnections(), 0),
       close,
     };
   } catch (error) {

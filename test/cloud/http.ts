@@ -6,6 +6,8 @@ import type { AddressInfo, Socket } from "node:net";
 export interface RunningServer {
   readonly url: string;
   readonly port: number;
+  /** Destroys every open connection (the server keeps listening); returns how many there were. */
+  dropConnections(): number;
   close(): Promise<void>;
 }
 
@@ -26,6 +28,11 @@ export async function listen(handler: RequestListener, port = 0): Promise<Runnin
   return {
     url: `http://127.0.0.1:${bound}`,
     port: bound,
+    dropConnections: () => {
+      const count = sockets.size;
+      for (const socket of sockets) socket.destroy();
+      return count;
+    },
     close: async () => {
       for (const socket of sockets) socket.destroy();
       server.close();

@@ -34,12 +34,18 @@ export function demoAppSettings(demo: Cloud): Record<string, string> {
  */
 export async function demoFunctionEnvironment(
   demo: Cloud,
-  options: { impersonate: boolean },
+  options: { impersonate: boolean; awsCredentials?: AwsCredentialSource },
 ): Promise<Record<string, string>> {
   const metadataPort = await freePort();
   const metadata = `127.0.0.1:${metadataPort}`;
+  const { AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...broker } = demo.brokerEnv({
+    impersonate: options.impersonate,
+  });
   return {
-    ...demo.brokerEnv({ impersonate: options.impersonate }),
+    ...broker,
+    ...(options.awsCredentials === "container"
+      ? demo.containerCredentials.environment()
+      : { AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY }),
     BROKER_PORT: String(metadataPort),
     BROKER_OPS_HOST: "127.0.0.1",
     BROKER_OPS_PORT: String(await freePort()),
@@ -51,31 +57,52 @@ export async function demoFunctionEnvironment(
   };
 }
 
+/**
+ * Where the function's AWS credentials come from: keys in the environment (on-demand functions)
+ * or the container credentials endpoint (SnapStart functions, whose environment has no keys).
+ */
+export type AwsCredentialSource = "environment" | "container";
+
 export interface DemoLambdaOptions
-  extends Pick<LocalLambdaOptions, "onLog" | "shiftableClock" | "timeoutMs"> {
+  extends Pick<
+    LocalLambdaOptions,
+    "onLog" | "shiftableClock" | "timeoutMs" | "memoryMb" | "initializationType" | "maxConcurrency"
+  > {
   readonly demo: Cloud;
   readonly layer: string;
   readonly bundle: FunctionBundle;
   readonly impersonate: boolean;
+  /** Default: `container` with SnapStart, `environment` otherwise, as Lambda gives them. */
+  readonly awsCredentials?: AwsCredentialSource;
   /** Changes to the deployed configuration; `undefined` removes a variable. */
   readonly environment?: Readonly<Record<string, string | undefined>>;
 }
 
 /** The demo function with the token broker layer, in a local Lambda sandbox (init done). */
 export async function startDemoLambda(options: DemoLambdaOptions): Promise<LocalLambda> {
-  const environment: Record<string, string> = await demoFunctionEnvironment(options.demo, options);
+  const environment: Record<string, string> = await demoFunctionEnvironment(options.demo, {
+    impersonate: options.impersonate,
+    awsCredentials:
+      options.awsCredentials ?? (options.initializationType === "snap-start" ? "container" : "environment"),
+  });
   for (const [name, value] of Object.entries(options.environment ?? {})) {
     if (value === undefined) delete environment[name];
     else environment[name] = value;
   }
+  const {
+    demo: _demo,
+    layer,
+    bundle,
+    impersonate: _impersonate,
+    awsCredentials: _source,
+    ...sandbox
+  } = options;
   return LocalLambda.start({
-    layers: [options.layer],
-    taskRoot: options.bundle.taskRoot,
-    handler: options.bundle.handler,
+    ...sandbox,
     environment,
-    ...(options.onLog === undefined ? {} : { onLog: options.onLog }),
-    ...(options.shiftableClock === undefined ? {} : { shiftableClock: options.shiftableClock }),
-    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    layers: [layer],
+    taskRoot: bundle.taskRoot,
+    handler: bundle.handler,
   });
 }
 
