@@ -58,6 +58,13 @@ export const defaultRefreshPolicy: RefreshPolicy = Object.freeze({
   maxEntries: 256,
 });
 
+/**
+ * How far past its deadline a chain may end, on the wall clock, before it counts as frozen rather
+ * than failed: far above a timer's lateness in a running process, even on a throttled 128 MB
+ * function (its CPU share runs in 100 ms periods), far below any freeze worth telling apart.
+ */
+const frozenSlackMs = 1_000;
+
 /** Where tokens come from. `signal` aborts the whole chain (all steps, all retries). */
 export interface TokenFetcher {
   accessToken(scopes: readonly string[], signal: AbortSignal): Promise<AccessToken>;
@@ -253,41 +260,89 @@ export class TokenCache implements TokenSource {
     return this.#flights.run(key, () => this.#chain(key, kind, fetch)) as Promise<T>;
   }
 
+  /**
+   * Runs the chain until it yields a token or fails. A chain whose wall-clock span ran past its
+   * deadline by more than `frozenSlackMs` was cut short by a freeze, not by upstream: a Lambda
+   * sandbox frozen mid-chain fires the deadline (and every attempt timeout) the instant it is
+   * thawed, whatever upstream did. Such a chain starts again at once, for the callers that joined
+   * it too: no backoff, no failure logged or counted, nothing degraded.
+   */
   async #chain<T extends Token>(
     key: string,
     kind: TokenKind,
     fetch: (signal: AbortSignal) => Promise<T>,
   ): Promise<T> {
+    const { clock, logger } = this.#deps;
+    const policy = this.#policy;
+    for (;;) {
+      const startedAtMs = clock.now();
+      const outcome = await this.#attempts(fetch);
+      if (outcome.ok) {
+        this.#store(key, outcome.token);
+        return outcome.token;
+      }
+      const spanMs = clock.now() - startedAtMs;
+      if (spanMs > policy.chainDeadlineMs + frozenSlackMs) {
+        logger.info(
+          { chainMs: Math.round(spanMs), deadlineMs: policy.chainDeadlineMs },
+          "the token chain was cut short by a freeze of the sandbox; starting it again",
+        );
+        continue;
+      }
+      this.#recordFailure(key, kind, outcome.error);
+      throw outcome.error;
+    }
+  }
+
+  /** Up to `attempts` tries inside one deadline, timed on the broker clock. */
+  async #attempts<T extends Token>(
+    fetch: (signal: AbortSignal) => Promise<T>,
+  ): Promise<{ ok: true; token: T } | { ok: false; error: BrokerError }> {
     const { clock, random } = this.#deps;
     const policy = this.#policy;
-    const signal = AbortSignal.timeout(policy.chainDeadlineMs);
+    const deadline = new AbortController();
+    const ended = new AbortController();
+    clock.sleep(policy.chainDeadlineMs, ended.signal).then(
+      () =>
+        deadline.abort(
+          new BrokerError(
+            "UPSTREAM_TIMEOUT",
+            `the token chain did not finish within ${policy.chainDeadlineMs} ms`,
+          ),
+        ),
+      () => undefined,
+    );
+    const signal = deadline.signal;
     let lastError: BrokerError | undefined;
-    for (let attempt = 0; attempt < policy.attempts; attempt += 1) {
-      if (attempt > 0) {
-        const delay = policy.retryBaseMs * 2 ** (attempt - 1) * (0.5 + random() / 2);
+    try {
+      for (let attempt = 0; attempt < policy.attempts; attempt += 1) {
+        if (attempt > 0) {
+          const delay = policy.retryBaseMs * 2 ** (attempt - 1) * (0.5 + random() / 2);
+          try {
+            await clock.sleep(delay, signal);
+          } catch {
+            break;
+          }
+        }
         try {
-          await clock.sleep(delay, signal);
-        } catch {
-          break;
+          return { ok: true, token: await fetch(signal) };
+        } catch (error) {
+          lastError = asBrokerError(error);
+          if (!lastError.retryable || signal.aborted) break;
         }
       }
-      try {
-        const token = await fetch(signal);
-        this.#store(key, token);
-        return token;
-      } catch (error) {
-        lastError = asBrokerError(error);
-        if (!lastError.retryable || signal.aborted) break;
-      }
+    } finally {
+      ended.abort();
     }
-    const error =
-      lastError ??
-      new BrokerError(
-        "UPSTREAM_TIMEOUT",
-        `the token chain did not finish within ${policy.chainDeadlineMs} ms`,
-      );
-    this.#recordFailure(key, kind, error);
-    throw error;
+    return {
+      ok: false,
+      error:
+        lastError ??
+        new BrokerError(
+          "UPSTREAM_TIMEOUT",
+          `the token chain did not finish within ${policy.chainDeadlineMs} ms`,
+        ),
+    };
   }
 
   #store(key: string, token: Token): void {

@@ -218,3 +218,54 @@ describe("token cache", () => {
     expect(upstream.calls.length).toBeLessThanOrEqual(33);
   });
 });
+
+describe("token cache: a chain cut short by a freeze", () => {
+  it("starts the chain again at once, with no backoff and nothing degraded, when a freeze outlasted its deadline", async () => {
+    const { clock, upstream, cache } = setup();
+    const first = await cache.accessToken();
+    // Advisory window: the request is served from memory and starts a background refresh, which hangs.
+    upstream.hang = true;
+    await clock.advance(hour - 14 * minute);
+    expect((await cache.accessToken()).token).toBe(first.token);
+    expect(upstream.calls).toHaveLength(2);
+    // Frozen for 20 minutes: the token expires, and the chain's deadline fires at the thaw.
+    upstream.hang = false;
+    await clock.advance(20 * minute);
+    expect(upstream.calls).toHaveLength(3);
+    expect(cache.readiness()).toEqual({ ready: true, degraded: false });
+    const thawed = await cache.accessToken();
+    expect(thawed).toEqual({ token: "token-3", expiresAtMs: clock.now() + hour });
+    expect(upstream.calls).toHaveLength(3);
+  });
+
+  it("hands the restarted chain's token to a caller that joined the cut-short chain", async () => {
+    const { clock, upstream, cache } = setup({ waitMs: 30 * minute });
+    upstream.hang = true;
+    const pending = cache.accessToken();
+    await settle();
+    upstream.hang = false;
+    await clock.advance(15 * minute);
+    expect((await pending).token).toBe("token-2");
+    expect(upstream.calls).toHaveLength(2);
+  });
+
+  it("still counts a chain that ran into its deadline while the sandbox ran as a failure, and backs off", async () => {
+    const { clock, upstream, cache } = setup();
+    upstream.hang = true;
+    const pending = cache.accessToken();
+    const outcome = expect(pending).rejects.toMatchObject({ code: "UPSTREAM_TIMEOUT" });
+    await clock.advance(2_000);
+    await outcome;
+    await clock.advance(8_000);
+    expect(cache.readiness()).toEqual({
+      ready: false,
+      reason: "the token chain did not finish within 10000 ms",
+    });
+    upstream.hang = false;
+    await expect(cache.accessToken()).rejects.toMatchObject({
+      code: "UPSTREAM_TIMEOUT",
+      message: "the token chain did not finish within 10000 ms",
+    });
+    expect(upstream.calls).toHaveLength(1);
+  });
+});
