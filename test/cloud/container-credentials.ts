@@ -34,8 +34,12 @@ export interface ContainerCredentials extends RunningServer {
   current(): SessionCredentials;
   /** Every access key handed out so far, oldest first. */
   handedOut(): readonly string[];
-  /** New credentials from now on; the previous ones are revoked at STS. Returns the new ones. */
-  rotate(): SessionCredentials;
+  /**
+   * New credentials from now on; the previous ones are revoked at STS. Returns the new ones.
+   * `clockAheadMs`: the sandbox's wall clock runs this far ahead of ours (a clock moved by
+   * libfaketime), so the Expiration it is told, and STS's, are that much later too.
+   */
+  rotate(options?: { clockAheadMs?: number }): SessionCredentials;
   /** Clears faults and counters (the credentials stay). */
   reset(): void;
 }
@@ -66,12 +70,12 @@ export async function startContainerCredentials(
   const authorizationToken = randomBytes(24).toString("base64url");
   const handedOut: string[] = [];
 
-  const issue = (): SessionCredentials => {
+  const issue = (clockAheadMs = 0): SessionCredentials => {
     const credentials: SessionCredentials = {
       accessKeyId: randomKey(),
       secretAccessKey: randomBytes(30).toString("base64"),
       sessionToken: randomBytes(96).toString("base64"),
-      expiresAtMs: Date.now() + lifetimeMs,
+      expiresAtMs: Date.now() + clockAheadMs + lifetimeMs,
     };
     awsSts.acceptSessionCredentials(credentials, principal);
     return credentials;
@@ -124,9 +128,9 @@ export async function startContainerCredentials(
     }),
     current: () => current,
     handedOut: () => [...handedOut],
-    rotate: () => {
+    rotate: (options) => {
       awsSts.revokeSessionCredentials(current.accessKeyId);
-      current = issue();
+      current = issue(options?.clockAheadMs);
       return current;
     },
     reset: () => {

@@ -311,6 +311,11 @@ export class LocalLambda implements ControlPlane {
     return this.#frozen;
   }
 
+  /** How far `advanceClock()` has moved the sandbox's wall clock ahead of the real one. */
+  get clockOffsetMs(): number {
+    return (this.#clock?.offsetSeconds ?? 0) * 1000;
+  }
+
   /** SnapStart: a snapshot was taken and not restored yet. */
   get snapshotted(): boolean {
     return this.#snapshotted;

@@ -29,7 +29,9 @@ export async function restoreSnapshot(
   await lambda.restore({
     ...options,
     beforeThaw: () => {
-      credentials = cloud.containerCredentials.rotate();
+      credentials = cloud.containerCredentials.rotate({
+        clockAheadMs: lambda.clockOffsetMs + (options.advanceClockMs ?? 0),
+      });
       droppedConnections = cloud.dropConnections();
     },
   });
