@@ -1,12 +1,15 @@
 import type { RequestListener } from "node:http";
 import type { STSClient } from "@aws-sdk/client-sts";
+import { type BoundListeners, bindListeners } from "./bound-listeners.ts";
 import { type Clock, type Random, systemClock } from "./clock.ts";
 import type { Config } from "./config.ts";
-import { listen } from "./http-listener.ts";
 import { createLogger, type Logger } from "./logger.ts";
-import { createMetadataApp, type MetadataIdentity, metadataResponseHeaders } from "./metadata-server.ts";
+import { createMetadataApp, type MetadataIdentity } from "./metadata-server.ts";
 import { BrokerMetrics } from "./metrics.ts";
 import { type RefreshPolicy, TokenCache, type TokenFetcher } from "./token-cache.ts";
+
+/** The Lambda extension loads the broker as one file after registering and logs through it. */
+export { createLogger } from "./logger.ts";
 
 /** Dependencies a caller may supply; each defaults to the production one. */
 export interface StartOptions {
@@ -16,6 +19,8 @@ export interface StartOptions {
   readonly policy?: RefreshPolicy;
   /** An STS client of the caller's (region, credentials, endpoint); default: built from config. */
   readonly sts?: STSClient;
+  /** Listeners bound already (`bindListeners`), e.g. by the Lambda extension before it registered. */
+  readonly listeners?: BoundListeners;
 }
 
 export interface BrokerHandle {
@@ -23,8 +28,19 @@ export interface BrokerHandle {
   readonly opsUrl: string;
   readonly tokens: TokenCache;
   readonly metrics: BrokerMetrics;
-  /** Starts fetching the default token now; never throws, never blocks. */
-  prewarm(): void;
+  /**
+   * Starts fetching the default token now unless it is fresh or upstream is backed off; resolves
+   * once that chain has settled, never rejects. Callers need not wait.
+   */
+  prewarm(): Promise<void>;
+  /** Loads the upstream chain's code without calling upstream; resolves when it is loaded or failed. */
+  loadChain(): Promise<void>;
+  /**
+   * Forgets everything obtained from upstream: cached tokens and failures, the chain with its
+   * intermediate and AWS credentials, and every upstream connection; chains in flight start
+   * again on a new chain. For a sandbox restored from a snapshot, days later and elsewhere.
+   */
+  forgetUpstream(): void;
   /** Stops accepting, lets in-flight requests finish, and resolves within `deadlineMs`. */
   close(deadlineMs?: number): Promise<void>;
 }
@@ -45,14 +61,30 @@ export function metadataIdentity(config: Config): MetadataIdentity {
   };
 }
 
-/** Runs `load` once and shares its promise; a failed load is forgotten, so the next call tries again. */
-function loadOnce<T>(load: () => Promise<T>): () => Promise<T> {
+/**
+ * Runs `load` once and shares its promise; a failed load is forgotten, so the next call tries
+ * again, and `reset` forgets a loaded one (returning it), so the next call loads anew.
+ */
+function loadOnce<T>(load: () => Promise<T>): { get: () => Promise<T>; reset: () => Promise<T> | undefined } {
   let loading: Promise<T> | undefined;
-  return () =>
-    (loading ??= load().catch((error: unknown) => {
+  return {
+    get: () =>
+      (loading ??= load().catch((error: unknown) => {
+        loading = undefined;
+        throw error;
+      })),
+    reset: () => {
+      const loaded = loading;
       loading = undefined;
-      throw error;
-    }));
+      return loaded;
+    },
+  };
+}
+
+/** The upstream chain as one replaceable unit: what fetches tokens, and what closes its sockets. */
+interface UpstreamChain {
+  readonly fetcher: TokenFetcher;
+  dispose(): void;
 }
 
 /**
@@ -62,12 +94,23 @@ function loadOnce<T>(load: () => Promise<T>): () => Promise<T> {
  * They sit behind one module, `token-chain.ts`, which the Lambda layer ships as a file of its own
  * (`chain.cjs`), so the extension does not even read them before it registers.
  */
-function lazyFetcher(load: () => Promise<TokenFetcher>): TokenFetcher {
-  const fetcher = loadOnce(load);
+function lazyFetcher(chain: () => Promise<UpstreamChain>): TokenFetcher {
   return {
-    accessToken: async (scopes, signal) => (await fetcher()).accessToken(scopes, signal),
-    idToken: async (request, signal) => (await fetcher()).idToken(request, signal),
+    accessToken: async (scopes, signal) => (await chain()).fetcher.accessToken(scopes, signal),
+    idToken: async (request, signal) => (await chain()).fetcher.idToken(request, signal),
   };
+}
+
+/**
+ * Closes every upstream connection of a chain being replaced: the STS client's own agent, and
+ * Node's global agents, which hold google-auth-library's sockets (its node-fetch uses them).
+ * Nothing else in the broker uses the global agents.
+ */
+async function closeUpstreamSockets(sts: STSClient | undefined): Promise<void> {
+  sts?.destroy();
+  const [http, https] = await Promise.all([import("node:http"), import("node:https")]);
+  http.globalAgent.destroy();
+  https.globalAgent.destroy();
 }
 
 /**
@@ -80,7 +123,7 @@ function lazyFetcher(load: () => Promise<TokenFetcher>): TokenFetcher {
 function lazyListener(load: () => Promise<RequestListener>, logger: Logger): RequestListener {
   const listener = loadOnce(load);
   return (req, res) => {
-    listener().then(
+    listener.get().then(
       (loaded) => loaded(req, res),
       (error: unknown) => {
         logger.error({ err: error }, "the ops listener could not load its routes");
@@ -93,7 +136,7 @@ function lazyListener(load: () => Promise<RequestListener>, logger: Logger): Req
 
 /**
  * The composition root: config → AWS identity → Google exchange → token cache → HTTP servers.
- * Both listeners are bound before this resolves (the Lambda extension registers only then).
+ * Both listeners are bound (here, or by the caller beforehand) and answering when this resolves.
  */
 export async function start(config: Config, options: StartOptions = {}): Promise<BrokerHandle> {
   const clock = options.clock ?? systemClock;
@@ -105,11 +148,12 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     defaultTokenExpiresAtMs: () => tokens?.defaultTokenExpiresAtMs(),
     anyRefreshFailing: () => tokens?.anyRefreshFailing() ?? false,
   });
-  const exchange = lazyFetcher(async () => {
+  const chain = loadOnce(async (): Promise<UpstreamChain> => {
     const { AwsIdentity, createStsClient, GoogleExchange, UpstreamCalls } = await import("./token-chain.ts");
     const calls = new UpstreamCalls({ clock, metrics, logger });
+    const ownSts = options.sts === undefined ? createStsClient(config.awsRegion) : undefined;
     const identity = new AwsIdentity({
-      sts: options.sts ?? createStsClient(config.awsRegion),
+      sts: options.sts ?? (ownSts as STSClient),
       settings: {
         audience: config.audience,
         durationSeconds: config.awsTokenDurationSeconds,
@@ -117,10 +161,17 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       },
       calls,
     });
-    return new GoogleExchange({ config, identity, calls, clock });
+    return {
+      fetcher: new GoogleExchange({ config, identity, calls, clock }),
+      dispose: () => {
+        closeUpstreamSockets(ownSts).catch((error: unknown) =>
+          logger.warn({ err: error }, "could not close the upstream connections of the replaced chain"),
+        );
+      },
+    };
   });
   tokens = new TokenCache({
-    fetcher: exchange,
+    fetcher: lazyFetcher(chain.get),
     defaultScopes: config.scopes,
     clock,
     random,
@@ -130,26 +181,16 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   });
   const cache = tokens;
 
-  const metadata = await listen(
+  const { metadata, ops } = options.listeners ?? (await bindListeners(config));
+  metadata.attach(
     createMetadataApp({ tokens: cache, identity: metadataIdentity(config), metrics, logger, clock }),
-    config.host,
-    config.port,
-    "BROKER_PORT",
-    { hostVariableName: "BROKER_HOST", protocolErrorHeaders: metadataResponseHeaders },
   );
-  const ops = await listen(
+  ops.attach(
     lazyListener(async () => {
       const { createOpsApp } = await import("./ops-server.ts");
       return createOpsApp({ metrics, tokens: cache, clock, logger });
     }, logger),
-    config.opsHost,
-    config.opsPort,
-    "BROKER_OPS_PORT",
-    { hostVariableName: "BROKER_OPS_HOST" },
-  ).catch(async (error: unknown) => {
-    await metadata.close(0);
-    throw error;
-  });
+  );
   for (const warning of config.warnings) logger.warn(warning);
   logger.info(
     {
@@ -174,6 +215,18 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     tokens: cache,
     metrics,
     prewarm: () => cache.prewarm(),
+    loadChain: () =>
+      chain.get().then(
+        () => undefined,
+        (error: unknown) => logger.error({ err: error }, "the upstream chain could not be loaded"),
+      ),
+    forgetUpstream: () => {
+      cache.forget();
+      chain.reset()?.then(
+        (replaced) => replaced.dispose(),
+        () => undefined,
+      );
+    },
     close: async (deadlineMs = 1_000) => {
       await Promise.all([metadata.close(deadlineMs), ops.close(deadlineMs)]);
       logger.info("token-broker stopped");

@@ -126,6 +126,9 @@ export class TokenCache implements TokenSource {
   readonly #entries: LRUCache<string, Entry>;
   readonly #flights = new SingleFlight<Token>();
   readonly #defaultKey: string;
+  /** Bumped by `forget()`: a chain that began under an older generation starts again. */
+  #generation = 0;
+  #forgotten = new AbortController();
 
   constructor(deps: TokenCacheDeps) {
     this.#deps = deps;
@@ -168,18 +171,48 @@ export class TokenCache implements TokenSource {
   }
 
   /**
-   * Starts the default-scope chain, unless the token is fresh or upstream is being backed off,
-   * without waiting for it (sidecar start, Lambda init and every INVOKE). Not a lookup: no client
-   * asked, so the cache metrics do not count it.
+   * Starts the default-scope chain, unless the token is fresh or upstream is being backed off
+   * (sidecar start, Lambda init and every INVOKE); resolves once that chain settles, never
+   * rejects, and nobody needs to wait for it. Not a lookup: no client asked, so the cache
+   * metrics do not count it.
    */
-  prewarm(): void {
+  async prewarm(): Promise<void> {
     const entry = this.#entries.peek(this.#defaultKey);
     const now = this.#deps.clock.now();
     if (entry !== undefined && (isFresh(entry, now) || (entry.failure?.retryAtMs ?? 0) > now)) return;
     const scopes = this.#deps.defaultScopes;
-    this.#refresh(this.#defaultKey, "access", (signal) =>
+    await this.#refresh(this.#defaultKey, "access", (signal) =>
       this.#deps.fetcher.accessToken(scopes, signal),
-    ).catch(() => undefined);
+    ).then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
+  /**
+   * When the default-scope token next needs a chain: the start of its advisory window, or the end
+   * of a backoff; undefined while nothing is cached (or a first chain runs). For a sandbox that is
+   * never frozen (Lambda Managed Instances), whose timers can refresh ahead of any request.
+   */
+  defaultRefreshDueAtMs(): number | undefined {
+    const entry = this.#entries.peek(this.#defaultKey);
+    if (entry === undefined) return undefined;
+    if (entry.failure !== undefined) return entry.failure.retryAtMs;
+    return entry.token === undefined ? undefined : entry.refreshAtMs;
+  }
+
+  /**
+   * Forgets every token and failure; a chain in flight starts again (on whatever the fetcher
+   * gives now), and nothing it obtained before is stored or returned. For a sandbox restored from
+   * a snapshot: what was fetched before may be days old, and minted for another sandbox.
+   */
+  forget(): void {
+    this.#entries.clear();
+    this.#generation += 1;
+    this.#forgotten.abort(
+      new BrokerError("UPSTREAM_TIMEOUT", "the token chain was restarted after a snapshot restore"),
+    );
+    this.#forgotten = new AbortController();
   }
 
   readiness(): Readiness {
@@ -265,7 +298,8 @@ export class TokenCache implements TokenSource {
    * deadline by more than `frozenSlackMs` was cut short by a freeze, not by upstream: a Lambda
    * sandbox frozen mid-chain fires the deadline (and every attempt timeout) the instant it is
    * thawed, whatever upstream did. Such a chain starts again at once, for the callers that joined
-   * it too: no backoff, no failure logged or counted, nothing degraded.
+   * it too: no backoff, no failure logged or counted, nothing degraded. So does a chain that
+   * began before `forget()`, and nothing it obtained is kept.
    */
   async #chain<T extends Token>(
     key: string,
@@ -275,8 +309,10 @@ export class TokenCache implements TokenSource {
     const { clock, logger } = this.#deps;
     const policy = this.#policy;
     for (;;) {
+      const generation = this.#generation;
       const startedAtMs = clock.now();
-      const outcome = await this.#attempts(fetch);
+      const outcome = await this.#attempts(fetch, this.#forgotten.signal);
+      if (generation !== this.#generation) continue;
       if (outcome.ok) {
         this.#store(key, outcome.token);
         return outcome.token;
@@ -294,9 +330,10 @@ export class TokenCache implements TokenSource {
     }
   }
 
-  /** Up to `attempts` tries inside one deadline, timed on the broker clock. */
+  /** Up to `attempts` tries inside one deadline, timed on the broker clock, until `forgotten`. */
   async #attempts<T extends Token>(
     fetch: (signal: AbortSignal) => Promise<T>,
+    forgotten: AbortSignal,
   ): Promise<{ ok: true; token: T } | { ok: false; error: BrokerError }> {
     const { clock, random } = this.#deps;
     const policy = this.#policy;
@@ -312,7 +349,7 @@ export class TokenCache implements TokenSource {
         ),
       () => undefined,
     );
-    const signal = deadline.signal;
+    const signal = AbortSignal.any([deadline.signal, forgotten]);
     let lastError: BrokerError | undefined;
     try {
       for (let attempt = 0; attempt < policy.attempts; attempt += 1) {

@@ -14,7 +14,10 @@ import type { CodeCacheStatus } from "./lifecycle.ts";
  * not promise. A cache V8 rejects (another Node) costs only the compile that happens anyway.
  *
  * The layer build's training run sets TOKEN_BROKER_WRITE_CODE_CACHE: every file run here then
- * writes its cache next to itself at exit, holding every function that run compiled.
+ * writes its cache next to itself, holding every function that run compiled, at exit or when
+ * `writeCodeCaches()` is called first. A cache carries a hash of V8's code-generation flags and
+ * is rejected under others: a file run before the extension changes them (lean-code.ts) writes
+ * its cache before the change.
  */
 
 type Wrapper = (
@@ -24,6 +27,25 @@ type Wrapper = (
   filename: string,
   dirname: string,
 ) => void;
+
+/** Caches still to write in a training run, shared by every copy of this module in the process. */
+type PendingCaches = { readonly script: Script; readonly cacheFile: string }[];
+const pendingKey = Symbol.for("token-broker:pending-code-caches");
+function pendingCaches(): PendingCaches {
+  const holder = globalThis as { [pendingKey]?: PendingCaches };
+  if (holder[pendingKey] === undefined) {
+    holder[pendingKey] = [];
+    process.once("exit", writeCodeCaches);
+  }
+  return holder[pendingKey];
+}
+
+/** In a training run, writes the caches of the files run so far; otherwise does nothing. */
+export function writeCodeCaches(): void {
+  const holder = globalThis as { [pendingKey]?: PendingCaches };
+  for (const { script, cacheFile } of holder[pendingKey]?.splice(0) ?? [])
+    writeFileSync(cacheFile, script.createCachedData());
+}
 
 export interface CommonJsRun {
   readonly exports: Record<string, unknown>;
@@ -55,9 +77,7 @@ export function runCommonJs(path: string, provided: Readonly<Record<string, unkn
     importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
   });
   const training = process.env.TOKEN_BROKER_WRITE_CODE_CACHE;
-  if (training !== undefined && training !== "") {
-    process.once("exit", () => writeFileSync(cacheFile, script.createCachedData()));
-  }
+  if (training !== undefined && training !== "") pendingCaches().push({ script, cacheFile });
 
   const nodeRequire = createRequire(path);
   const require = (id: string): unknown => (Object.hasOwn(provided, id) ? provided[id] : nodeRequire(id));

@@ -11,14 +11,12 @@ dir="${0%/*}/../token-broker"
 node="$dir/node"
 [ -x "$node" ] || node=/var/lang/bin/node
 [ -x "$node" ] || node=node
-# V8 set for memory, not peak speed (the function pays for every MB; the broker answers a few
-# requests per invoke): lite mode (no JIT compilers, a 1 MB young generation, heuristics for size;
-# 1.2 MB less after 1,000 requests than with the optimising compilers off alone) and no helper
-# threads for GC and compiles. Lite mode also leaves V8 without WebAssembly, which Node's own
-# fetch (undici) needs: the layer's bundles never use it (scripts/fetch-globals.ts). Such flags
-# make V8 reject the code cache built into Node for its own modules (~15 ms of start), and any V8
-# code cache made under other flags: the standalone layer's is made by running this very launcher
-# (scripts/layer-code-cache.ts).
+# V8 flags that leave code generation alone (a 1 MB young generation, garbage collection on the
+# main thread): V8 rejects any code cache made under other code-generation flags, Node's own for
+# its built-in modules included, and the modules loaded before registering would compile from
+# source. The extension sets the flags for lean code itself once it has registered
+# (lambda-extension/lean-code.ts); the standalone layer's code cache is trained through this
+# very launcher (scripts/layer-code-cache.ts).
 # glibc's malloc, for the broker process only, appended to any tunables the function sets: freed
 # memory goes back at once rather than being kept for reuse, and blocks of 32 KB and up (V8's
 # parser and compiler take theirs in 32 KB segments) get mappings of their own, returned when
@@ -26,4 +24,4 @@ node="$dir/node"
 # 1,000 requests, the standalone one ~1 MB; the first token may come ~10 ms later
 # (npm run bench:lambda).
 export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0:glibc.malloc.mmap_threshold=32768"
-exec "$node" --single-threaded --lite-mode "$dir/start.cjs" "${0##*/}"
+exec "$node" --max-semi-space-size=1 --single-threaded-gc "$dir/start.cjs" "${0##*/}"

@@ -1,26 +1,49 @@
+import type { BoundListeners } from "../broker/bound-listeners.ts";
+import { bindListeners } from "../broker/bound-listeners.ts";
 import { systemClock } from "../broker/clock.ts";
 import { type Config, loadConfig } from "../broker/config.ts";
 import { isBrokerError } from "../broker/errors.ts";
-import { createLogger, type Logger } from "../broker/logger.ts";
-import { type BrokerHandle, start } from "../broker/main.ts";
-import { ExtensionsApiClient } from "./extensions-api.ts";
+import type { Logger } from "../broker/logger.ts";
+import type { BrokerHandle } from "../broker/main.ts";
+import { ClockJump } from "./clock-jump.ts";
+import { ExtensionsApiClient, ExtensionsApiError } from "./extensions-api.ts";
+import { type LambdaMode, lambdaMode } from "./lambda-mode.ts";
+import { useLeanCodeGeneration } from "./lean-code.ts";
+import { refreshAhead } from "./refresh-ahead.ts";
 
 /**
- * The Lambda extension's life, in the order Lambda requires:
+ * The Lambda extension's life, in the order Lambda requires. Lambda starts the function's runtime
+ * only once every extension has registered, so everything before `register` adds to the cold
+ * start; after it, the extension's work overlaps the runtime's init, until its first
+ * `event/next`, which ends the extension's init. After init a 128 MB function gets 128/1769 of a
+ * vCPU; during init it has the CPU. So:
  *
- *   1. read the configuration;
- *   2. bind the metadata listener: Lambda starts the runtime (and the function's own init, which
- *      may already ask for a token) as soon as every extension has registered, so the port must
- *      be open before we register;
- *   3. register for INVOKE and SHUTDOWN;
- *   4. start fetching the first token without waiting for it: the upstream chain runs while the
- *      runtime and the function initialise;
- *   5. loop on `event/next`. The first call also tells Lambda that our init is done.
+ *   before register   read the configuration, bind the metadata and ops ports (a request that
+ *                     arrives from here on waits in the listener, never refused), register.
+ *                     This file runs as the layer's `extension.cjs` and holds nothing else: the
+ *                     broker (`broker.cjs`) and the upstream chain (`chain.cjs`) are read after.
+ *   before next       load the broker and answer on the ports; load the chain and fetch the
+ *                     first token, waiting for it at most `initTokenWaitMs`: that code's compile
+ *                     and the chain's own CPU run while init has the CPU, and the first
+ *                     invocation finds the token in memory. When upstream is slower than the
+ *                     runtime's own init, init lasts until the token is in (at most that wait);
+ *                     past it the chain goes on in the background.
+ *                     SnapStart: the chain's code is loaded but nothing is fetched, and whatever
+ *                     the function's init fetched is forgotten (see below).
+ *   after next        loop on `event/next`: each INVOKE looks the token up (a thawed sandbox's
+ *                     timers have not run); on Managed Instances, which get no INVOKE, a timer
+ *                     refreshes ahead instead; SHUTDOWN closes the listeners within its deadline.
  *
- * Bad configuration is reported through `init/error` with the same one line the sidecar prints
- * (Lambda only accepts `init/error` from a registered extension, so we register first), then the
- * process exits non-zero. SHUTDOWN closes the listeners within the event's deadline, capped far
- * inside Lambda's 2 s budget for extensions.
+ * SnapStart restores a snapshot taken after init, days later and in many sandboxes at once, with
+ * other credentials, and with every connection from before gone. The extension forgets everything
+ * obtained from upstream (tokens, credentials, connections, chains in flight) before its first
+ * `event/next` and again when it sees a restore: the first INVOKE after init, or any INVOKE after
+ * the wall clock jumped ahead of the monotonic one (clock-jump.ts).
+ *
+ * Bad configuration or a port that cannot be bound is reported through `init/error` with the
+ * same one line the sidecar prints (Lambda accepts `init/error` only from a registered extension,
+ * so we register first), then the process exits non-zero. A registration Lambda refuses cannot
+ * be reported to Lambda: the extension logs why in one line and exits, which fails the init.
  */
 
 /** `Lambda-Extension-Function-Error-Type` values we report; Lambda shows them in the init failure. */
@@ -33,6 +56,12 @@ export const extensionErrorTypes = {
 /** What closing may take at most: Lambda allows 2 s; we aim far below it. */
 export const shutdownBudgetMs = 400;
 
+/**
+ * How long init waits for the first token at most: as long as a request would wait for one,
+ * and far inside Lambda's 10 s for init.
+ */
+export const initTokenWaitMs = 2_000;
+
 /** Whether the loader started the bundle from the V8 code cache shipped in the layer. */
 export type CodeCacheStatus = "accepted" | "rejected" | "absent";
 
@@ -43,22 +72,45 @@ export interface ExtensionOptions {
   readonly codeCache?: CodeCacheStatus;
 }
 
+/** One line for a log or for Lambda: the message only, never a stack. */
+function reasonOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The broker's logger, loaded with the broker after registering (pino is not read before). */
+async function loadLogger(config: Pick<Config, "logLevel"> | undefined): Promise<Logger> {
+  const { createLogger } = await import("../broker/main.ts");
+  return createLogger(config?.logLevel ?? "info");
+}
+
 /** Runs the extension until SHUTDOWN or a fatal error; resolves with the process exit code. */
 export async function runExtension(options: ExtensionOptions): Promise<number> {
   const runtimeApi = options.env.AWS_LAMBDA_RUNTIME_API;
   if (runtimeApi === undefined || runtimeApi === "") {
-    createLogger("info").error(
+    (await loadLogger(undefined)).error(
       "AWS_LAMBDA_RUNTIME_API is not set: this program runs as a Lambda extension from /opt/extensions; run token-broker for the sidecar",
     );
     return 1;
   }
   const api = new ExtensionsApiClient(runtimeApi);
-  const events = ["INVOKE", "SHUTDOWN"] as const;
+  const reading = lambdaMode(options.env.AWS_LAMBDA_INITIALIZATION_TYPE);
 
+  const register = async (logger: () => Promise<Logger>): Promise<boolean> => {
+    try {
+      await api.register(options.name, reading.events);
+      return true;
+    } catch (error) {
+      const refusal =
+        error instanceof ExtensionsApiError
+          ? `Lambda refused to register the extension ${options.name} for ${reading.events.join(", ")} (AWS_LAMBDA_INITIALIZATION_TYPE=${options.env.AWS_LAMBDA_INITIALIZATION_TYPE ?? "unset"}): ${error.message}`
+          : `could not register with the Lambda Extensions API at ${runtimeApi}: ${reasonOf(error)}`;
+      (await logger()).error(`${refusal}; the function cannot start with this extension`);
+      return false;
+    }
+  };
   const failInit = async (logger: Logger, errorType: string, message: string): Promise<number> => {
     logger.error({ errorType }, message);
     try {
-      await api.register(options.name, events);
       await api.initError(errorType, message);
     } catch (error) {
       logger.error({ reason: reasonOf(error) }, "could not report the init error to Lambda");
@@ -71,55 +123,99 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
     config = loadConfig(options.env);
   } catch (error) {
     const message = isBrokerError(error) ? error.message : "the configuration could not be read";
-    return failInit(createLogger("info"), extensionErrorTypes.configInvalid, message);
+    const logger = await loadLogger(undefined);
+    if (!(await register(async () => logger))) return 1;
+    return failInit(logger, extensionErrorTypes.configInvalid, message);
   }
-  const logger = createLogger(config.logLevel);
 
-  let broker: BrokerHandle;
+  let listeners: BoundListeners | undefined;
+  let bindFailure: unknown;
   try {
-    broker = await start(config, { logger });
+    listeners = await bindListeners(config);
+  } catch (error) {
+    bindFailure = error;
+  }
+  // Lambda starts the runtime once this answers: the broker loads while the runtime starts.
+  const registered = await register(() => loadLogger(config));
+  useLeanCodeGeneration();
+  const broker = import("../broker/main.ts");
+  const logger = await loadLogger(config);
+  if (!registered) {
+    await listeners?.metadata.close(0);
+    await listeners?.ops.close(0);
+    return 1;
+  }
+  if (listeners === undefined) {
+    const message = isBrokerError(bindFailure) ? bindFailure.message : "the token broker could not listen";
+    return failInit(logger, extensionErrorTypes.startFailed, message);
+  }
+  if (reading.warning !== undefined) logger.warn(reading.warning);
+
+  let handle: BrokerHandle;
+  try {
+    handle = await (await broker).start(config, { logger, listeners });
   } catch (error) {
     const message = isBrokerError(error) ? error.message : "the token broker could not start";
     return failInit(logger, extensionErrorTypes.startFailed, message);
   }
+  logger.info(
+    { extension: options.name, mode: reading.mode, events: reading.events, codeCache: options.codeCache },
+    "registered with the Lambda Extensions API",
+  );
 
-  try {
-    const registration = await api.register(options.name, events);
-    logger.info(
-      { extension: options.name, functionName: registration.functionName, codeCache: options.codeCache },
-      "registered with the Lambda Extensions API",
-    );
-  } catch (error) {
-    logger.error({ reason: reasonOf(error) }, "could not register with the Lambda Extensions API");
-    await broker.close(shutdownBudgetMs);
-    return 1;
+  await initialTokenWork(handle, reading.mode);
+  return eventLoop(api, handle, reading.mode, logger);
+}
+
+/** What init does between registering and the first `event/next` (see the header). */
+async function initialTokenWork(broker: BrokerHandle, mode: LambdaMode): Promise<void> {
+  if (mode === "snap-start") {
+    await broker.loadChain();
+    broker.forgetUpstream();
+    return;
   }
-  broker.prewarm();
+  await Promise.race([broker.prewarm(), systemClock.sleep(initTokenWaitMs)]);
+}
 
+async function eventLoop(
+  api: ExtensionsApiClient,
+  broker: BrokerHandle,
+  mode: LambdaMode,
+  logger: Logger,
+): Promise<number> {
+  const stopTimer =
+    mode === "lambda-managed-instances" ? refreshAhead(broker.tokens, systemClock) : undefined;
+  const clockJump = new ClockJump(systemClock);
+  let invokes = 0;
   try {
     for (;;) {
       const event = await api.next();
       if (event.eventType === "SHUTDOWN") {
+        stopTimer?.();
         const left = event.deadlineMs - systemClock.now();
         logger.info({ reason: event.shutdownReason, deadlineInMs: left }, "shutting down");
         await broker.close(Math.max(0, Math.min(shutdownBudgetMs, left - 100)));
         return 0;
       }
+      invokes += 1;
+      const jumped = clockJump.jumpedSinceLastLook();
+      if (mode === "snap-start" && (invokes === 1 || jumped)) {
+        logger.info(
+          "restored from a snapshot: forgetting every token, credential and connection from before",
+        );
+        broker.forgetUpstream();
+      }
       // The sandbox may just have been thawed after minutes or hours: look the token up now, so a
       // refresh it needs overlaps with the handler instead of waiting for the handler's request.
-      // The cache decides on the wall clock and never blocks this loop (prewarm does not wait).
-      broker.prewarm();
+      // The cache decides on the wall clock; the loop does not wait for the chain.
+      void broker.prewarm();
       logger.debug({ requestId: event.requestId }, "invoke");
     }
   } catch (error) {
+    stopTimer?.();
     logger.error({ reason: reasonOf(error) }, "the Lambda Extensions API failed; exiting");
     await api.exitError(extensionErrorTypes.unexpected, reasonOf(error)).catch(() => undefined);
     await broker.close(shutdownBudgetMs);
     return 1;
   }
-}
-
-/** One line for a log or for Lambda: the message only, never a stack. */
-function reasonOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -1,51 +1,66 @@
 import { join, relative, resolve } from "node:path";
-import { type BuildOptions, build } from "esbuild";
+import { type BuildOptions, build, type Plugin } from "esbuild";
 
 /**
- * Splits the Lambda extension into CommonJS files: `extension.cjs` (broker, metadata listener,
- * lifecycle) and one file per part that `broker/main.ts` imports only on first use. V8 reads and
- * keeps every byte of a script it runs, so the extension registers without the parts' megabytes,
- * and a part nobody asks for (the ops routes, seldom asked anything in Lambda) is never read:
+ * Splits the Lambda extension into CommonJS files, one per part that is imported only on first
+ * use. V8 reads, compiles and keeps every byte of a script it runs, so each file holds only what
+ * its moment needs:
  *
- *   chain.cjs   broker/token-chain.ts: the AWS SDK, google-auth-library and the code around them
- *   ops.cjs     broker/ops-server.ts: express and the ops routes
+ *   extension.cjs  lambda-extension/index.ts: config, the metadata port, registration with the
+ *                  Extensions API: everything the extension does before Lambda may start the runtime
+ *   broker.cjs     broker/main.ts: the broker (token cache, metadata routes, metrics, logger),
+ *                  run right after registering
+ *   chain.cjs      broker/token-chain.ts: the AWS SDK, google-auth-library and the code around
+ *                  them, run on the first token request (the prewarm)
+ *   ops.cjs        broker/ops-server.ts: express and the ops routes, run on the first ops request
  *
- * A project module the extension holds anyway (`broker/errors.ts`: `instanceof BrokerError` must
- * hold across the files) is not copied into a part: the part requires it under a `token-broker:`
- * id, and the extension hands it its own instance when it runs the part. What only a part uses
- * goes into that part.
+ * A project module that a file already loaded holds (`broker/errors.ts`: `instanceof BrokerError`
+ * must hold across the files) is not copied into a part that loads later: the part requires it
+ * under a `token-broker:` id, and the file that runs the part hands it its own instance. What
+ * only a part uses goes into that part.
  */
 
 export interface LazyPart {
-  /** The module `broker/main.ts` imports dynamically, relative to the project root. */
+  /** The module imported dynamically, relative to the project root. */
   readonly module: string;
+  /** The project module whose `import()` loads it. */
+  readonly importer: string;
   /** The file it becomes, next to `extension.cjs`. */
   readonly file: string;
 }
 
+/** In load order: a part's importer is in the extension or in a part listed before it. */
 export const lazyParts: readonly LazyPart[] = [
-  { module: "broker/token-chain.ts", file: "chain.cjs" },
-  { module: "broker/ops-server.ts", file: "ops.cjs" },
+  { module: "broker/main.ts", importer: "lambda-extension/lifecycle.ts", file: "broker.cjs" },
+  { module: "broker/token-chain.ts", importer: "broker/main.ts", file: "chain.cjs" },
+  { module: "broker/ops-server.ts", importer: "broker/main.ts", file: "ops.cjs" },
 ];
 
 /** The id a part requires a shared project module by, e.g. `token-broker:broker/errors.ts`. */
 const sharedPrefix = "token-broker:";
-
-const importer = "broker/main.ts";
-
-/** How `broker/main.ts` names a part in its `import()`. */
-function specifier(root: string, part: LazyPart): string {
-  return `./${relative(join(root, "broker"), join(root, part.module)).split("\\").join("/")}`;
-}
+/** Runs a part's file; the extension holds it, every later file gets it from there. */
+const runnerModule = "lambda-extension/cached-commonjs.ts";
 
 function projectId(root: string, path: string): string {
   return relative(root, path).split("\\").join("/");
 }
 
+/** One output file: the extension itself or a part. */
+interface Bundle {
+  readonly entry: string;
+  readonly outfile: string;
+  /** Project modules bundled into this file. */
+  readonly own: Set<string>;
+  /** Project modules an earlier file holds and hands to this one. */
+  readonly provided: Set<string>;
+  /** Project modules of every file loaded before this one, by id. */
+  readonly before: ReadonlySet<string>;
+}
+
 /**
- * Builds `entry` into `outfile` with every lazy part in a file of its own in `outDir`.
- * First the extension's own project modules are found (the parts left out), then each part is
- * built sharing those, then the extension, which runs each part's file on its first import.
+ * Builds `entry` into `outfile` and every lazy part into a file of its own in `outDir`. Each file
+ * is surveyed first (what it holds, with later parts left out), in load order, then built: every
+ * `import()` of a part becomes a run of that part's file, handed the modules it shares.
  */
 export async function buildSplit(
   root: string,
@@ -54,90 +69,117 @@ export async function buildSplit(
   outfile: string,
   outDir: string,
 ): Promise<void> {
-  const parts = new Map(lazyParts.map((part) => [specifier(root, part), part]));
-  const isPartImport = (path: string, from: string) => projectId(root, from) === importer && parts.has(path);
+  const partOf = (from: string, path: string): LazyPart | undefined =>
+    lazyParts.find(
+      (part) =>
+        part.importer === projectId(root, from) &&
+        projectId(root, join(root, part.importer, "..", path)) === part.module,
+    );
+  const bundles = new Map<string, Bundle>();
+  const bundleHolding = (id: string): Bundle | undefined =>
+    [...bundles.values()].find((bundle) => bundle.own.has(id));
 
-  const survey = await build({
-    ...options,
-    entryPoints: [entry],
-    write: false,
-    metafile: true,
-    plugins: [
-      ...(options.plugins ?? []),
-      {
-        name: "lazy-parts-left-out",
-        setup(b) {
-          b.onResolve({ filter: /^\.\// }, (args) =>
-            isPartImport(args.path, args.importer) ? { path: args.path, external: true } : undefined,
-          );
-        },
-      },
-    ],
+  /** Leaves parts out and takes modules of earlier files from them, recording which. */
+  const sharing = (bundle: Bundle): Plugin => ({
+    name: "lazy-parts",
+    setup(b) {
+      b.onResolve({ filter: /^\.\.?\// }, (args) => {
+        if (args.importer.includes("/node_modules/")) return undefined;
+        if (partOf(args.importer, args.path) !== undefined) return undefined;
+        const id = projectId(root, join(args.resolveDir, args.path));
+        if (!bundle.before.has(id)) return undefined;
+        bundle.provided.add(id);
+        return { path: `${sharedPrefix}${id}`, external: true };
+      });
+      b.onResolve({ filter: new RegExp(`^${sharedPrefix}`) }, (args) => ({
+        path: args.path,
+        external: true,
+      }));
+    },
   });
-  const held = new Set(
-    Object.keys(survey.metafile?.inputs ?? {})
-      .filter((path) => !path.includes("node_modules/"))
-      .map((path) => projectId(root, resolve(path))),
-  );
 
-  const shared = new Map<LazyPart, Set<string>>();
-  for (const part of lazyParts) {
-    const uses = new Set<string>();
-    shared.set(part, uses);
-    await build({
+  const survey = async (bundle: Bundle) => {
+    const result = await build({
       ...options,
-      entryPoints: [join(root, part.module)],
-      outfile: join(outDir, part.file),
+      entryPoints: [bundle.entry],
+      write: false,
+      metafile: true,
       plugins: [
         ...(options.plugins ?? []),
+        sharing(bundle),
         {
-          name: "lazy-part",
+          name: "lazy-parts-left-out",
+          setup(b) {
+            b.onResolve({ filter: /^\.\.?\// }, (args) =>
+              partOf(args.importer, args.path) === undefined
+                ? undefined
+                : { path: args.path, external: true },
+            );
+          },
+        },
+      ],
+    });
+    for (const path of Object.keys(result.metafile?.inputs ?? {})) {
+      if (!path.includes("node_modules/") && !path.startsWith(sharedPrefix))
+        bundle.own.add(projectId(root, resolve(path)));
+    }
+  };
+
+  const extension: Bundle = { entry, outfile, own: new Set(), provided: new Set(), before: new Set() };
+  bundles.set("", extension);
+  await survey(extension);
+  extension.own.add(runnerModule);
+  for (const part of lazyParts) {
+    const parent = bundleHolding(part.importer);
+    if (parent === undefined) throw new Error(`${part.importer} (importer of ${part.module}) is in no file`);
+    const bundle: Bundle = {
+      entry: join(root, part.module),
+      outfile: join(outDir, part.file),
+      own: new Set(),
+      provided: new Set(),
+      before: new Set([...parent.before, ...parent.own]),
+    };
+    bundles.set(part.file, bundle);
+    await survey(bundle);
+    if (lazyParts.some((child) => bundle.own.has(child.importer))) bundle.provided.add(runnerModule);
+  }
+
+  for (const bundle of bundles.values()) {
+    /** How this file's code names a module: its own copy by path, an earlier file's by shared id. */
+    const reference = (id: string) =>
+      JSON.stringify(bundle.own.has(id) ? join(root, id) : `${sharedPrefix}${id}`);
+    await build({
+      ...options,
+      entryPoints: [bundle.entry],
+      outfile: bundle.outfile,
+      plugins: [
+        ...(options.plugins ?? []),
+        sharing(bundle),
+        {
+          name: "lazy-part-loader",
           setup(b) {
             b.onResolve({ filter: /^\.\.?\// }, (args) => {
-              if (args.importer.includes("/node_modules/")) return undefined;
-              const id = projectId(root, join(args.resolveDir, args.path));
-              if (!held.has(id)) return undefined;
-              uses.add(id);
-              return { path: `${sharedPrefix}${id}`, external: true };
+              const part = partOf(args.importer, args.path);
+              return part === undefined ? undefined : { path: part.file, namespace: "lazy-part" };
+            });
+            b.onLoad({ filter: /.*/, namespace: "lazy-part" }, (args) => {
+              const shared = bundles.get(args.path) as Bundle;
+              const provided = [...shared.provided]
+                .sort()
+                .map((id) => `${JSON.stringify(`${sharedPrefix}${id}`)}: require(${reference(id)})`);
+              return {
+                loader: "js",
+                resolveDir: root,
+                contents: [
+                  'const { join } = require("node:path");',
+                  `const { runCommonJs } = require(${reference(runnerModule)});`,
+                  `module.exports = runCommonJs(join(__dirname, ${JSON.stringify(args.path)}), { ${provided.join(", ")} }).exports;`,
+                ].join("\n"),
+              };
             });
           },
         },
       ],
     });
   }
-
-  await build({
-    ...options,
-    entryPoints: [entry],
-    outfile,
-    plugins: [
-      ...(options.plugins ?? []),
-      {
-        name: "lazy-part-loader",
-        setup(b) {
-          b.onResolve({ filter: /^\.\// }, (args) =>
-            isPartImport(args.path, args.importer) ? { path: args.path, namespace: "lazy-part" } : undefined,
-          );
-          b.onLoad({ filter: /.*/, namespace: "lazy-part" }, (args) => {
-            const part = parts.get(args.path) as LazyPart;
-            const provided = [...(shared.get(part) ?? [])]
-              .sort()
-              .map(
-                (id) =>
-                  `${JSON.stringify(`${sharedPrefix}${id}`)}: require(${JSON.stringify(join(root, id))})`,
-              );
-            return {
-              loader: "js",
-              resolveDir: root,
-              contents: [
-                'const { join } = require("node:path");',
-                `const { runCommonJs } = require(${JSON.stringify(join(root, "lambda-extension/cached-commonjs.ts"))});`,
-                `module.exports = runCommonJs(join(__dirname, ${JSON.stringify(part.file)}), { ${provided.join(", ")} }).exports;`,
-              ].join("\n"),
-            };
-          });
-        },
-      },
-    ],
-  });
 }

@@ -25,11 +25,12 @@ import { buildSplit, lazyParts } from "./layer-split.ts";
  *
  *   extensions/token-broker           launcher (lambda-extension/launcher.sh), 0755
  *   token-broker/start.cjs            loader (lambda-extension/loader.ts)
- *   token-broker/extension.cjs        the extension: broker + lifecycle, one esbuild file
+ *   token-broker/extension.cjs        the extension up to its registration (scripts/layer-split.ts)
+ *   token-broker/broker.cjs           the broker, run once the extension has registered
  *   token-broker/chain.cjs            the upstream chain (AWS SDK, google-auth-library), run on
- *                                     the first token request (scripts/layer-split.ts)
+ *                                     the first token request
  *   token-broker/ops.cjs              the ops routes and express, run on the first ops request
- *   token-broker/{extension,chain}.cjs.v8cache  standalone flavour, for the build machine's
+ *   token-broker/{extension,broker,chain}.cjs.v8cache  standalone flavour, for the build machine's
  *                                     architecture only (its Node must run to make them): V8
  *                                     code caches; none for ops.cjs, which start-up never runs
  *   token-broker/node                 standalone flavour only: Node 24 for the layer's architecture

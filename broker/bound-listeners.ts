@@ -1,0 +1,59 @@
+import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
+import type { Config } from "./config.ts";
+import { listen, type RunningListener } from "./http-listener.ts";
+import { metadataResponseHeaders } from "./metadata-server.ts";
+
+/**
+ * The broker's two listeners, bound before the code that answers on them is loaded. The Lambda
+ * extension binds them, registers, and only then loads the broker: Lambda starts the function's
+ * runtime once every extension has registered, and the function may ask for a token at once. A
+ * request that arrives before the broker is attached is accepted and parsed like any other and
+ * waits (never refused, never lost); it is answered as soon as `attach` hands over the app.
+ */
+
+export interface BoundListener extends RunningListener {
+  /** Starts answering with `app`, beginning with the requests that arrived before it. */
+  attach(app: RequestListener): void;
+}
+
+export interface BoundListeners {
+  readonly metadata: BoundListener;
+  readonly ops: BoundListener;
+}
+
+async function bind(bindTo: (app: RequestListener) => Promise<RunningListener>): Promise<BoundListener> {
+  let attached: RequestListener | undefined;
+  const waiting: [IncomingMessage, ServerResponse][] = [];
+  const running = await bindTo((req, res) => {
+    if (attached === undefined) waiting.push([req, res]);
+    else attached(req, res);
+  });
+  return {
+    url: running.url,
+    port: running.port,
+    close: (deadlineMs) => running.close(deadlineMs),
+    attach(app) {
+      attached = app;
+      for (const [req, res] of waiting.splice(0)) app(req, res);
+    },
+  };
+}
+
+/** Binds the metadata and ops listeners of `config`; a bind failure names the variable to change. */
+export async function bindListeners(
+  config: Pick<Config, "host" | "port" | "opsHost" | "opsPort">,
+): Promise<BoundListeners> {
+  const metadata = await bind((app) =>
+    listen(app, config.host, config.port, "BROKER_PORT", {
+      hostVariableName: "BROKER_HOST",
+      protocolErrorHeaders: metadataResponseHeaders,
+    }),
+  );
+  const ops = await bind((app) =>
+    listen(app, config.opsHost, config.opsPort, "BROKER_OPS_PORT", { hostVariableName: "BROKER_OPS_HOST" }),
+  ).catch(async (error: unknown) => {
+    await metadata.close(0);
+    throw error;
+  });
+  return { metadata, ops };
+}
