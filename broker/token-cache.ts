@@ -323,6 +323,9 @@ export class TokenCache implements TokenSource {
           { chainMs: Math.round(spanMs), deadlineMs: policy.chainDeadlineMs },
           "the token chain was cut short by a freeze of the sandbox; starting it again",
         );
+        // After the timers, the thaw's I/O: keep-alive sockets that upstream closed during the
+        // freeze are seen closed before the new chain would pick one and get a reset.
+        await new Promise((resolve) => setImmediate(resolve));
         continue;
       }
       this.#recordFailure(key, kind, outcome.error);

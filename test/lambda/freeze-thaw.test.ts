@@ -2,6 +2,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Cloud, startCloud } from "../cloud/cloud.ts";
 import { type BuiltLayer, buildLayer } from "../lambda-runtime/built-layer.ts";
+import { envelopeSkipReason } from "../lambda-runtime/cgroups.ts";
 import { startDemoLambda } from "../lambda-runtime/demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
 import { type InvokeResult, type LocalLambda, libfaketimePath } from "../lambda-runtime/local-lambda.ts";
@@ -18,6 +19,10 @@ import type { TokenProbe } from "../lambda-runtime/token-probe-handler.ts";
  * stopped (libfaketime), then thawed with SIGCONT. Access is direct (no impersonation): Google
  * STS states lifetimes relative to now (`expires_in`), so tokens issued by the cloud, which runs
  * on the real clock, read the same on the sandbox's shifted one.
+ *
+ * A freeze can also cut a background refresh short: its deadline timers fire the instant the
+ * sandbox thaws, whatever upstream did meanwhile. That is not an upstream failure: no backoff, no
+ * "token refresh failed", and the first request after the thaw gets a token from a new chain.
  */
 
 const minute = 60_000;
@@ -48,9 +53,9 @@ function chains(): { aws: number; google: number } {
 
 /** In CI libfaketime must be there (`.ci/run` installs it); elsewhere its absence skips, saying why. */
 const missingFaketime =
-  libfaketimePath() === undefined
+  (libfaketimePath() === undefined
     ? "libfaketime is not installed; install with: apt-get install libfaketime"
-    : undefined;
+    : undefined) ?? envelopeSkipReason();
 if (missingFaketime !== undefined && process.env.CI === "true") throw new Error(missingFaketime);
 
 beforeAll(async () => {
@@ -111,6 +116,37 @@ describe.skipIf(missingFaketime !== undefined)(
       expect(thawed.token).not.toBe(first.token);
       expect(thawed.expiresInMs).toBeGreaterThanOrEqual(5 * minute);
       expect(chains()).toEqual({ aws: 3, google: 3 });
+      first = thawed;
     });
+
+    it("after a freeze that cut a slow background refresh short, answers with a new chain at once", async () => {
+      // Into the advisory window (the token has 6.5 minutes left, so the function's library keeps
+      // its own copy): the INVOKE starts a background refresh, which Google STS holds for a minute.
+      await lambda.advanceClock(3.5 * minute);
+      demo.googleSts.faults.inject({ kind: "slow", ms: 60_000, times: 1 });
+      const logsBefore = lambda.logs.length;
+      expect(probeOf(await lambda.invoke({})).token).toBe(first.token);
+      // Frozen past the chain's 10 s deadline and past the token's expiry; upstream is well again.
+      await new Promise((resolve) => setTimeout(resolve, 11_000));
+      demo.googleSts.faults.clear();
+      await lambda.advanceClock(11 * minute);
+
+      const result = await lambda.invoke({});
+      const thawed = probeOf(result);
+      expect(thawed.token).not.toBe(first.token);
+      expect(demo.ledger.resolveAccessToken(thawed.token)?.issuedBy).toBe("google-sts");
+      expect(thawed.expiresInMs).toBeGreaterThanOrEqual(5 * minute);
+      // One chain on loopback, not a backoff followed by one.
+      expect(result.durationMs).toBeLessThan(1_000);
+      const brokerLines = lambda.logs
+        .slice(logsBefore)
+        .filter((entry) => entry.source === "token-broker")
+        .map((entry) => JSON.parse(entry.line) as { level: number; msg: string });
+      expect(brokerLines.filter((line) => line.level >= 50)).toEqual([]);
+      expect(brokerLines.filter((line) => line.msg.startsWith("token refresh failed"))).toEqual([]);
+      expect(brokerLines.map((line) => line.msg)).toContain(
+        "the token chain was cut short by a freeze of the sandbox; starting it again",
+      );
+    }, 30_000);
   },
 );
