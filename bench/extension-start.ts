@@ -8,13 +8,8 @@ import { promisify } from "node:util";
 import type { Flavour, Layer } from "../scripts/layer.ts";
 import type { Cloud } from "../test/cloud/cloud.ts";
 import { listen } from "../test/cloud/http.ts";
-import {
-  type Answer,
-  type ControlPlane,
-  createRuntimeApiApp,
-  type ExtensionRegistration,
-  type Invocation,
-} from "../test/lambda-runtime/runtime-api.ts";
+import { RegistrationRecorder } from "../test/lambda-runtime/registration-recorder.ts";
+import { createRuntimeApiApp } from "../test/lambda-runtime/runtime-api.ts";
 import { tokenPath } from "../test/support/broker-probes.ts";
 import { freePort } from "../test/support/free-port.ts";
 import { metadataHeaders } from "./hermetic-broker.ts";
@@ -53,74 +48,6 @@ export interface FlavourStarts {
 }
 
 export const servedRequests = 1000;
-
-/** An Extensions API that accepts one registration and holds `event/next` until `shutdown()`. */
-class RegistrationRecorder implements ControlPlane {
-  readonly registered: Promise<number>;
-  /** Called as the register call arrives, before it is answered. */
-  atRegistration: () => void = () => undefined;
-  #onRegistered: (atMs: number) => void = () => undefined;
-  #deliver: ((event: object) => void) | undefined;
-  reportedError: string | undefined;
-
-  constructor() {
-    this.registered = new Promise((resolve) => {
-      this.#onRegistered = resolve;
-    });
-  }
-
-  register(name: string): Answer<ExtensionRegistration> {
-    this.#onRegistered(Date.now());
-    this.atRegistration();
-    return {
-      ok: true,
-      value: {
-        extensionId: `bench-${name}`,
-        functionName: "bench",
-        functionVersion: "$LATEST",
-        handler: "none",
-      },
-    };
-  }
-
-  extensionNext(): Answer<Promise<object>> {
-    return {
-      ok: true,
-      value: new Promise((resolve) => {
-        this.#deliver = resolve;
-      }),
-    };
-  }
-
-  extensionError(_id: string, kind: "init" | "exit", errorType: string, body: string): Answer<void> {
-    this.reportedError = `${kind} error ${errorType}: ${body}`;
-    return { ok: true, value: undefined };
-  }
-
-  /** Gives the extension its SHUTDOWN event (once it waits in `event/next`). */
-  shutdown(): void {
-    this.#deliver?.({ eventType: "SHUTDOWN", shutdownReason: "spindown", deadlineMs: Date.now() + 2_000 });
-  }
-
-  runtimeNext(): Answer<Promise<Invocation>> {
-    return this.#noRuntime();
-  }
-
-  runtimeResult(): Answer<void> {
-    return this.#noRuntime();
-  }
-
-  runtimeInitError(): Answer<void> {
-    return this.#noRuntime();
-  }
-
-  #noRuntime<T>(): Answer<T> {
-    return {
-      ok: false,
-      refusal: { status: 403, errorType: "Bench.NoRuntime", errorMessage: "this benchmark runs no function" },
-    };
-  }
-}
 
 /** Spawn → exit of `node -e 0`. */
 async function bareNodeMs(node: string): Promise<number> {

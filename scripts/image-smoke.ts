@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -7,6 +7,7 @@ import { type Cloud, demoPrincipal, startCloud } from "../test/cloud/cloud.ts";
 import { federatedPrincipal } from "../test/cloud/world.ts";
 import { demoAppSettings } from "../test/lambda-runtime/demo-function.ts";
 import { freePort } from "../test/support/free-port.ts";
+import { type Buildah, copyLibraries, imageFiles, readlinkDeep, startBuildah } from "./buildah.ts";
 
 /**
  * Builds the images of this repository without a Docker daemon and runs them against the
@@ -41,8 +42,6 @@ function check(condition: boolean, what: string, detail = ""): void {
   console.log(`ok ${passed} - ${what}${detail ? ` (${detail})` : ""}`);
 }
 
-type Buildah = (args: readonly string[], timeout?: number) => Promise<string>;
-
 interface ImageConfig {
   User: string;
   Entrypoint: string[];
@@ -56,24 +55,8 @@ interface Running {
 }
 
 async function main(): Promise<void> {
-  try {
-    await run("buildah", ["--version"]);
-  } catch {
-    throw new Error("image smoke: buildah is not installed; install it with: apt-get install -y buildah");
-  }
-  const storage = await mkdtemp("/var/tmp/token-broker-image-smoke-");
-  const global = ["--root", `${storage}/root`, "--runroot", `${storage}/run`, "--storage-driver", "vfs"];
-  // buildah's own temporary files go to the storage folder too, so the cleanup removes them.
-  await mkdir(`${storage}/tmp`);
-  const buildahEnv = { ...process.env, TMPDIR: `${storage}/tmp` };
-  const buildah: Buildah = async (args, timeout = 120_000) => {
-    const { stdout } = await run("buildah", [...global, ...args], {
-      timeout,
-      maxBuffer: 64 * 1024 * 1024,
-      env: buildahEnv,
-    });
-    return stdout.trim();
-  };
+  const session = await startBuildah("token-broker-image-smoke");
+  const { buildah, storage, globalArgs: global, env: buildahEnv } = session;
   const started: ChildProcess[] = [];
   const start = async (image: string, env: Record<string, string>, argv: readonly string[]) => {
     const container = await buildah(["from", "--pull=never", image]);
@@ -193,9 +176,7 @@ async function main(): Promise<void> {
   } finally {
     for (const child of started) signalGroup(child, "SIGKILL");
     await cloud.close();
-    await buildah(["rm", "--all"]).catch(() => "");
-    await buildah(["rmi", "--all", "--force"]).catch(() => "");
-    await rm(storage, { recursive: true, force: true });
+    await session.remove();
   }
 }
 
@@ -241,14 +222,6 @@ async function assembleBuildBase(buildah: Buildah): Promise<void> {
   ]);
   await buildah(["config", ...environment, ...trust, "--user", "0:0", base]);
   await buildah(["commit", "--rm", base, images.buildBase]);
-}
-
-async function copyLibraries(buildah: Buildah, container: string, binary: string): Promise<void> {
-  const { stdout } = await run("ldd", [binary]);
-  for (const match of stdout.matchAll(/(\/\S+) \(0x/g)) {
-    const linked = match[1] ?? "";
-    await buildah(["copy", container, await readlinkDeep(linked), linked]);
-  }
 }
 
 async function build(
@@ -415,42 +388,6 @@ async function poll<T>(
     await sleep(100);
   }
   return value;
-}
-
-/** Resolves a chain of symlinks (libc.so.6 -> libc-2.36.so) to the file to copy. */
-async function readlinkDeep(file: string): Promise<string> {
-  let current = file;
-  for (let hops = 0; hops < 10; hops += 1) {
-    try {
-      current = path.resolve(path.dirname(current), await readlink(current));
-    } catch {
-      return current;
-    }
-  }
-  return current;
-}
-
-/** Every file of an image with its size, read from a mounted working container. */
-async function imageFiles(buildah: Buildah, image: string): Promise<Map<string, number>> {
-  const container = await buildah(["from", "--pull=never", image]);
-  try {
-    const mountpoint = await buildah(["mount", container]);
-    const files = new Map<string, number>();
-    await listFiles(mountpoint, "", files);
-    await buildah(["umount", container]);
-    return files;
-  } finally {
-    await buildah(["rm", container]);
-  }
-}
-
-async function listFiles(directory: string, prefix: string, files: Map<string, number>): Promise<void> {
-  for (const entry of await readdir(directory, { withFileTypes: true })) {
-    const relative = `${prefix}/${entry.name}`;
-    const full = path.join(directory, entry.name);
-    if (entry.isDirectory()) await listFiles(full, relative, files);
-    else files.set(relative, (await lstat(full)).size);
-  }
 }
 
 /** The pid of a node process this smoke test started in a container, by its script and one variable. */
