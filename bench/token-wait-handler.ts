@@ -8,6 +8,7 @@ import { readDemoSettings } from "../client-demo/settings.ts";
  * extension's prewarm overlaps with as much init as the demo gives it. Each invocation then asks
  * google-auth-library for a token once and reports how long that took.
  *
+ * `{ token: false }` asks for nothing (the function without the layer).
  * `{ prewarmed: false }` uses a client for a scope set the extension does not prewarm, which is
  * what every first token costs a broker that only fetches on demand.
  */
@@ -29,6 +30,8 @@ const notPrewarmedAuth = await new GoogleAuth({
 
 export interface TokenWaitEvent {
   readonly prewarmed?: boolean;
+  /** `false`: ask for no token (the same function without the layer, for its init and memory). */
+  readonly token?: boolean;
 }
 
 export interface TokenWait {
@@ -37,6 +40,7 @@ export interface TokenWait {
 }
 
 export async function handler(event: TokenWaitEvent | null): Promise<TokenWait> {
+  if (event?.token === false) return { gotToken: false, waitMs: 0 };
   const auth = event?.prewarmed === false ? notPrewarmedAuth : prewarmedAuth;
   const started = performance.now();
   const { token } = await auth.getAccessToken();

@@ -1,0 +1,144 @@
+import { copyFile, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Flavour, Layer } from "../scripts/layer.ts";
+import type { Cloud } from "../test/cloud/cloud.ts";
+import { demoFunctionEnvironment } from "../test/lambda-runtime/demo-function.ts";
+import { bundleFunction } from "../test/lambda-runtime/function-bundle.ts";
+import { LocalLambda, type LocalLambdaOptions } from "../test/lambda-runtime/local-lambda.ts";
+import { progress } from "./report.ts";
+import type { TokenWait } from "./token-wait-handler.ts";
+
+/*
+ * A function's cold start with and without the layer, under Lambda's resource envelope
+ * (test/lambda-runtime: memory cgroup limited to the function's memory, CPU unthrottled during
+ * init and memory/1769 of a vCPU from the first invoke, the cgroup freezer), per flavour and
+ * memory size, the two sandboxes of a pair started one after the other in alternating order:
+ *   init          Lambda's "Init Duration": extensions started → runtime and extensions in `next`;
+ *   token wait    the first invocation's `getAccessToken()` (with the layer), timed in the handler;
+ *   memory        "Max Memory Used" (the memory cgroup's peak) after the first invocation, and
+ *                 the sandbox's anonymous memory then (memory.stat total_rss).
+ * nodejs: bench/token-wait-handler.ts (the demo's init) on Node with aws-lambda-ric. standalone:
+ * bench/token_wait_handler.py (google-auth with requests) on Python 3, run by
+ * test/lambda-runtime/python-runtime.py, a standard-library runtime client.
+ */
+
+export const envelopeMemorySizes = [128, 512, 1769] as const;
+
+export interface SandboxRun {
+  readonly initMs: number;
+  /** With the layer only. */
+  readonly tokenWaitMs: number | undefined;
+  readonly maxMemoryUsedBytes: number;
+  readonly anonBytes: number;
+}
+
+export interface EnvelopeCell {
+  readonly flavour: Flavour;
+  readonly memoryMb: number;
+  readonly withLayer: SandboxRun[];
+  readonly withoutLayer: SandboxRun[];
+}
+
+interface FunctionUnderTest {
+  readonly flavour: Flavour;
+  readonly layer: Layer;
+  readonly sandbox: Pick<LocalLambdaOptions, "taskRoot" | "handler" | "runtime">;
+  remove(): Promise<void>;
+}
+
+const tokenWaitHandlerPath = fileURLToPath(new URL("token-wait-handler.ts", import.meta.url));
+const pythonHandlerPath = fileURLToPath(new URL("token_wait_handler.py", import.meta.url));
+const pythonRuntimePath = fileURLToPath(new URL("../test/lambda-runtime/python-runtime.py", import.meta.url));
+
+async function functionFor(layer: Layer): Promise<FunctionUnderTest> {
+  if (layer.flavour === "nodejs") {
+    const bundle = await bundleFunction(tokenWaitHandlerPath);
+    return {
+      flavour: layer.flavour,
+      layer,
+      sandbox: { taskRoot: bundle.taskRoot, handler: bundle.handler },
+      remove: bundle.remove,
+    };
+  }
+  const taskRoot = await mkdtemp(join(tmpdir(), "lambda-task-python-"));
+  await copyFile(pythonHandlerPath, join(taskRoot, "token_wait.py"));
+  return {
+    flavour: layer.flavour,
+    layer,
+    sandbox: {
+      taskRoot,
+      handler: "token_wait.handler",
+      runtime: { command: "python3", args: [pythonRuntimePath], executionEnv: "AWS_Lambda_python3.11" },
+    },
+    remove: () => rm(taskRoot, { recursive: true, force: true }),
+  };
+}
+
+async function sandboxRun(
+  cloud: Cloud,
+  subject: FunctionUnderTest,
+  memoryMb: number,
+  withLayer: boolean,
+): Promise<SandboxRun> {
+  const lambda = await LocalLambda.start({
+    ...subject.sandbox,
+    layers: withLayer ? [subject.layer.zipPath] : [],
+    environment: await demoFunctionEnvironment(cloud, { impersonate: true }),
+    memoryMb,
+  });
+  try {
+    const result = await lambda.invoke({ token: withLayer });
+    if (result.outcome.kind !== "response") {
+      throw new Error(
+        `the ${subject.flavour} token-wait function failed: ${result.outcome.errorType} ${result.outcome.errorMessage}`,
+      );
+    }
+    const wait = result.outcome.payload as TokenWait;
+    if (withLayer && !wait.gotToken)
+      throw new Error(`the ${subject.flavour} token-wait function got no token`);
+    const memory = await lambda.memory();
+    return {
+      initMs: lambda.initDurationMs,
+      tokenWaitMs: withLayer ? wait.waitMs : undefined,
+      maxMemoryUsedBytes: memory.maxUsedBytes,
+      anonBytes: memory.anonBytes,
+    };
+  } finally {
+    await lambda.close();
+  }
+}
+
+/** `rounds` pairs (without, with the layer; order alternating) per flavour and memory size. */
+export async function benchEnvelope(
+  cloud: Cloud,
+  layers: readonly Layer[],
+  rounds: number,
+): Promise<EnvelopeCell[]> {
+  const subjects = await Promise.all(layers.map(functionFor));
+  try {
+    const cells: EnvelopeCell[] = subjects.flatMap((subject) =>
+      envelopeMemorySizes.map((memoryMb) => ({
+        flavour: subject.flavour,
+        memoryMb,
+        withLayer: [],
+        withoutLayer: [],
+      })),
+    );
+    for (let round = 0; round < rounds; round += 1) {
+      for (const cell of cells) {
+        const subject = subjects.find((candidate) => candidate.flavour === cell.flavour) as FunctionUnderTest;
+        progress(`envelope ${round + 1}/${rounds}: ${cell.flavour} at ${cell.memoryMb} MB`);
+        const order = round % 2 === 0 ? [false, true] : [true, false];
+        for (const withLayer of order) {
+          const sample = await sandboxRun(cloud, subject, cell.memoryMb, withLayer);
+          (withLayer ? cell.withLayer : cell.withoutLayer).push(sample);
+        }
+      }
+    }
+    return cells;
+  } finally {
+    await Promise.all(subjects.map((subject) => subject.remove()));
+  }
+}
