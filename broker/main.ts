@@ -1,4 +1,5 @@
-import type { RequestListener } from "node:http";
+import { globalAgent as httpAgent, type RequestListener } from "node:http";
+import { globalAgent as httpsAgent } from "node:https";
 import type { STSClient } from "@aws-sdk/client-sts";
 import { type BoundListeners, bindListeners } from "./bound-listeners.ts";
 import { type Clock, type Random, systemClock } from "./clock.ts";
@@ -106,11 +107,10 @@ function lazyFetcher(chain: () => Promise<UpstreamChain>): TokenFetcher {
  * Node's global agents, which hold google-auth-library's sockets (its node-fetch uses them).
  * Nothing else in the broker uses the global agents.
  */
-async function closeUpstreamSockets(sts: STSClient | undefined): Promise<void> {
+function closeUpstreamSockets(sts: STSClient | undefined): void {
   sts?.destroy();
-  const [http, https] = await Promise.all([import("node:http"), import("node:https")]);
-  http.globalAgent.destroy();
-  https.globalAgent.destroy();
+  httpAgent.destroy();
+  httpsAgent.destroy();
 }
 
 /**
@@ -163,11 +163,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     });
     return {
       fetcher: new GoogleExchange({ config, identity, calls, clock }),
-      dispose: () => {
-        closeUpstreamSockets(ownSts).catch((error: unknown) =>
-          logger.warn({ err: error }, "could not close the upstream connections of the replaced chain"),
-        );
-      },
+      dispose: () => closeUpstreamSockets(ownSts),
     };
   });
   tokens = new TokenCache({
