@@ -66,7 +66,13 @@ export type AwsCredentialSource = "environment" | "container";
 export interface DemoLambdaOptions
   extends Pick<
     LocalLambdaOptions,
-    "onLog" | "shiftableClock" | "timeoutMs" | "memoryMb" | "initializationType" | "maxConcurrency"
+    | "onLog"
+    | "shiftableClock"
+    | "timeoutMs"
+    | "memoryMb"
+    | "initializationType"
+    | "maxConcurrency"
+    | "runtime"
   > {
   readonly demo: Cloud;
   readonly layer: string;

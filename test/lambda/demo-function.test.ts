@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Flavour } from "../../scripts/layer.ts";
 import { type Cloud, impersonatedServiceAccount, startCloud } from "../cloud/cloud.ts";
 import { type BuiltLayer, buildLayer } from "../lambda-runtime/built-layer.ts";
+import { envelopeSkipReason } from "../lambda-runtime/cgroups.ts";
 import { demoHandlerPath, startDemoLambda } from "../lambda-runtime/demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
 import type { InvokeResult, LocalLambda } from "../lambda-runtime/local-lambda.ts";
@@ -24,8 +25,10 @@ function okBody(result: InvokeResult): { object: string; row: { timestamp: strin
   return JSON.parse(payload.body) as { object: string; row: { timestamp: string; message: string } };
 }
 
-describe.each(["nodejs", "standalone"] satisfies Flavour[])(
-  "the demo function with the %s layer",
+const skip = envelopeSkipReason();
+
+describe.skipIf(skip !== undefined).each(["nodejs", "standalone"] satisfies Flavour[])(
+  `the demo function with the %s layer${skip === undefined ? "" : ` (${skip})`}`,
   (flavour) => {
     let demo: Cloud;
     let layer: BuiltLayer;
