@@ -12,6 +12,8 @@ import {
 } from "../lambda-runtime/demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
 import { LambdaInitError } from "../lambda-runtime/local-lambda.ts";
+import { freePort } from "../support/free-port.ts";
+import { startExtension, unpackLayer } from "./extension-process.ts";
 
 /**
  * A broken configuration must fail the sandbox's init at once and say why, in the words the
@@ -108,6 +110,73 @@ describe("the extension's init failure", () => {
       expect(elapsedMs).toBeLessThan(5_000);
     } finally {
       await new Promise<void>((resolve) => squatter.close(() => resolve()));
+    }
+  });
+});
+
+describe("the extension's registration", () => {
+  it("ends init when Lambda refuses the registration, with one line that says why", async () => {
+    const opt = await unpackLayer(layer.zipPath);
+    const refusal = {
+      errorMessage: "ExtensionsAPI Failed to Register token-broker: too many extensions",
+      errorType: "Extension.TooManyExtensions",
+    };
+    const extension = await startExtension(
+      opt.optDir,
+      {
+        ...demo.brokerEnv({ impersonate: true }),
+        BROKER_PORT: String(await freePort()),
+        BROKER_OPS_HOST: "127.0.0.1",
+        BROKER_OPS_PORT: String(await freePort()),
+        AWS_LAMBDA_INITIALIZATION_TYPE: "on-demand",
+      },
+      (_req, res) => {
+        res.writeHead(403, { "Content-Type": "application/json" }).end(JSON.stringify(refusal));
+      },
+    );
+    try {
+      expect(await extension.exited()).toBe(1);
+      const logged = extension.lines
+        .filter((line) => line !== "")
+        .map((line) => JSON.parse(line) as { level: number; msg: string });
+      expect(logged).toEqual([
+        expect.objectContaining({
+          level: 50,
+          msg: "Lambda refused to register the extension token-broker for INVOKE, SHUTDOWN (AWS_LAMBDA_INITIALIZATION_TYPE=on-demand): Lambda Extensions API register answered 403 Extension.TooManyExtensions: ExtensionsAPI Failed to Register token-broker: too many extensions; the function cannot start with this extension",
+        }),
+      ]);
+      expect(demo.awsSts.calls.get("GetWebIdentityToken")).toBe(0);
+    } finally {
+      await extension.stop();
+      await opt.remove();
+    }
+  });
+
+  it("runs an unknown AWS_LAMBDA_INITIALIZATION_TYPE as on-demand, with one warning line", async () => {
+    const lambda = await startDemoLambda({
+      demo,
+      layer: layer.zipPath,
+      bundle,
+      impersonate: true,
+      initializationType: "lambda-elastic-warp",
+    });
+    try {
+      const logged = lambda.logs
+        .filter((entry) => entry.source === "token-broker")
+        .map((entry) => JSON.parse(entry.line) as { level: number; msg: string; [field: string]: unknown });
+      expect(logged.filter((line) => line.level >= 40)).toEqual([
+        expect.objectContaining({
+          level: 40,
+          msg: 'AWS_LAMBDA_INITIALIZATION_TYPE="lambda-elastic-warp" is not a Lambda mode this extension knows (on-demand, provisioned-concurrency, lambda-managed-instances, snap-start); running as on-demand',
+        }),
+      ]);
+      expect(logged).toContainEqual(
+        expect.objectContaining({ mode: "on-demand", events: ["INVOKE", "SHUTDOWN"] }),
+      );
+      const { outcome } = await lambda.invoke({});
+      expect(outcome.kind).toBe("response");
+    } finally {
+      await lambda.close();
     }
   });
 });
