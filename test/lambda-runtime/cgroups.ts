@@ -60,15 +60,16 @@ function parentFolder(controller: Controller): string {
   return join(hierarchyRoot, controller, ownCgroup(controller) ?? "/");
 }
 
-let support: { available: true } | { available: false; reason: string } | undefined;
+export type EnvelopeSupport = { available: true } | { available: false; reason: string };
+let support: EnvelopeSupport | undefined;
 
 /** Whether this machine lets us build the envelope, and if not, why (checked once). */
-export function envelopeSupport(): { available: true } | { available: false; reason: string } {
+export function envelopeSupport(): EnvelopeSupport {
   support ??= probe();
   return support;
 }
 
-function probe(): { available: true } | { available: false; reason: string } {
+function probe(): EnvelopeSupport {
   if (!existsSync("/proc/self/cgroup"))
     return { available: false, reason: "no /proc/self/cgroup (not Linux)" };
   for (const controller of controllers) {
