@@ -1,4 +1,9 @@
-import { type Function as LambdaFunction, Runtime, RuntimeFamily } from "aws-cdk-lib/aws-lambda";
+import {
+  type CfnFunction,
+  type Function as LambdaFunction,
+  Runtime,
+  RuntimeFamily,
+} from "aws-cdk-lib/aws-lambda";
 import { Construct } from "constructs";
 import {
   type BrokerSettings,
@@ -18,6 +23,11 @@ export interface LambdaTokenBrokerProps {
   readonly broker: BrokerSettings;
 }
 
+/** Whether the function runs on a Lambda Managed Instances capacity provider (`CapacityProvider.addFunction`). */
+function onManagedInstances(fn: LambdaFunction): boolean {
+  return (fn.node.defaultChild as CfnFunction | undefined)?.capacityProviderConfig !== undefined;
+}
+
 /**
  * Attaches the broker to a Lambda function: the layer flavour and architecture that fit its
  * runtime, the `BROKER_*` settings, the variables that point Google SDKs at the extension, and
@@ -26,6 +36,13 @@ export interface LambdaTokenBrokerProps {
  * ```ts
  * new LambdaTokenBroker(this, "Broker", { function: fn, layer, broker: { audience } });
  * ```
+ *
+ * Every Lambda mode takes the same layer: the extension reads `AWS_LAMBDA_INITIALIZATION_TYPE`
+ * when it starts (on-demand, provisioned concurrency, SnapStart, Lambda Managed Instances). A
+ * function on Lambda Managed Instances runs on EC2 instances in your VPC subnets, so its ops
+ * listener is kept on loopback there (nothing in Lambda scrapes it; metrics go out as log
+ * lines): attach the function to its capacity provider (`capacityProvider.addFunction(fn)`)
+ * before this construct, which synthesis checks.
  */
 export class LambdaTokenBroker extends Construct {
   constructor(scope: Construct, id: string, props: LambdaTokenBrokerProps) {
@@ -45,9 +62,11 @@ export class LambdaTokenBroker extends Construct {
     }
 
     fn.addLayers(props.layer.forFunction(fn.runtime, fn.architecture));
+    const managedInstances = onManagedInstances(fn);
     const environment = {
       ...brokerEnvironment(props.broker),
       ...workloadEnvironment({ node: fn.runtime.family === RuntimeFamily.NODEJS }),
+      ...(managedInstances ? { BROKER_OPS_HOST: "127.0.0.1" } : {}),
     };
     for (const [name, value] of Object.entries(environment)) fn.addEnvironment(name, value);
 
@@ -56,5 +75,14 @@ export class LambdaTokenBroker extends Construct {
     // The first invocation must not race the permission. Only the CloudFormation function waits:
     // the function construct also holds its role, which the policy itself needs first.
     fn.node.defaultChild?.node.addDependency(policy);
+
+    this.node.addValidation({
+      validate: () =>
+        !managedInstances && onManagedInstances(fn)
+          ? [
+              `LambdaTokenBroker: ${fn.node.path} was added to a capacity provider after the broker was attached; call capacityProvider.addFunction() first, so the broker's ops listener stays on loopback on Lambda Managed Instances`,
+            ]
+          : [],
+    });
   }
 }

@@ -1,8 +1,10 @@
 import { type CfnElement, Stack, Validations } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
+import { SecurityGroup, SubnetType, Vpc } from "aws-cdk-lib/aws-ec2";
 import { Repository } from "aws-cdk-lib/aws-ecr";
 import {
   Architecture,
+  CapacityProvider,
   Code,
   DockerImageCode,
   DockerImageFunction,
@@ -177,6 +179,56 @@ describe("LambdaTokenBroker", () => {
       )?.Environment.Variables ?? {},
     );
     expect(variables).not.toContain("BROKER_SERVICE_ACCOUNT");
+  });
+
+  describe("on Lambda Managed Instances", () => {
+    function managedInstancesStack(name: string) {
+      const scope = new Stack(testApp(), name);
+      const vpc = new Vpc(scope, "Vpc", {
+        maxAzs: 1,
+        natGateways: 0,
+        subnetConfiguration: [{ name: "instances", subnetType: SubnetType.PRIVATE_ISOLATED }],
+      });
+      const provider = new CapacityProvider(scope, "Capacity", {
+        subnets: vpc.isolatedSubnets,
+        securityGroups: [new SecurityGroup(scope, "Instances", { vpc })],
+        architectures: [Architecture.ARM_64],
+      });
+      const fn = makeFunction(scope, "Fn", Runtime.NODEJS_24_X, Architecture.ARM_64);
+      const layer = new TokenBrokerLayer(scope, "Layer", { layersDirectory: makeLayerFixtures() });
+      return { scope, provider, fn, layer };
+    }
+
+    it("takes the same layer, and keeps the ops listener on loopback inside the VPC", () => {
+      const { scope, provider, fn, layer } = managedInstancesStack("Managed");
+      provider.addFunction(fn, { perExecutionEnvironmentMaxConcurrency: 32 });
+      new LambdaTokenBroker(scope, "Broker", { function: fn, layer, broker });
+      const synthesized = Template.fromStack(scope);
+      const resource = synthesized.toJSON().Resources[
+        scope.getLogicalId(fn.node.defaultChild as CfnElement)
+      ] as { Properties: Record<string, unknown> } | undefined;
+      const nodejsArm = layer.version("nodejs", Architecture.ARM_64).node.defaultChild as CfnElement;
+      expect(resource?.Properties.Layers).toEqual([{ Ref: scope.getLogicalId(nodejsArm) }]);
+      expect(resource?.Properties.CapacityProviderConfig).toMatchObject({
+        LambdaManagedInstancesCapacityProviderConfig: { PerExecutionEnvironmentMaxConcurrency: 32 },
+      });
+      expect(resource?.Properties.Environment).toMatchObject({
+        Variables: {
+          BROKER_OPS_HOST: "127.0.0.1",
+          BROKER_AUDIENCE: audience,
+          GCE_METADATA_HOST: "127.0.0.1:8181",
+        },
+      });
+    });
+
+    it("fails synthesis when the function joins a capacity provider after the broker was attached", () => {
+      const { scope, provider, fn, layer } = managedInstancesStack("LateProvider");
+      new LambdaTokenBroker(scope, "Broker", { function: fn, layer, broker });
+      provider.addFunction(fn);
+      expect(() => Template.fromStack(scope)).toThrow(
+        "LambdaTokenBroker: LateProvider/Fn was added to a capacity provider after the broker was attached; call capacityProvider.addFunction() first, so the broker's ops listener stays on loopback on Lambda Managed Instances",
+      );
+    });
   });
 
   it("refuses container-image functions, which cannot have layers", () => {
