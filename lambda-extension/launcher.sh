@@ -14,7 +14,7 @@ node="$dir/node"
 # V8 flags that leave code generation alone (a 1 MB young generation, garbage collection on the
 # main thread): V8 rejects any code cache made under other code-generation flags, Node's own for
 # its built-in modules included, and the modules loaded before registering would compile from
-# source. The extension sets the flags for lean code itself once it has registered
+# source. The extension sets the flags for lean code itself once its init's work is done
 # (lambda-extension/lean-code.ts); the standalone layer's code cache is trained through this
 # very launcher (scripts/layer-code-cache.ts).
 # glibc's malloc, for the broker process only, appended to any tunables the function sets: freed
