@@ -7,6 +7,8 @@ import type { Cloud } from "../test/cloud/cloud.ts";
 import { demoFunctionEnvironment } from "../test/lambda-runtime/demo-function.ts";
 import { bundleFunction } from "../test/lambda-runtime/function-bundle.ts";
 import { LocalLambda, type LocalLambdaOptions } from "../test/lambda-runtime/local-lambda.ts";
+import { startInProcessBroker } from "../test/support/in-process-broker.ts";
+import { getToken } from "./in-process-broker.ts";
 import { progress } from "./report.ts";
 import type { TokenWait } from "./token-wait-handler.ts";
 
@@ -19,6 +21,9 @@ import type { TokenWait } from "./token-wait-handler.ts";
  *   token wait    the first invocation's `getAccessToken()` (with the layer), timed in the handler;
  *   memory        "Max Memory Used" (the memory cgroup's peak) after the first invocation, and
  *                 the sandbox's anonymous memory then (memory.stat total_rss).
+ * The floor of the token wait, in a third sandbox: the same function without the layer, asking a
+ * broker that runs outside the sandbox (in this process, unthrottled) and already holds the
+ * token: what the function itself spends on its first token at its CPU share.
  * nodejs: bench/token-wait-handler.ts (the demo's init) on Node with aws-lambda-ric. standalone:
  * bench/token_wait_handler.py (google-auth with requests) on Python 3, run by
  * test/lambda-runtime/python-runtime.py, a standard-library runtime client.
@@ -39,7 +44,11 @@ export interface EnvelopeCell {
   readonly memoryMb: number;
   readonly withLayer: SandboxRun[];
   readonly withoutLayer: SandboxRun[];
+  /** First-token waits of the function against a ready metadata server outside the sandbox. */
+  readonly floorWaitMs: number[];
 }
+
+type Variant = "without" | "with" | { readonly readyMetadataHost: string };
 
 interface FunctionUnderTest {
   readonly flavour: Flavour;
@@ -80,28 +89,35 @@ async function sandboxRun(
   cloud: Cloud,
   subject: FunctionUnderTest,
   memoryMb: number,
-  withLayer: boolean,
+  variant: Variant,
 ): Promise<SandboxRun> {
+  const withLayer = variant === "with";
+  const asksToken = variant !== "without";
+  const environment = await demoFunctionEnvironment(cloud, { impersonate: true });
+  if (typeof variant === "object") {
+    for (const name of ["GCE_METADATA_HOST", "GCE_METADATA_IP", "GCE_METADATA_ROOT"])
+      environment[name] = variant.readyMetadataHost;
+  }
   const lambda = await LocalLambda.start({
     ...subject.sandbox,
     layers: withLayer ? [subject.layer.zipPath] : [],
-    environment: await demoFunctionEnvironment(cloud, { impersonate: true }),
+    environment,
     memoryMb,
   });
   try {
-    const result = await lambda.invoke({ token: withLayer });
+    const result = await lambda.invoke({ token: asksToken });
     if (result.outcome.kind !== "response") {
       throw new Error(
         `the ${subject.flavour} token-wait function failed: ${result.outcome.errorType} ${result.outcome.errorMessage}`,
       );
     }
     const wait = result.outcome.payload as TokenWait;
-    if (withLayer && !wait.gotToken)
+    if (asksToken && !wait.gotToken)
       throw new Error(`the ${subject.flavour} token-wait function got no token`);
     const memory = await lambda.memory();
     return {
       initMs: lambda.initDurationMs,
-      tokenWaitMs: withLayer ? wait.waitMs : undefined,
+      tokenWaitMs: asksToken ? wait.waitMs : undefined,
       maxMemoryUsedBytes: memory.maxUsedBytes,
       anonBytes: memory.anonBytes,
     };
@@ -110,35 +126,46 @@ async function sandboxRun(
   }
 }
 
-/** `rounds` pairs (without, with the layer; order alternating) per flavour and memory size. */
+/**
+ * `rounds` pairs (without, with the layer; order alternating) and one floor sandbox per flavour
+ * and memory size.
+ */
 export async function benchEnvelope(
   cloud: Cloud,
   layers: readonly Layer[],
   rounds: number,
 ): Promise<EnvelopeCell[]> {
   const subjects = await Promise.all(layers.map(functionFor));
+  const ready = await startInProcessBroker(cloud, { impersonate: true });
   try {
+    const warm = await getToken(ready);
+    if (warm.status !== 200) throw new Error(`the floor's broker answered ${warm.status}`);
+    const readyMetadataHost = new URL(ready.metadataUrl).host;
     const cells: EnvelopeCell[] = subjects.flatMap((subject) =>
       envelopeMemorySizes.map((memoryMb) => ({
         flavour: subject.flavour,
         memoryMb,
         withLayer: [],
         withoutLayer: [],
+        floorWaitMs: [],
       })),
     );
     for (let round = 0; round < rounds; round += 1) {
       for (const cell of cells) {
         const subject = subjects.find((candidate) => candidate.flavour === cell.flavour) as FunctionUnderTest;
         progress(`envelope ${round + 1}/${rounds}: ${cell.flavour} at ${cell.memoryMb} MB`);
-        const order = round % 2 === 0 ? [false, true] : [true, false];
-        for (const withLayer of order) {
-          const sample = await sandboxRun(cloud, subject, cell.memoryMb, withLayer);
-          (withLayer ? cell.withLayer : cell.withoutLayer).push(sample);
+        const order: Variant[] = round % 2 === 0 ? ["without", "with"] : ["with", "without"];
+        for (const variant of order) {
+          const sample = await sandboxRun(cloud, subject, cell.memoryMb, variant);
+          (variant === "with" ? cell.withLayer : cell.withoutLayer).push(sample);
         }
+        const floor = await sandboxRun(cloud, subject, cell.memoryMb, { readyMetadataHost });
+        cell.floorWaitMs.push(floor.tokenWaitMs ?? 0);
       }
     }
     return cells;
   } finally {
+    await ready.close();
     await Promise.all(subjects.map((subject) => subject.remove()));
   }
 }

@@ -98,6 +98,7 @@ export function envelopeSection(result: LambdaResult): Section {
     const initWithout = spread(cell.withoutLayer.map((run) => run.initMs));
     const initWith = spread(cell.withLayer.map((run) => run.initMs));
     const wait = spread(cell.withLayer.map((run) => run.tokenWaitMs ?? 0));
+    const floor = spread(cell.floorWaitMs);
     const usedWithout = spread(cell.withoutLayer.map((run) => mb(run.maxMemoryUsedBytes)));
     const usedWith = spread(cell.withLayer.map((run) => mb(run.maxMemoryUsedBytes)));
     return [
@@ -107,6 +108,7 @@ export function envelopeSection(result: LambdaResult): Section {
       formatSpread(initWith),
       formatSpread(pairedDifference(cell, (run) => run.initMs)),
       formatSpread(wait, 1),
+      formatSpread(floor, 1),
       formatSpread(usedWithout, 1),
       formatSpread(usedWith, 1),
       formatSpread(
@@ -137,7 +139,7 @@ export function envelopeSection(result: LambdaResult): Section {
             {
               claim: `nodejs, 128 MB: the first invocation's token wait ≤ ${firstTokenBudgetMs} ms (${result.options.latencyMs} ms on every upstream call)`,
               met: wait.median <= firstTokenBudgetMs,
-              measured: `${formatSpread(wait, 1)} ms`,
+              measured: `${formatSpread(wait, 1)} ms; the function's own floor (a ready metadata server outside the sandbox): ${formatSpread(spread(nodejs128.floorWaitMs), 1)} ms`,
             },
             {
               claim: `nodejs, 128 MB: the layer adds ≤ ${addedMemoryBudgetMb} MB to Max Memory Used`,
@@ -162,6 +164,9 @@ export function envelopeSection(result: LambdaResult): Section {
       `timed in the handler, with ${result.options.latencyMs} ms added to every upstream call (service-account impersonation,`,
       "3 calls per chain). Max Memory Used = the memory cgroup's peak (memory.max_usage_in_bytes) after the",
       "first invocation; anonymous = memory.stat total_rss then. Differences are per pair, then the median.",
+      "Floor: in each round a third sandbox runs the function without the layer against a broker outside the",
+      "sandbox (this process, unthrottled) that already holds the token: the first token's cost to the function",
+      "itself at its CPU share, which no extension can remove.",
     ].join(" "),
     tables: [
       {
@@ -172,6 +177,7 @@ export function envelopeSection(result: LambdaResult): Section {
           "init with, ms",
           "init Δ, ms",
           "first token wait, ms",
+          "floor: ready server outside, ms",
           "Max Memory Used without, MB",
           "with, MB",
           "Δ, MB",
