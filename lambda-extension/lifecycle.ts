@@ -29,8 +29,8 @@ import { refreshAhead } from "./refresh-ahead.ts";
  *                     invocation finds the token in memory. When upstream is slower than the
  *                     runtime's own init, init lasts until the token is in (at most that wait);
  *                     past it the chain goes on in the background. Then one request of our own
- *                     to the token route (the first request served compiles the serving path),
- *                     and V8 switches to lean code generation (lean-code.ts).
+ *                     to the token route (the first request served compiles the serving path).
+ *                     V8 runs lean code generation from registration on (lean-code.ts).
  *                     SnapStart: the chain's code is loaded but nothing is fetched, and whatever
  *                     the function's init fetched is forgotten (see below).
  *   after next        loop on `event/next`: each INVOKE looks the token up (a thawed sandbox's
@@ -142,6 +142,7 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
   }
   // Lambda starts the runtime once this answers: the broker loads while the runtime starts.
   const registered = await register(() => loadLogger(config));
+  useLeanCodeGeneration();
   const broker = import("../broker/main.ts");
   const logger = await loadLogger(config);
   if (!registered) {
@@ -168,7 +169,6 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
   );
 
   await initialTokenWork(handle, reading.mode);
-  useLeanCodeGeneration();
   return eventLoop(api, handle, reading.mode, logger);
 }
 
