@@ -14,7 +14,7 @@ import { writeCodeCaches } from "./cached-commonjs.ts";
  * 1 MB young generation, garbage collection on the main thread), and these follow here, right
  * after registering, before the broker loads: what loads later compiles under them, and the
  * standalone layer's caches for those files are trained the same way. (Switched later, once the
- * chain's code had run and tiered up, they crashed V8 at the next invocation.)
+ * chain's code had run, the extension died silently at its next invocation.)
  */
 const leanFlags = [
   "--no-opt",
