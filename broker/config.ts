@@ -185,7 +185,10 @@ interface CredentialConfigFile {
 }
 
 /** Subject token types of a JWT, the only kind the broker supplies (from `GetWebIdentityToken`). */
-const jwtSubjectTokenTypes = ["urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oauth:token-type:id_token"];
+const jwtSubjectTokenTypes = [
+  "urn:ietf:params:oauth:token-type:jwt",
+  "urn:ietf:params:oauth:token-type:id_token",
+];
 const awsSubjectTokenType = "urn:ietf:params:aws:token-type:aws4_request";
 /** What `create-cred-config` writes for a JWT source; the broker supplies the JWT itself and reads none of them. */
 const jwtCredentialSources = ["file", "url", "executable"];
@@ -241,7 +244,9 @@ function readCredentialConfig(path: string): CredentialConfigFile {
   if (typeof file.audience !== "string") throw invalid(name, `(${path}) has no "audience"`, example);
   checkSubjectToken(file, fail);
   if (file.universe_domain !== undefined && file.universe_domain !== "googleapis.com") {
-    throw fail(`has universe_domain ${JSON.stringify(file.universe_domain)}; the broker serves googleapis.com only`);
+    throw fail(
+      `has universe_domain ${JSON.stringify(file.universe_domain)}; the broker serves googleapis.com only`,
+    );
   }
   if (file.token_url !== undefined && (typeof file.token_url !== "string" || !URL.canParse(file.token_url))) {
     throw fail(`has a token_url that is not a URL (${JSON.stringify(file.token_url)})`);
@@ -343,7 +348,11 @@ function parseHostList(name: string, raw: string | undefined): string[] {
   const hosts = raw.split(",").map((host) => host.trim());
   const bad = hosts.find((host) => canonicalHost(host) === undefined);
   if (bad !== undefined) {
-    throw invalid(name, `must be comma-separated host names or addresses, got "${bad}"`, "token-broker,[fd00::5]");
+    throw invalid(
+      name,
+      `must be comma-separated host names or addresses, got "${bad}"`,
+      "token-broker,[fd00::5]",
+    );
   }
   return hosts;
 }
@@ -441,7 +450,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     );
   }
   // The AWS CLI's fallback; the SDK for JavaScript reads AWS_REGION only, so the broker applies it.
-  const regionVariable = get("AWS_REGION") === undefined && get("AWS_DEFAULT_REGION") !== undefined ? "AWS_DEFAULT_REGION" : "AWS_REGION";
+  const regionVariable =
+    get("AWS_REGION") === undefined && get("AWS_DEFAULT_REGION") !== undefined
+      ? "AWS_DEFAULT_REGION"
+      : "AWS_REGION";
   const awsRegion = get(regionVariable);
   if (awsRegion === undefined || !/^[a-z]{2}(-[a-z]+)+-\d+$/.test(awsRegion)) {
     throw invalid(

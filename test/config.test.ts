@@ -109,12 +109,21 @@ describe("configuration", () => {
     });
   });
 
-  it.each(["127.0.0.1", "127.10.0.1", "localhost", "LocalHost", "::1", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1"])(
-    "takes the loopback BROKER_HOST %s without BROKER_ALLOW_REMOTE",
-    (host) => {
-      expect(loadConfig({ ...base, BROKER_HOST: host })).toMatchObject({ host, allowRemote: false, warnings: [] });
-    },
-  );
+  it.each([
+    "127.0.0.1",
+    "127.10.0.1",
+    "localhost",
+    "LocalHost",
+    "::1",
+    "0:0:0:0:0:0:0:1",
+    "::ffff:127.0.0.1",
+  ])("takes the loopback BROKER_HOST %s without BROKER_ALLOW_REMOTE", (host) => {
+    expect(loadConfig({ ...base, BROKER_HOST: host })).toMatchObject({
+      host,
+      allowRemote: false,
+      warnings: [],
+    });
+  });
 
   it.each(["0.0.0.0", "::", "10.0.1.5", "fd00::5", "::ffff:10.0.0.1", "token-broker", "128.0.0.1"])(
     "refuses the non-loopback BROKER_HOST %s unless BROKER_ALLOW_REMOTE=true, and then warns",
@@ -137,7 +146,8 @@ describe("configuration", () => {
       "ap-southeast-2",
     );
     expect(
-      loadConfig({ BROKER_AUDIENCE: audience, AWS_REGION: "eu-west-1", AWS_DEFAULT_REGION: "us-east-1" }).awsRegion,
+      loadConfig({ BROKER_AUDIENCE: audience, AWS_REGION: "eu-west-1", AWS_DEFAULT_REGION: "us-east-1" })
+        .awsRegion,
     ).toBe("eu-west-1");
   });
 
@@ -274,9 +284,15 @@ describe("configuration", () => {
       ),
       fc.string({ maxLength: 30 }),
     );
-    const value = fc.oneof(text, fc.integer(), fc.constant(null), fc.dictionary(fc.string({ maxLength: 8 }), text));
+    const value = fc.oneof(
+      text,
+      fc.integer(),
+      fc.constant(null),
+      fc.dictionary(fc.string({ maxLength: 8 }), text),
+    );
     // Mostly a good file with some fields replaced, so that every check is reached.
-    const field = <T>(good: fc.Arbitrary<T>) => fc.oneof({ weight: 3, arbitrary: good }, { weight: 1, arbitrary: value });
+    const field = <T>(good: fc.Arbitrary<T>) =>
+      fc.oneof({ weight: 3, arbitrary: good }, { weight: 1, arbitrary: value });
     const impersonationUrl = fc
       .constantFrom("broker", "broker%", "broker%E0%A4", "broker%zz", "%40", "a%2Fb")
       .map(
@@ -287,23 +303,39 @@ describe("configuration", () => {
       {
         type: field(fc.constant("external_account")),
         audience: field(fc.constant(audience)),
-        subject_token_type: field(fc.constantFrom("urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oauth:token-type:id_token")),
+        subject_token_type: field(
+          fc.constantFrom(
+            "urn:ietf:params:oauth:token-type:jwt",
+            "urn:ietf:params:oauth:token-type:id_token",
+          ),
+        ),
         token_url: field(fc.constant("https://sts.googleapis.com/v1/token")),
         service_account_impersonation_url: field(impersonationUrl),
         service_account_impersonation: fc.oneof(value, fc.record({ token_lifetime_seconds: value })),
         credential_source: field(
-          fc.dictionary(fc.constantFrom("file", "url", "executable", "environment_id", "certificate", "x"), value),
+          fc.dictionary(
+            fc.constantFrom("file", "url", "executable", "environment_id", "certificate", "x"),
+            value,
+          ),
         ),
         universe_domain: field(fc.constant("googleapis.com")),
       },
       { requiredKeys: [] },
     );
-    const hostText = fc.oneof(fc.constantFrom("0.0.0.0", "::", "::ffff:127.0.0.1", "[::1]", "a%b"), fc.string({ maxLength: 20 }));
+    const hostText = fc.oneof(
+      fc.constantFrom("0.0.0.0", "::", "::ffff:127.0.0.1", "[::1]", "a%b"),
+      fc.string({ maxLength: 20 }),
+    );
     fc.assert(
       fc.property(file, hostText, hostText, (content, host, hosts) => {
         const path = credentialFile(content);
         try {
-          loadConfig({ AWS_REGION: "eu-west-1", BROKER_CREDENTIAL_CONFIG: path, BROKER_HOST: host, BROKER_ALLOWED_HOSTS: hosts });
+          loadConfig({
+            AWS_REGION: "eu-west-1",
+            BROKER_CREDENTIAL_CONFIG: path,
+            BROKER_HOST: host,
+            BROKER_ALLOWED_HOSTS: hosts,
+          });
         } catch (error) {
           expect(error).toBeInstanceOf(BrokerError);
           expect((error as BrokerError).code).toBe("CONFIG_INVALID");

@@ -221,7 +221,10 @@ describe("GCE metadata contract", () => {
   });
 
   it("a Host that does not name this server is 403 HOST_NOT_ALLOWED, with no token asked for (DNS rebinding)", async () => {
-    const broker = await startMetadata(impersonating, { listenHost: "127.0.0.1", extraHosts: ["token-broker"] });
+    const broker = await startMetadata(impersonating, {
+      listenHost: "127.0.0.1",
+      extraHosts: ["token-broker"],
+    });
     const refused =
       "The Host header does not name this metadata server: use 127.0.0.1, localhost or metadata.google.internal (or add the name to BROKER_ALLOWED_HOSTS)";
     const hostile = [
@@ -270,7 +273,11 @@ describe("GCE metadata contract", () => {
     ];
     for (const host of allowed) {
       const answer = await broker.get(`${sa}/default/email`, { headers: { ...H, Host: host } });
-      expect({ host, status: answer.status, body: answer.body }).toEqual({ host, status: 200, body: serviceAccount });
+      expect({ host, status: answer.status, body: answer.body }).toEqual({
+        host,
+        status: 200,
+        body: serviceAccount,
+      });
     }
   });
 
