@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import { createServer, type RequestListener, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { defaults } from "./config.ts";
 import { BrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 
@@ -27,7 +28,7 @@ export interface ListenOptions {
   /**
    * Open connections at most (`server.maxConnections`); Node closes any further one as soon as it
    * is accepted, so a flood of idle sockets cannot use up the broker's file descriptors or memory.
-   * @default defaultMaxConnections
+   * @default BROKER_MAX_CONNECTIONS's default, 256
    */
   readonly maxConnections?: number;
   /** Told (at most once a minute) that connections were closed for being over `maxConnections`. */
@@ -38,7 +39,7 @@ export interface ListenOptions {
  * A workload on the same host opens a few keep-alive connections per process; 256 leaves room for
  * hundreds of threads while a descriptor flood stays far from the process limit.
  */
-export const defaultMaxConnections = 256;
+const defaultMaxConnections = Number(defaults.BROKER_MAX_CONNECTIONS);
 const refusalReportIntervalMs = 60_000;
 
 /** `maxConnections` from `BROKER_MAX_CONNECTIONS`, with refusals reported as one warning a minute. */

@@ -1,7 +1,10 @@
 import { Agent, type IncomingMessage, type ServerResponse } from "node:http";
+import { connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { BrokerError } from "../broker/errors.ts";
-import { listen, type RunningListener } from "../broker/http-listener.ts";
+import { connectionLimits, listen, type RunningListener } from "../broker/http-listener.ts";
+import { createLogger } from "../broker/logger.ts";
+import { captureLog } from "./support/capture-log.ts";
 import { httpGet } from "./support/http-client.ts";
 
 const running: RunningListener[] = [];
@@ -135,5 +138,59 @@ describe("close", () => {
     expect(took).toBeGreaterThanOrEqual(190);
     expect(took).toBeLessThan(1_000);
     await expect(hung).rejects.toMatchObject({ code: "ECONNRESET" });
+  });
+
+  it("keeps at most maxConnections open: the next one is closed at once, unanswered, and one warning says so", async () => {
+    const log = captureLog();
+    const listener = await listen(gatedApp().app, "127.0.0.1", 0, "BROKER_PORT", {
+      ...connectionLimits(16, createLogger("info", log.stream)),
+    });
+    running.push(listener);
+    const open = (): Promise<Socket> =>
+      new Promise((resolve, reject) => {
+        const socket = connect({ host: "127.0.0.1", port: listener.port }, () => resolve(socket));
+        socket.on("error", reject);
+      });
+    const sockets: Socket[] = [];
+    try {
+      for (let i = 0; i < 16; i += 1) sockets.push(await open());
+      // Let the server count them before the one over the cap arrives.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const extra = await open();
+      sockets.push(extra);
+      const started = performance.now();
+      const received = await new Promise<string>((resolve) => {
+        let data = "";
+        extra.on("data", (chunk) => {
+          data += String(chunk);
+        });
+        extra.on("error", () => undefined);
+        extra.on("close", () => resolve(data));
+        extra.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      });
+      expect(received).toBe("");
+      expect(elapsedSince(started)).toBeLessThan(1_000);
+      // The ones inside the cap are served.
+      const first = sockets[0] as Socket;
+      const answer = await new Promise<string>((resolve) => {
+        first.once("data", (chunk) => resolve(String(chunk)));
+        first.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      });
+      expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*fast$/);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
+    const warnings = log
+      .text()
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { level: number; code?: string; msg: string });
+    expect(warnings).toEqual([
+      expect.objectContaining({
+        level: 40,
+        code: "CONNECTION_LIMIT",
+        msg: "closed 1 new connection(s) at once: 16 were open (BROKER_MAX_CONNECTIONS); raise it if the workload needs more",
+      }),
+    ]);
   });
 });
