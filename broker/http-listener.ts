@@ -74,6 +74,9 @@ const serverLimits = {
   maxHeaderSize: 16 * 1024,
   // How often Node checks the two timeouts above (default 30 s, which would make them 30 s).
   connectionsCheckingInterval: 1_000,
+  // Node would answer an HTTP/1.1 request without Host itself, without the listener's protocol
+  // headers; the app refuses it with its own answer instead (the metadata listener's Host check).
+  requireHostHeader: false,
 } as const;
 /*
  * No cap on the number of headers: a request is bounded by `maxHeaderSize` already, and Node

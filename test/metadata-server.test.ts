@@ -287,6 +287,13 @@ describe("GCE metadata contract", () => {
     const ask = (headers: string) =>
       rawExchange(port, `GET ${sa}/default/token HTTP/1.0\r\nMetadata-Flavor: Google\r\n${headers}\r\n`);
     expect(await ask("")).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
+    // HTTP/1.1 without Host too, answered by the broker (with Metadata-Flavor), not by Node's parser.
+    const http11 = await rawExchange(
+      port,
+      `GET ${sa}/default/token HTTP/1.1\r\nMetadata-Flavor: Google\r\nConnection: close\r\n\r\n`,
+    );
+    expect(http11).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
+    expect(http11).toContain("\r\nMetadata-Flavor: Google\r\n");
     expect(await ask("Host: 127.0.0.1\r\nHost: attacker.example\r\n")).toMatch(/^HTTP\/1\.1 403 /);
     expect(await ask("Host: 127.0.0.1\r\n")).toMatch(/^HTTP\/1\.1 200 /);
     expect(broker.tokens.calls).toBe(1);
