@@ -204,7 +204,14 @@ function checkSubjectToken(file: Record<string, unknown>, fail: (problem: string
   const type = file.subject_token_type;
   const source = file.credential_source;
   const sourceKeys = typeof source === "object" && source !== null ? Object.keys(source) : [];
-  if (type === awsSubjectTokenType || sourceKeys.includes("environment_id")) {
+  // google-auth-library reads these fields in snake_case or camelCase.
+  const awsFields = [
+    "environment_id",
+    "environmentId",
+    "regional_cred_verification_url",
+    "regionalCredVerificationUrl",
+  ];
+  if (type === awsSubjectTokenType || sourceKeys.some((key) => awsFields.includes(key))) {
     throw fail(
       `is an AWS SigV4 configuration (create-cred-config --aws: subject_token_type ${awsSubjectTokenType}, credential_source.environment_id aws1); ${credentialConfigFix}`,
     );

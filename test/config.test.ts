@@ -200,6 +200,19 @@ describe("configuration", () => {
       "is an AWS SigV4 configuration",
     ],
     [
+      "an AWS source in camelCase, as the library also reads it",
+      {
+        type: "external_account",
+        audience,
+        subject_token_type: "urn:ietf:params:oauth:token-type:jwt",
+        credential_source: {
+          regionalCredVerificationUrl: "https://sts.{region}.amazonaws.com",
+          url: "http://x",
+        },
+      },
+      "is an AWS SigV4 configuration",
+    ],
+    [
       "an X.509 source",
       {
         type: "external_account",
