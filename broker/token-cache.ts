@@ -2,7 +2,7 @@ import { LRUCache } from "lru-cache";
 import type { Clock, Random } from "./clock.ts";
 import { BrokerError, isBrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
-import type { BrokerMetrics, TokenKind } from "./metrics.ts";
+import type { BrokerMetrics, CacheResult, TokenKind } from "./metrics.ts";
 import { SingleFlight } from "./singleflight.ts";
 import type { AccessToken, IdToken, IdTokenRequest, Readiness, TokenSource } from "./tokens.ts";
 
@@ -74,6 +74,8 @@ interface Failure {
 
 interface Entry {
   token?: Token;
+  /** When `token` was stored: the age of a served token is counted from here. */
+  storedAtMs: number;
   refreshAtMs: number;
   mandatoryAtMs: number;
   failure?: Failure;
@@ -136,8 +138,9 @@ export class TokenCache implements TokenSource {
 
   freshAccessToken(scopes?: readonly string[]): AccessToken | undefined {
     const entry = this.#entries.get(this.#accessKey(scopes));
-    if (entry === undefined || !isFresh(entry, this.#deps.clock.now())) return undefined;
-    this.#deps.metrics.cacheLookups.inc({ kind: "access", result: "hit" });
+    const now = this.#deps.clock.now();
+    if (entry === undefined || !isFresh(entry, now)) return undefined;
+    this.#deps.metrics.tokenServed("access", "hit", now - entry.storedAtMs);
     return entry.token;
   }
 
@@ -196,36 +199,50 @@ export class TokenCache implements TokenSource {
     const entry = this.#entries.get(key);
     const token = entry?.token as T | undefined;
     const backingOff = entry?.failure !== undefined && now < entry.failure.retryAtMs;
-    const count = (result: "hit" | "refresh" | "miss" | "stale") =>
-      this.#deps.metrics.cacheLookups.inc({ kind, result });
+    const { metrics } = this.#deps;
+    const served = (result: CacheResult, storedAtMs: number) =>
+      metrics.tokenServed(kind, result, this.#deps.clock.now() - storedAtMs);
 
     if (entry !== undefined && token !== undefined && now < token.expiresAtMs) {
+      const storedAtMs = entry.storedAtMs;
       if (isFresh(entry, now)) {
-        count("hit");
+        served("hit", storedAtMs);
         return token;
       }
       if (now < entry.mandatoryAtMs || entry.failure !== undefined) {
         // Advisory window, or upstream already known to be failing: never make the caller wait.
         if (!backingOff) this.#refresh(key, kind, fetch).catch(() => undefined);
-        count(entry.failure === undefined ? "refresh" : "stale");
+        served(entry.failure === undefined ? "refresh" : "stale", storedAtMs);
         return token;
       }
       try {
         const refreshed = await this.#wait(this.#refresh(key, kind, fetch));
-        count("miss");
+        served("miss", this.#storedAt(key, refreshed));
         return refreshed;
       } catch {
-        count("stale");
+        served("stale", storedAtMs);
         return token;
       }
     }
 
     if (backingOff && entry?.failure !== undefined) {
-      count("miss");
+      metrics.tokenFailed(kind);
       throw entry.failure.error;
     }
-    count("miss");
-    return this.#wait(this.#refresh(key, kind, fetch));
+    try {
+      const fetched = await this.#wait(this.#refresh(key, kind, fetch));
+      served("miss", this.#storedAt(key, fetched));
+      return fetched;
+    } catch (error) {
+      metrics.tokenFailed(kind);
+      throw error;
+    }
+  }
+
+  /** When `token` was stored under `key`; now, if it has already been replaced or evicted. */
+  #storedAt(key: string, token: Token): number {
+    const entry = this.#entries.peek(key);
+    return entry?.token === token ? entry.storedAtMs : this.#deps.clock.now();
   }
 
   /** Bounds the caller's wait; the shared chain itself goes on (its result serves later callers). */
@@ -310,6 +327,7 @@ export class TokenCache implements TokenSource {
       logger.info({ failures: previous.failure.count }, "token chain recovered");
     this.#entries.set(key, {
       token,
+      storedAtMs: now,
       refreshAtMs: token.expiresAtMs - advisory,
       mandatoryAtMs: token.expiresAtMs - mandatory,
     });
@@ -318,13 +336,13 @@ export class TokenCache implements TokenSource {
   #recordFailure(key: string, kind: TokenKind, error: BrokerError): void {
     const { clock, random, logger, metrics } = this.#deps;
     const policy = this.#policy;
-    const entry: Entry = this.#entries.get(key) ?? { refreshAtMs: 0, mandatoryAtMs: 0 };
+    const entry: Entry = this.#entries.get(key) ?? { storedAtMs: 0, refreshAtMs: 0, mandatoryAtMs: 0 };
     const count = (entry.failure?.count ?? 0) + 1;
     const backoff =
       Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (count - 1)) * (0.5 + random() / 2);
     entry.failure = { error, count, retryAtMs: clock.now() + backoff };
     this.#entries.set(key, entry);
-    metrics.refreshFailures.inc({ kind });
+    metrics.refreshFailed(kind);
     logger.warn(
       {
         code: error.code,

@@ -34,6 +34,8 @@ describe("configuration", () => {
       awsTokenDurationSeconds: 300,
       awsSigningAlgorithm: "ES384",
       logLevel: "info",
+      metrics: undefined,
+      emfNamespace: "TokenBroker",
       warnings: [],
     });
     expect(Object.isFrozen(config)).toBe(true);
