@@ -5,9 +5,9 @@ import type { CacheResult, UpstreamOutcome, UpstreamStep } from "./metrics.ts";
  * CloudWatch Logs which root members are metrics (numbers, or arrays of up to 100 numbers), which
  * are dimensions (strings) and in which namespace they go; at most 100 metrics per document.
  *
- * Written by hand rather than with AWS's `aws-embedded-metrics`: that library costs 21 ms and
- * 6.5 MB of resident memory to load in the Lambda extension's Node (measured with the launcher's
- * flags), against a layer that has under 1 MB left of its 64 MB target; it writes through
+ * Written by hand rather than with AWS's `aws-embedded-metrics`: loading that library in the
+ * extension's Node (with the launcher's flags) costs tens of milliseconds and several MB of
+ * resident memory, more than the layer's memory target has left; it writes through
  * `console.log`, beside pino's own buffered stream on the same stdout; outside Lambda it probes
  * the EC2 instance metadata service; and it sends each metric context as it is, so aggregating a
  * window would be ours to do anyway. What is left is building a few small objects.

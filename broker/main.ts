@@ -144,10 +144,6 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     prometheus: sinks === "prometheus" || sinks === "both",
     ...(emf ? { emf: emfOutput(config.emfNamespace, options.lambda?.functionName, clock, logger) } : {}),
   });
-  // In Lambda the extension ends each window; elsewhere a timer does, and `close` ends the last.
-  const emfTimer =
-    emf && options.lambda === undefined ? setInterval(() => void metrics.flush(), emfWindowMs) : undefined;
-  emfTimer?.unref();
   const exchange = lazyFetcher(async () => {
     const { AwsIdentity, createStsClient, GoogleExchange, UpstreamCalls } = await import("./token-chain.ts");
     const calls = new UpstreamCalls({ clock, metrics, logger });
@@ -211,6 +207,10 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     },
     "token-broker listening",
   );
+  // In Lambda the extension ends each window; elsewhere a timer does, and `close` ends the last.
+  const emfTimer =
+    emf && options.lambda === undefined ? setInterval(() => void metrics.flush(), emfWindowMs) : undefined;
+  emfTimer?.unref();
 
   return {
     metadataUrl: metadata.url,

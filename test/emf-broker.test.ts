@@ -1,5 +1,5 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { BrokerHandle } from "../broker/main.ts";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { type BrokerHandle, emfWindowMs } from "../broker/main.ts";
 import { prometheusOffMessage } from "../broker/ops-server.ts";
 import { type Cloud, startCloud } from "./cloud/cloud.ts";
 import { getToken } from "./support/broker-probes.ts";
@@ -194,6 +194,28 @@ describe("EMF in the sidecar", () => {
     expect(base(documents)[0]).not.toHaveProperty("FunctionName");
     expect(base(documents)[0]?._aws.CloudWatchMetrics[0]?.Dimensions).toEqual([[]]);
     expect(upstream(documents)).toEqual(cloudCalls(before));
+  });
+
+  it("with BROKER_METRICS=emf writes a window every minute", async () => {
+    // Only the interval is faked: the listeners, the cloud and the broker's clock stay real.
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    try {
+      const { broker, log } = await startBroker({ metrics: "emf" });
+      const documents = () => base(readLines(log, "broker log").documents);
+      await getToken(broker, scan);
+      vi.advanceTimersByTime(emfWindowMs - 1);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(documents()).toEqual([]);
+      vi.advanceTimersByTime(1);
+      await expect.poll(documents).toHaveLength(1);
+      expect(documents()[0]).toMatchObject({ TokenRequestsWaited: 1, TokenRequestsFromMemory: 0 });
+      await getToken(broker, scan);
+      vi.advanceTimersByTime(emfWindowMs);
+      await expect.poll(documents).toHaveLength(2);
+      expect(documents()[1]).toMatchObject({ TokenRequestsWaited: 0, TokenRequestsFromMemory: 1 });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("with BROKER_METRICS=off exports nothing anywhere", async () => {
