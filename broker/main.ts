@@ -121,8 +121,7 @@ function emfOutput(
       });
     },
     write: lineWriter(logger),
-    loadFailed: (error) =>
-      logger.error({ err: error }, "the EMF metrics could not load; this process writes none"),
+    failed: (error) => logger.error({ err: error }, "EMF metrics could not be loaded or written"),
   };
 }
 

@@ -18,13 +18,14 @@ export interface BrokerState {
 /**
  * Where EMF documents go. The aggregate is a file of its own in the Lambda layer (`emf.cjs`),
  * read on the first event or flush, so the extension registers without it: `load` brings it,
- * `write` takes each document as one JSON line, `loadFailed` reports a load that failed (EMF is
- * then off for the life of the process; nothing else is affected).
+ * `write` takes each document as one JSON line, `failed` reports a load that failed (EMF is then
+ * off for the life of the process) or a window that could not be written. Nothing else is
+ * affected: a flush never rejects, so the Lambda extension's event loop never stops over metrics.
  */
 export interface EmfOutput {
   load(): Promise<EmfAggregate>;
   write(line: string): void;
-  loadFailed(error: unknown): void;
+  failed(error: unknown): void;
 }
 
 export interface BrokerMetricsOptions extends BrokerState {
@@ -60,11 +61,15 @@ class EmfChannel {
   async flush(): Promise<void> {
     const aggregate = await this.#load();
     if (aggregate === undefined) return;
-    const documents = aggregate.drain({
-      nowMs: this.#state.now(),
-      degraded: this.#state.anyRefreshFailing(),
-    });
-    for (const document of documents) this.#output.write(JSON.stringify(document));
+    try {
+      const documents = aggregate.drain({
+        nowMs: this.#state.now(),
+        degraded: this.#state.anyRefreshFailing(),
+      });
+      for (const document of documents) this.#output.write(JSON.stringify(document));
+    } catch (error) {
+      this.#output.failed(error);
+    }
   }
 
   #load(): Promise<EmfAggregate | undefined> {
@@ -77,7 +82,7 @@ class EmfChannel {
       },
       (error: unknown) => {
         this.#pending = undefined;
-        this.#output.loadFailed(error);
+        this.#output.failed(error);
         return undefined;
       },
     );
