@@ -26,7 +26,7 @@ export const readinessDeadlineMs = 2_000;
 
 const textType = "text/plain; charset=utf-8";
 export const prometheusOffMessage =
-  "Prometheus metrics are off: BROKER_METRICS is emf (the default in Lambda) or off; set BROKER_METRICS=both to serve them here as well";
+  "Prometheus metrics are off: BROKER_METRICS is emf (the default in Lambda) or off; set BROKER_METRICS=prometheus or both to serve them here";
 const opsHeaders = { "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store" } as const;
 
 export function createOpsApp(deps: OpsDeps): express.Express {
