@@ -11,11 +11,11 @@ import { secretScan } from "../support/secret-scan.ts";
 import { entryHead, zipEntries } from "./zip-entries.ts";
 
 /**
- * The extension's CloudWatch metrics as Lambda would extract them: the real layer (each
- * flavour) in a local sandbox, a function asking the broker for a set number of tokens per
- * invocation (gcp-metadata), and the extension's stdout read back as CloudWatch Logs would get
- * it. A window runs from one event to the next; its documents are written when the next event
- * (INVOKE or SHUTDOWN) arrives.
+ * The extension's CloudWatch metrics as Lambda would extract them: the real layer in a local
+ * sandbox, a function asking the broker for a set number of tokens per invocation
+ * (gcp-metadata), and the extension's stdout read back as CloudWatch Logs would get it. A window
+ * runs from one event to the next; its documents are written when the next event (INVOKE or
+ * SHUTDOWN) arrives.
  */
 
 const handlerPath = fileURLToPath(new URL("./emf-token-handler.ts", import.meta.url));
@@ -26,7 +26,12 @@ const requestsPerInvoke = [2, 0, 25] as const;
 /** How long the function waits before its requests, so they fall in its own invocation's window. */
 const delayMs = 500;
 
-const flavours = ["nodejs", "standalone"] satisfies Flavour[];
+/**
+ * The nodejs flavour: the standalone one runs the same bundle files on its own Node (and the
+ * demo function's test runs it with EMF, the Lambda default); building it here too would double
+ * this file's layer builds.
+ */
+const flavours = ["nodejs"] satisfies Flavour[];
 let demo: Cloud;
 const layers = new Map<Flavour, BuiltLayer>();
 let bundle: FunctionBundle;
