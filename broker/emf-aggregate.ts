@@ -1,4 +1,4 @@
-import type { CacheResult, UpstreamOutcome, UpstreamStep } from "./metrics.ts";
+import type { UpstreamOutcome, UpstreamStep } from "./metrics.ts";
 
 /*
  * CloudWatch Embedded Metric Format: one JSON object per log line, whose `_aws` member tells
@@ -81,8 +81,9 @@ export class EmfAggregate {
     this.#settings = settings;
   }
 
-  tokenServed(result: CacheResult, ageMs: number): void {
-    if (result === "miss") this.#waited += 1;
+  /** `waited`: the request waited for upstream before it got its token. */
+  tokenServed(waited: boolean, ageMs: number): void {
+    if (waited) this.#waited += 1;
     else this.#fromMemory += 1;
     this.#maxAgeMs = Math.max(this.#maxAgeMs ?? 0, ageMs);
     this.#event();

@@ -110,10 +110,13 @@ export class BrokerMetrics {
     this.prometheus?.requests.inc({ route, status: String(status) });
   }
 
-  /** A token request answered with a token that the broker obtained `ageMs` ago. */
-  tokenServed(kind: TokenKind, result: CacheResult, ageMs: number): void {
+  /**
+   * A token request answered with a token that the broker obtained `ageMs` ago; `waited`: after
+   * waiting for upstream (a miss, or a refresh that failed while the caller waited).
+   */
+  tokenServed(kind: TokenKind, result: CacheResult, ageMs: number, waited = result === "miss"): void {
     this.prometheus?.tokenLookup(kind, result);
-    this.#emf?.record((aggregate) => aggregate.tokenServed(result, ageMs));
+    this.#emf?.record((aggregate) => aggregate.tokenServed(waited, ageMs));
   }
 
   /** A token request answered with an error (it missed: nothing valid was cached). */

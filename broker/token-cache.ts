@@ -200,8 +200,8 @@ export class TokenCache implements TokenSource {
     const token = entry?.token as T | undefined;
     const backingOff = entry?.failure !== undefined && now < entry.failure.retryAtMs;
     const { metrics } = this.#deps;
-    const served = (result: CacheResult, storedAtMs: number) =>
-      metrics.tokenServed(kind, result, this.#deps.clock.now() - storedAtMs);
+    const served = (result: CacheResult, storedAtMs: number, waited?: boolean) =>
+      metrics.tokenServed(kind, result, this.#deps.clock.now() - storedAtMs, waited);
 
     if (entry !== undefined && token !== undefined && now < token.expiresAtMs) {
       const storedAtMs = entry.storedAtMs;
@@ -220,7 +220,7 @@ export class TokenCache implements TokenSource {
         served("miss", this.#storedAt(key, refreshed));
         return refreshed;
       } catch {
-        served("stale", storedAtMs);
+        served("stale", storedAtMs, true);
         return token;
       }
     }

@@ -16,11 +16,11 @@ describe("EMF aggregate", () => {
     emf.upstreamCall("aws_sts", "success", 41.26);
     emf.upstreamCall("google_sts", "success", 87.5);
     emf.upstreamCall("impersonation", "success", 120.04);
-    emf.tokenServed("miss", 0);
+    emf.tokenServed(true, 0);
     await clock.advance(250);
-    emf.tokenServed("hit", 250);
-    emf.tokenServed("refresh", 61_234);
-    emf.tokenServed("stale", 1_000);
+    emf.tokenServed(false, 250);
+    emf.tokenServed(false, 61_234);
+    emf.tokenServed(false, 1_000);
     emf.tokenFailed();
 
     const documents = emf.drain({ nowMs: clock.now() + 5_000, degraded: false });
@@ -82,7 +82,7 @@ describe("EMF aggregate", () => {
 
   it("starts a new window at each drain: an empty one writes nothing", () => {
     const { clock, emf } = aggregate();
-    emf.tokenServed("hit", 10);
+    emf.tokenServed(false, 10);
     expect(emf.drain({ nowMs: clock.now(), degraded: false })).toHaveLength(1);
     expect(emf.drain({ nowMs: clock.now(), degraded: false })).toEqual([]);
   });

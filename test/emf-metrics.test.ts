@@ -32,6 +32,8 @@ describe("BrokerMetrics", () => {
     const recorder = metrics(out.emf);
     recorder.tokenServed("access", "hit", 1_000);
     recorder.tokenServed("id", "miss", 0);
+    // A stale token after a refresh failed while the caller waited: stale to Prometheus, waited to EMF.
+    recorder.tokenServed("access", "stale", 5_000, true);
     recorder.tokenFailed("access");
     recorder.observeUpstream("google_sts", "error", 0.25);
     await recorder.flush();
@@ -40,6 +42,7 @@ describe("BrokerMetrics", () => {
     expect((await prometheus?.cacheLookups.get())?.values).toEqual([
       { labels: { kind: "access", result: "hit" }, value: 1 },
       { labels: { kind: "id", result: "miss" }, value: 1 },
+      { labels: { kind: "access", result: "stale" }, value: 1 },
       { labels: { kind: "access", result: "miss" }, value: 1 },
     ]);
     expect((await prometheus?.upstreamCalls.get())?.values).toEqual([
@@ -49,9 +52,9 @@ describe("BrokerMetrics", () => {
     expect(rest).toEqual([]);
     expect(base).toMatchObject({
       TokenRequestsFromMemory: 1,
-      TokenRequestsWaited: 1,
+      TokenRequestsWaited: 2,
       TokenRequestsFailed: 1,
-      ServedTokenAgeMax: 1,
+      ServedTokenAgeMax: 5,
     });
     expect(upstream).toMatchObject({
       Step: "google_sts",
