@@ -140,7 +140,7 @@ export const variables: readonly Variable[] = [
     name: "BROKER_EMF_NAMESPACE",
     defaultText: defaults.BROKER_EMF_NAMESPACE,
     meaning:
-      "CloudWatch namespace of the EMF metrics: 1..255 ASCII characters, no control characters, not AWS/...",
+      "CloudWatch namespace of the EMF metrics: 1..255 printable ASCII characters, not starting with : or AWS/",
   },
   {
     name: "AWS_REGION",
