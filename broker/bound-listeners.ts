@@ -1,6 +1,6 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { Config } from "./config.ts";
-import { listen, type RunningListener } from "./http-listener.ts";
+import { type ListenOptions, listen, type RunningListener } from "./http-listener.ts";
 import { metadataResponseHeaders } from "./metadata-server.ts";
 
 /**
@@ -11,9 +11,14 @@ import { metadataResponseHeaders } from "./metadata-server.ts";
  * waits (never refused, never lost); it is answered as soon as `attach` hands over the app.
  */
 
+type RefusedReport = NonNullable<ListenOptions["onConnectionsRefused"]>;
+
 export interface BoundListener extends RunningListener {
-  /** Starts answering with `app`, beginning with the requests that arrived before it. */
-  attach(app: RequestListener): void;
+  /**
+   * Starts answering with `app`, beginning with the requests that arrived before it; from then on
+   * connections closed for being over `BROKER_MAX_CONNECTIONS` are reported to `onRefused`.
+   */
+  attach(app: RequestListener, onRefused?: RefusedReport): void;
 }
 
 export interface BoundListeners {
@@ -21,19 +26,26 @@ export interface BoundListeners {
   readonly ops: BoundListener;
 }
 
-async function bind(bindTo: (app: RequestListener) => Promise<RunningListener>): Promise<BoundListener> {
+async function bind(
+  bindTo: (app: RequestListener, onRefused: RefusedReport) => Promise<RunningListener>,
+): Promise<BoundListener> {
   let attached: RequestListener | undefined;
+  let report: RefusedReport | undefined;
   const waiting: [IncomingMessage, ServerResponse][] = [];
-  const running = await bindTo((req, res) => {
-    if (attached === undefined) waiting.push([req, res]);
-    else attached(req, res);
-  });
+  const running = await bindTo(
+    (req, res) => {
+      if (attached === undefined) waiting.push([req, res]);
+      else attached(req, res);
+    },
+    (refused, maxConnections) => report?.(refused, maxConnections),
+  );
   return {
     url: running.url,
     port: running.port,
     close: (deadlineMs) => running.close(deadlineMs),
-    attach(app) {
+    attach(app, onRefused) {
       attached = app;
+      report = onRefused;
       for (const [req, res] of waiting.splice(0)) app(req, res);
     },
   };
@@ -41,16 +53,23 @@ async function bind(bindTo: (app: RequestListener) => Promise<RunningListener>):
 
 /** Binds the metadata and ops listeners of `config`; a bind failure names the variable to change. */
 export async function bindListeners(
-  config: Pick<Config, "host" | "port" | "opsHost" | "opsPort">,
+  config: Pick<Config, "host" | "port" | "opsHost" | "opsPort" | "maxConnections">,
 ): Promise<BoundListeners> {
-  const metadata = await bind((app) =>
+  const { maxConnections } = config;
+  const metadata = await bind((app, onConnectionsRefused) =>
     listen(app, config.host, config.port, "BROKER_PORT", {
       hostVariableName: "BROKER_HOST",
       protocolErrorHeaders: metadataResponseHeaders,
+      maxConnections,
+      onConnectionsRefused,
     }),
   );
-  const ops = await bind((app) =>
-    listen(app, config.opsHost, config.opsPort, "BROKER_OPS_PORT", { hostVariableName: "BROKER_OPS_HOST" }),
+  const ops = await bind((app, onConnectionsRefused) =>
+    listen(app, config.opsHost, config.opsPort, "BROKER_OPS_PORT", {
+      hostVariableName: "BROKER_OPS_HOST",
+      maxConnections,
+      onConnectionsRefused,
+    }),
   ).catch(async (error: unknown) => {
     await metadata.close(0);
     throw error;

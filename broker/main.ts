@@ -3,10 +3,11 @@ import { globalAgent as httpsAgent } from "node:https";
 import type { STSClient } from "@aws-sdk/client-sts";
 import { type BoundListeners, bindListeners } from "./bound-listeners.ts";
 import { type Clock, type Random, systemClock } from "./clock.ts";
-import type { Config } from "./config.ts";
-import { createLogger, type Logger } from "./logger.ts";
+import type { Config, MetricsSinks } from "./config.ts";
+import { connectionLimits } from "./http-listener.ts";
+import { createLogger, type Logger, lineWriter } from "./logger.ts";
 import { createMetadataApp, type MetadataIdentity } from "./metadata-server.ts";
-import { BrokerMetrics } from "./metrics.ts";
+import { BrokerMetrics, type EmfOutput } from "./metrics.ts";
 import { type RefreshPolicy, TokenCache, type TokenFetcher } from "./token-cache.ts";
 
 /** The Lambda extension loads the broker as one file after registering and logs through it. */
@@ -22,7 +23,16 @@ export interface StartOptions {
   readonly sts?: STSClient;
   /** Listeners bound already (`bindListeners`), e.g. by the Lambda extension before it registered. */
   readonly listeners?: BoundListeners;
+  /**
+   * Set by the Lambda extension, which knows where it runs: metrics then default to EMF, with the
+   * function's name as a dimension, and an EMF window ends whenever the extension calls
+   * `metrics.flush()` (at each event); no timer, since a frozen sandbox runs none.
+   */
+  readonly lambda?: { readonly functionName: string };
 }
+
+/** How long an EMF window lasts outside Lambda: CloudWatch's standard resolution. */
+export const emfWindowMs = 60_000;
 
 export interface BrokerHandle {
   readonly metadataUrl: string;
@@ -120,17 +130,44 @@ function closeUpstreamSockets(sts: STSClient | undefined): void {
  * them as a file of their own (`ops.cjs`), read only then. A failed load answers 503 and is tried
  * again on the next request.
  */
-function lazyListener(load: () => Promise<RequestListener>, logger: Logger): RequestListener {
+export function lazyListener(load: () => Promise<RequestListener>, logger: Logger): RequestListener {
   const listener = loadOnce(load);
   return (req, res) => {
-    listener.get().then(
-      (loaded) => loaded(req, res),
-      (error: unknown) => {
+    // One catch for both the load and the loaded routes' first call, so neither is left unhandled.
+    listener
+      .get()
+      .then((loaded) => loaded(req, res))
+      .catch((error: unknown) => {
         logger.error({ err: error }, "the ops listener could not load its routes");
+        if (res.headersSent) return void res.destroy();
         res.writeHead(503, { "Content-Type": "text/plain; charset=utf-8" });
         res.end("The ops listener could not load its routes; the reason is in the broker log");
-      },
-    );
+      });
+  };
+}
+
+/**
+ * The EMF aggregate loads on the first event or flush, from a file of its own in the Lambda
+ * layer (`emf.cjs`), so the extension registers without it. Its lines go into the logger's own
+ * stream (see `lineWriter`).
+ */
+function emfOutput(
+  namespace: string,
+  functionName: string | undefined,
+  clock: Clock,
+  logger: Logger,
+): EmfOutput {
+  return {
+    load: async () => {
+      const { EmfAggregate } = await import("./emf-aggregate.ts");
+      return new EmfAggregate({
+        namespace,
+        dimensions: functionName === undefined || functionName === "" ? {} : { FunctionName: functionName },
+        now: () => clock.now(),
+      });
+    },
+    write: lineWriter(logger),
+    failed: (error) => logger.error({ err: error }, "EMF metrics could not be loaded or written"),
   };
 }
 
@@ -143,10 +180,14 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   const random = options.random ?? Math.random;
   const logger = options.logger ?? createLogger(config.logLevel);
   let tokens: TokenCache | undefined;
+  const sinks: MetricsSinks = config.metrics ?? (options.lambda === undefined ? "prometheus" : "emf");
+  const emf = sinks === "emf" || sinks === "both";
   const metrics = new BrokerMetrics({
     now: () => clock.now(),
     defaultTokenExpiresAtMs: () => tokens?.defaultTokenExpiresAtMs(),
     anyRefreshFailing: () => tokens?.anyRefreshFailing() ?? false,
+    prometheus: sinks === "prometheus" || sinks === "both",
+    ...(emf ? { emf: emfOutput(config.emfNamespace, options.lambda?.functionName, clock, logger) } : {}),
   });
   const chain = loadOnce(async (): Promise<UpstreamChain> => {
     const { AwsIdentity, createStsClient, GoogleExchange, UpstreamCalls } = await import("./token-chain.ts");
@@ -178,14 +219,24 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   const cache = tokens;
 
   const { metadata, ops } = options.listeners ?? (await bindListeners(config));
+  const { onConnectionsRefused } = connectionLimits(config.maxConnections, logger);
   metadata.attach(
-    createMetadataApp({ tokens: cache, identity: metadataIdentity(config), metrics, logger, clock }),
+    createMetadataApp({
+      tokens: cache,
+      hosts: { listenHost: config.host, extraHosts: config.allowedHosts },
+      identity: metadataIdentity(config),
+      metrics,
+      logger,
+      clock,
+    }),
+    onConnectionsRefused,
   );
   ops.attach(
     lazyListener(async () => {
       const { createOpsApp } = await import("./ops-server.ts");
       return createOpsApp({ metrics, tokens: cache, clock, logger });
     }, logger),
+    onConnectionsRefused,
   );
   for (const warning of config.warnings) logger.warn(warning);
   logger.info(
@@ -201,9 +252,14 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       iamCredentialsUrl: config.iamCredentialsUrl,
       awsSigningAlgorithm: config.awsSigningAlgorithm,
       awsTokenDurationSeconds: config.awsTokenDurationSeconds,
+      metrics: sinks,
     },
     "token-broker listening",
   );
+  // In Lambda the extension ends each window; elsewhere a timer does, and `close` ends the last.
+  const emfTimer =
+    emf && options.lambda === undefined ? setInterval(() => void metrics.flush(), emfWindowMs) : undefined;
+  emfTimer?.unref();
 
   return {
     metadataUrl: metadata.url,
@@ -225,6 +281,10 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     },
     close: async (deadlineMs = 1_000) => {
       await Promise.all([metadata.close(deadlineMs), ops.close(deadlineMs)]);
+      if (emfTimer !== undefined) {
+        clearInterval(emfTimer);
+        await metrics.flush();
+      }
       logger.info("token-broker stopped");
       logger.flush();
     },

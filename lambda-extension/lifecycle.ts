@@ -158,7 +158,11 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
 
   let handle: BrokerHandle;
   try {
-    handle = await (await broker).start(config, { logger, listeners });
+    handle = await (await broker).start(config, {
+      logger,
+      listeners,
+      lambda: { functionName: options.env.AWS_LAMBDA_FUNCTION_NAME ?? "" },
+    });
   } catch (error) {
     const message = isBrokerError(error) ? error.message : "the token broker could not start";
     return failInit(logger, extensionErrorTypes.startFailed, message);
@@ -218,6 +222,8 @@ async function eventLoop(
   try {
     for (;;) {
       const event = await api.next();
+      // An EMF window is the time between two events: write the one that just ended.
+      await broker.metrics.flush();
       if (event.eventType === "SHUTDOWN") {
         stopTimer?.();
         const left = event.deadlineMs - systemClock.now();

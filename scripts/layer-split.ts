@@ -13,6 +13,7 @@ import { type BuildOptions, build, type Plugin } from "esbuild";
  *   chain.cjs      broker/token-chain.ts: the AWS SDK, google-auth-library and the code around
  *                  them, run on the first token request (the prewarm)
  *   ops.cjs        broker/ops-server.ts: express and the ops routes, run on the first ops request
+ *   emf.cjs        broker/emf-aggregate.ts: the CloudWatch EMF window, run on the first event
  *
  * A project module that a file already loaded holds (`broker/errors.ts`: `instanceof BrokerError`
  * must hold across the files) is not copied into a part that loads later: the part requires it
@@ -34,6 +35,7 @@ export const lazyParts: readonly LazyPart[] = [
   { module: "broker/main.ts", importer: "lambda-extension/lifecycle.ts", file: "broker.cjs" },
   { module: "broker/token-chain.ts", importer: "broker/main.ts", file: "chain.cjs" },
   { module: "broker/ops-server.ts", importer: "broker/main.ts", file: "ops.cjs" },
+  { module: "broker/emf-aggregate.ts", importer: "broker/main.ts", file: "emf.cjs" },
 ];
 
 /** The id a part requires a shared project module by, e.g. `token-broker:broker/errors.ts`. */
