@@ -106,18 +106,16 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     anyRefreshFailing: () => tokens?.anyRefreshFailing() ?? false,
   });
   const exchange = lazyFetcher(async () => {
-    const { AwsIdentity, createStsClient, GoogleExchange, UpstreamCalls } = await import("./token-chain.ts");
-    const calls = new UpstreamCalls({ clock, metrics, logger });
-    const identity = new AwsIdentity({
-      sts: options.sts ?? createStsClient(config.awsRegion),
-      settings: {
-        audience: config.audience,
-        durationSeconds: config.awsTokenDurationSeconds,
-        algorithm: config.awsSigningAlgorithm,
-      },
-      calls,
+    const { tokenChain } = await import("./token-chain.ts");
+    return tokenChain({
+      config,
+      clock,
+      random,
+      metrics,
+      logger,
+      ...(options.policy === undefined ? {} : { policy: options.policy }),
+      ...(options.sts === undefined ? {} : { sts: options.sts }),
     });
-    return new GoogleExchange({ config, identity, calls, clock });
   });
   tokens = new TokenCache({
     fetcher: exchange,

@@ -2,8 +2,9 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 
 /** The upstream steps of one token chain, in order. */
 export type UpstreamStep = "aws_sts" | "google_sts" | "impersonation";
-export type UpstreamOutcome = "success" | "error" | "timeout";
-export type TokenKind = "access" | "id";
+export type UpstreamOutcome = "success" | "error" | "timeout" | "throttled";
+/** `federated`: the Google STS token that impersonation starts from (cached on its own). */
+export type TokenKind = "access" | "id" | "federated";
 export type CacheResult = "hit" | "miss" | "refresh" | "stale";
 
 /**

@@ -4,6 +4,7 @@ import { BrokerError, isBrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import type { BrokerMetrics, TokenKind } from "./metrics.ts";
 import { SingleFlight } from "./singleflight.ts";
+import { ThrottledError } from "./throttling.ts";
 import type { AccessToken, IdToken, IdTokenRequest, Readiness, TokenSource } from "./tokens.ts";
 
 /*
@@ -87,6 +88,8 @@ export interface TokenCacheDeps {
   readonly metrics: BrokerMetrics;
   readonly logger: Logger;
   readonly policy?: RefreshPolicy;
+  /** What its access tokens count as in the metrics; `federated` for the chain's own cache of those. */
+  readonly accessKind?: Extract<TokenKind, "access" | "federated">;
 }
 
 /** In the fresh window, with nothing failing: served as it is, nothing to start. */
@@ -119,9 +122,11 @@ export class TokenCache implements TokenSource {
   readonly #entries: LRUCache<string, Entry>;
   readonly #flights = new SingleFlight<Token>();
   readonly #defaultKey: string;
+  readonly #accessKind: TokenKind;
 
   constructor(deps: TokenCacheDeps) {
     this.#deps = deps;
+    this.#accessKind = deps.accessKind ?? "access";
     this.#policy = deps.policy ?? defaultRefreshPolicy;
     this.#defaultKey = scopeKey(deps.defaultScopes);
     this.#entries = new LRUCache<string, Entry>({ max: this.#policy.maxEntries });
@@ -129,7 +134,7 @@ export class TokenCache implements TokenSource {
 
   accessToken(scopes?: readonly string[]): Promise<AccessToken> {
     const wanted = scopes === undefined || scopes.length === 0 ? this.#deps.defaultScopes : scopes;
-    return this.#get(this.#accessKey(scopes), "access", (signal) =>
+    return this.#get(this.#accessKey(scopes), this.#accessKind, (signal) =>
       this.#deps.fetcher.accessToken(wanted, signal),
     );
   }
@@ -137,7 +142,7 @@ export class TokenCache implements TokenSource {
   freshAccessToken(scopes?: readonly string[]): AccessToken | undefined {
     const entry = this.#entries.get(this.#accessKey(scopes));
     if (entry === undefined || !isFresh(entry, this.#deps.clock.now())) return undefined;
-    this.#deps.metrics.cacheLookups.inc({ kind: "access", result: "hit" });
+    this.#deps.metrics.cacheLookups.inc({ kind: this.#accessKind, result: "hit" });
     return entry.token;
   }
 
@@ -170,7 +175,7 @@ export class TokenCache implements TokenSource {
     const now = this.#deps.clock.now();
     if (entry !== undefined && (isFresh(entry, now) || (entry.failure?.retryAtMs ?? 0) > now)) return;
     const scopes = this.#deps.defaultScopes;
-    this.#refresh(this.#defaultKey, "access", (signal) =>
+    this.#refresh(this.#defaultKey, this.#accessKind, (signal) =>
       this.#deps.fetcher.accessToken(scopes, signal),
     ).catch(() => undefined);
   }
@@ -320,8 +325,11 @@ export class TokenCache implements TokenSource {
     const policy = this.#policy;
     const entry: Entry = this.#entries.get(key) ?? { refreshAtMs: 0, mandatoryAtMs: 0 };
     const count = (entry.failure?.count ?? 0) + 1;
-    const backoff =
-      Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (count - 1)) * (0.5 + random() / 2);
+    const own = Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (count - 1)) * (0.5 + random() / 2);
+    // A quota answer's Retry-After is the earliest the quota takes us back: wait at least that,
+    // spread over a further fifth so a fleet told the same instant does not return in step.
+    const retryAfter = error instanceof ThrottledError ? error.retryAfterMs : undefined;
+    const backoff = retryAfter === undefined ? own : Math.max(own, retryAfter * (1 + 0.2 * random()));
     entry.failure = { error, count, retryAtMs: clock.now() + backoff };
     this.#entries.set(key, entry);
     metrics.refreshFailures.inc({ kind });
@@ -331,6 +339,7 @@ export class TokenCache implements TokenSource {
         failures: count,
         retryInMs: Math.round(backoff),
         servingCached: entry.token !== undefined,
+        ...(error instanceof ThrottledError ? { quota: error.quota } : {}),
       },
       `token refresh failed: ${error.message}`,
     );

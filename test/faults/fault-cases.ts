@@ -135,8 +135,8 @@ export const faultCases: readonly FaultCase[] = [
     arrange: injected({ kind: "throttle" }),
     expected: {
       kind: "fails",
-      text: "AWS STS GetWebIdentityToken failed (Throttling, HTTP 400); retrying",
-      outcome: "error",
+      text: "AWS STS throttled GetWebIdentityToken (Throttling: Rate exceeded): the account's STS request-rate quota in this region is spent; retrying with backoff (Service Quotas can raise it)",
+      outcome: "throttled",
       attempts: 3,
     },
   },
@@ -222,8 +222,8 @@ export const faultCases: readonly FaultCase[] = [
     arrange: injected({ kind: "throttle" }),
     expected: {
       kind: "fails",
-      text: "Google STS is unavailable (HTTP 429); retrying",
-      outcome: "error",
+      text: "Google STS refused the call: quota sts.googleapis.com token exchange requests per minute per project is spent (HTTP 429 RESOURCE_EXHAUSTED); retrying with backoff; if it persists, raise the quota for the workload identity pool's project",
+      outcome: "throttled",
       attempts: 3,
     },
   },
@@ -322,8 +322,8 @@ export const faultCases: readonly FaultCase[] = [
     arrange: injected({ kind: "throttle" }),
     expected: {
       kind: "fails",
-      text: "IAM Credentials is unavailable (HTTP 429); retrying",
-      outcome: "error",
+      text: "IAM Credentials refused the call: quota iamcredentials.googleapis.com requests per minute per project is spent (HTTP 429 RESOURCE_EXHAUSTED); retrying with backoff; if it persists, raise the quota for the service account's project",
+      outcome: "throttled",
       attempts: 3,
     },
   },
