@@ -351,6 +351,16 @@ export function fleetBurstSection(runs: readonly FleetRun[], options: FleetBurst
             (run) => run.wallMs / 1000,
             (_run, value) => formatNumber(value, 1),
           ),
+          row(
+            "CPU of the brokers' thread per sandbox, ms",
+            (run) => (run.cpuSeconds * 1000) / run.sandboxes,
+            (_run, value) => formatNumber(value, 1),
+          ),
+          row(
+            "machine load average (1 min) at the start",
+            (run) => run.load,
+            (_run, value) => formatNumber(value, 2),
+          ),
         ],
       },
     ],
