@@ -195,7 +195,12 @@ describe("the AWS JWT", () => {
     await clock.advance(2_000);
     accessTokenOf(await scoped(broker, ["https://www.googleapis.com/auth/pubsub"]));
     expect(upstream()).toMatchObject({ jwts: 2, exchanges: 3 });
-    expect(cloud.awsSts.issued().slice(-2).map((jwt) => jwt.durationSeconds)).toEqual([300, 300]);
+    expect(
+      cloud.awsSts
+        .issued()
+        .slice(-2)
+        .map((jwt) => jwt.durationSeconds),
+    ).toEqual([300, 300]);
   });
 
   it("is not offered again once Google STS has rejected it", async () => {
