@@ -49,7 +49,7 @@ export interface FleetBurstOptions {
   readonly spreadMs: number;
 }
 
-export const defaultFleetBurstOptions: FleetBurstOptions = { scale: 1 / 3, spreadMs: 30_000 };
+export const defaultFleetBurstOptions: FleetBurstOptions = { scale: 1 / 6, spreadMs: 30_000 };
 
 const targetSandboxes = 3_000;
 
@@ -402,7 +402,7 @@ export function fleetBurstSection(runs: readonly FleetRun[], options: FleetBurst
     ],
     notes: [
       "Cold sandboxes a minute: the lower of 6,000 ÷ exchanges per sandbox and 60,000 ÷ impersonations per sandbox, at the calls per sandbox measured here (prewarm included).",
-      "The burst fits in one rolling minute, so a run only meets the STS quota once its exchanges pass 6,000; a refused exchange fails its chain (no Retry-After), and the broker backs off that scope set.",
+      "The burst fits in one rolling minute, so a run meets the STS quota only once its exchanges pass it; a refused exchange ends its chain at once (no retry into a spent quota), and the broker backs off that scope set.",
       "Failures other than UPSTREAM_THROTTLED with no call refused by a quota are this machine's: one process plays every sandbox, so a loaded machine (see the load average) starves the simulation before any quota is met (the CPU row: what each sandbox cost this thread, beside the cloud's own thread).",
     ],
   };

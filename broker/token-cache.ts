@@ -282,7 +282,8 @@ export class TokenCache implements TokenSource {
         return token;
       } catch (error) {
         lastError = asBrokerError(error);
-        if (!lastError.retryable || signal.aborted) break;
+        // A spent quota is not retried within the chain: the backoff waits it out.
+        if (!lastError.retryable || lastError instanceof ThrottledError || signal.aborted) break;
       }
     }
     const error =

@@ -32,7 +32,7 @@ export type Expected =
       readonly whileRunning?: string;
       /** `outcome` label of the failing step's `token_broker_upstream_calls_total`. */
       readonly outcome: UpstreamOutcome;
-      /** Calls of the failing step in one chain: 3 when retryable, 1 when not, 2 for a hang (5 s + 5 s of the 10 s deadline). */
+      /** Calls of the failing step in one chain: 3 when retryable, 1 when not or throttled, 2 for a hang (5 s + 5 s of the 10 s deadline). */
       readonly attempts: number;
     };
 
@@ -137,7 +137,7 @@ export const faultCases: readonly FaultCase[] = [
       kind: "fails",
       text: "AWS STS throttled GetWebIdentityToken (Throttling: Rate exceeded): the account's STS request-rate quota in this region is spent; retrying with backoff (Service Quotas can raise it)",
       outcome: "throttled",
-      attempts: 3,
+      attempts: 1,
     },
   },
   {
@@ -224,7 +224,7 @@ export const faultCases: readonly FaultCase[] = [
       kind: "fails",
       text: "Google STS refused the call: quota sts.googleapis.com token exchange requests per minute per project is spent (HTTP 429 RESOURCE_EXHAUSTED); retrying with backoff; if it persists, raise the quota for the workload identity pool's project",
       outcome: "throttled",
-      attempts: 3,
+      attempts: 1,
     },
   },
   {
@@ -324,7 +324,7 @@ export const faultCases: readonly FaultCase[] = [
       kind: "fails",
       text: "IAM Credentials refused the call: quota iamcredentials.googleapis.com requests per minute per project is spent (HTTP 429 RESOURCE_EXHAUSTED); retrying with backoff; if it persists, raise the quota for the service account's project",
       outcome: "throttled",
-      attempts: 3,
+      attempts: 1,
     },
   },
   {
