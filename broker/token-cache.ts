@@ -30,6 +30,8 @@ import type { AccessToken, IdToken, IdTokenRequest, Readiness, TokenSource } fro
  * retries inside `chainDeadlineMs`. After a failed chain the key backs off (exponential from
  * `backoffBaseMs` to `backoffMaxMs`, each wait drawn from its upper half): no new chain starts before then, requests get
  * the still-valid token or, with nothing valid, the remembered error at once (a fast 503).
+ * A spent quota (ThrottledError) ends the chain at its first answer, and the backoff lasts at
+ * least the answer's Retry-After when that is sane.
  */
 export interface RefreshPolicy {
   readonly mandatoryMs: number;
