@@ -8,6 +8,7 @@ import { retryAfterMs, ThrottledError } from "./throttling.ts";
 import type { TokenFetcher } from "./token-cache.ts";
 import type { AccessToken, IdToken, IdTokenRequest } from "./tokens.ts";
 import type { UpstreamCalls } from "./upstream-calls.ts";
+import { accessTokenExpiryMs, idTokenExpiryMs } from "./upstream-expiry.ts";
 
 /*
  * The Google half of the chain, in two steps that compose:
@@ -141,34 +142,6 @@ export function googleError(
   );
 }
 
-/**
- * Expiry of the token in the last answer of the chain: `expires_in` (Google STS, relative: counted
- * from when we asked, which errs early) or `expireTime` (IAM Credentials, absolute). Read here
- * rather than from the library's `expiry_date` so that every freshness decision uses one clock.
- */
-function expiryOf(data: unknown, requestedAtMs: number): number | undefined {
-  const body = (data ?? {}) as { expires_in?: unknown; expireTime?: unknown };
-  if (typeof body.expires_in === "number" && body.expires_in > 0)
-    return requestedAtMs + body.expires_in * 1000;
-  if (typeof body.expireTime === "string") {
-    const expiresAtMs = Date.parse(body.expireTime);
-    return Number.isNaN(expiresAtMs) ? undefined : expiresAtMs;
-  }
-  return undefined;
-}
-
-/** `exp` of a JWT Google just issued to us over TLS; reading it needs no verification. */
-function jwtExpiryMs(jwt: string): number | undefined {
-  try {
-    const payload = JSON.parse(Buffer.from(jwt.split(".")[1] ?? "", "base64url").toString("utf8")) as {
-      exp?: unknown;
-    };
-    return typeof payload.exp === "number" ? payload.exp * 1000 : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** One chain's HTTP transport: labels each call with its step, reports it, and turns failures into BrokerErrors. */
 class ChainTransport extends gaxios.Gaxios {
   readonly #calls: UpstreamCalls;
@@ -282,11 +255,10 @@ export class FederatedExchange implements TokenFetcher {
     const requestedAtMs = clock.now();
     try {
       const { token, res } = await client.getAccessToken();
-      const expiresAtMs = expiryOf(res?.data, requestedAtMs);
-      if (typeof token !== "string" || token === "" || expiresAtMs === undefined) {
-        throw new BrokerError("UPSTREAM_MALFORMED", "Google answered without an access token or its expiry");
+      if (typeof token !== "string" || token === "") {
+        throw new BrokerError("UPSTREAM_MALFORMED", "Google answered without an access token");
       }
-      return { token, expiresAtMs };
+      return { token, expiresAtMs: accessTokenExpiryMs(res?.data, requestedAtMs, clock.now()) };
     } catch (error) {
       // A JWT Google refused is not offered again, whatever time it has left.
       if (
@@ -340,14 +312,13 @@ export class Impersonation implements TokenFetcher {
       signal,
     );
     const { accessToken } = data as { accessToken?: unknown };
-    const expiresAtMs = expiryOf(data, requestedAtMs);
-    if (typeof accessToken !== "string" || accessToken === "" || expiresAtMs === undefined) {
-      throw new BrokerError(
-        "UPSTREAM_MALFORMED",
-        "IAM Credentials answered generateAccessToken without an access token or its expiry",
-      );
+    if (typeof accessToken !== "string" || accessToken === "") {
+      throw new BrokerError("UPSTREAM_MALFORMED", "Google answered without an access token");
     }
-    return { token: accessToken, expiresAtMs };
+    return {
+      token: accessToken,
+      expiresAtMs: accessTokenExpiryMs(data, requestedAtMs, this.#deps.clock.now()),
+    };
   }
 
   async idToken(request: IdTokenRequest, signal: AbortSignal): Promise<IdToken> {
@@ -359,11 +330,10 @@ export class Impersonation implements TokenFetcher {
       signal,
     );
     const { token } = data as { token?: unknown };
-    const expiresAtMs = typeof token === "string" ? jwtExpiryMs(token) : undefined;
-    if (typeof token !== "string" || expiresAtMs === undefined) {
+    if (typeof token !== "string") {
       throw new BrokerError("UPSTREAM_MALFORMED", "IAM Credentials answered generateIdToken without a JWT");
     }
-    return { token, expiresAtMs };
+    return { token, expiresAtMs: idTokenExpiryMs(token, this.#deps.clock.now()) };
   }
 
   async #generate(
