@@ -96,9 +96,11 @@ beforeAll(async () => {
     JSON.stringify({ name: "consumer", private: true, type: "module" }, null, 2),
   );
   const version = async (name: string) =>
-    (JSON.parse(await readFile(path.join(repoRoot, "node_modules", name, "package.json"), "utf8")) as {
-      version: string;
-    }).version;
+    (
+      JSON.parse(await readFile(path.join(repoRoot, "node_modules", name, "package.json"), "utf8")) as {
+        version: string;
+      }
+    ).version;
   // Tarballs come from npm's cache (every package here is in the repository's lockfile, which
   // `npm ci` installed); only the registry's package metadata may be fetched, once.
   await npm(
@@ -141,7 +143,10 @@ describe("npm pack", () => {
   });
 
   it("installs a token-broker bin that npx runs", async () => {
-    const { stdout } = await run("npx", ["--offline", "token-broker", "--help"], { cwd: app, timeout: 30_000 });
+    const { stdout } = await run("npx", ["--offline", "token-broker", "--help"], {
+      cwd: app,
+      timeout: 30_000,
+    });
     expect(stdout).toContain("BROKER_AUDIENCE");
     expect(stdout).toContain("BROKER_PORT");
   });
@@ -182,9 +187,10 @@ describe("token-broker/cdk in a CDK app of its own", () => {
 
   it("type-checks against the shipped declarations", async () => {
     const tsc = path.join(repoRoot, "node_modules", "typescript", "bin", "tsc");
-    const result = await run(process.execPath, [tsc, "-p", "tsconfig.json"], { cwd: app, timeout: 60_000 }).catch(
-      (error: { stdout: string }) => ({ stdout: error.stdout }),
-    );
+    const result = await run(process.execPath, [tsc, "-p", "tsconfig.json"], {
+      cwd: app,
+      timeout: 60_000,
+    }).catch((error: { stdout: string }) => ({ stdout: error.stdout }));
     expect(result.stdout).toBe("");
   });
 
@@ -205,7 +211,10 @@ describe("token-broker/cdk in a CDK app of its own", () => {
       const description = String(layer.Properties.Description);
       const [, flavour, architecture] = /(\w+) flavour, (\w+)$/.exec(description) ?? [];
       const shipped = path.join(installed, `token-broker-${flavour}-${architecture}.zip`);
-      const sha256 = async (file: string) => createHash("sha256").update(await readFile(file)).digest("hex");
+      const sha256 = async (file: string) =>
+        createHash("sha256")
+          .update(await readFile(file))
+          .digest("hex");
       expect(await sha256(staged), description).toBe(await sha256(shipped));
     }
   });
@@ -215,13 +224,14 @@ describe("token-broker/cdk in a CDK app of its own", () => {
       resources("AWS::Lambda::Function").map(([, fn]) => [String(fn.Properties.Runtime), fn.Properties]),
     );
     const layerOf = (runtime: string) => {
-      const [reference] = functions[runtime]?.Layers as { Ref: string }[];
+      const [reference] = (functions[runtime]?.Layers ?? []) as { Ref: string }[];
       return String(template.Resources[reference?.Ref ?? ""]?.Properties.Description);
     };
     expect(layerOf("python3.13")).toBe("token-broker Lambda extension, standalone flavour, arm64");
     expect(layerOf("nodejs24.x")).toBe("token-broker Lambda extension, nodejs flavour, x86_64");
-    const environment = (functions["nodejs24.x"]?.Environment as { Variables: Record<string, string> })
-      .Variables;
+    const { Variables: environment } = (functions["nodejs24.x"]?.Environment ?? {}) as {
+      Variables: Record<string, string>;
+    };
     expect(environment).toMatchObject({
       BROKER_AUDIENCE: audience,
       GCE_METADATA_HOST: "127.0.0.1:8181",
@@ -231,7 +241,8 @@ describe("token-broker/cdk in a CDK app of its own", () => {
 
   it("grants sts:GetWebIdentityToken for the audience only, and turns on outbound federation", () => {
     const statements = resources("AWS::IAM::Policy").flatMap(
-      ([, policy]) => (policy.Properties.PolicyDocument as { Statement: Record<string, unknown>[] }).Statement,
+      ([, policy]) =>
+        (policy.Properties.PolicyDocument as { Statement: Record<string, unknown>[] }).Statement,
     );
     const minting = statements.filter((statement) => statement.Action === "sts:GetWebIdentityToken");
     expect(minting).toHaveLength(3); // two functions and the task role
