@@ -23,5 +23,9 @@ export {
   TokenBrokerLayer,
   type TokenBrokerLayerProps,
 } from "./lib/token-broker-layer.ts";
-export { brokerOpsPort, TokenBrokerSidecar, type TokenBrokerSidecarProps } from "./lib/token-broker-sidecar.ts";
+export {
+  brokerOpsPort,
+  TokenBrokerSidecar,
+  type TokenBrokerSidecarProps,
+} from "./lib/token-broker-sidecar.ts";
 export { webIdentityTokenStatement } from "./lib/web-identity-token-policy.ts";
