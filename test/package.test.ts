@@ -256,8 +256,8 @@ describe("token-broker/cdk in a CDK app of its own", () => {
   });
 
   it("runs the sidecar from the given image, and says why an installed package cannot build one", () => {
-    const [[, task] = ["", { Properties: {} }]] = resources("AWS::ECS::TaskDefinition");
-    const [container] = task.Properties.ContainerDefinitions as { Image: string; Name: string }[];
+    const [[, task] = []] = resources("AWS::ECS::TaskDefinition");
+    const [container] = (task?.Properties.ContainerDefinitions ?? []) as { Image: string; Name: string }[];
     expect(container).toMatchObject({ Name: "token-broker", Image: "registry.example/token-broker:0.1.0" });
     expect(logged.sidecarImageError).toBe(
       `TokenBrokerSidecar: ${path.join(app, "node_modules", "token-broker")} is an installed package, which cannot build the broker image; build it from a clone (docker build .), push it, and pass image: ContainerImage.fromRegistry("<registry>/token-broker:<tag>")`,

@@ -15,6 +15,9 @@ import { workloadEnvironment } from "../lib/broker-settings.ts";
 
 const manifestFile = path.resolve(import.meta.dirname, "..", "kubernetes", "demo-app.yaml");
 type Manifest = { apiVersion: string; kind: string } & Record<string, unknown>;
+// What the YAML holds is unchecked until `validate()`: the models take it as their input type.
+type ServiceAccountData = ConstructorParameters<typeof ServiceAccount>[0];
+type DeploymentData = ConstructorParameters<typeof Deployment>[0];
 let manifests: Manifest[];
 
 beforeAll(() => {
@@ -26,13 +29,15 @@ beforeAll(() => {
 
 /** The schema's model for a manifest; its `validate()` throws with the failing paths. */
 function model(manifest: Manifest): { validate(): void } {
-  if (manifest.apiVersion === "v1" && manifest.kind === "ServiceAccount") return new ServiceAccount(manifest);
-  if (manifest.apiVersion === "apps/v1" && manifest.kind === "Deployment") return new Deployment(manifest);
+  if (manifest.apiVersion === "v1" && manifest.kind === "ServiceAccount")
+    return new ServiceAccount(manifest as ServiceAccountData);
+  if (manifest.apiVersion === "apps/v1" && manifest.kind === "Deployment")
+    return new Deployment(manifest as DeploymentData);
   throw new Error(`no schema here for ${manifest.apiVersion} ${manifest.kind}`);
 }
 
 function deployment(): Deployment {
-  return new Deployment(manifests.find((manifest) => manifest.kind === "Deployment"));
+  return new Deployment(manifests.find((manifest) => manifest.kind === "Deployment") as DeploymentData);
 }
 
 function pod() {
@@ -132,7 +137,7 @@ describe("infra/kubernetes/demo-app.yaml", () => {
   });
 
   it("takes AWS credentials from IRSA on the pod's service account", () => {
-    const account = new ServiceAccount(manifests[0]);
+    const account = new ServiceAccount(manifests[0] as ServiceAccountData);
     expect(pod().serviceAccountName).toBe(account.metadata?.name);
     expect(account.metadata?.annotations?.["eks.amazonaws.com/role-arn"]).toMatch(
       /^arn:aws:iam::<ACCOUNT>:role\/[A-Za-z0-9+=,.@_-]+$/,
