@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -126,7 +127,9 @@ afterAll(async () => {
 describe("npm pack", () => {
   it("ships the bin, the compiled CDK library with its declarations, the layer zips and the docs, and no sources", () => {
     const files = packed.files.map((file) => file.path).sort();
-    expect(files).toEqual(expect.arrayContaining(["package.json", "README.md", "dist/token-broker.mjs"]));
+    expect(files).toEqual(
+      expect.arrayContaining(["package.json", "README.md", "LICENSE", "dist/token-broker.mjs"]),
+    );
     expect(files).toEqual(
       expect.arrayContaining([
         "dist/cdk/infra/index.js",
@@ -136,10 +139,22 @@ describe("npm pack", () => {
         "dist/layers/token-broker-standalone-x86_64.zip",
         "dist/layers/token-broker-standalone-arm64.zip",
         "docs/metadata-server.md",
+        "infra/terraform/aws/main.tf",
+        "infra/kubernetes/demo-app.yaml",
       ]),
     );
     expect(files.filter((file) => file.endsWith(".ts") && !file.endsWith(".d.ts"))).toEqual([]);
     expect(files.filter((file) => /^(test|bench|scripts|node_modules)\//.test(file))).toEqual([]);
+  });
+
+  it("lets the Terraform module find the layer zips in the installed package, as in a clone", () => {
+    const installed = path.join(app, "node_modules", "token-broker");
+    // infra/terraform/aws's default layers_directory: "${path.module}/../../../dist/layers".
+    const layers = path.resolve(installed, "infra", "terraform", "aws", "../../../dist/layers");
+    expect(layers).toBe(path.join(installed, "dist", "layers"));
+    for (const zip of packed.files.filter((file) => file.path.startsWith("dist/layers/"))) {
+      expect(existsSync(path.join(layers, path.basename(zip.path))), zip.path).toBe(true);
+    }
   });
 
   it("installs a token-broker bin that npx runs", async () => {
