@@ -1,5 +1,8 @@
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { promisify } from "node:util";
 import { Deployment } from "kubernetes-models/apps/v1";
 import { ServiceAccount } from "kubernetes-models/v1";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +16,9 @@ import { workloadEnvironment } from "../lib/broker-settings.ts";
  * then held to what the broker and its image need.
  */
 
-const manifestFile = path.resolve(import.meta.dirname, "..", "kubernetes", "demo-app.yaml");
+const repositoryRoot = path.resolve(import.meta.dirname, "..", "..");
+const manifestFile = path.join(repositoryRoot, "infra", "kubernetes", "demo-app.yaml");
+const run = promisify(execFile);
 type Manifest = { apiVersion: string; kind: string } & Record<string, unknown>;
 // What the YAML holds is unchecked until `validate()`: the models take it as their input type.
 type ServiceAccountData = ConstructorParameters<typeof ServiceAccount>[0];
@@ -77,6 +82,33 @@ describe("infra/kubernetes/demo-app.yaml", () => {
     );
   });
 
+  it("names no field the API does not know (the schema check above lets extra fields through)", async () => {
+    // TypeScript's excess-property check against the models' declarations (generated from the
+    // same OpenAPI definitions) catches a misspelt field, which the API server would drop or refuse.
+    const scratch = await mkdtemp(path.join(repositoryRoot, "node_modules", ".cache", "k8s-fields-"));
+    try {
+      const literal = (manifest: Manifest) => JSON.stringify(manifest, null, 2);
+      await writeFile(
+        path.join(scratch, "manifests.ts"),
+        [
+          'import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";',
+          'import type { IServiceAccount } from "kubernetes-models/v1/ServiceAccount";',
+          `export const serviceAccount: IServiceAccount = ${literal(manifests[0] as Manifest)};`,
+          `export const deployment: IDeployment = ${literal(manifests[1] as Manifest)};`,
+          "",
+        ].join("\n"),
+      );
+      const tsc = path.join(repositoryRoot, "node_modules", "typescript", "bin", "tsc");
+      const options = ["--noEmit", "--strict", "--module", "nodenext", "--skipLibCheck"];
+      const result = await run(process.execPath, [tsc, ...options, path.join(scratch, "manifests.ts")], {
+        timeout: 60_000,
+      }).catch((error: { stdout: string }) => ({ stdout: error.stdout }));
+      expect(result.stdout).toBe("");
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   it("runs the broker as a native sidecar, ready on /readyz of the ops port", () => {
     const sidecar = broker();
     expect(sidecar.name).toBe("token-broker");
@@ -97,7 +129,7 @@ describe("infra/kubernetes/demo-app.yaml", () => {
     const spec = pod();
     expect(spec.hostNetwork).toBe(false);
     // The image's USER (Dockerfile), so the pod-level setting and the image agree.
-    const dockerfile = readFileSync(path.resolve(import.meta.dirname, "..", "..", "Dockerfile"), "utf8");
+    const dockerfile = readFileSync(path.join(repositoryRoot, "Dockerfile"), "utf8");
     expect(dockerfile).toMatch(/^USER 65532:65532$/m);
     expect(spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532 });
     for (const container of [...(spec.initContainers ?? []), ...spec.containers]) {
