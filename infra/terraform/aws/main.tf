@@ -67,7 +67,7 @@ data "aws_iam_policy_document" "web_identity_token" {
 }
 
 resource "aws_iam_role_policy" "web_identity_token" {
-  name   = "token-broker-web-identity-token"
+  name   = var.policy_name
   role   = var.role_name
   policy = data.aws_iam_policy_document.web_identity_token.json
 }

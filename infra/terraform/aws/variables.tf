@@ -85,3 +85,9 @@ variable "layer_name_prefix" {
   type        = string
   default     = "token-broker"
 }
+
+variable "policy_name" {
+  description = "Name of the role's inline policy; give each use of the module on one role its own."
+  type        = string
+  default     = "token-broker-web-identity-token"
+}
