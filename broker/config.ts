@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { BrokerError } from "./errors.ts";
+import { canonicalHost, isLoopbackAddress } from "./request-host.ts";
 import { scopeList } from "./tokens.ts";
 
 /** `//iam.googleapis.com/projects/<NUMBER>/locations/global/workloadIdentityPools/<POOL>/providers/<PROVIDER>` */
@@ -16,6 +17,12 @@ export interface Config {
   readonly projectId: string | undefined;
   readonly host: string;
   readonly port: number;
+  /** `BROKER_HOST` may be an address other machines reach (`BROKER_ALLOW_REMOTE=true`). */
+  readonly allowRemote: boolean;
+  /** `Host` values the metadata listener answers besides loopback and GCE's names. */
+  readonly allowedHosts: readonly string[];
+  /** Open connections per listener at most. */
+  readonly maxConnections: number;
   readonly opsHost: string;
   readonly opsPort: number;
   readonly scopes: readonly string[];
@@ -38,6 +45,8 @@ export interface Config {
 export const defaults = Object.freeze({
   BROKER_HOST: "127.0.0.1",
   BROKER_PORT: "8181",
+  BROKER_ALLOW_REMOTE: "false",
+  BROKER_MAX_CONNECTIONS: "256",
   BROKER_OPS_HOST: "0.0.0.0",
   BROKER_OPS_PORT: "9464",
   BROKER_SCOPES: "https://www.googleapis.com/auth/cloud-platform",
@@ -85,6 +94,22 @@ export const variables: readonly Variable[] = [
     meaning: "metadata listener port (0 = any free port)",
   },
   {
+    name: "BROKER_ALLOW_REMOTE",
+    defaultText: defaults.BROKER_ALLOW_REMOTE,
+    meaning:
+      "true lets BROKER_HOST be an address other machines can reach (they could then read this workload's tokens)",
+  },
+  {
+    name: "BROKER_ALLOWED_HOSTS",
+    defaultText: "unset (loopback, localhost, metadata.google.internal, metadata and BROKER_HOST)",
+    meaning: "comma-separated further Host names the metadata listener answers (e.g. a container name)",
+  },
+  {
+    name: "BROKER_MAX_CONNECTIONS",
+    defaultText: defaults.BROKER_MAX_CONNECTIONS,
+    meaning: "open connections per listener at most, 16..65535; further ones are closed at once",
+  },
+  {
     name: "BROKER_OPS_HOST",
     defaultText: defaults.BROKER_OPS_HOST,
     meaning: "ops listener address (/metrics, /healthz, /readyz)",
@@ -126,8 +151,13 @@ export const variables: readonly Variable[] = [
   },
   {
     name: "AWS_REGION",
-    defaultText: "required",
+    defaultText: "required (or AWS_DEFAULT_REGION)",
     meaning: "AWS region whose regional STS endpoint signs the JWT (the global endpoint does not serve it)",
+  },
+  {
+    name: "AWS_DEFAULT_REGION",
+    defaultText: "unset",
+    meaning: "used when AWS_REGION is unset, as the AWS CLI does",
   },
 ];
 
@@ -154,9 +184,55 @@ interface CredentialConfigFile {
   readonly lifetimeSeconds: number | undefined;
 }
 
+/** Subject token types of a JWT, the only kind the broker supplies (from `GetWebIdentityToken`). */
+const jwtSubjectTokenTypes = [
+  "urn:ietf:params:oauth:token-type:jwt",
+  "urn:ietf:params:oauth:token-type:id_token",
+];
+const awsSubjectTokenType = "urn:ietf:params:aws:token-type:aws4_request";
+/** What `create-cred-config` writes for a JWT source; the broker supplies the JWT itself and reads none of them. */
+const jwtCredentialSources = ["file", "url", "executable"];
+const credentialConfigFix =
+  "the broker mints the JWT with GetWebIdentityToken: write the file with create-cred-config --credential-source-file (any path) instead, or set BROKER_AUDIENCE and leave BROKER_CREDENTIAL_CONFIG unset";
+
+/**
+ * The file must describe the kind of exchange the broker performs: a JWT traded at Google STS.
+ * A file for another source (AWS SigV4 from `create-cred-config --aws`, X.509, SAML) would pass
+ * start-up and fail at Google STS on every exchange, so it is refused here, naming the field.
+ */
+function checkSubjectToken(file: Record<string, unknown>, fail: (problem: string) => BrokerError): void {
+  const type = file.subject_token_type;
+  const source = file.credential_source;
+  const sourceKeys = typeof source === "object" && source !== null ? Object.keys(source) : [];
+  // google-auth-library reads these fields in snake_case or camelCase.
+  const awsFields = [
+    "environment_id",
+    "environmentId",
+    "regional_cred_verification_url",
+    "regionalCredVerificationUrl",
+  ];
+  if (type === awsSubjectTokenType || sourceKeys.some((key) => awsFields.includes(key))) {
+    throw fail(
+      `is an AWS SigV4 configuration (create-cred-config --aws: subject_token_type ${awsSubjectTokenType}, credential_source.environment_id aws1); ${credentialConfigFix}`,
+    );
+  }
+  if (typeof type !== "string" || !jwtSubjectTokenTypes.includes(type)) {
+    throw fail(
+      `has subject_token_type ${JSON.stringify(type ?? null)}; the broker needs ${jwtSubjectTokenTypes.join(" or ")}`,
+    );
+  }
+  if (source === undefined) return;
+  if (sourceKeys.length === 0 || !sourceKeys.some((key) => jwtCredentialSources.includes(key))) {
+    throw fail(
+      `has a credential_source with ${sourceKeys.length === 0 ? "no source" : `fields ${sourceKeys.join(", ")}`}, not a JWT source (file, url or executable); ${credentialConfigFix}`,
+    );
+  }
+}
+
 function readCredentialConfig(path: string): CredentialConfigFile {
   const name = "BROKER_CREDENTIAL_CONFIG";
   const example = "/etc/token-broker/credential-config.json";
+  const fail = (problem: string) => invalid(name, `(${path}) ${problem}`, example);
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(path, "utf8"));
@@ -173,6 +249,15 @@ function readCredentialConfig(path: string): CredentialConfigFile {
   }
   const file = parsed as Record<string, unknown>;
   if (typeof file.audience !== "string") throw invalid(name, `(${path}) has no "audience"`, example);
+  checkSubjectToken(file, fail);
+  if (file.universe_domain !== undefined && file.universe_domain !== "googleapis.com") {
+    throw fail(
+      `has universe_domain ${JSON.stringify(file.universe_domain)}; the broker serves googleapis.com only`,
+    );
+  }
+  if (file.token_url !== undefined && (typeof file.token_url !== "string" || !URL.canParse(file.token_url))) {
+    throw fail(`has a token_url that is not a URL (${JSON.stringify(file.token_url)})`);
+  }
   const impersonationUrl = file.service_account_impersonation_url;
   let serviceAccount: string | undefined;
   let iamCredentialsUrl: string | undefined;
@@ -187,7 +272,11 @@ function readCredentialConfig(path: string): CredentialConfigFile {
       );
     }
     iamCredentialsUrl = match[1];
-    serviceAccount = decodeURIComponent(match[2] ?? "");
+    try {
+      serviceAccount = decodeURIComponent(match[2] ?? "");
+    } catch {
+      throw fail("has a service_account_impersonation_url with a malformed %-escape in the account");
+    }
   }
   const lifetime = (file.service_account_impersonation as { token_lifetime_seconds?: unknown } | undefined)
     ?.token_lifetime_seconds;
@@ -253,6 +342,43 @@ function parseHost(name: string, raw: string, example: string): string {
   if (!/^[A-Za-z0-9.:-]+$/.test(raw))
     throw invalid(name, `is not an IP address or host name, got "${raw}"`, example);
   return raw;
+}
+
+function parseBoolean(name: string, raw: string): boolean {
+  if (raw !== "true" && raw !== "false") throw invalid(name, `must be true or false, got "${raw}"`, "true");
+  return raw === "true";
+}
+
+/** `host[:port]` values, IPv6 in brackets; kept as written (the metadata listener canonicalises). */
+function parseHostList(name: string, raw: string | undefined): string[] {
+  if (raw === undefined) return [];
+  const hosts = raw.split(",").map((host) => host.trim());
+  const bad = hosts.find((host) => canonicalHost(host) === undefined);
+  if (bad !== undefined) {
+    throw invalid(
+      name,
+      `must be comma-separated host names or addresses, got "${bad}"`,
+      "token-broker,[fd00::5]",
+    );
+  }
+  return hosts;
+}
+
+/**
+ * The metadata listener hands out tokens to whoever connects, so by default it may only listen on
+ * loopback: on a wildcard or a network address every host (or, in host or bridge network mode,
+ * every other container) that reaches it could read this workload's tokens.
+ */
+function checkRemote(host: string, allowRemote: boolean): string | undefined {
+  if (isLoopbackAddress(host)) return undefined;
+  if (!allowRemote) {
+    throw invalid(
+      "BROKER_HOST",
+      `is "${host}", not a loopback address: anything that reaches it could read this workload's tokens; keep loopback, or set BROKER_ALLOW_REMOTE=true if that is intended`,
+      defaults.BROKER_HOST,
+    );
+  }
+  return `BROKER_HOST=${host} is not loopback (BROKER_ALLOW_REMOTE=true): anything that reaches it can read this workload's Google tokens`;
 }
 
 /** Splits, trims, drops duplicates; order is kept (it is what SDKs see in `scopes`). */
@@ -330,12 +456,17 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       defaults.BROKER_LOG_LEVEL,
     );
   }
-  const awsRegion = get("AWS_REGION");
+  // The AWS CLI's fallback; the SDK for JavaScript reads AWS_REGION only, so the broker applies it.
+  const regionVariable =
+    get("AWS_REGION") === undefined && get("AWS_DEFAULT_REGION") !== undefined
+      ? "AWS_DEFAULT_REGION"
+      : "AWS_REGION";
+  const awsRegion = get(regionVariable);
   if (awsRegion === undefined || !/^[a-z]{2}(-[a-z]+)+-\d+$/.test(awsRegion)) {
     throw invalid(
-      "AWS_REGION",
+      regionVariable,
       awsRegion === undefined
-        ? "is required: GetWebIdentityToken is served by regional STS endpoints only"
+        ? "(or AWS_DEFAULT_REGION) is required: GetWebIdentityToken is served by regional STS endpoints only"
         : `is not an AWS region, got "${awsRegion}"`,
       "eu-west-1",
     );
@@ -358,18 +489,32 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     );
   }
 
+  const host = parseHost("BROKER_HOST", setting("BROKER_HOST"), defaults.BROKER_HOST);
+  const allowRemote = parseBoolean("BROKER_ALLOW_REMOTE", setting("BROKER_ALLOW_REMOTE"));
+  const remoteWarning = checkRemote(host, allowRemote);
+
   const known = new Set(variables.map((variable) => variable.name));
   const warnings = Object.keys(env)
     .filter((name) => name.startsWith("BROKER_") && !known.has(name))
     .map((name) => `${name} is not a token-broker setting and is ignored (see token-broker --help)`);
+  if (remoteWarning !== undefined) warnings.push(remoteWarning);
 
   return Object.freeze({
     audience: audienceRaw as ProviderAudience,
     projectNumber: audienceMatch[1] ?? "",
     serviceAccount,
     projectId,
-    host: parseHost("BROKER_HOST", setting("BROKER_HOST"), defaults.BROKER_HOST),
+    host,
     port: parseInteger("BROKER_PORT", setting("BROKER_PORT"), 0, 65535, defaults.BROKER_PORT),
+    allowRemote,
+    allowedHosts: Object.freeze(parseHostList("BROKER_ALLOWED_HOSTS", get("BROKER_ALLOWED_HOSTS"))),
+    maxConnections: parseInteger(
+      "BROKER_MAX_CONNECTIONS",
+      setting("BROKER_MAX_CONNECTIONS"),
+      16,
+      65535,
+      defaults.BROKER_MAX_CONNECTIONS,
+    ),
     opsHost: parseHost("BROKER_OPS_HOST", setting("BROKER_OPS_HOST"), defaults.BROKER_OPS_HOST),
     opsPort: parseInteger("BROKER_OPS_PORT", setting("BROKER_OPS_PORT"), 0, 65535, defaults.BROKER_OPS_PORT),
     scopes: Object.freeze(scopes),

@@ -2,7 +2,7 @@ import type { RequestListener } from "node:http";
 import type { STSClient } from "@aws-sdk/client-sts";
 import { type Clock, type Random, systemClock } from "./clock.ts";
 import type { Config } from "./config.ts";
-import { listen } from "./http-listener.ts";
+import { connectionLimits, listen } from "./http-listener.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetadataApp, type MetadataIdentity, metadataResponseHeaders } from "./metadata-server.ts";
 import { BrokerMetrics } from "./metrics.ts";
@@ -77,17 +77,18 @@ function lazyFetcher(load: () => Promise<TokenFetcher>): TokenFetcher {
  * them as a file of their own (`ops.cjs`), read only then. A failed load answers 503 and is tried
  * again on the next request.
  */
-function lazyListener(load: () => Promise<RequestListener>, logger: Logger): RequestListener {
+export function lazyListener(load: () => Promise<RequestListener>, logger: Logger): RequestListener {
   const listener = loadOnce(load);
   return (req, res) => {
-    listener().then(
-      (loaded) => loaded(req, res),
-      (error: unknown) => {
+    // One catch for both the load and the loaded routes' first call, so neither is left unhandled.
+    listener()
+      .then((loaded) => loaded(req, res))
+      .catch((error: unknown) => {
         logger.error({ err: error }, "the ops listener could not load its routes");
+        if (res.headersSent) return void res.destroy();
         res.writeHead(503, { "Content-Type": "text/plain; charset=utf-8" });
         res.end("The ops listener could not load its routes; the reason is in the broker log");
-      },
-    );
+      });
   };
 }
 
@@ -129,13 +130,21 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     ...(options.policy === undefined ? {} : { policy: options.policy }),
   });
   const cache = tokens;
+  const limits = connectionLimits(config.maxConnections, logger);
 
   const metadata = await listen(
-    createMetadataApp({ tokens: cache, identity: metadataIdentity(config), metrics, logger, clock }),
+    createMetadataApp({
+      tokens: cache,
+      hosts: { listenHost: config.host, extraHosts: config.allowedHosts },
+      identity: metadataIdentity(config),
+      metrics,
+      logger,
+      clock,
+    }),
     config.host,
     config.port,
     "BROKER_PORT",
-    { hostVariableName: "BROKER_HOST", protocolErrorHeaders: metadataResponseHeaders },
+    { hostVariableName: "BROKER_HOST", protocolErrorHeaders: metadataResponseHeaders, ...limits },
   );
   const ops = await listen(
     lazyListener(async () => {
@@ -145,7 +154,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     config.opsHost,
     config.opsPort,
     "BROKER_OPS_PORT",
-    { hostVariableName: "BROKER_OPS_HOST" },
+    { hostVariableName: "BROKER_OPS_HOST", ...limits },
   ).catch(async (error: unknown) => {
     await metadata.close(0);
     throw error;

@@ -176,7 +176,7 @@ describe("the layer zips", () => {
       "prom-client": "process_cpu_user_seconds_total",
       express: '"x-powered-by"',
       "@aws-sdk/client-sts": "AssumeRoleWithWebIdentity",
-      "google-auth-library": "credential_source",
+      "google-auth-library": "workforce_pool_user_project",
       gaxios: "GaxiosError",
       "node-fetch": "node-fetch",
     } as const;
