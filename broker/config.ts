@@ -6,6 +6,8 @@ import { scopeList } from "./tokens.ts";
 /** `//iam.googleapis.com/projects/<NUMBER>/locations/global/workloadIdentityPools/<POOL>/providers/<PROVIDER>` */
 export type ProviderAudience = string & { readonly __brand: "ProviderAudience" };
 export type SigningAlgorithm = "ES384" | "RS256";
+/** `BROKER_METRICS`: where the broker's metrics go. */
+export type MetricsSinks = "prometheus" | "emf" | "both" | "off";
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
 /** The broker's settings, validated once at start-up and frozen. */
@@ -34,6 +36,9 @@ export interface Config {
   readonly awsTokenDurationSeconds: number;
   readonly awsSigningAlgorithm: SigningAlgorithm;
   readonly logLevel: LogLevel;
+  /** `BROKER_METRICS`; undefined = the default of where the broker runs (emf in Lambda, prometheus in the sidecar). */
+  readonly metrics: MetricsSinks | undefined;
+  readonly emfNamespace: string;
   /** Unknown `BROKER_*` variables: likely typos, reported as warnings at start-up. */
   readonly warnings: readonly string[];
 }
@@ -55,6 +60,7 @@ export const defaults = Object.freeze({
   BROKER_AWS_TOKEN_DURATION: "300",
   BROKER_AWS_SIGNING_ALGORITHM: "ES384",
   BROKER_LOG_LEVEL: "info",
+  BROKER_EMF_NAMESPACE: "TokenBroker",
 });
 
 interface Variable {
@@ -150,6 +156,18 @@ export const variables: readonly Variable[] = [
     meaning: "fatal, error, warn, info, debug, trace or silent",
   },
   {
+    name: "BROKER_METRICS",
+    defaultText: "emf in Lambda, prometheus in the sidecar",
+    meaning:
+      "where metrics go: prometheus (/metrics on the ops listener), emf (CloudWatch Embedded Metric Format lines on stdout), both or off",
+  },
+  {
+    name: "BROKER_EMF_NAMESPACE",
+    defaultText: defaults.BROKER_EMF_NAMESPACE,
+    meaning:
+      "CloudWatch namespace of the EMF metrics: 1..255 printable ASCII characters, not starting with : or AWS/",
+  },
+  {
     name: "AWS_REGION",
     defaultText: "required (or AWS_DEFAULT_REGION)",
     meaning: "AWS region whose regional STS endpoint signs the JWT (the global endpoint does not serve it)",
@@ -167,6 +185,7 @@ export const serviceAccountPattern = /^[a-z0-9][a-z0-9._-]{0,62}@[a-z0-9][a-z0-9
 const projectIdPattern = /^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[a-z][a-z0-9.-]*:[a-z][a-z0-9-]{4,28}[a-z0-9]$/;
 const impersonationUrlPattern =
   /^(https?:\/\/[^/]+)\/v1\/projects\/-\/serviceAccounts\/([^/:]+):generateAccessToken$/;
+const metricsSinks: readonly MetricsSinks[] = ["prometheus", "emf", "both", "off"];
 const logLevels: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 const exampleAudience =
   "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider";
@@ -381,6 +400,29 @@ function checkRemote(host: string, allowRemote: boolean): string | undefined {
   return `BROKER_HOST=${host} is not loopback (BROKER_ALLOW_REMOTE=true): anything that reaches it can read this workload's Google tokens`;
 }
 
+/**
+ * CloudWatch's rules for a namespace (PutMetricData, which EMF extraction applies): 1 to 255
+ * characters, ASCII without control characters, not starting with ":", and not `AWS/`, which is
+ * reserved for AWS's own services. CloudWatch drops the metrics of a document it refuses, with
+ * nothing in the function's log (only the account's AWS/Logs metrics count it), so a bad
+ * namespace stops start-up instead.
+ */
+function parseEmfNamespace(raw: string): string {
+  const problem =
+    raw.length > 255
+      ? `is ${raw.length} characters long; CloudWatch allows 255`
+      : !/^[\x20-\x7e]+$/.test(raw)
+        ? "may hold only printable ASCII characters (CloudWatch refuses others)"
+        : raw.startsWith(":")
+          ? 'must not start with ":" (CloudWatch refuses it)'
+          : raw.startsWith("AWS/")
+            ? "must not start with AWS/ (reserved for AWS services)"
+            : undefined;
+  if (problem === undefined) return raw;
+  const shown = JSON.stringify(raw.length > 64 ? `${raw.slice(0, 64)}…` : raw);
+  throw invalid("BROKER_EMF_NAMESPACE", `${problem}, got ${shown}`, defaults.BROKER_EMF_NAMESPACE);
+}
+
 /** Splits, trims, drops duplicates; order is kept (it is what SDKs see in `scopes`). */
 function parseScopes(raw: string): string[] | undefined {
   const scopes = scopeList(raw);
@@ -456,6 +498,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       defaults.BROKER_LOG_LEVEL,
     );
   }
+  const metrics = get("BROKER_METRICS");
+  if (metrics !== undefined && !metricsSinks.includes(metrics as MetricsSinks)) {
+    throw invalid("BROKER_METRICS", `must be one of ${metricsSinks.join(", ")}, got "${metrics}"`, "emf");
+  }
+  const emfNamespace = parseEmfNamespace(setting("BROKER_EMF_NAMESPACE"));
   // The AWS CLI's fallback; the SDK for JavaScript reads AWS_REGION only, so the broker applies it.
   const regionVariable =
     get("AWS_REGION") === undefined && get("AWS_DEFAULT_REGION") !== undefined
@@ -535,6 +582,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     ),
     awsSigningAlgorithm: algorithm,
     logLevel: logLevel as LogLevel,
+    metrics: metrics as MetricsSinks | undefined,
+    emfNamespace,
     warnings: Object.freeze(warnings),
   });
 }

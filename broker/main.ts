@@ -1,11 +1,11 @@
 import type { RequestListener } from "node:http";
 import type { STSClient } from "@aws-sdk/client-sts";
 import { type Clock, type Random, systemClock } from "./clock.ts";
-import type { Config } from "./config.ts";
+import type { Config, MetricsSinks } from "./config.ts";
 import { connectionLimits, listen } from "./http-listener.ts";
-import { createLogger, type Logger } from "./logger.ts";
+import { createLogger, type Logger, lineWriter } from "./logger.ts";
 import { createMetadataApp, type MetadataIdentity, metadataResponseHeaders } from "./metadata-server.ts";
-import { BrokerMetrics } from "./metrics.ts";
+import { BrokerMetrics, type EmfOutput } from "./metrics.ts";
 import { type RefreshPolicy, TokenCache, type TokenFetcher } from "./token-cache.ts";
 
 /** Dependencies a caller may supply; each defaults to the production one. */
@@ -16,7 +16,16 @@ export interface StartOptions {
   readonly policy?: RefreshPolicy;
   /** An STS client of the caller's (region, credentials, endpoint); default: built from config. */
   readonly sts?: STSClient;
+  /**
+   * Set by the Lambda extension, which knows where it runs: metrics then default to EMF, with the
+   * function's name as a dimension, and an EMF window ends whenever the extension calls
+   * `metrics.flush()` (at each event); no timer, since a frozen sandbox runs none.
+   */
+  readonly lambda?: { readonly functionName: string };
 }
+
+/** How long an EMF window lasts outside Lambda: CloudWatch's standard resolution. */
+export const emfWindowMs = 60_000;
 
 export interface BrokerHandle {
   readonly metadataUrl: string;
@@ -93,6 +102,31 @@ export function lazyListener(load: () => Promise<RequestListener>, logger: Logge
 }
 
 /**
+ * The EMF aggregate loads on the first event or flush, from a file of its own in the Lambda
+ * layer (`emf.cjs`), so the extension registers without it. Its lines go into the logger's own
+ * stream (see `lineWriter`).
+ */
+function emfOutput(
+  namespace: string,
+  functionName: string | undefined,
+  clock: Clock,
+  logger: Logger,
+): EmfOutput {
+  return {
+    load: async () => {
+      const { EmfAggregate } = await import("./emf-aggregate.ts");
+      return new EmfAggregate({
+        namespace,
+        dimensions: functionName === undefined || functionName === "" ? {} : { FunctionName: functionName },
+        now: () => clock.now(),
+      });
+    },
+    write: lineWriter(logger),
+    failed: (error) => logger.error({ err: error }, "EMF metrics could not be loaded or written"),
+  };
+}
+
+/**
  * The composition root: config → AWS identity → Google exchange → token cache → HTTP servers.
  * Both listeners are bound before this resolves (the Lambda extension registers only then).
  */
@@ -101,10 +135,14 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   const random = options.random ?? Math.random;
   const logger = options.logger ?? createLogger(config.logLevel);
   let tokens: TokenCache | undefined;
+  const sinks: MetricsSinks = config.metrics ?? (options.lambda === undefined ? "prometheus" : "emf");
+  const emf = sinks === "emf" || sinks === "both";
   const metrics = new BrokerMetrics({
     now: () => clock.now(),
     defaultTokenExpiresAtMs: () => tokens?.defaultTokenExpiresAtMs(),
     anyRefreshFailing: () => tokens?.anyRefreshFailing() ?? false,
+    prometheus: sinks === "prometheus" || sinks === "both",
+    ...(emf ? { emf: emfOutput(config.emfNamespace, options.lambda?.functionName, clock, logger) } : {}),
   });
   const exchange = lazyFetcher(async () => {
     const { AwsIdentity, createStsClient, GoogleExchange, UpstreamCalls } = await import("./token-chain.ts");
@@ -173,9 +211,14 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       iamCredentialsUrl: config.iamCredentialsUrl,
       awsSigningAlgorithm: config.awsSigningAlgorithm,
       awsTokenDurationSeconds: config.awsTokenDurationSeconds,
+      metrics: sinks,
     },
     "token-broker listening",
   );
+  // In Lambda the extension ends each window; elsewhere a timer does, and `close` ends the last.
+  const emfTimer =
+    emf && options.lambda === undefined ? setInterval(() => void metrics.flush(), emfWindowMs) : undefined;
+  emfTimer?.unref();
 
   return {
     metadataUrl: metadata.url,
@@ -185,6 +228,10 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     prewarm: () => cache.prewarm(),
     close: async (deadlineMs = 1_000) => {
       await Promise.all([metadata.close(deadlineMs), ops.close(deadlineMs)]);
+      if (emfTimer !== undefined) {
+        clearInterval(emfTimer);
+        await metrics.flush();
+      }
       logger.info("token-broker stopped");
       logger.flush();
     },

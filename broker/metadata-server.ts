@@ -357,7 +357,7 @@ function replier(res: ServerResponse, metrics: BrokerMetrics, routeId: string): 
     };
     res.writeHead(status, extraHeaders === undefined ? headers : { ...headers, ...extraHeaders });
     res.end(body);
-    metrics.requests.inc({ route: routeId, status: String(status) });
+    metrics.metadataRequest(routeId, status);
   };
 }
 

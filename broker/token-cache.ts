@@ -3,7 +3,7 @@ import { ChainGate } from "./chain-gate.ts";
 import type { Clock, Random } from "./clock.ts";
 import { BrokerError, isBrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
-import type { BrokerMetrics, TokenKind } from "./metrics.ts";
+import type { BrokerMetrics, CacheResult, TokenKind } from "./metrics.ts";
 import { SingleFlight } from "./singleflight.ts";
 import type { AccessToken, IdToken, IdTokenRequest, Readiness, TokenSource } from "./tokens.ts";
 
@@ -89,6 +89,8 @@ interface Failure {
 
 interface Entry {
   token?: Token;
+  /** When `token` was stored: the age of a served token is counted from here. */
+  storedAtMs: number;
   refreshAtMs: number;
   mandatoryAtMs: number;
   failure?: Failure;
@@ -182,7 +184,7 @@ export class TokenCache implements TokenSource {
     const now = this.#deps.clock.now();
     if (entry === undefined || !isFresh(entry, now)) return undefined;
     entry.askedAtMs = now;
-    this.#deps.metrics.cacheLookups.inc({ kind: "access", result: "hit" });
+    this.#deps.metrics.tokenServed("access", "hit", now - entry.storedAtMs);
     return entry.token;
   }
 
@@ -247,36 +249,50 @@ export class TokenCache implements TokenSource {
     if (entry !== undefined) entry.askedAtMs = now;
     const token = entry?.token as T | undefined;
     const backingOff = entry?.failure !== undefined && now < entry.failure.retryAtMs;
-    const count = (result: "hit" | "refresh" | "miss" | "stale") =>
-      this.#deps.metrics.cacheLookups.inc({ kind, result });
+    const { metrics } = this.#deps;
+    const served = (result: CacheResult, storedAtMs: number, waited?: boolean) =>
+      metrics.tokenServed(kind, result, this.#deps.clock.now() - storedAtMs, waited);
 
     if (entry !== undefined && token !== undefined && now < token.expiresAtMs) {
+      const storedAtMs = entry.storedAtMs;
       if (isFresh(entry, now)) {
-        count("hit");
+        served("hit", storedAtMs);
         return token;
       }
       if (now < entry.mandatoryAtMs || entry.failure !== undefined) {
         // Advisory window, or upstream already known to be failing: never make the caller wait.
         if (!backingOff) this.#refresh(key, kind, fetch).catch(() => undefined);
-        count(entry.failure === undefined ? "refresh" : "stale");
+        served(entry.failure === undefined ? "refresh" : "stale", storedAtMs);
         return token;
       }
       try {
         const refreshed = await this.#wait(this.#refresh(key, kind, fetch));
-        count("miss");
+        served("miss", this.#storedAt(key, refreshed));
         return refreshed;
       } catch {
-        count("stale");
+        served("stale", storedAtMs, true);
         return token;
       }
     }
 
     if (backingOff && entry?.failure !== undefined) {
-      count("miss");
+      metrics.tokenFailed(kind);
       throw entry.failure.error;
     }
-    count("miss");
-    return this.#wait(this.#refresh(key, kind, fetch));
+    try {
+      const fetched = await this.#wait(this.#refresh(key, kind, fetch));
+      served("miss", this.#storedAt(key, fetched));
+      return fetched;
+    } catch (error) {
+      metrics.tokenFailed(kind);
+      throw error;
+    }
+  }
+
+  /** When `token` was stored under `key`; now, if it has already been replaced or evicted. */
+  #storedAt(key: string, token: Token): number {
+    const entry = this.#entries.peek(key);
+    return entry?.token === token ? entry.storedAtMs : this.#deps.clock.now();
   }
 
   /** Bounds the caller's wait; the shared chain itself goes on (its result serves later callers). */
@@ -363,6 +379,7 @@ export class TokenCache implements TokenSource {
       logger.info({ failures: previous.failure.count }, "token chain recovered");
     this.#setEntry(key, {
       token,
+      storedAtMs: now,
       refreshAtMs: token.expiresAtMs - advisory,
       mandatoryAtMs: token.expiresAtMs - mandatory,
       askedAtMs: previous?.askedAtMs ?? now,
@@ -373,6 +390,7 @@ export class TokenCache implements TokenSource {
     const { clock, random, logger, metrics } = this.#deps;
     const policy = this.#policy;
     const entry: Entry = this.#entry(key, true) ?? {
+      storedAtMs: 0,
       refreshAtMs: 0,
       mandatoryAtMs: 0,
       askedAtMs: clock.now(),
@@ -382,7 +400,7 @@ export class TokenCache implements TokenSource {
       Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (count - 1)) * (0.5 + random() / 2);
     entry.failure = { error, count, retryAtMs: clock.now() + backoff };
     this.#setEntry(key, entry);
-    metrics.refreshFailures.inc({ kind });
+    metrics.refreshFailed(kind);
     logger.warn(
       {
         code: error.code,

@@ -39,6 +39,8 @@ describe("configuration", () => {
       awsTokenDurationSeconds: 300,
       awsSigningAlgorithm: "ES384",
       logLevel: "info",
+      metrics: undefined,
+      emfNamespace: "TokenBroker",
       warnings: [],
     });
     expect(Object.isFrozen(config)).toBe(true);

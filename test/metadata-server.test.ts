@@ -730,7 +730,7 @@ describe("GCE metadata contract", () => {
     await broker.get(`${sa}/default/token`);
     await broker.get(`${v1}/instance/attributes/x`, { headers: H });
     await broker.get("/");
-    const counted = (await broker.metrics.requests.get()).values.map(({ labels, value }) => ({
+    const counted = (await broker.metrics.prometheus?.requests.get())?.values.map(({ labels, value }) => ({
       ...labels,
       value,
     }));

@@ -48,6 +48,7 @@ function expectedEntries(flavour: Flavour, architecture: Architecture): Record<s
     "token-broker/extension.cjs": readable,
     "token-broker/chain.cjs": readable,
     "token-broker/ops.cjs": readable,
+    "token-broker/emf.cjs": readable,
   };
   if (flavour === "nodejs") return common;
   return {
@@ -55,7 +56,11 @@ function expectedEntries(flavour: Flavour, architecture: Architecture): Record<s
     "token-broker/node": executable,
     "token-broker/LICENSE.node": readable,
     ...(architecture === hostArchitecture
-      ? { "token-broker/extension.cjs.v8cache": readable, "token-broker/chain.cjs.v8cache": readable }
+      ? {
+          "token-broker/extension.cjs.v8cache": readable,
+          "token-broker/chain.cjs.v8cache": readable,
+          "token-broker/emf.cjs.v8cache": readable,
+        }
       : {}),
   };
 }
@@ -151,7 +156,7 @@ describe("the layer zips", () => {
     },
   );
 
-  it.each(["extension.cjs", "chain.cjs", "ops.cjs"])(
+  it.each(["extension.cjs", "chain.cjs", "ops.cjs", "emf.cjs"])(
     "carries one and the same %s in all four zips",
     (file) => {
       const crcs = new Set(layers.map((built) => entry(built, `token-broker/${file}`).crc32));
