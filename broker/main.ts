@@ -81,8 +81,8 @@ function lazyFetcher(load: () => Promise<TokenFetcher>): TokenFetcher {
 
 /**
  * The ops routes, and express under them, load on the first ops request. A Lambda extension's ops
- * listener is seldom asked anything, and loading express at start cost the extension 13–18 ms
- * before it registered and 1.5 MB for as long as it runs (npm run bench:lambda); the layer ships
+ * listener is seldom asked anything, and loading express at start delayed the extension's
+ * registration and kept its memory for as long as it runs (npm run bench:lambda); the layer ships
  * them as a file of their own (`ops.cjs`), read only then. A failed load answers 503 and is tried
  * again on the next request.
  */
