@@ -125,8 +125,8 @@ function closeUpstreamSockets(sts: STSClient | undefined): void {
 
 /**
  * The ops routes, and express under them, load on the first ops request. A Lambda extension's ops
- * listener is seldom asked anything, and loading express at start cost the extension 13–18 ms
- * before it registered and 1.5 MB for as long as it runs (npm run bench:lambda); the layer ships
+ * listener is seldom asked anything, and loading express at start delayed the extension's
+ * registration and kept its memory for as long as it runs (npm run bench:lambda); the layer ships
  * them as a file of their own (`ops.cjs`), read only then. A failed load answers 503 and is tried
  * again on the next request.
  */
@@ -190,20 +190,19 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     ...(emf ? { emf: emfOutput(config.emfNamespace, options.lambda?.functionName, clock, logger) } : {}),
   });
   const chain = loadOnce(async (): Promise<UpstreamChain> => {
-    const { AwsIdentity, createStsClient, GoogleExchange, UpstreamCalls } = await import("./token-chain.ts");
-    const calls = new UpstreamCalls({ clock, metrics, logger });
+    const { createStsClient, tokenChain } = await import("./token-chain.ts");
+    // The chain's STS client is ours, so that a replaced chain's sockets can be closed.
     const ownSts = options.sts === undefined ? createStsClient(config.awsRegion) : undefined;
-    const identity = new AwsIdentity({
-      sts: options.sts ?? (ownSts as STSClient),
-      settings: {
-        audience: config.audience,
-        durationSeconds: config.awsTokenDurationSeconds,
-        algorithm: config.awsSigningAlgorithm,
-      },
-      calls,
-    });
     return {
-      fetcher: new GoogleExchange({ config, identity, calls, clock }),
+      fetcher: tokenChain({
+        config,
+        clock,
+        random,
+        metrics,
+        logger,
+        ...(options.policy === undefined ? {} : { policy: options.policy }),
+        sts: options.sts ?? (ownSts as STSClient),
+      }),
       dispose: () => closeUpstreamSockets(ownSts),
     };
   });

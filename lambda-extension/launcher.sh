@@ -14,14 +14,14 @@ node="$dir/node"
 # V8 flags that leave code generation alone (a 1 MB young generation, garbage collection on the
 # main thread): V8 rejects any code cache made under other code-generation flags, Node's own for
 # its built-in modules included, and the modules loaded before registering would compile from
-# source. The extension sets the flags for lean code itself once its init's work is done
+# source. The extension sets the flags for lean code itself once it has registered
 # (lambda-extension/lean-code.ts); the standalone layer's code cache is trained through this
 # very launcher (scripts/layer-code-cache.ts).
 # glibc's malloc, for the broker process only, appended to any tunables the function sets: freed
 # memory goes back at once rather than being kept for reuse, and blocks of 32 KB and up (V8's
 # parser and compiler take theirs in 32 KB segments) get mappings of their own, returned when
-# freed. The nodejs flavour, which compiles the token chain at run time, ends 8.6 MB lower after
-# 1,000 requests, the standalone one ~1 MB; the first token may come ~10 ms later
+# freed. Both flavours end lower after 1,000 requests, the nodejs one (which compiles the token
+# chain at run time) by far the more; the first token may come slightly later
 # (npm run bench:lambda).
 export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0:glibc.malloc.mmap_threshold=32768"
 exec "$node" --max-semi-space-size=1 --single-threaded-gc "$dir/start.cjs" "${0##*/}"
