@@ -29,7 +29,7 @@ import { refreshAhead } from "./refresh-ahead.ts";
  *                     invocation finds the token in memory. When upstream is slower than the
  *                     runtime's own init, init lasts until the token is in (at most that wait);
  *                     past it the chain goes on in the background. Then one request of our own
- *                     to the token route (the first request served compiles the serving path).
+ *                     to the metadata listener (the first request served compiles the serving path).
  *                     V8 runs lean code generation from registration on (lean-code.ts).
  *                     SnapStart: the chain's code is loaded but nothing is fetched, and whatever
  *                     the function's init fetched is forgotten (see below).
@@ -64,8 +64,6 @@ export const shutdownBudgetMs = 400;
  * and far inside Lambda's 10 s for init.
  */
 export const initTokenWaitMs = 2_000;
-
-const tokenRoute = "/computeMetadata/v1/instance/service-accounts/default/token";
 
 /** Whether the loader started the bundle from the V8 code cache shipped in the layer. */
 export type CodeCacheStatus = "accepted" | "rejected" | "absent";
@@ -177,15 +175,16 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
 }
 
 /**
- * One request to our own token route, answered from the cache: the first request a process
- * serves compiles the whole serving path (HTTP parsing, routing, the reply), and after init that
- * would run on a 128 MB function's 7 % of a vCPU, in the function's first invocation. It counts
- * in the request metrics like any other.
+ * One request of our own to the metadata listener's root (what Python and Java send to detect a
+ * metadata server): the first request a process serves compiles the serving path (HTTP parsing,
+ * the checks, routing, the reply), and after init that would run on a 128 MB function's 7 % of a
+ * vCPU, in the function's first invocation. It counts in the request metrics like any other
+ * detection request, and in no token metric.
  */
 function answerOnce(metadataUrl: string): Promise<void> {
   return new Promise((resolve) => {
     const req = get(
-      `${metadataUrl}${tokenRoute}`,
+      `${metadataUrl}/`,
       { agent: false, headers: { "Metadata-Flavor": "Google" }, timeout: initTokenWaitMs },
       (res) => {
         res.resume();
@@ -206,7 +205,7 @@ async function initialTokenWork(broker: BrokerHandle, mode: LambdaMode): Promise
     return;
   }
   await Promise.race([broker.prewarm(), systemClock.sleep(initTokenWaitMs)]);
-  if (broker.tokens.readiness().ready) await answerOnce(broker.metadataUrl);
+  await answerOnce(broker.metadataUrl);
 }
 
 async function eventLoop(

@@ -196,12 +196,18 @@ describe("EMF code in the layer", () => {
       return (await entryHead(zip, entry, entry.uncompressedSize)).toString("utf8");
     };
     // Minifying keeps string literals: these are the aggregate's metric names.
-    const [extension, emf] = await Promise.all([text("extension.cjs"), text("emf.cjs")]);
+    const [extension, broker, emf] = await Promise.all([
+      text("extension.cjs"),
+      text("broker.cjs"),
+      text("emf.cjs"),
+    ]);
     for (const marker of ["ServedTokenAgeMax", "UpstreamLatency"]) {
       expect(extension).not.toContain(marker);
+      expect(broker).not.toContain(marker);
       expect(emf).toContain(marker);
     }
-    expect(extension).toContain('"emf.cjs"');
+    // The broker, which the extension runs once it has registered, runs emf.cjs.
+    expect(broker).toContain('"emf.cjs"');
   });
 });
 

@@ -46,6 +46,7 @@ function expectedEntries(flavour: Flavour, architecture: Architecture): Record<s
     "extensions/token-broker": executable,
     "token-broker/start.cjs": readable,
     "token-broker/extension.cjs": readable,
+    "token-broker/broker.cjs": readable,
     "token-broker/chain.cjs": readable,
     "token-broker/ops.cjs": readable,
     "token-broker/emf.cjs": readable,
@@ -58,6 +59,7 @@ function expectedEntries(flavour: Flavour, architecture: Architecture): Record<s
     ...(architecture === hostArchitecture
       ? {
           "token-broker/extension.cjs.v8cache": readable,
+          "token-broker/broker.cjs.v8cache": readable,
           "token-broker/chain.cjs.v8cache": readable,
           "token-broker/emf.cjs.v8cache": readable,
         }
@@ -156,7 +158,7 @@ describe("the layer zips", () => {
     },
   );
 
-  it.each(["extension.cjs", "chain.cjs", "ops.cjs", "emf.cjs"])(
+  it.each(["extension.cjs", "broker.cjs", "chain.cjs", "ops.cjs", "emf.cjs"])(
     "carries one and the same %s in all four zips",
     (file) => {
       const crcs = new Set(layers.map((built) => entry(built, `token-broker/${file}`).crc32));
@@ -164,7 +166,7 @@ describe("the layer zips", () => {
     },
   );
 
-  it("keeps express in ops.cjs and the AWS SDK and google-auth-library in chain.cjs, both taking the broker's errors from extension.cjs", async () => {
+  it("registers from extension.cjs alone: the broker (pino, prom-client) in broker.cjs, express in ops.cjs, the AWS SDK and google-auth-library in chain.cjs, all taking the broker's errors from extension.cjs", async () => {
     const zip = layer("nodejs", "x86_64");
     const text = async (file: string) => {
       const item = entry(zip, `token-broker/${file}`);
@@ -172,6 +174,7 @@ describe("the layer zips", () => {
     };
     const sources = {
       extension: await text("extension.cjs"),
+      broker: await text("broker.cjs"),
       chain: await text("chain.cjs"),
       ops: await text("ops.cjs"),
     };
@@ -189,21 +192,21 @@ describe("the layer zips", () => {
       (Object.keys(sources) as (keyof typeof sources)[]).filter((file) =>
         sources[file].includes(markers[library]),
       );
-    expect(holders("pino")).toEqual(["extension"]);
-    expect(holders("prom-client")).toEqual(["extension"]);
+    expect(holders("pino")).toEqual(["broker"]);
+    expect(holders("prom-client")).toEqual(["broker"]);
     expect(holders("express")).toEqual(["ops"]);
     for (const library of ["@aws-sdk/client-sts", "google-auth-library", "gaxios"] as const) {
       expect(holders(library)).toEqual(["chain"]);
     }
     // Node's fetch stack (undici) stays unloaded: gaxios fetches and builds headers with node-fetch.
     expect(holders("node-fetch")).toEqual(["chain"]);
-    for (const part of [sources.chain, sources.ops]) {
+    for (const part of [sources.broker, sources.chain, sources.ops]) {
       expect(part).toContain('require("token-broker:broker/errors.ts")');
     }
     // One BrokerError class, the extension's: `isBrokerError` holds for errors the parts throw.
     const defines = (source: string) => /\bstatic\{[\w$]+\(this,"BrokerError"\)\}/.test(source);
     expect(defines(sources.extension)).toBe(true);
-    expect(defines(sources.chain) || defines(sources.ops)).toBe(false);
+    expect(defines(sources.broker) || defines(sources.chain) || defines(sources.ops)).toBe(false);
   });
 
   it("gives the same bytes when built again from the same sources", async () => {
