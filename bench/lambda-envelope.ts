@@ -2,7 +2,7 @@ import { copyFile, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Flavour, Layer } from "../scripts/layer.ts";
+import { extensionName, type Flavour, type Layer } from "../scripts/layer.ts";
 import type { Cloud } from "../test/cloud/cloud.ts";
 import { demoFunctionEnvironment } from "../test/lambda-runtime/demo-function.ts";
 import { bundleFunction } from "../test/lambda-runtime/function-bundle.ts";
@@ -33,6 +33,8 @@ export const envelopeMemorySizes = [128, 512, 1769] as const;
 
 export interface SandboxRun {
   readonly initMs: number;
+  /** With the layer: the extension's first `next` after the runtime's (> 0: the extension ended init). */
+  readonly extensionAfterRuntimeMs: number | undefined;
   /** With the layer only. */
   readonly tokenWaitMs: number | undefined;
   readonly maxMemoryUsedBytes: number;
@@ -115,8 +117,15 @@ async function sandboxRun(
     if (asksToken && !wait.gotToken)
       throw new Error(`the ${subject.flavour} token-wait function got no token`);
     const memory = await lambda.memory();
+    const timeline = lambda.initTimeline;
+    const extensionReady = timeline[`${extensionName} ready`];
+    const runtimeReady = timeline["runtime ready"];
     return {
       initMs: lambda.initDurationMs,
+      extensionAfterRuntimeMs:
+        withLayer && extensionReady !== undefined && runtimeReady !== undefined
+          ? extensionReady - runtimeReady
+          : undefined,
       tokenWaitMs: asksToken ? wait.waitMs : undefined,
       maxMemoryUsedBytes: memory.maxUsedBytes,
       anonBytes: memory.anonBytes,
