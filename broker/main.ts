@@ -2,6 +2,7 @@ import type { RequestListener } from "node:http";
 import type { STSClient } from "@aws-sdk/client-sts";
 import { type Clock, type Random, systemClock } from "./clock.ts";
 import type { Config } from "./config.ts";
+import { onFirstChainFailure } from "./doctor/first-chain.ts";
 import { listen } from "./http-listener.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetadataApp, type MetadataIdentity, metadataResponseHeaders } from "./metadata-server.ts";
@@ -120,7 +121,12 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     return new GoogleExchange({ config, identity, calls, clock });
   });
   tokens = new TokenCache({
-    fetcher: exchange,
+    // The doctor's verdict, logged once, goes next to the first chain's failure in CloudWatch.
+    fetcher: onFirstChainFailure(exchange, () => {
+      void import("./doctor/verdict.ts")
+        .then(({ logVerdict }) => logVerdict(config, logger, options.sts))
+        .catch((error: unknown) => logger.warn({ err: error }, "the doctor could not run"));
+    }),
     defaultScopes: config.scopes,
     clock,
     random,

@@ -1,0 +1,187 @@
+import type { STSClient } from "@aws-sdk/client-sts";
+import { AwsIdentity } from "../aws-identity.ts";
+import { systemClock } from "../clock.ts";
+import type { Config } from "../config.ts";
+import { type BrokerError, isBrokerError } from "../errors.ts";
+import { GoogleExchange } from "../google-exchange.ts";
+import type { UpstreamCalls } from "../upstream-calls.ts";
+import {
+  type ChainFacts,
+  type Check,
+  fail,
+  federatedMember,
+  need,
+  pass,
+  providerCommand,
+  skip,
+} from "./check.ts";
+
+export interface GoogleClients {
+  readonly sts: () => STSClient;
+  readonly calls: () => UpstreamCalls;
+}
+
+/** The chain exactly as the broker runs it (a fresh JWT, then Google), for `config`. */
+function exchange(clients: GoogleClients, config: Config): GoogleExchange {
+  const identity = new AwsIdentity({
+    sts: clients.sts(),
+    settings: {
+      audience: config.audience,
+      durationSeconds: config.awsTokenDurationSeconds,
+      algorithm: config.awsSigningAlgorithm,
+    },
+    calls: clients.calls(),
+  });
+  return new GoogleExchange({ config, identity, calls: clients.calls(), clock: systemClock });
+}
+
+interface GoogleAnswer {
+  readonly status: number | undefined;
+  readonly error: string;
+  readonly description: string;
+}
+
+/** Google's own answer behind a BrokerError (the broker keeps the HTTP failure as its cause). */
+function answerOf(error: BrokerError): GoogleAnswer {
+  const response = (error.cause as { response?: { status?: number; data?: unknown } } | undefined)?.response;
+  const data = (response?.data ?? {}) as { error?: unknown; error_description?: unknown };
+  const nested =
+    typeof data.error === "object" && data.error !== null ? (data.error as { message?: unknown }) : undefined;
+  return {
+    status: response?.status,
+    error: typeof data.error === "string" ? data.error : "",
+    description: String(data.error_description ?? nested?.message ?? "").slice(0, 300),
+  };
+}
+
+/** Google STS's refusals, recognised by their text, with the cause and the fix each names. */
+function stsCause(answer: GoogleAnswer, facts: ChainFacts, config: Config): { cause: string; fix: string } {
+  const claims = facts.claims ?? {};
+  const update = (flags: string) => providerCommand(config.audience, "update-oidc", flags);
+  const text = answer.description;
+  if (answer.error === "invalid_target") {
+    return {
+      cause: "the pool or provider BROKER_AUDIENCE names is disabled, deleted or does not exist",
+      fix: `look at it with ${providerCommand(config.audience, "describe")}; re-enable with --no-disabled, undelete a deleted one, or correct BROKER_AUDIENCE`,
+    };
+  }
+  if (/The audience in ID Token/.test(text)) {
+    return {
+      cause: "the provider's allowed audiences do not admit the JWT's aud (BROKER_AUDIENCE)",
+      fix: update(`--allowed-audiences=${config.audience}`),
+    };
+  }
+  if (/The issuer in ID Token/.test(text)) {
+    return {
+      cause: "the provider trusts another issuer than this AWS account's",
+      fix: update(`--issuer-uri=${claims.iss}`),
+    };
+  }
+  if (/rejected by the attribute condition/.test(text)) {
+    return {
+      cause: `the provider's attribute condition rejects ${claims.sub}`,
+      fix: `run the doctor with --google-provider (or --provider FILE) to see the false clause; admit the role with ${update(`--attribute-condition="assertion.sub in ['${claims.sub}']"`)}`,
+    };
+  }
+  if (/stale to sign-in|in the future|expired/i.test(text)) {
+    const skew = typeof claims.iat === "number" ? Math.round(Date.now() / 1000 - claims.iat) : undefined;
+    return {
+      cause: `Google judged the JWT expired or not yet valid (iat ${claims.iat}, exp ${claims.exp}; this machine is ${skew} s past iat): a clock is off`,
+      fix: "sync this machine's clock (chrony/NTP); if it is right, keep BROKER_AWS_TOKEN_DURATION at 300 or more so the JWT outlives the skew",
+    };
+  }
+  if (
+    /Unable to verify the ID Token signature|Error connecting to the given credential's issuer/.test(text)
+  ) {
+    return {
+      cause: "Google could not verify the JWT with the issuer's published keys",
+      fix: `make ${claims.iss}/.well-known/openid-configuration and its JWKS reachable from the internet; do not upload a static JWKS to the provider`,
+    };
+  }
+  if (/google\.subject/.test(text)) {
+    return {
+      cause: "the provider's attribute mapping gives an unusable google.subject",
+      fix: update("--attribute-mapping=google.subject=assertion.sub"),
+    };
+  }
+  return {
+    cause: "Google STS refused the exchange",
+    fix: "compare the provider with the JWT's claims: run the doctor with --google-provider",
+  };
+}
+
+export function googleStsCheck(clients: GoogleClients): Check {
+  return {
+    id: "google-sts",
+    async run(facts, signal) {
+      const config = need(facts.config, "the configuration");
+      try {
+        const federated = await exchange(clients, { ...config, serviceAccount: undefined }).accessToken(
+          config.scopes,
+          signal,
+        );
+        facts.subject ??= String(facts.claims?.sub ?? "");
+        if (config.serviceAccount === undefined) {
+          facts.servedToken = federated;
+          facts.servedMember = federatedMember(config.audience, facts.subject);
+        }
+        const lifetime = Math.round((federated.expiresAtMs - Date.now()) / 1000);
+        return pass(`exchanged the JWT for a federated access token (expires in ${lifetime} s)`);
+      } catch (error) {
+        if (!isBrokerError(error) || error.code !== "GOOGLE_STS_REJECTED") {
+          const message = isBrokerError(error) ? error.message : "the exchange failed unexpectedly";
+          return fail(message, "fix the cause named above, then run the doctor again");
+        }
+        const answer = answerOf(error);
+        const { cause, fix } = stsCause(answer, facts, config);
+        return fail(`${cause}; Google STS: ${answer.error}: ${answer.description}`, fix);
+      }
+    },
+  };
+}
+
+/** `SA@PROJECT.iam.gserviceaccount.com` → `PROJECT`. */
+function projectOf(serviceAccount: string): string {
+  return /@([^.]+)\.iam\.gserviceaccount\.com$/.exec(serviceAccount)?.[1] ?? "PROJECT";
+}
+
+export function impersonationCheck(clients: GoogleClients): Check {
+  return {
+    id: "impersonation",
+    async run(facts, signal) {
+      const config = need(facts.config, "the configuration");
+      const serviceAccount = config.serviceAccount;
+      if (serviceAccount === undefined) {
+        return skip("BROKER_SERVICE_ACCOUNT is unset: SDKs get the federated token itself");
+      }
+      const subject = facts.subject ?? String(facts.claims?.sub ?? "");
+      const member = federatedMember(config.audience, subject);
+      try {
+        const token = await exchange(clients, config).accessToken(config.scopes, signal);
+        facts.servedToken = token;
+        facts.servedMember = `serviceAccount:${serviceAccount}`;
+        return pass(`${member} may impersonate ${serviceAccount}`);
+      } catch (error) {
+        if (!isBrokerError(error) || error.code !== "IMPERSONATION_DENIED") {
+          const message = isBrokerError(error) ? error.message : "impersonation failed unexpectedly";
+          return fail(message, "fix the cause named above, then run the doctor again");
+        }
+        const answer = answerOf(error);
+        if (answer.status === 404) {
+          return fail(
+            `${serviceAccount} does not exist (IAM Credentials: ${answer.description})`,
+            `create it (gcloud iam service-accounts create ${serviceAccount.split("@")[0]} --project=${projectOf(serviceAccount)}) or correct BROKER_SERVICE_ACCOUNT`,
+          );
+        }
+        const assumed =
+          facts.subjectFromProvider === true
+            ? ""
+            : " (google.subject assumed to be assertion.sub; pass --provider to evaluate the mapping)";
+        return fail(
+          `${member} may not impersonate ${serviceAccount} (HTTP ${answer.status}: ${answer.description})${assumed}`,
+          `gcloud iam service-accounts add-iam-policy-binding ${serviceAccount} --project=${projectOf(serviceAccount)} --role=roles/iam.workloadIdentityUser --member="${member}"`,
+        );
+      }
+    },
+  };
+}
