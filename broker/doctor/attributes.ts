@@ -1,12 +1,13 @@
 import { type CelInput, isCelError, isCelList, isCelMap, parse, run, unparse } from "@bufbuild/cel";
+import { strings } from "@bufbuild/cel/ext";
 import type { JWTPayload } from "jose";
 
 /*
  * A workload identity provider's attribute mapping and condition, evaluated in CEL against the
  * JWT's claims as Google STS evaluates them: each mapping over `assertion`, then the condition
- * over `assertion`, `google` and `attribute`. @bufbuild/cel is a full CEL evaluator; Google adds
- * one function of its own, `extract`, which it does not have: such an expression is reported as
- * not evaluable rather than guessed at.
+ * over `assertion`, `google` and `attribute`. @bufbuild/cel is a full CEL evaluator, with the
+ * strings extension (`split`, `lowerAscii`, …); Google adds one function of its own, `extract`,
+ * which it does not have: such an expression is reported as not evaluable rather than guessed at.
  */
 
 /** Google caps `google.subject` at 127 bytes. */
@@ -58,7 +59,7 @@ function clausesOf(condition: string): string[] {
 
 function evaluate(expression: string, bindings: Record<string, CelInput>): unknown {
   try {
-    return run(expression, bindings);
+    return run(expression, bindings, { funcs: strings });
   } catch (error) {
     return error;
   }
