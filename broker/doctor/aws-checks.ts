@@ -8,9 +8,9 @@ import { GetCallerIdentityCommand, type STSClient } from "@aws-sdk/client-sts";
 import { gaxios } from "google-auth-library";
 import { AwsIdentity, awsError } from "../aws-identity.ts";
 import type { Config } from "../config.ts";
-import { isBrokerError } from "../errors.ts";
+import { type BrokerError, isBrokerError } from "../errors.ts";
 import type { UpstreamCalls } from "../upstream-calls.ts";
-import { type Check, fail, need, pass, skip } from "./check.ts";
+import { type Check, fail, need, pass, skip, type Verdict } from "./check.ts";
 
 /** The AWS clients of one doctor run, built once the settings are known. */
 export interface AwsClients {
@@ -42,8 +42,8 @@ function credentialSource(credentials: { $source?: Record<string, unknown> }): s
   return found?.[1] ?? "the SDK's default chain";
 }
 
-const runAsRole =
-  'run the doctor with the function\'s role: eval $(aws sts assume-role --role-arn <ROLE_ARN> --role-session-name doctor --query \'Credentials.[AccessKeyId,SecretAccessKey,SessionToken]\' --output text | awk \'{print "export AWS_ACCESS_KEY_ID="$1" AWS_SECRET_ACCESS_KEY="$2" AWS_SESSION_TOKEN="$3}\')';
+export const runAsRole =
+  "give it the function's role: aws sts assume-role --role-arn <ROLE_ARN> --role-session-name doctor, then export the three credentials it prints (infra/README: Troubleshooting)";
 
 export function awsCredentialsCheck(clients: AwsClients): Check {
   return {
@@ -65,7 +65,7 @@ export function awsCredentialsCheck(clients: AwsClients): Check {
   };
 }
 
-const enableFederation =
+export const enableFederation =
   "aws iam enable-outbound-web-identity-federation (once per account; or deploy the OutboundFederation CDK construct)";
 
 export function outboundFederationCheck(clients: AwsClients): Check {
@@ -140,7 +140,7 @@ function contextEntries(request: TokenRequest): ContextEntry[] {
  * A role with a path is not named by its session ARN; the simulator then answers NoSuchEntity and
  * the check falls back to naming the three conditions.
  */
-function policySource(callerArn: string): string {
+export function policySource(callerArn: string): string {
   const session = /^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role\/([^/]+)\/.+$/.exec(callerArn);
   return session === null ? callerArn : `arn:${session[1]}:iam::${session[2]}:role/${session[3]}`;
 }
@@ -246,31 +246,39 @@ export function webIdentityTokenCheck(clients: AwsClients): Check {
           `GetWebIdentityToken minted a ${config.awsSigningAlgorithm} JWT for ${config.audience}, valid ${config.awsTokenDurationSeconds} s`,
         );
       } catch (error) {
-        const failure = isBrokerError(error) ? error : awsError(error, settings);
-        if (failure.code === "AWS_FEDERATION_DISABLED") {
-          return fail(
-            "AWS STS: outbound web identity federation is not enabled in this account",
-            enableFederation,
-          );
-        }
-        if (failure.code !== "AWS_ACCESS_DENIED") {
-          return fail(failure.message, "fix the cause named above, then run the doctor again");
-        }
-        try {
-          const { detail, fix } = await whyDenied(
-            clients.iam(),
-            need(facts.callerArn, "the caller"),
-            config,
-            signal,
-          );
-          return fail(`AccessDenied: ${detail}`, fix);
-        } catch {
-          return fail(
-            "AccessDenied: the role may not call sts:GetWebIdentityToken with these values (the role may not call iam:SimulatePrincipalPolicy to say which condition refuses it)",
-            `check the three conditions of the role's sts:GetWebIdentityToken statement: sts:IdentityTokenAudience must admit ${config.audience}, sts:SigningAlgorithm must admit ${config.awsSigningAlgorithm}, sts:DurationSeconds must admit ${config.awsTokenDurationSeconds}`,
-          );
-        }
+        return tokenRefusal(
+          isBrokerError(error) ? error : awsError(error, settings),
+          clients.iam(),
+          need(facts.callerArn, "the caller"),
+          config,
+          signal,
+        );
       }
     },
   };
+}
+
+/** What a refused GetWebIdentityToken means; for AccessDenied, which condition refuses it. */
+export async function tokenRefusal(
+  failure: BrokerError,
+  iam: IAMClient,
+  callerArn: string,
+  config: Config,
+  signal: AbortSignal,
+): Promise<Verdict> {
+  if (failure.code === "AWS_FEDERATION_DISABLED") {
+    return fail("AWS STS: outbound web identity federation is not enabled in this account", enableFederation);
+  }
+  if (failure.code !== "AWS_ACCESS_DENIED") {
+    return fail(failure.message, "fix the cause named above, then run the doctor again");
+  }
+  try {
+    const { detail, fix } = await whyDenied(iam, callerArn, config, signal);
+    return fail(`AccessDenied: ${detail}`, fix);
+  } catch {
+    return fail(
+      "AccessDenied: the role may not call sts:GetWebIdentityToken with these values (the role may not call iam:SimulatePrincipalPolicy to say which condition refuses it)",
+      `check the three conditions of the role's sts:GetWebIdentityToken statement: sts:IdentityTokenAudience must admit ${config.audience}, sts:SigningAlgorithm must admit ${config.awsSigningAlgorithm}, sts:DurationSeconds must admit ${config.awsTokenDurationSeconds}`,
+    );
+  }
 }

@@ -14,6 +14,7 @@ import {
   pass,
   providerCommand,
   skip,
+  type Verdict,
 } from "./check.ts";
 
 export interface GoogleClients {
@@ -110,6 +111,17 @@ function stsCause(answer: GoogleAnswer, facts: ChainFacts, config: Config): { ca
   };
 }
 
+/** What a failed Google STS exchange means, and its fix. */
+export function exchangeRefusal(error: unknown, facts: ChainFacts, config: Config): Verdict {
+  if (!isBrokerError(error) || error.code !== "GOOGLE_STS_REJECTED") {
+    const message = isBrokerError(error) ? error.message : "the exchange failed unexpectedly";
+    return fail(message, "fix the cause named above, then run the doctor again");
+  }
+  const answer = answerOf(error);
+  const { cause, fix } = stsCause(answer, facts, config);
+  return fail(`${cause}; Google STS: ${answer.error}: ${answer.description}`, fix);
+}
+
 export function googleStsCheck(clients: GoogleClients): Check {
   return {
     id: "google-sts",
@@ -128,13 +140,7 @@ export function googleStsCheck(clients: GoogleClients): Check {
         const lifetime = Math.round((federated.expiresAtMs - Date.now()) / 1000);
         return pass(`exchanged the JWT for a federated access token (expires in ${lifetime} s)`);
       } catch (error) {
-        if (!isBrokerError(error) || error.code !== "GOOGLE_STS_REJECTED") {
-          const message = isBrokerError(error) ? error.message : "the exchange failed unexpectedly";
-          return fail(message, "fix the cause named above, then run the doctor again");
-        }
-        const answer = answerOf(error);
-        const { cause, fix } = stsCause(answer, facts, config);
-        return fail(`${cause}; Google STS: ${answer.error}: ${answer.description}`, fix);
+        return exchangeRefusal(error, facts, config);
       }
     },
   };
@@ -143,6 +149,35 @@ export function googleStsCheck(clients: GoogleClients): Check {
 /** `SA@PROJECT.iam.gserviceaccount.com` → `PROJECT`. */
 function projectOf(serviceAccount: string): string {
   return /@([^.]+)\.iam\.gserviceaccount\.com$/.exec(serviceAccount)?.[1] ?? "PROJECT";
+}
+
+/** What a refused impersonation means: the service account is missing, or the member to grant. */
+export function impersonationRefusal(
+  error: unknown,
+  config: Config & { readonly serviceAccount: string },
+  subject: string,
+  subjectFromProvider: boolean,
+): Verdict {
+  const { serviceAccount } = config;
+  if (!isBrokerError(error) || error.code !== "IMPERSONATION_DENIED") {
+    const message = isBrokerError(error) ? error.message : "impersonation failed unexpectedly";
+    return fail(message, "fix the cause named above, then run the doctor again");
+  }
+  const answer = answerOf(error);
+  if (answer.status === 404) {
+    return fail(
+      `${serviceAccount} does not exist (IAM Credentials: ${answer.description})`,
+      `create it (gcloud iam service-accounts create ${serviceAccount.split("@")[0]} --project=${projectOf(serviceAccount)}) or correct BROKER_SERVICE_ACCOUNT`,
+    );
+  }
+  const member = federatedMember(config.audience, subject);
+  const assumed = subjectFromProvider
+    ? ""
+    : " (google.subject assumed to be assertion.sub; pass --provider to evaluate the mapping)";
+  return fail(
+    `${member} may not impersonate ${serviceAccount} (HTTP ${answer.status}: ${answer.description})${assumed}`,
+    `gcloud iam service-accounts add-iam-policy-binding ${serviceAccount} --project=${projectOf(serviceAccount)} --role=roles/iam.workloadIdentityUser --member="${member}"`,
+  );
 }
 
 export function impersonationCheck(clients: GoogleClients): Check {
@@ -155,31 +190,17 @@ export function impersonationCheck(clients: GoogleClients): Check {
         return skip("BROKER_SERVICE_ACCOUNT is unset: SDKs get the federated token itself");
       }
       const subject = facts.subject ?? String(facts.claims?.sub ?? "");
-      const member = federatedMember(config.audience, subject);
       try {
         const token = await exchange(clients, config).accessToken(config.scopes, signal);
         facts.servedToken = token;
         facts.servedMember = `serviceAccount:${serviceAccount}`;
-        return pass(`${member} may impersonate ${serviceAccount}`);
+        return pass(`${federatedMember(config.audience, subject)} may impersonate ${serviceAccount}`);
       } catch (error) {
-        if (!isBrokerError(error) || error.code !== "IMPERSONATION_DENIED") {
-          const message = isBrokerError(error) ? error.message : "impersonation failed unexpectedly";
-          return fail(message, "fix the cause named above, then run the doctor again");
-        }
-        const answer = answerOf(error);
-        if (answer.status === 404) {
-          return fail(
-            `${serviceAccount} does not exist (IAM Credentials: ${answer.description})`,
-            `create it (gcloud iam service-accounts create ${serviceAccount.split("@")[0]} --project=${projectOf(serviceAccount)}) or correct BROKER_SERVICE_ACCOUNT`,
-          );
-        }
-        const assumed =
-          facts.subjectFromProvider === true
-            ? ""
-            : " (google.subject assumed to be assertion.sub; pass --provider to evaluate the mapping)";
-        return fail(
-          `${member} may not impersonate ${serviceAccount} (HTTP ${answer.status}: ${answer.description})${assumed}`,
-          `gcloud iam service-accounts add-iam-policy-binding ${serviceAccount} --project=${projectOf(serviceAccount)} --role=roles/iam.workloadIdentityUser --member="${member}"`,
+        return impersonationRefusal(
+          error,
+          { ...config, serviceAccount },
+          subject,
+          facts.subjectFromProvider === true,
         );
       }
     },

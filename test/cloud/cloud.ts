@@ -22,6 +22,8 @@ export interface CloudOptions {
 export type BrokerEnv = {
   readonly AWS_REGION: string;
   readonly AWS_ENDPOINT_URL_STS: string;
+  /** Where the broker asks IAM when it explains its first failed chain (the doctor's verdict). */
+  readonly AWS_ENDPOINT_URL_IAM: string;
   readonly AWS_ACCESS_KEY_ID: string;
   readonly AWS_SECRET_ACCESS_KEY: string;
   readonly BROKER_AUDIENCE: string;
@@ -33,7 +35,6 @@ export type BrokerEnv = {
 
 /** What `token-broker doctor` needs on top of the broker's environment: IAM and the data APIs. */
 export type DoctorEnv = BrokerEnv & {
-  readonly AWS_ENDPOINT_URL_IAM: string;
   readonly BROKER_GOOGLE_IAM_URL: string;
   readonly BROKER_STORAGE_URL: string;
   readonly BROKER_BIGQUERY_URL: string;
@@ -106,6 +107,7 @@ export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
     const brokerEnv = ({ impersonate }: { impersonate: boolean }): BrokerEnv => ({
       AWS_REGION: world.region,
       AWS_ENDPOINT_URL_STS: awsSts.url,
+      AWS_ENDPOINT_URL_IAM: awsIam.url,
       AWS_ACCESS_KEY_ID: demo.accessKeyId,
       AWS_SECRET_ACCESS_KEY: demo.secretAccessKey,
       BROKER_AUDIENCE: providerAudience(world),
@@ -127,7 +129,6 @@ export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
       brokerEnv,
       doctorEnv: (options) => ({
         ...brokerEnv(options),
-        AWS_ENDPOINT_URL_IAM: awsIam.url,
         BROKER_GOOGLE_IAM_URL: googleIam.url,
         BROKER_STORAGE_URL: gcs.url,
         BROKER_BIGQUERY_URL: bigquery.url,
