@@ -68,7 +68,15 @@ describe("attribute mapping and condition in CEL", () => {
       "assertion['https://sts.amazonaws.com/'].aws_account == '123456789012' && attribute.env == 'staging' && assertion.sub.endsWith('-demo')",
       claims,
     );
-    expect(result.condition).toEqual({ holds: false, falseClause: 'attribute.env == "staging"' });
+    expect(result.condition).toEqual({
+      holds: false,
+      falseClause: 'attribute.env == "staging"',
+      clauses: [
+        'assertion["https://sts.amazonaws.com/"].aws_account == "123456789012"',
+        'attribute.env == "staging"',
+        'assertion.sub.endsWith("-demo")',
+      ],
+    });
   });
 
   it("reports a condition that does not evaluate (a claim the token lacks) as an error, not as false", () => {

@@ -18,8 +18,6 @@ let cloud: Cloud;
 const scan = secretScan();
 const brokers: BrokerHandle[] = [];
 const role = () => demoPrincipal(cloud.world).roleArn;
-const updateOidc =
-  "gcloud iam workload-identity-pools providers update-oidc aws-provider --workload-identity-pool=aws-pool --location=global --project=987654321098";
 
 beforeAll(async () => {
   cloud = await startCloud();
@@ -139,7 +137,9 @@ describe("the broker's verdict on its first failed chain", () => {
     expect(line.doctor.detail).toBe(
       `the provider's attribute condition rejects ${role()}; Google STS: unauthorized_client: The given credential is rejected by the attribute condition.`,
     );
-    expect(line.doctor.fix).toContain(`${updateOidc} --attribute-condition="assertion.sub in ['${role()}']"`);
+    expect(line.doctor.fix).toBe(
+      `make the condition hold for assertion.sub == "${role()}"; token-broker doctor --google-provider (or --provider FILE) names the false clause and prints the update-oidc command`,
+    );
     expect(cloud.googleSts.calls.get("token")).toBe(1);
   });
 

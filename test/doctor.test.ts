@@ -232,7 +232,7 @@ const cases: readonly Case[] = [
     detail: () =>
       'the attribute condition is false at `assertion.sub == "arn:aws:iam::123456789012:role/other"` (google.subject="arn:aws:iam::123456789012:role/token-broker-demo")',
     fix: (c) =>
-      `admit this role: ${updateOidc} --attribute-condition="assertion.sub in ['${role(c)}']" (or add it to the roles the condition lists)`,
+      `admit this role: ${updateOidc} --attribute-condition='assertion["https://sts.amazonaws.com/"].aws_account == "123456789012" && (assertion.sub == "arn:aws:iam::123456789012:role/other" || assertion.sub == "${role(c)}")'`,
   },
   {
     name: "an attribute condition that admits another role (Google STS's answer)",
@@ -244,7 +244,7 @@ const cases: readonly Case[] = [
     detail: (c) =>
       `the provider's attribute condition rejects ${role(c)}; Google STS: unauthorized_client: The given credential is rejected by the attribute condition.`,
     fix: (c) =>
-      `run the doctor with --google-provider (or --provider FILE) to see the false clause; admit the role with ${updateOidc} --attribute-condition="assertion.sub in ['${role(c)}']"`,
+      `make the condition hold for assertion.sub == "${role(c)}"; token-broker doctor --google-provider (or --provider FILE) names the false clause and prints the update-oidc command`,
   },
   {
     name: "a mapping whose google.subject is over 127 bytes",

@@ -25,7 +25,12 @@ export interface MappedAttribute {
 
 export type ConditionOutcome =
   | { readonly holds: true }
-  | { readonly holds: false; readonly falseClause: string }
+  | {
+      readonly holds: false;
+      readonly falseClause: string;
+      /** The condition's clauses, each as CEL prints it, so a fix can rewrite just the false one. */
+      readonly clauses: readonly string[];
+    }
   | { readonly holds: false; readonly error: string };
 
 export interface AttributeEvaluation {
@@ -96,6 +101,7 @@ export function evaluateAttributes(
   const wholeError = errorOf(whole);
   if (wholeError !== undefined) return { mapped, condition: { holds: false, error: wholeError } };
   if (whole === true) return { mapped, condition: { holds: true } };
-  const falseClause = clausesOf(condition).find((clause) => evaluate(clause, bindings) !== true) ?? condition;
-  return { mapped, condition: { holds: false, falseClause } };
+  const clauses = clausesOf(condition);
+  const falseClause = clauses.find((clause) => evaluate(clause, bindings) !== true) ?? condition;
+  return { mapped, condition: { holds: false, falseClause, clauses } };
 }

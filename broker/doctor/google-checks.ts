@@ -81,7 +81,7 @@ function stsCause(answer: GoogleAnswer, facts: ChainFacts, config: Config): { ca
   if (/rejected by the attribute condition/.test(text)) {
     return {
       cause: `the provider's attribute condition rejects ${claims.sub}`,
-      fix: `run the doctor with --google-provider (or --provider FILE) to see the false clause; admit the role with ${update(`--attribute-condition="assertion.sub in ['${claims.sub}']"`)}`,
+      fix: `make the condition hold for assertion.sub == "${claims.sub}"; token-broker doctor --google-provider (or --provider FILE) names the false clause and prints the update-oidc command`,
     };
   }
   if (/stale to sign-in|in the future|expired/i.test(text)) {

@@ -148,13 +148,21 @@ export function providerCheck(source: ProviderSource, iamUrl: () => string): Che
       }
       const condition = evaluation.condition;
       if (condition !== undefined && !condition.holds) {
-        const why =
-          "error" in condition
-            ? `does not evaluate: ${condition.error}`
-            : `is false at \`${condition.falseClause}\``;
+        if ("error" in condition) {
+          return fail(
+            `the attribute condition does not evaluate: ${condition.error} (${shown})`,
+            `guard claims the token may lack with has(…), then ${command("--attribute-condition='<the corrected condition>'")}`,
+          );
+        }
+        // The same condition with only its false clause widened to this role.
+        const admitting = condition.clauses
+          .map((clause) =>
+            clause === condition.falseClause ? `(${clause} || assertion.sub == "${claims.sub}")` : clause,
+          )
+          .join(" && ");
         return fail(
-          `the attribute condition ${why} (${shown})`,
-          `admit this role: ${command(`--attribute-condition="assertion.sub in ['${claims.sub}']"`)} (or add it to the roles the condition lists)`,
+          `the attribute condition is false at \`${condition.falseClause}\` (${shown})`,
+          `admit this role: ${command(`--attribute-condition='${admitting}'`)}`,
         );
       }
       facts.subject = subject;
