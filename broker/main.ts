@@ -7,7 +7,7 @@ import { listen } from "./http-listener.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetadataApp, type MetadataIdentity, metadataResponseHeaders } from "./metadata-server.ts";
 import { BrokerMetrics } from "./metrics.ts";
-import { defaultRefreshPolicy, type RefreshPolicy, TokenCache, type TokenFetcher } from "./token-cache.ts";
+import { type RefreshPolicy, TokenCache, type TokenFetcher } from "./token-cache.ts";
 
 /** Dependencies a caller may supply; each defaults to the production one. */
 export interface StartOptions {
@@ -122,7 +122,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   });
   tokens = new TokenCache({
     // The doctor's verdict, logged once, goes next to the first chain's failure in CloudWatch.
-    fetcher: onFirstChainFailure(exchange, (options.policy ?? defaultRefreshPolicy).attempts, (error) => {
+    fetcher: onFirstChainFailure(exchange, (error) => {
       void import("./doctor/verdict.ts")
         .then(({ logVerdict }) => logVerdict(error, config, logger, options.sts))
         .catch((error: unknown) => logger.warn({ err: error }, "the doctor could not run"));

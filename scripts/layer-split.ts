@@ -9,6 +9,7 @@ import { type BuildOptions, build } from "esbuild";
  *
  *   chain.cjs   broker/token-chain.ts: the AWS SDK, google-auth-library and the code around them
  *   ops.cjs     broker/ops-server.ts: express and the ops routes
+ *   doctor.cjs  broker/doctor/verdict.ts: the doctor's verdict, run only if the first chain fails
  *
  * A project module the extension holds anyway (`broker/errors.ts`: `instanceof BrokerError` must
  * hold across the files) is not copied into a part: the part requires it under a `token-broker:`
@@ -26,6 +27,7 @@ export interface LazyPart {
 export const lazyParts: readonly LazyPart[] = [
   { module: "broker/token-chain.ts", file: "chain.cjs" },
   { module: "broker/ops-server.ts", file: "ops.cjs" },
+  { module: "broker/doctor/verdict.ts", file: "doctor.cjs" },
 ];
 
 /** The id a part requires a shared project module by, e.g. `token-broker:broker/errors.ts`. */

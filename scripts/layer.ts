@@ -29,6 +29,7 @@ import { buildSplit, lazyParts } from "./layer-split.ts";
  *   token-broker/chain.cjs            the upstream chain (AWS SDK, google-auth-library), run on
  *                                     the first token request (scripts/layer-split.ts)
  *   token-broker/ops.cjs              the ops routes and express, run on the first ops request
+ *   token-broker/doctor.cjs           the doctor's verdict, run only when the first chain fails
  *   token-broker/{extension,chain}.cjs.v8cache  standalone flavour, for the build machine's
  *                                     architecture only (its Node must run to make them): V8
  *                                     code caches; none for ops.cjs, which start-up never runs

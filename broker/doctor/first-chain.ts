@@ -2,28 +2,28 @@ import { isBrokerError } from "../errors.ts";
 import type { TokenFetcher } from "../token-cache.ts";
 
 /**
- * Calls `onFailure` once if the broker's first token chain fails, and never once a token came
- * back: a later failure of a setup that worked is not a misconfiguration for the doctor. A chain
- * ends at its first failure that is not worth retrying, or after `attempts` retryable ones; a
- * retried failure followed by a token is no verdict. Imports nothing heavy: the broker loads the
- * doctor only when this fires.
+ * Calls `onFailure` once, for the first failure that is a setup mistake (not worth retrying)
+ * before the broker ever got a token; never once a token came back, and never for an outage
+ * (throttling, 5xx, timeouts), which the token cache retries and logs as such. Imports nothing
+ * heavy: the broker loads the doctor only when this fires.
  */
+/** Missing credentials count as retryable (a container's credentials can come late), but are a setup mistake too. */
+function isSetupMistake(error: unknown): boolean {
+  return !isBrokerError(error) || !error.retryable || error.code === "AWS_CREDENTIALS_MISSING";
+}
+
 export function onFirstChainFailure(
   fetcher: TokenFetcher,
-  attempts: number,
   onFailure: (error: unknown) => void,
 ): TokenFetcher {
   let armed = true;
-  let failures = 0;
   const watch = <T>(result: Promise<T>): Promise<T> => {
     result.then(
       () => {
         armed = false;
       },
       (error: unknown) => {
-        if (!armed) return;
-        failures += 1;
-        if (isBrokerError(error) && error.retryable && failures < attempts) return;
+        if (!armed || !isSetupMistake(error)) return;
         armed = false;
         onFailure(error);
       },

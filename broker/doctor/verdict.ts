@@ -23,22 +23,9 @@ const links: Partial<Record<BrokerErrorCode, string>> = {
   AWS_FEDERATION_DISABLED: "outbound-federation",
   AWS_ACCESS_DENIED: "web-identity-token",
   AWS_STS_INVALID_REQUEST: "web-identity-token",
-  AWS_STS_UNAVAILABLE: "web-identity-token",
   GOOGLE_STS_REJECTED: "google-sts",
-  GOOGLE_STS_UNAVAILABLE: "google-sts",
   IMPERSONATION_DENIED: "impersonation",
-  IMPERSONATION_UNAVAILABLE: "impersonation",
 };
-
-/** Timeouts and malformed answers name their service in the message, not in the code. */
-function linkOf(code: BrokerErrorCode, message: string): string {
-  const link = links[code];
-  if (link !== undefined) return link;
-  if (message.startsWith("AWS STS")) return "web-identity-token";
-  if (message.startsWith("Google STS")) return "google-sts";
-  if (message.startsWith("IAM Credentials")) return "impersonation";
-  return "upstream";
-}
 
 interface Clients {
   readonly sts: STSClient;
@@ -79,19 +66,11 @@ async function verdictOf(
       fix: "run token-broker doctor with the same settings",
     };
   }
-  const id = linkOf(error.code, error.message);
+  const id = links[error.code] ?? "upstream";
   const result = (verdict: Verdict): CheckResult =>
     verdict.status === "fail"
       ? { id, status: "fail", detail: verdict.detail, fix: verdict.fix }
       : { id, ...verdict };
-  if (error.retryable) {
-    return result(
-      fail(
-        error.message,
-        "none if it passes: the broker retries with backoff; if it persists, check this network's route to the service named",
-      ),
-    );
-  }
   switch (error.code) {
     case "AWS_CREDENTIALS_MISSING":
       return result(
