@@ -10,7 +10,7 @@ import { AwsIdentity, awsError } from "../aws-identity.ts";
 import type { Config } from "../config.ts";
 import { type BrokerError, isBrokerError } from "../errors.ts";
 import type { UpstreamCalls } from "../upstream-calls.ts";
-import { type Check, fail, need, pass, skip, type Verdict } from "./check.ts";
+import { type Check, fail, need, otherFailure, pass, skip, type Verdict } from "./check.ts";
 
 /** The AWS clients of one doctor run, built once the settings are known. */
 export interface AwsClients {
@@ -43,7 +43,7 @@ function credentialSource(credentials: { $source?: Record<string, unknown> }): s
 }
 
 export const runAsRole =
-  "give it the function's role: aws sts assume-role --role-arn <ROLE_ARN> --role-session-name doctor, then export the three credentials it prints (infra/README: Troubleshooting)";
+  "give it the function's role: aws sts assume-role --role-arn <ROLE_ARN> --role-session-name doctor, then export the three credentials it prints (infra/README, 'When it does not work')";
 
 export function awsCredentialsCheck(clients: AwsClients): Check {
   return {
@@ -51,15 +51,19 @@ export function awsCredentialsCheck(clients: AwsClients): Check {
     async run(facts, signal) {
       const config = need(facts.config, "the configuration");
       const sts = clients.sts();
-      let source: string;
       try {
-        source = credentialSource((await sts.config.credentials()) as { $source?: Record<string, unknown> });
+        const source = credentialSource(
+          (await sts.config.credentials()) as { $source?: Record<string, unknown> },
+        );
         const identity = await sts.send(new GetCallerIdentityCommand({}), { abortSignal: signal });
         facts.callerArn = identity.Arn ?? "";
         return pass(`${facts.callerArn} (credentials from ${source})`);
       } catch (error) {
         const mapped = awsError(error, { audience: config.audience, durationSeconds: 0, algorithm: "ES384" });
-        return fail(mapped.message.replace("GetWebIdentityToken", "GetCallerIdentity"), runAsRole);
+        return fail(
+          mapped.message.replace("GetWebIdentityToken", "GetCallerIdentity").replace(/; retrying$/, ""),
+          runAsRole,
+        );
       }
     },
   };
@@ -270,7 +274,7 @@ export async function tokenRefusal(
     return fail("AWS STS: outbound web identity federation is not enabled in this account", enableFederation);
   }
   if (failure.code !== "AWS_ACCESS_DENIED") {
-    return fail(failure.message, "fix the cause named above, then run the doctor again");
+    return otherFailure(failure, "GetWebIdentityToken");
   }
   try {
     const { detail, fix } = await whyDenied(iam, callerArn, config, signal);

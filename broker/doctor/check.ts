@@ -1,5 +1,6 @@
 import type { JWTPayload } from "jose";
 import type { Config } from "../config.ts";
+import { isBrokerError } from "../errors.ts";
 import type { AccessToken } from "../tokens.ts";
 
 /*
@@ -67,6 +68,17 @@ export interface Check {
 export const pass = (detail: string): Verdict => ({ status: "pass", detail });
 export const skip = (detail: string): Verdict => ({ status: "skip", detail });
 export const fail = (detail: string, fix: string): Verdict => ({ status: "fail", detail, fix });
+
+/**
+ * Any other failure of a link, in the broker's own words; "retrying" is the broker's business, not
+ * the doctor's, which tries each link once.
+ */
+export function otherFailure(error: unknown, what: string): Verdict {
+  const message = isBrokerError(error)
+    ? error.message.replace(/; retrying$/, "")
+    : `${what} failed unexpectedly`;
+  return fail(message, "fix the cause named above, then run the doctor again");
+}
 
 /** A fact an earlier link must have provided; missing means the chain runner has a bug. */
 export function need<T>(value: T | undefined, what: string): T {

@@ -11,6 +11,7 @@ import {
   fail,
   federatedMember,
   need,
+  otherFailure,
   pass,
   providerCommand,
   skip,
@@ -113,10 +114,8 @@ function stsCause(answer: GoogleAnswer, facts: ChainFacts, config: Config): { ca
 
 /** What a failed Google STS exchange means, and its fix. */
 export function exchangeRefusal(error: unknown, facts: ChainFacts, config: Config): Verdict {
-  if (!isBrokerError(error) || error.code !== "GOOGLE_STS_REJECTED") {
-    const message = isBrokerError(error) ? error.message : "the exchange failed unexpectedly";
-    return fail(message, "fix the cause named above, then run the doctor again");
-  }
+  if (!isBrokerError(error) || error.code !== "GOOGLE_STS_REJECTED")
+    return otherFailure(error, "the exchange");
   const answer = answerOf(error);
   const { cause, fix } = stsCause(answer, facts, config);
   return fail(`${cause}; Google STS: ${answer.error}: ${answer.description}`, fix);
@@ -159,10 +158,8 @@ export function impersonationRefusal(
   subjectFromProvider: boolean,
 ): Verdict {
   const { serviceAccount } = config;
-  if (!isBrokerError(error) || error.code !== "IMPERSONATION_DENIED") {
-    const message = isBrokerError(error) ? error.message : "impersonation failed unexpectedly";
-    return fail(message, "fix the cause named above, then run the doctor again");
-  }
+  if (!isBrokerError(error) || error.code !== "IMPERSONATION_DENIED")
+    return otherFailure(error, "impersonation");
   const answer = answerOf(error);
   if (answer.status === 404) {
     return fail(

@@ -97,7 +97,7 @@ function once<T>(make: () => T): () => T {
   };
 }
 
-export function doctorChecks(options: DoctorOptions, facts: ChainFacts): Check[] {
+function doctorChecks(options: DoctorOptions, facts: ChainFacts): Check[] {
   const config = () => need(facts.config, "the configuration");
   const sts = once(() => options.sts ?? createStsClient(config().awsRegion));
   const clients: AwsClients = {
@@ -150,11 +150,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
           )
         : fail(`the check failed unexpectedly (${kind})`, "run the doctor again; report it if it persists");
     }
-    results.push(
-      verdict.status === "fail"
-        ? { id: check.id, status: "fail", detail: verdict.detail, fix: verdict.fix }
-        : { id: check.id, ...verdict },
-    );
+    results.push({ id: check.id, ...verdict });
     if (verdict.status === "fail") blockedBy = check.id;
   }
   return { ok: blockedBy === undefined, checks: results };

@@ -67,10 +67,7 @@ async function verdictOf(
     };
   }
   const id = links[error.code] ?? "upstream";
-  const result = (verdict: Verdict): CheckResult =>
-    verdict.status === "fail"
-      ? { id, status: "fail", detail: verdict.detail, fix: verdict.fix }
-      : { id, ...verdict };
+  const result = (verdict: Verdict): CheckResult => ({ id, ...verdict });
   switch (error.code) {
     case "AWS_CREDENTIALS_MISSING":
       return result(
