@@ -188,6 +188,31 @@ describe("token-broker doctor's human output", () => {
 });
 
 describe("token-broker doctor usage", () => {
+  it("--help names every check, flag, setting and exit status", async () => {
+    let stdout = "";
+    const out = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        stdout += chunk.toString();
+        done();
+      },
+    });
+    expect(await doctor(["--help"], {}, out as unknown as NodeJS.WriteStream)).toBe(0);
+    for (const word of [
+      "config, aws-credentials, outbound-federation, web-identity-token, jwt-claims,",
+      "issuer-discovery, provider, google-sts, impersonation, resource:<uri>",
+      "--provider FILE",
+      "--google-provider",
+      "--check URI",
+      "--json",
+      "BROKER_GOOGLE_IAM_URL",
+      "BROKER_STORAGE_URL, BROKER_BIGQUERY_URL",
+      "AWS_ENDPOINT_URL_IAM",
+      "Exit status: 0 when nothing failed, 1 when a link failed, 2 on bad usage or invalid settings.",
+    ]) {
+      expect(stdout).toContain(word);
+    }
+  });
+
   it.each([
     [["--bogus"], "token-broker doctor: Unknown option '--bogus'"],
     [
