@@ -19,7 +19,7 @@ export function parseResource(raw: string): ResourceUri | undefined {
 /**
  * `testIamPermissions` is one call; it goes through google-auth-library's own request (the one
  * the broker already carries) rather than @google-cloud/storage and @google-cloud/bigquery, which
- * would add 1.5 MB to the sidecar's single file and 10 MB to its memory for a command it seldom runs.
+ * would weigh on the sidecar's single file, and its memory, for a command it seldom runs.
  */
 async function held(
   uri: ResourceUri,
