@@ -51,7 +51,7 @@ export async function benchColdBurst(
         const answers = await Promise.all(Array.from({ length: options.requests }, () => getToken(broker)));
         const wallMs = performance.now() - started;
         const overflows = listenOverflows() - overflowsBefore;
-        const misses = (await broker.metrics.cacheLookups.get()).values.find(
+        const misses = (await broker.metrics.prometheus?.cacheLookups.get())?.values.find(
           (value) => value.labels.kind === "access" && value.labels.result === "miss",
         );
         rounds.push({

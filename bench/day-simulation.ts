@@ -54,7 +54,9 @@ interface UpstreamCounter {
  * Chains that have ended, from the broker's own upstream counter: a chain ends with its Google
  * STS call (whatever the outcome) or with a failed AWS STS call.
  */
-async function endedChains(upstreamCalls: UpstreamCounter): Promise<number> {
+async function endedChains(upstreamCalls: UpstreamCounter | undefined): Promise<number> {
+  if (upstreamCalls === undefined)
+    throw new Error("the day simulation reads the broker's Prometheus counters; start it with them on");
   const { values } = await upstreamCalls.get();
   return values
     .filter(
@@ -90,7 +92,8 @@ export async function benchDaySimulation(
           }
           // A background refresh may have started; let it finish before simulated time moves on.
           while (
-            cloud.awsSts.calls.get("GetWebIdentityToken") > (await endedChains(broker.metrics.upstreamCalls))
+            cloud.awsSts.calls.get("GetWebIdentityToken") >
+            (await endedChains(broker.metrics.prometheus?.upstreamCalls))
           ) {
             await new Promise((resolve) => setTimeout(resolve, 1));
           }

@@ -1,10 +1,13 @@
 import { readFileSync } from "node:fs";
 import { BrokerError } from "./errors.ts";
+import { canonicalHost, isLoopbackAddress } from "./request-host.ts";
 import { scopeList } from "./tokens.ts";
 
 /** `//iam.googleapis.com/projects/<NUMBER>/locations/global/workloadIdentityPools/<POOL>/providers/<PROVIDER>` */
 export type ProviderAudience = string & { readonly __brand: "ProviderAudience" };
 export type SigningAlgorithm = "ES384" | "RS256";
+/** `BROKER_METRICS`: where the broker's metrics go. */
+export type MetricsSinks = "prometheus" | "emf" | "both" | "off";
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
 /** The broker's settings, validated once at start-up and frozen. */
@@ -16,6 +19,12 @@ export interface Config {
   readonly projectId: string | undefined;
   readonly host: string;
   readonly port: number;
+  /** `BROKER_HOST` may be an address other machines reach (`BROKER_ALLOW_REMOTE=true`). */
+  readonly allowRemote: boolean;
+  /** `Host` values the metadata listener answers besides loopback and GCE's names. */
+  readonly allowedHosts: readonly string[];
+  /** Open connections per listener at most. */
+  readonly maxConnections: number;
   readonly opsHost: string;
   readonly opsPort: number;
   readonly scopes: readonly string[];
@@ -27,6 +36,9 @@ export interface Config {
   readonly awsTokenDurationSeconds: number;
   readonly awsSigningAlgorithm: SigningAlgorithm;
   readonly logLevel: LogLevel;
+  /** `BROKER_METRICS`; undefined = the default of where the broker runs (emf in Lambda, prometheus in the sidecar). */
+  readonly metrics: MetricsSinks | undefined;
+  readonly emfNamespace: string;
   /** Unknown `BROKER_*` variables: likely typos, reported as warnings at start-up. */
   readonly warnings: readonly string[];
 }
@@ -38,6 +50,8 @@ export interface Config {
 export const defaults = Object.freeze({
   BROKER_HOST: "127.0.0.1",
   BROKER_PORT: "8181",
+  BROKER_ALLOW_REMOTE: "false",
+  BROKER_MAX_CONNECTIONS: "256",
   BROKER_OPS_HOST: "0.0.0.0",
   BROKER_OPS_PORT: "9464",
   BROKER_SCOPES: "https://www.googleapis.com/auth/cloud-platform",
@@ -46,6 +60,7 @@ export const defaults = Object.freeze({
   BROKER_AWS_TOKEN_DURATION: "300",
   BROKER_AWS_SIGNING_ALGORITHM: "ES384",
   BROKER_LOG_LEVEL: "info",
+  BROKER_EMF_NAMESPACE: "TokenBroker",
   BROKER_GOOGLE_IAM_URL: "https://iam.googleapis.com",
   BROKER_STORAGE_URL: "https://storage.googleapis.com",
   BROKER_BIGQUERY_URL: "https://bigquery.googleapis.com",
@@ -88,6 +103,22 @@ export const variables: readonly Variable[] = [
     meaning: "metadata listener port (0 = any free port)",
   },
   {
+    name: "BROKER_ALLOW_REMOTE",
+    defaultText: defaults.BROKER_ALLOW_REMOTE,
+    meaning:
+      "true lets BROKER_HOST be an address other machines can reach (they could then read this workload's tokens)",
+  },
+  {
+    name: "BROKER_ALLOWED_HOSTS",
+    defaultText: "unset (loopback, localhost, metadata.google.internal, metadata and BROKER_HOST)",
+    meaning: "comma-separated further Host names the metadata listener answers (e.g. a container name)",
+  },
+  {
+    name: "BROKER_MAX_CONNECTIONS",
+    defaultText: defaults.BROKER_MAX_CONNECTIONS,
+    meaning: "open connections per listener at most, 16..65535; further ones are closed at once",
+  },
+  {
     name: "BROKER_OPS_HOST",
     defaultText: defaults.BROKER_OPS_HOST,
     meaning: "ops listener address (/metrics, /healthz, /readyz)",
@@ -128,6 +159,18 @@ export const variables: readonly Variable[] = [
     meaning: "fatal, error, warn, info, debug, trace or silent",
   },
   {
+    name: "BROKER_METRICS",
+    defaultText: "emf in Lambda, prometheus in the sidecar",
+    meaning:
+      "where metrics go: prometheus (/metrics on the ops listener), emf (CloudWatch Embedded Metric Format lines on stdout), both or off",
+  },
+  {
+    name: "BROKER_EMF_NAMESPACE",
+    defaultText: defaults.BROKER_EMF_NAMESPACE,
+    meaning:
+      "CloudWatch namespace of the EMF metrics: 1..255 printable ASCII characters, not starting with : or AWS/",
+  },
+  {
     name: "BROKER_GOOGLE_IAM_URL",
     defaultText: defaults.BROKER_GOOGLE_IAM_URL,
     meaning: "IAM API base URL (doctor --google-provider reads the provider there)",
@@ -144,8 +187,13 @@ export const variables: readonly Variable[] = [
   },
   {
     name: "AWS_REGION",
-    defaultText: "required",
+    defaultText: "required (or AWS_DEFAULT_REGION)",
     meaning: "AWS region whose regional STS endpoint signs the JWT (the global endpoint does not serve it)",
+  },
+  {
+    name: "AWS_DEFAULT_REGION",
+    defaultText: "unset",
+    meaning: "used when AWS_REGION is unset, as the AWS CLI does",
   },
 ];
 
@@ -155,6 +203,7 @@ export const serviceAccountPattern = /^[a-z0-9][a-z0-9._-]{0,62}@[a-z0-9][a-z0-9
 const projectIdPattern = /^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[a-z][a-z0-9.-]*:[a-z][a-z0-9-]{4,28}[a-z0-9]$/;
 const impersonationUrlPattern =
   /^(https?:\/\/[^/]+)\/v1\/projects\/-\/serviceAccounts\/([^/:]+):generateAccessToken$/;
+const metricsSinks: readonly MetricsSinks[] = ["prometheus", "emf", "both", "off"];
 const logLevels: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 const exampleAudience =
   "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider";
@@ -172,9 +221,55 @@ interface CredentialConfigFile {
   readonly lifetimeSeconds: number | undefined;
 }
 
+/** Subject token types of a JWT, the only kind the broker supplies (from `GetWebIdentityToken`). */
+const jwtSubjectTokenTypes = [
+  "urn:ietf:params:oauth:token-type:jwt",
+  "urn:ietf:params:oauth:token-type:id_token",
+];
+const awsSubjectTokenType = "urn:ietf:params:aws:token-type:aws4_request";
+/** What `create-cred-config` writes for a JWT source; the broker supplies the JWT itself and reads none of them. */
+const jwtCredentialSources = ["file", "url", "executable"];
+const credentialConfigFix =
+  "the broker mints the JWT with GetWebIdentityToken: write the file with create-cred-config --credential-source-file (any path) instead, or set BROKER_AUDIENCE and leave BROKER_CREDENTIAL_CONFIG unset";
+
+/**
+ * The file must describe the kind of exchange the broker performs: a JWT traded at Google STS.
+ * A file for another source (AWS SigV4 from `create-cred-config --aws`, X.509, SAML) would pass
+ * start-up and fail at Google STS on every exchange, so it is refused here, naming the field.
+ */
+function checkSubjectToken(file: Record<string, unknown>, fail: (problem: string) => BrokerError): void {
+  const type = file.subject_token_type;
+  const source = file.credential_source;
+  const sourceKeys = typeof source === "object" && source !== null ? Object.keys(source) : [];
+  // google-auth-library reads these fields in snake_case or camelCase.
+  const awsFields = [
+    "environment_id",
+    "environmentId",
+    "regional_cred_verification_url",
+    "regionalCredVerificationUrl",
+  ];
+  if (type === awsSubjectTokenType || sourceKeys.some((key) => awsFields.includes(key))) {
+    throw fail(
+      `is an AWS SigV4 configuration (create-cred-config --aws: subject_token_type ${awsSubjectTokenType}, credential_source.environment_id aws1); ${credentialConfigFix}`,
+    );
+  }
+  if (typeof type !== "string" || !jwtSubjectTokenTypes.includes(type)) {
+    throw fail(
+      `has subject_token_type ${JSON.stringify(type ?? null)}; the broker needs ${jwtSubjectTokenTypes.join(" or ")}`,
+    );
+  }
+  if (source === undefined) return;
+  if (sourceKeys.length === 0 || !sourceKeys.some((key) => jwtCredentialSources.includes(key))) {
+    throw fail(
+      `has a credential_source with ${sourceKeys.length === 0 ? "no source" : `fields ${sourceKeys.join(", ")}`}, not a JWT source (file, url or executable); ${credentialConfigFix}`,
+    );
+  }
+}
+
 function readCredentialConfig(path: string): CredentialConfigFile {
   const name = "BROKER_CREDENTIAL_CONFIG";
   const example = "/etc/token-broker/credential-config.json";
+  const fail = (problem: string) => invalid(name, `(${path}) ${problem}`, example);
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(path, "utf8"));
@@ -191,6 +286,15 @@ function readCredentialConfig(path: string): CredentialConfigFile {
   }
   const file = parsed as Record<string, unknown>;
   if (typeof file.audience !== "string") throw invalid(name, `(${path}) has no "audience"`, example);
+  checkSubjectToken(file, fail);
+  if (file.universe_domain !== undefined && file.universe_domain !== "googleapis.com") {
+    throw fail(
+      `has universe_domain ${JSON.stringify(file.universe_domain)}; the broker serves googleapis.com only`,
+    );
+  }
+  if (file.token_url !== undefined && (typeof file.token_url !== "string" || !URL.canParse(file.token_url))) {
+    throw fail(`has a token_url that is not a URL (${JSON.stringify(file.token_url)})`);
+  }
   const impersonationUrl = file.service_account_impersonation_url;
   let serviceAccount: string | undefined;
   let iamCredentialsUrl: string | undefined;
@@ -205,7 +309,11 @@ function readCredentialConfig(path: string): CredentialConfigFile {
       );
     }
     iamCredentialsUrl = match[1];
-    serviceAccount = decodeURIComponent(match[2] ?? "");
+    try {
+      serviceAccount = decodeURIComponent(match[2] ?? "");
+    } catch {
+      throw fail("has a service_account_impersonation_url with a malformed %-escape in the account");
+    }
   }
   const lifetime = (file.service_account_impersonation as { token_lifetime_seconds?: unknown } | undefined)
     ?.token_lifetime_seconds;
@@ -271,6 +379,66 @@ function parseHost(name: string, raw: string, example: string): string {
   if (!/^[A-Za-z0-9.:-]+$/.test(raw))
     throw invalid(name, `is not an IP address or host name, got "${raw}"`, example);
   return raw;
+}
+
+function parseBoolean(name: string, raw: string): boolean {
+  if (raw !== "true" && raw !== "false") throw invalid(name, `must be true or false, got "${raw}"`, "true");
+  return raw === "true";
+}
+
+/** `host[:port]` values, IPv6 in brackets; kept as written (the metadata listener canonicalises). */
+function parseHostList(name: string, raw: string | undefined): string[] {
+  if (raw === undefined) return [];
+  const hosts = raw.split(",").map((host) => host.trim());
+  const bad = hosts.find((host) => canonicalHost(host) === undefined);
+  if (bad !== undefined) {
+    throw invalid(
+      name,
+      `must be comma-separated host names or addresses, got "${bad}"`,
+      "token-broker,[fd00::5]",
+    );
+  }
+  return hosts;
+}
+
+/**
+ * The metadata listener hands out tokens to whoever connects, so by default it may only listen on
+ * loopback: on a wildcard or a network address every host (or, in host or bridge network mode,
+ * every other container) that reaches it could read this workload's tokens.
+ */
+function checkRemote(host: string, allowRemote: boolean): string | undefined {
+  if (isLoopbackAddress(host)) return undefined;
+  if (!allowRemote) {
+    throw invalid(
+      "BROKER_HOST",
+      `is "${host}", not a loopback address: anything that reaches it could read this workload's tokens; keep loopback, or set BROKER_ALLOW_REMOTE=true if that is intended`,
+      defaults.BROKER_HOST,
+    );
+  }
+  return `BROKER_HOST=${host} is not loopback (BROKER_ALLOW_REMOTE=true): anything that reaches it can read this workload's Google tokens`;
+}
+
+/**
+ * CloudWatch's rules for a namespace (PutMetricData, which EMF extraction applies): 1 to 255
+ * characters, ASCII without control characters, not starting with ":", and not `AWS/`, which is
+ * reserved for AWS's own services. CloudWatch drops the metrics of a document it refuses, with
+ * nothing in the function's log (only the account's AWS/Logs metrics count it), so a bad
+ * namespace stops start-up instead.
+ */
+function parseEmfNamespace(raw: string): string {
+  const problem =
+    raw.length > 255
+      ? `is ${raw.length} characters long; CloudWatch allows 255`
+      : !/^[\x20-\x7e]+$/.test(raw)
+        ? "may hold only printable ASCII characters (CloudWatch refuses others)"
+        : raw.startsWith(":")
+          ? 'must not start with ":" (CloudWatch refuses it)'
+          : raw.startsWith("AWS/")
+            ? "must not start with AWS/ (reserved for AWS services)"
+            : undefined;
+  if (problem === undefined) return raw;
+  const shown = JSON.stringify(raw.length > 64 ? `${raw.slice(0, 64)}…` : raw);
+  throw invalid("BROKER_EMF_NAMESPACE", `${problem}, got ${shown}`, defaults.BROKER_EMF_NAMESPACE);
 }
 
 /** Splits, trims, drops duplicates; order is kept (it is what SDKs see in `scopes`). */
@@ -348,12 +516,22 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       defaults.BROKER_LOG_LEVEL,
     );
   }
-  const awsRegion = get("AWS_REGION");
+  const metrics = get("BROKER_METRICS");
+  if (metrics !== undefined && !metricsSinks.includes(metrics as MetricsSinks)) {
+    throw invalid("BROKER_METRICS", `must be one of ${metricsSinks.join(", ")}, got "${metrics}"`, "emf");
+  }
+  const emfNamespace = parseEmfNamespace(setting("BROKER_EMF_NAMESPACE"));
+  // The AWS CLI's fallback; the SDK for JavaScript reads AWS_REGION only, so the broker applies it.
+  const regionVariable =
+    get("AWS_REGION") === undefined && get("AWS_DEFAULT_REGION") !== undefined
+      ? "AWS_DEFAULT_REGION"
+      : "AWS_REGION";
+  const awsRegion = get(regionVariable);
   if (awsRegion === undefined || !/^[a-z]{2}(-[a-z]+)+-\d+$/.test(awsRegion)) {
     throw invalid(
-      "AWS_REGION",
+      regionVariable,
       awsRegion === undefined
-        ? "is required: GetWebIdentityToken is served by regional STS endpoints only"
+        ? "(or AWS_DEFAULT_REGION) is required: GetWebIdentityToken is served by regional STS endpoints only"
         : `is not an AWS region, got "${awsRegion}"`,
       "eu-west-1",
     );
@@ -376,18 +554,32 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     );
   }
 
+  const host = parseHost("BROKER_HOST", setting("BROKER_HOST"), defaults.BROKER_HOST);
+  const allowRemote = parseBoolean("BROKER_ALLOW_REMOTE", setting("BROKER_ALLOW_REMOTE"));
+  const remoteWarning = checkRemote(host, allowRemote);
+
   const known = new Set(variables.map((variable) => variable.name));
   const warnings = Object.keys(env)
     .filter((name) => name.startsWith("BROKER_") && !known.has(name))
     .map((name) => `${name} is not a token-broker setting and is ignored (see token-broker --help)`);
+  if (remoteWarning !== undefined) warnings.push(remoteWarning);
 
   return Object.freeze({
     audience: audienceRaw as ProviderAudience,
     projectNumber: audienceMatch[1] ?? "",
     serviceAccount,
     projectId,
-    host: parseHost("BROKER_HOST", setting("BROKER_HOST"), defaults.BROKER_HOST),
+    host,
     port: parseInteger("BROKER_PORT", setting("BROKER_PORT"), 0, 65535, defaults.BROKER_PORT),
+    allowRemote,
+    allowedHosts: Object.freeze(parseHostList("BROKER_ALLOWED_HOSTS", get("BROKER_ALLOWED_HOSTS"))),
+    maxConnections: parseInteger(
+      "BROKER_MAX_CONNECTIONS",
+      setting("BROKER_MAX_CONNECTIONS"),
+      16,
+      65535,
+      defaults.BROKER_MAX_CONNECTIONS,
+    ),
     opsHost: parseHost("BROKER_OPS_HOST", setting("BROKER_OPS_HOST"), defaults.BROKER_OPS_HOST),
     opsPort: parseInteger("BROKER_OPS_PORT", setting("BROKER_OPS_PORT"), 0, 65535, defaults.BROKER_OPS_PORT),
     scopes: Object.freeze(scopes),
@@ -408,6 +600,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     ),
     awsSigningAlgorithm: algorithm,
     logLevel: logLevel as LogLevel,
+    metrics: metrics as MetricsSinks | undefined,
+    emfNamespace,
     warnings: Object.freeze(warnings),
   });
 }

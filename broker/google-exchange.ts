@@ -12,6 +12,7 @@ import type { UpstreamStep } from "./metrics.ts";
 import type { TokenFetcher } from "./token-cache.ts";
 import type { AccessToken, IdToken, IdTokenRequest } from "./tokens.ts";
 import type { UpstreamCalls } from "./upstream-calls.ts";
+import { accessTokenExpiryMs, idTokenExpiryMs } from "./upstream-expiry.ts";
 
 /*
  * The Google half of the chain, done by google-auth-library: `IdentityPoolClient` trades the AWS
@@ -96,34 +97,6 @@ export function googleError(
       cause: error,
     },
   );
-}
-
-/**
- * Expiry of the token in the last answer of the chain: `expires_in` (Google STS, relative: counted
- * from when we asked, which errs early) or `expireTime` (IAM Credentials, absolute). Read here
- * rather than from the library's `expiry_date` so that every freshness decision uses one clock.
- */
-function expiryOf(data: unknown, requestedAtMs: number): number | undefined {
-  const body = (data ?? {}) as { expires_in?: unknown; expireTime?: unknown };
-  if (typeof body.expires_in === "number" && body.expires_in > 0)
-    return requestedAtMs + body.expires_in * 1000;
-  if (typeof body.expireTime === "string") {
-    const expiresAtMs = Date.parse(body.expireTime);
-    return Number.isNaN(expiresAtMs) ? undefined : expiresAtMs;
-  }
-  return undefined;
-}
-
-/** `exp` of a JWT Google just issued to us over TLS; reading it needs no verification. */
-function jwtExpiryMs(jwt: string): number | undefined {
-  try {
-    const payload = JSON.parse(Buffer.from(jwt.split(".")[1] ?? "", "base64url").toString("utf8")) as {
-      exp?: unknown;
-    };
-    return typeof payload.exp === "number" ? payload.exp * 1000 : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** One chain's HTTP transport: labels each call with its step, reports it, and turns failures into BrokerErrors. */
@@ -211,11 +184,10 @@ export class GoogleExchange implements TokenFetcher {
     const client = this.#client(signal, [...scopes], impersonation);
     const requestedAtMs = this.#deps.clock.now();
     const { token, res } = await client.getAccessToken();
-    const expiresAtMs = expiryOf(res?.data, requestedAtMs);
-    if (typeof token !== "string" || token === "" || expiresAtMs === undefined) {
-      throw new BrokerError("UPSTREAM_MALFORMED", "Google answered without an access token or its expiry");
+    if (typeof token !== "string" || token === "") {
+      throw new BrokerError("UPSTREAM_MALFORMED", "Google answered without an access token");
     }
-    return { token, expiresAtMs };
+    return { token, expiresAtMs: accessTokenExpiryMs(res?.data, requestedAtMs, this.#deps.clock.now()) };
   }
 
   async idToken(request: IdTokenRequest, signal: AbortSignal): Promise<IdToken> {
@@ -233,11 +205,7 @@ export class GoogleExchange implements TokenFetcher {
     const token = await impersonated.fetchIdToken(request.audience, {
       includeEmail: request.format === "full",
     });
-    const expiresAtMs = jwtExpiryMs(token);
-    if (expiresAtMs === undefined) {
-      throw new BrokerError("UPSTREAM_MALFORMED", "IAM Credentials answered generateIdToken without a JWT");
-    }
-    return { token, expiresAtMs };
+    return { token, expiresAtMs: idTokenExpiryMs(token, this.#deps.clock.now()) };
   }
 
   #client(

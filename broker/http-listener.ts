@@ -1,7 +1,9 @@
 import { once } from "node:events";
 import { createServer, type RequestListener, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { defaults } from "./config.ts";
 import { BrokerError } from "./errors.ts";
+import type { Logger } from "./logger.ts";
 
 export interface RunningListener {
   /** `http://host:port`, no trailing slash. */
@@ -23,6 +25,38 @@ export interface ListenOptions {
    * `Metadata-Flavor: Google` so that even those carry it.
    */
   readonly protocolErrorHeaders?: Readonly<Record<string, string>>;
+  /**
+   * Open connections at most (`server.maxConnections`); Node closes any further one as soon as it
+   * is accepted, so a flood of idle sockets cannot use up the broker's file descriptors or memory.
+   * @default BROKER_MAX_CONNECTIONS's default, 256
+   */
+  readonly maxConnections?: number;
+  /** Told (at most once a minute) that connections were closed for being over `maxConnections`. */
+  readonly onConnectionsRefused?: (refused: number, maxConnections: number) => void;
+}
+
+/**
+ * A workload on the same host opens a few keep-alive connections per process; 256 leaves room for
+ * hundreds of threads while a descriptor flood stays far from the process limit.
+ */
+const defaultMaxConnections = Number(defaults.BROKER_MAX_CONNECTIONS);
+const refusalReportIntervalMs = 60_000;
+
+/** `maxConnections` from `BROKER_MAX_CONNECTIONS`, with refusals reported as one warning a minute. */
+export function connectionLimits(
+  maxConnections: number,
+  logger: Logger,
+): Pick<ListenOptions, "maxConnections" | "onConnectionsRefused"> {
+  return {
+    maxConnections,
+    onConnectionsRefused: (refused, limit) => {
+      const error = new BrokerError(
+        "CONNECTION_LIMIT",
+        `closed ${refused} new connection(s) at once: ${limit} were open (BROKER_MAX_CONNECTIONS); raise it if the workload needs more`,
+      );
+      logger.warn({ code: error.code, refused, maxConnections: limit }, error.message);
+    },
+  };
 }
 
 /**
@@ -40,8 +74,18 @@ const serverLimits = {
   maxHeaderSize: 16 * 1024,
   // How often Node checks the two timeouts above (default 30 s, which would make them 30 s).
   connectionsCheckingInterval: 1_000,
+  // Node would answer an HTTP/1.1 request without Host itself, without the listener's protocol
+  // headers; the app refuses it with its own answer instead (the metadata listener's Host check).
+  requireHostHeader: false,
 } as const;
-const maxHeadersCount = 64;
+/*
+ * No cap on the number of headers: a request is bounded by `maxHeaderSize` already, and Node
+ * releases before the fix for CVE-2026-58044 (22.23.2, 24.18.1, 26.5.1) do not refuse a request
+ * over `maxHeadersCount` but drop the headers past it, so padding could hide `X-Forwarded-For`
+ * or a second `Host` from the checks. With 0 nothing is ever dropped, on any release the Lambda
+ * layer's `nodejs` flavour may run on.
+ */
+const maxHeadersCount = 0;
 
 /** Binds `app` to `host:port` (port 0 = an ephemeral port). `portVariableName` is named on failure. */
 export async function listen(
@@ -67,6 +111,18 @@ export async function listen(
     socket.once("close", () => lastResponse.delete(socket));
   });
   server.maxHeadersCount = maxHeadersCount;
+  const maxConnections = options.maxConnections ?? defaultMaxConnections;
+  server.maxConnections = maxConnections;
+  let refused = 0;
+  let reportedAtMs = Number.NEGATIVE_INFINITY;
+  server.on("drop", () => {
+    refused += 1;
+    const now = performance.now();
+    if (options.onConnectionsRefused === undefined || now - reportedAtMs < refusalReportIntervalMs) return;
+    reportedAtMs = now;
+    options.onConnectionsRefused(refused, maxConnections);
+    refused = 0;
+  });
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) =>
     answerProtocolError(error, socket, options.protocolErrorHeaders ?? {}),
   );

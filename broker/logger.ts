@@ -35,15 +35,34 @@ const redactPaths = [
   "*.sessionToken",
 ];
 
+/** Where each logger made here writes, for `lineWriter`. */
+const destinations = new WeakMap<Logger, { write(chunk: string): unknown }>();
+
 /** JSON lines on stdout (what Lambda and ECS collect). */
 export function createLogger(level: Level | "silent", destination?: NodeJS.WritableStream): Logger {
-  return pino(
+  const stream = destination ?? pino.destination({ fd: 1, sync: false });
+  const logger = pino(
     {
       level,
       base: { name: "token-broker" },
       redact: { paths: redactPaths, censor: "[redacted]" },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination ?? pino.destination({ fd: 1, sync: false }),
+    stream,
   );
+  destinations.set(logger, stream);
+  return logger;
+}
+
+/**
+ * Writes whole lines (EMF documents) into the stream `logger` writes to, whatever its level. One
+ * buffered stream for both keeps every line whole and in order: a second writer on the same
+ * stdout could land between the pieces of a log line that pino's asynchronous stream writes
+ * in more than one go. A logger made elsewhere gets stdout.
+ */
+export function lineWriter(logger: Logger): (line: string) => void {
+  const stream = destinations.get(logger) ?? process.stdout;
+  return (line) => {
+    stream.write(`${line}\n`);
+  };
 }

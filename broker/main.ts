@@ -1,12 +1,12 @@
 import type { RequestListener } from "node:http";
 import type { STSClient } from "@aws-sdk/client-sts";
 import { type Clock, type Random, systemClock } from "./clock.ts";
-import type { Config } from "./config.ts";
+import type { Config, MetricsSinks } from "./config.ts";
 import { onFirstChainFailure } from "./doctor/first-chain.ts";
-import { listen } from "./http-listener.ts";
-import { createLogger, type Logger } from "./logger.ts";
+import { connectionLimits, listen } from "./http-listener.ts";
+import { createLogger, type Logger, lineWriter } from "./logger.ts";
 import { createMetadataApp, type MetadataIdentity, metadataResponseHeaders } from "./metadata-server.ts";
-import { BrokerMetrics } from "./metrics.ts";
+import { BrokerMetrics, type EmfOutput } from "./metrics.ts";
 import { type RefreshPolicy, TokenCache, type TokenFetcher } from "./token-cache.ts";
 
 /** Dependencies a caller may supply; each defaults to the production one. */
@@ -17,7 +17,16 @@ export interface StartOptions {
   readonly policy?: RefreshPolicy;
   /** An STS client of the caller's (region, credentials, endpoint); default: built from config. */
   readonly sts?: STSClient;
+  /**
+   * Set by the Lambda extension, which knows where it runs: metrics then default to EMF, with the
+   * function's name as a dimension, and an EMF window ends whenever the extension calls
+   * `metrics.flush()` (at each event); no timer, since a frozen sandbox runs none.
+   */
+  readonly lambda?: { readonly functionName: string };
 }
+
+/** How long an EMF window lasts outside Lambda: CloudWatch's standard resolution. */
+export const emfWindowMs = 60_000;
 
 export interface BrokerHandle {
   readonly metadataUrl: string;
@@ -78,17 +87,43 @@ function lazyFetcher(load: () => Promise<TokenFetcher>): TokenFetcher {
  * them as a file of their own (`ops.cjs`), read only then. A failed load answers 503 and is tried
  * again on the next request.
  */
-function lazyListener(load: () => Promise<RequestListener>, logger: Logger): RequestListener {
+export function lazyListener(load: () => Promise<RequestListener>, logger: Logger): RequestListener {
   const listener = loadOnce(load);
   return (req, res) => {
-    listener().then(
-      (loaded) => loaded(req, res),
-      (error: unknown) => {
+    // One catch for both the load and the loaded routes' first call, so neither is left unhandled.
+    listener()
+      .then((loaded) => loaded(req, res))
+      .catch((error: unknown) => {
         logger.error({ err: error }, "the ops listener could not load its routes");
+        if (res.headersSent) return void res.destroy();
         res.writeHead(503, { "Content-Type": "text/plain; charset=utf-8" });
         res.end("The ops listener could not load its routes; the reason is in the broker log");
-      },
-    );
+      });
+  };
+}
+
+/**
+ * The EMF aggregate loads on the first event or flush, from a file of its own in the Lambda
+ * layer (`emf.cjs`), so the extension registers without it. Its lines go into the logger's own
+ * stream (see `lineWriter`).
+ */
+function emfOutput(
+  namespace: string,
+  functionName: string | undefined,
+  clock: Clock,
+  logger: Logger,
+): EmfOutput {
+  return {
+    load: async () => {
+      const { EmfAggregate } = await import("./emf-aggregate.ts");
+      return new EmfAggregate({
+        namespace,
+        dimensions: functionName === undefined || functionName === "" ? {} : { FunctionName: functionName },
+        now: () => clock.now(),
+      });
+    },
+    write: lineWriter(logger),
+    failed: (error) => logger.error({ err: error }, "EMF metrics could not be loaded or written"),
   };
 }
 
@@ -101,10 +136,14 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   const random = options.random ?? Math.random;
   const logger = options.logger ?? createLogger(config.logLevel);
   let tokens: TokenCache | undefined;
+  const sinks: MetricsSinks = config.metrics ?? (options.lambda === undefined ? "prometheus" : "emf");
+  const emf = sinks === "emf" || sinks === "both";
   const metrics = new BrokerMetrics({
     now: () => clock.now(),
     defaultTokenExpiresAtMs: () => tokens?.defaultTokenExpiresAtMs(),
     anyRefreshFailing: () => tokens?.anyRefreshFailing() ?? false,
+    prometheus: sinks === "prometheus" || sinks === "both",
+    ...(emf ? { emf: emfOutput(config.emfNamespace, options.lambda?.functionName, clock, logger) } : {}),
   });
   const exchange = lazyFetcher(async () => {
     const { AwsIdentity, createStsClient, GoogleExchange, UpstreamCalls } = await import("./token-chain.ts");
@@ -135,13 +174,21 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     ...(options.policy === undefined ? {} : { policy: options.policy }),
   });
   const cache = tokens;
+  const limits = connectionLimits(config.maxConnections, logger);
 
   const metadata = await listen(
-    createMetadataApp({ tokens: cache, identity: metadataIdentity(config), metrics, logger, clock }),
+    createMetadataApp({
+      tokens: cache,
+      hosts: { listenHost: config.host, extraHosts: config.allowedHosts },
+      identity: metadataIdentity(config),
+      metrics,
+      logger,
+      clock,
+    }),
     config.host,
     config.port,
     "BROKER_PORT",
-    { hostVariableName: "BROKER_HOST", protocolErrorHeaders: metadataResponseHeaders },
+    { hostVariableName: "BROKER_HOST", protocolErrorHeaders: metadataResponseHeaders, ...limits },
   );
   const ops = await listen(
     lazyListener(async () => {
@@ -151,7 +198,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     config.opsHost,
     config.opsPort,
     "BROKER_OPS_PORT",
-    { hostVariableName: "BROKER_OPS_HOST" },
+    { hostVariableName: "BROKER_OPS_HOST", ...limits },
   ).catch(async (error: unknown) => {
     await metadata.close(0);
     throw error;
@@ -170,9 +217,14 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       iamCredentialsUrl: config.iamCredentialsUrl,
       awsSigningAlgorithm: config.awsSigningAlgorithm,
       awsTokenDurationSeconds: config.awsTokenDurationSeconds,
+      metrics: sinks,
     },
     "token-broker listening",
   );
+  // In Lambda the extension ends each window; elsewhere a timer does, and `close` ends the last.
+  const emfTimer =
+    emf && options.lambda === undefined ? setInterval(() => void metrics.flush(), emfWindowMs) : undefined;
+  emfTimer?.unref();
 
   return {
     metadataUrl: metadata.url,
@@ -182,6 +234,10 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     prewarm: () => cache.prewarm(),
     close: async (deadlineMs = 1_000) => {
       await Promise.all([metadata.close(deadlineMs), ops.close(deadlineMs)]);
+      if (emfTimer !== undefined) {
+        clearInterval(emfTimer);
+        await metrics.flush();
+      }
       logger.info("token-broker stopped");
       logger.flush();
     },

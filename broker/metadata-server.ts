@@ -2,8 +2,8 @@
  * The metadata listener: the GCE metadata protocol over the route table in `metadata-routes.ts`.
  *
  * Every request goes through the same steps: resolve the route (for the metric label), refuse what
- * the protocol refuses (a proxied request, a method other than GET, a missing `Metadata-Flavor`
- * header), then answer by the kind of route. Every answer, errors included, goes through `reply`,
+ * the protocol refuses (a proxied request, a `Host` that is not this server's, a method other than
+ * GET, a missing `Metadata-Flavor` header), then answer by the kind of route. Every answer, errors included, goes through `reply`,
  * which sets the protocol and security headers and counts the request, so none can miss them.
  *
  * Content types, chosen for what the clients parse:
@@ -36,6 +36,7 @@ import {
   type ValueRouteId,
 } from "./metadata-routes.ts";
 import type { BrokerMetrics } from "./metrics.ts";
+import { hostAllowList } from "./request-host.ts";
 import type { AccessToken, TokenSource } from "./tokens.ts";
 
 /** What the metadata server says about the workload's identity; built from the config. */
@@ -52,8 +53,17 @@ export interface MetadataIdentity {
   readonly universeDomain: string;
 }
 
+/** The `Host` values answered besides loopback, `localhost` and GCE's metadata names. */
+export interface MetadataHosts {
+  /** The address the listener is bound to (`BROKER_HOST`). */
+  readonly listenHost: string;
+  /** Further names or addresses the workload reaches the broker by (`BROKER_ALLOWED_HOSTS`). */
+  readonly extraHosts: readonly string[];
+}
+
 export interface MetadataDeps {
   readonly tokens: TokenSource;
+  readonly hosts: MetadataHosts;
   readonly identity: MetadataIdentity;
   readonly metrics: BrokerMetrics;
   readonly logger: Logger;
@@ -122,6 +132,7 @@ const routeMemoSize = 64;
 
 export function createMetadataApp(deps: MetadataDeps): RequestListener {
   const { tokens, identity, metrics, logger, clock } = deps;
+  const hostAllowed = hostAllowList(deps.hosts.listenHost, deps.hosts.extraHosts);
   const accounts = ["default", identity.accountEmail];
   const paramValues = (name: string): readonly string[] => (name === "account" ? accounts : []);
   // The token route is the hot path: its lookup and its JSON body are kept, not rebuilt per request.
@@ -158,7 +169,7 @@ export function createMetadataApp(deps: MetadataDeps): RequestListener {
     found: RouteLookup,
     reply: Reply,
   ): Promise<void> | void {
-    const refusal = refuse(req, path);
+    const refusal = refuse(req, path, hostAllowed);
     if (refusal !== undefined) return replyError(reply, refusal);
     if (found === "malformed") {
       return replyError(
@@ -286,6 +297,11 @@ export function createMetadataApp(deps: MetadataDeps): RequestListener {
   }
 }
 
+const hostNotAllowed = new BrokerError(
+  "HOST_NOT_ALLOWED",
+  "The Host header does not name this metadata server: use 127.0.0.1, localhost or metadata.google.internal (or add the name to BROKER_ALLOWED_HOSTS)",
+);
+
 const unexpectedFailureMessage = "The broker could not answer this request; the reason is in its log";
 
 function lookUp(path: string): RouteLookup {
@@ -296,15 +312,32 @@ function lookUp(path: string): RouteLookup {
   }
 }
 
-/** The checks every request passes before routing, in GCE's order. */
-function refuse(req: IncomingMessage, path: string): BrokerError | undefined {
+/**
+ * The checks every request passes before routing, in GCE's order, the `Host` check after the
+ * proxy check. Both read the raw header list, every occurrence of a name: `req.headers` keeps only
+ * the first `Host`. (The listener keeps every header: see `maxHeadersCount` in http-listener.ts.)
+ */
+function refuse(
+  req: IncomingMessage,
+  path: string,
+  hostAllowed: (hosts: readonly string[]) => boolean,
+): BrokerError | undefined {
+  const raw = req.rawHeaders;
+  const hosts: string[] = [];
+  let forwarded = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] ?? "").toLowerCase();
+    if (name === "host") hosts.push(raw[i + 1] ?? "");
+    else if (name === "x-forwarded-for" || name === "forwarded") forwarded = true;
+  }
   // A proxy in front of the broker could let a remote caller reach it (SSRF): refuse outright.
-  if (req.headers["x-forwarded-for"] !== undefined || req.headers.forwarded !== undefined) {
+  if (forwarded) {
     return new BrokerError(
       "FORWARDED_REQUEST",
       "Forwarded requests are refused: call the metadata server directly",
     );
   }
+  if (!hostAllowed(hosts)) return hostNotAllowed;
   if (req.method !== "GET") {
     return new BrokerError("METHOD_NOT_ALLOWED", "Only GET is supported by the metadata server");
   }
@@ -324,7 +357,7 @@ function replier(res: ServerResponse, metrics: BrokerMetrics, routeId: string): 
     };
     res.writeHead(status, extraHeaders === undefined ? headers : { ...headers, ...extraHeaders });
     res.end(body);
-    metrics.requests.inc({ route: routeId, status: String(status) });
+    metrics.metadataRequest(routeId, status);
   };
 }
 

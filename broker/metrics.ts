@@ -1,96 +1,141 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { EmfAggregate } from "./emf-aggregate.ts";
+import { PrometheusMetrics } from "./prometheus-metrics.ts";
 
 /** The upstream steps of one token chain, in order. */
 export type UpstreamStep = "aws_sts" | "google_sts" | "impersonation";
 export type UpstreamOutcome = "success" | "error" | "timeout";
 export type TokenKind = "access" | "id";
+/** How the cache answered: hit (fresh), refresh (served, refresh started), miss (waited), stale (served during an upstream failure). */
 export type CacheResult = "hit" | "miss" | "refresh" | "stale";
 
+/** What the broker's state gauges read when they are exported (a scrape, an EMF flush). */
+export interface BrokerState {
+  now(): number;
+  defaultTokenExpiresAtMs(): number | undefined;
+  anyRefreshFailing(): boolean;
+}
+
 /**
- * Every metric the broker exports, under one prefix. Labels are closed sets (route ids from the
- * route table, status codes, steps, outcomes): never an audience, an account or a token, so a
- * caller cannot grow the series count and nothing secret reaches a scrape.
+ * Where EMF documents go. The aggregate is a file of its own in the Lambda layer (`emf.cjs`),
+ * read on the first event or flush, so the extension registers without it: `load` brings it,
+ * `write` takes each document as one JSON line, `failed` reports a load that failed (EMF is then
+ * off for the life of the process) or a window that could not be written. Nothing else is
+ * affected: a flush never rejects, so the Lambda extension's event loop never stops over metrics.
+ */
+export interface EmfOutput {
+  load(): Promise<EmfAggregate>;
+  write(line: string): void;
+  failed(error: unknown): void;
+}
+
+export interface BrokerMetricsOptions extends BrokerState {
+  /** Export to Prometheus (the ops listener's `/metrics`); default true. */
+  readonly prometheus?: boolean;
+  readonly emf?: EmfOutput;
+}
+
+/** Events for the EMF aggregate that arrive while it loads, replayed in order once it is there. */
+class EmfChannel {
+  readonly #output: EmfOutput;
+  readonly #state: BrokerState;
+  #aggregate: EmfAggregate | undefined;
+  #loading: Promise<EmfAggregate | undefined> | undefined;
+  /** Undefined once the load has failed: events are then dropped. */
+  #pending: ((aggregate: EmfAggregate) => void)[] | undefined = [];
+
+  constructor(output: EmfOutput, state: BrokerState) {
+    this.#output = output;
+    this.#state = state;
+  }
+
+  record(event: (aggregate: EmfAggregate) => void): void {
+    if (this.#aggregate !== undefined) {
+      event(this.#aggregate);
+      return;
+    }
+    if (this.#pending === undefined) return;
+    this.#pending.push(event);
+    void this.#load();
+  }
+
+  async flush(): Promise<void> {
+    const aggregate = await this.#load();
+    if (aggregate === undefined) return;
+    try {
+      const documents = aggregate.drain({
+        nowMs: this.#state.now(),
+        degraded: this.#state.anyRefreshFailing(),
+      });
+      for (const document of documents) this.#output.write(JSON.stringify(document));
+    } catch (error) {
+      this.#output.failed(error);
+    }
+  }
+
+  #load(): Promise<EmfAggregate | undefined> {
+    this.#loading ??= this.#output.load().then(
+      (aggregate) => {
+        for (const event of this.#pending ?? []) event(aggregate);
+        this.#pending = [];
+        this.#aggregate = aggregate;
+        return aggregate;
+      },
+      (error: unknown) => {
+        this.#pending = undefined;
+        this.#output.failed(error);
+        return undefined;
+      },
+    );
+    return this.#loading;
+  }
+}
+
+/**
+ * The one place where the broker records what happens to it: the token cache, the upstream calls
+ * and the metadata listener report here, once, and each enabled sink (Prometheus, CloudWatch EMF)
+ * gets the event in its own terms. The Prometheus sink is read by scrapes; the EMF aggregate
+ * collects a window and writes it when `flush` is called (by the Lambda extension at each event,
+ * by the sidecar on a timer).
  */
 export class BrokerMetrics {
-  readonly registry = new Registry();
+  readonly prometheus: PrometheusMetrics | undefined;
+  readonly #emf: EmfChannel | undefined;
 
-  readonly requests = new Counter({
-    name: "token_broker_metadata_requests_total",
-    help: "Metadata requests by route id and HTTP status.",
-    labelNames: ["route", "status"] as const,
-    registers: [this.registry],
-  });
+  constructor(options: BrokerMetricsOptions) {
+    this.prometheus = options.prometheus === false ? undefined : new PrometheusMetrics(options);
+    this.#emf = options.emf === undefined ? undefined : new EmfChannel(options.emf, options);
+  }
 
-  readonly cacheLookups = new Counter({
-    name: "token_broker_cache_lookups_total",
-    help: "Token cache lookups: hit (fresh), refresh (served, refresh started), miss (waited), stale (served during an upstream failure).",
-    labelNames: ["kind", "result"] as const,
-    registers: [this.registry],
-  });
+  metadataRequest(route: string, status: number): void {
+    this.prometheus?.requests.inc({ route, status: String(status) });
+  }
 
-  readonly upstreamCalls = new Counter({
-    name: "token_broker_upstream_calls_total",
-    help: "Upstream calls by step and outcome.",
-    labelNames: ["step", "outcome"] as const,
-    registers: [this.registry],
-  });
+  /**
+   * A token request answered with a token that the broker obtained `ageMs` ago; `waited`: after
+   * waiting for upstream (a miss, or a refresh that failed while the caller waited).
+   */
+  tokenServed(kind: TokenKind, result: CacheResult, ageMs: number, waited = result === "miss"): void {
+    this.prometheus?.tokenLookup(kind, result);
+    this.#emf?.record((aggregate) => aggregate.tokenServed(waited, ageMs));
+  }
 
-  readonly upstreamLatency = new Histogram({
-    name: "token_broker_upstream_duration_seconds",
-    help: "Upstream call latency by step and outcome.",
-    labelNames: ["step", "outcome"] as const,
-    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [this.registry],
-  });
-
-  readonly refreshFailures = new Counter({
-    name: "token_broker_refresh_failures_total",
-    help: "Token refreshes that failed, by kind of token.",
-    labelNames: ["kind"] as const,
-    registers: [this.registry],
-  });
-
-  readonly degraded: Gauge;
-  readonly tokenExpiry: Gauge;
-
-  /** The two cache gauges read the cache at scrape time, so they need no timer or state of their own. */
-  constructor(options: {
-    now: () => number;
-    defaultTokenExpiresAtMs: () => number | undefined;
-    anyRefreshFailing: () => boolean;
-  }) {
-    collectDefaultMetrics({ register: this.registry });
-    // prom-client names three gauges `*_total`, which Prometheus reserves for counters
-    // (promtool rejects them); the per-type `nodejs_active_*` gauges carry the same numbers.
-    for (const name of [
-      "nodejs_active_handles_total",
-      "nodejs_active_requests_total",
-      "nodejs_active_resources_total",
-    ]) {
-      this.registry.removeSingleMetric(name);
-    }
-    this.degraded = new Gauge({
-      name: "token_broker_degraded",
-      help: "1 while the last refresh of any cached token failed (cached tokens still served or none available), else 0.",
-      registers: [this.registry],
-      collect() {
-        this.set(options.anyRefreshFailing() ? 1 : 0);
-      },
-    });
-    this.tokenExpiry = new Gauge({
-      name: "token_broker_token_expiry_seconds",
-      help: "Seconds until the cached default-scope access token expires (absent while none is cached).",
-      registers: [this.registry],
-      collect() {
-        const expiresAtMs = options.defaultTokenExpiresAtMs();
-        this.reset();
-        if (expiresAtMs !== undefined) this.set(Math.max(0, (expiresAtMs - options.now()) / 1000));
-      },
-    });
+  /** A token request answered with an error (it missed: nothing valid was cached). */
+  tokenFailed(kind: TokenKind): void {
+    this.prometheus?.tokenLookup(kind, "miss");
+    this.#emf?.record((aggregate) => aggregate.tokenFailed());
   }
 
   observeUpstream(step: UpstreamStep, outcome: UpstreamOutcome, seconds: number): void {
-    this.upstreamCalls.inc({ step, outcome });
-    this.upstreamLatency.observe({ step, outcome }, seconds);
+    this.prometheus?.upstreamCall(step, outcome, seconds);
+    this.#emf?.record((aggregate) => aggregate.upstreamCall(step, outcome, seconds * 1000));
+  }
+
+  refreshFailed(kind: TokenKind): void {
+    this.prometheus?.refreshFailures.inc({ kind });
+  }
+
+  /** Writes the EMF documents of the window that ends now and starts the next; without EMF, nothing. */
+  flush(): Promise<void> {
+    return this.#emf?.flush() ?? Promise.resolve();
   }
 }

@@ -25,6 +25,8 @@ export interface OpsDeps {
 export const readinessDeadlineMs = 2_000;
 
 const textType = "text/plain; charset=utf-8";
+export const prometheusOffMessage =
+  "Prometheus metrics are off: BROKER_METRICS is emf (the default in Lambda) or off; set BROKER_METRICS=prometheus or both to serve them here";
 const opsHeaders = { "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store" } as const;
 
 export function createOpsApp(deps: OpsDeps): express.Express {
@@ -39,7 +41,11 @@ export function createOpsApp(deps: OpsDeps): express.Express {
   });
 
   app.get("/metrics", async (_req: Request, res: Response) => {
-    reply(res, 200, await metrics.registry.metrics(), { "Content-Type": metrics.registry.contentType });
+    const { prometheus } = metrics;
+    // Not served rather than empty: a scraper then marks the target down with this reason,
+    // instead of recording a broker that has no series.
+    if (prometheus === undefined) return reply(res, 404, prometheusOffMessage);
+    reply(res, 200, await prometheus.registry.metrics(), { "Content-Type": prometheus.registry.contentType });
   });
 
   /** Liveness: the process answers. Token trouble must not get a healthy broker restarted. */

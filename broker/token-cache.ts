@@ -1,8 +1,9 @@
 import { LRUCache } from "lru-cache";
+import { ChainGate } from "./chain-gate.ts";
 import type { Clock, Random } from "./clock.ts";
 import { BrokerError, isBrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
-import type { BrokerMetrics, TokenKind } from "./metrics.ts";
+import type { BrokerMetrics, CacheResult, TokenKind } from "./metrics.ts";
 import { SingleFlight } from "./singleflight.ts";
 import type { AccessToken, IdToken, IdTokenRequest, Readiness, TokenSource } from "./tokens.ts";
 
@@ -29,6 +30,13 @@ import type { AccessToken, IdToken, IdTokenRequest, Readiness, TokenSource } fro
  * retries inside `chainDeadlineMs`. After a failed chain the key backs off (exponential from
  * `backoffBaseMs` to `backoffMaxMs`, each wait drawn from its upper half): no new chain starts before then, requests get
  * the still-valid token or, with nothing valid, the remembered error at once (a fast 503).
+ *
+ * Bounds, since callers choose scope sets and audiences: at most `maxChains` chains run at once
+ * and `maxWaitingKeys` more keys wait for a slot (beyond that: BROKER_BUSY at once, see
+ * chain-gate.ts); at most `maxEntries` tokens are kept, least recently used out first, except the
+ * default-scope token, which is kept apart and never pushed out. A failure counts as degraded
+ * (gauge, `/readyz`) for the default token, and for any other only while someone asked for it
+ * within `servedWindowMs`: a key nobody uses any more does not keep the broker degraded.
  */
 export interface RefreshPolicy {
   readonly mandatoryMs: number;
@@ -41,6 +49,9 @@ export interface RefreshPolicy {
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
   readonly maxEntries: number;
+  readonly maxChains: number;
+  readonly maxWaitingKeys: number;
+  readonly servedWindowMs: number;
 }
 
 export const defaultRefreshPolicy: RefreshPolicy = Object.freeze({
@@ -56,6 +67,10 @@ export const defaultRefreshPolicy: RefreshPolicy = Object.freeze({
   backoffMaxMs: 30_000,
   // Audiences of ID tokens are chosen by callers; the bound keeps memory flat whatever they ask.
   maxEntries: 256,
+  // A chain is two or three upstream calls; four at once serve a cold start of several scope sets.
+  maxChains: 4,
+  maxWaitingKeys: 32,
+  servedWindowMs: 5 * 60_000,
 });
 
 /** Where tokens come from. `signal` aborts the whole chain (all steps, all retries). */
@@ -74,9 +89,13 @@ interface Failure {
 
 interface Entry {
   token?: Token;
+  /** When `token` was stored: the age of a served token is counted from here. */
+  storedAtMs: number;
   refreshAtMs: number;
   mandatoryAtMs: number;
   failure?: Failure;
+  /** When a caller last asked for this key (prewarm does not count). */
+  askedAtMs: number;
 }
 
 export interface TokenCacheDeps {
@@ -116,8 +135,11 @@ function asBrokerError(error: unknown): BrokerError {
 export class TokenCache implements TokenSource {
   readonly #deps: TokenCacheDeps;
   readonly #policy: RefreshPolicy;
+  /** Every key but the default one, which lives in `#defaultEntry` so that no other key evicts it. */
   readonly #entries: LRUCache<string, Entry>;
+  #defaultEntry: Entry | undefined;
   readonly #flights = new SingleFlight<Token>();
+  readonly #gate: ChainGate;
   readonly #defaultKey: string;
 
   constructor(deps: TokenCacheDeps) {
@@ -125,6 +147,29 @@ export class TokenCache implements TokenSource {
     this.#policy = deps.policy ?? defaultRefreshPolicy;
     this.#defaultKey = scopeKey(deps.defaultScopes);
     this.#entries = new LRUCache<string, Entry>({ max: this.#policy.maxEntries });
+    this.#gate = new ChainGate({
+      maxRunning: this.#policy.maxChains,
+      maxWaiting: this.#policy.maxWaitingKeys,
+    });
+  }
+
+  /** The entry for `key`; `touch` marks it recently used in the LRU. */
+  #entry(key: string, touch: boolean): Entry | undefined {
+    if (key === this.#defaultKey) return this.#defaultEntry;
+    return touch ? this.#entries.get(key) : this.#entries.peek(key);
+  }
+
+  #setEntry(key: string, entry: Entry): void {
+    if (key === this.#defaultKey) this.#defaultEntry = entry;
+    else this.#entries.set(key, entry);
+  }
+
+  /** Entries whose failure is the broker's concern now: the default one, and those asked for lately. */
+  *#servedEntries(now: number): Generator<Entry> {
+    if (this.#defaultEntry !== undefined) yield this.#defaultEntry;
+    for (const entry of this.#entries.values()) {
+      if (now - entry.askedAtMs < this.#policy.servedWindowMs) yield entry;
+    }
   }
 
   accessToken(scopes?: readonly string[]): Promise<AccessToken> {
@@ -135,9 +180,11 @@ export class TokenCache implements TokenSource {
   }
 
   freshAccessToken(scopes?: readonly string[]): AccessToken | undefined {
-    const entry = this.#entries.get(this.#accessKey(scopes));
-    if (entry === undefined || !isFresh(entry, this.#deps.clock.now())) return undefined;
-    this.#deps.metrics.cacheLookups.inc({ kind: "access", result: "hit" });
+    const entry = this.#entry(this.#accessKey(scopes), true);
+    const now = this.#deps.clock.now();
+    if (entry === undefined || !isFresh(entry, now)) return undefined;
+    entry.askedAtMs = now;
+    this.#deps.metrics.tokenServed("access", "hit", now - entry.storedAtMs);
     return entry.token;
   }
 
@@ -151,13 +198,17 @@ export class TokenCache implements TokenSource {
 
   /** Expiry of the cached default-scope token, for the expiry gauge. */
   defaultTokenExpiresAtMs(): number | undefined {
-    return this.#entries.peek(this.#defaultKey)?.token?.expiresAtMs;
+    return this.#defaultEntry?.token?.expiresAtMs;
   }
 
-  /** Whether the last refresh of any cached token failed, for the degraded gauge. */
+  /** Whether the last refresh of a token being served failed (see the policy), for the degraded gauge. */
   anyRefreshFailing(): boolean {
-    for (const entry of this.#entries.values()) if (entry.failure !== undefined) return true;
-    return false;
+    return this.#servedFailure(this.#deps.clock.now()) !== undefined;
+  }
+
+  #servedFailure(now: number): Failure | undefined {
+    for (const entry of this.#servedEntries(now)) if (entry.failure !== undefined) return entry.failure;
+    return undefined;
   }
 
   /**
@@ -166,7 +217,7 @@ export class TokenCache implements TokenSource {
    * asked, so the cache metrics do not count it.
    */
   prewarm(): void {
-    const entry = this.#entries.peek(this.#defaultKey);
+    const entry = this.#defaultEntry;
     const now = this.#deps.clock.now();
     if (entry !== undefined && (isFresh(entry, now) || (entry.failure?.retryAtMs ?? 0) > now)) return;
     const scopes = this.#deps.defaultScopes;
@@ -176,13 +227,14 @@ export class TokenCache implements TokenSource {
   }
 
   readiness(): Readiness {
-    const entry = this.#entries.peek(this.#defaultKey);
+    const entry = this.#defaultEntry;
     const now = this.#deps.clock.now();
     const valid = entry?.token !== undefined && now < entry.token.expiresAtMs;
     if (valid) {
-      return entry.failure === undefined
+      const failure = this.#servedFailure(now);
+      return failure === undefined
         ? { ready: true, degraded: false }
-        : { ready: true, degraded: true, reason: entry.failure.error.message };
+        : { ready: true, degraded: true, reason: failure.error.message };
     }
     return { ready: false, reason: entry?.failure?.error.message ?? "no token has been fetched yet" };
   }
@@ -193,39 +245,54 @@ export class TokenCache implements TokenSource {
     fetch: (signal: AbortSignal) => Promise<T>,
   ): Promise<T> {
     const now = this.#deps.clock.now();
-    const entry = this.#entries.get(key);
+    const entry = this.#entry(key, true);
+    if (entry !== undefined) entry.askedAtMs = now;
     const token = entry?.token as T | undefined;
     const backingOff = entry?.failure !== undefined && now < entry.failure.retryAtMs;
-    const count = (result: "hit" | "refresh" | "miss" | "stale") =>
-      this.#deps.metrics.cacheLookups.inc({ kind, result });
+    const { metrics } = this.#deps;
+    const served = (result: CacheResult, storedAtMs: number, waited?: boolean) =>
+      metrics.tokenServed(kind, result, this.#deps.clock.now() - storedAtMs, waited);
 
     if (entry !== undefined && token !== undefined && now < token.expiresAtMs) {
+      const storedAtMs = entry.storedAtMs;
       if (isFresh(entry, now)) {
-        count("hit");
+        served("hit", storedAtMs);
         return token;
       }
       if (now < entry.mandatoryAtMs || entry.failure !== undefined) {
         // Advisory window, or upstream already known to be failing: never make the caller wait.
         if (!backingOff) this.#refresh(key, kind, fetch).catch(() => undefined);
-        count(entry.failure === undefined ? "refresh" : "stale");
+        served(entry.failure === undefined ? "refresh" : "stale", storedAtMs);
         return token;
       }
       try {
         const refreshed = await this.#wait(this.#refresh(key, kind, fetch));
-        count("miss");
+        served("miss", this.#storedAt(key, refreshed));
         return refreshed;
       } catch {
-        count("stale");
+        served("stale", storedAtMs, true);
         return token;
       }
     }
 
     if (backingOff && entry?.failure !== undefined) {
-      count("miss");
+      metrics.tokenFailed(kind);
       throw entry.failure.error;
     }
-    count("miss");
-    return this.#wait(this.#refresh(key, kind, fetch));
+    try {
+      const fetched = await this.#wait(this.#refresh(key, kind, fetch));
+      served("miss", this.#storedAt(key, fetched));
+      return fetched;
+    } catch (error) {
+      metrics.tokenFailed(kind);
+      throw error;
+    }
+  }
+
+  /** When `token` was stored under `key`; now, if it has already been replaced or evicted. */
+  #storedAt(key: string, token: Token): number {
+    const entry = this.#entries.peek(key);
+    return entry?.token === token ? entry.storedAtMs : this.#deps.clock.now();
   }
 
   /** Bounds the caller's wait; the shared chain itself goes on (its result serves later callers). */
@@ -250,7 +317,9 @@ export class TokenCache implements TokenSource {
     kind: TokenKind,
     fetch: (signal: AbortSignal) => Promise<T>,
   ): Promise<T> {
-    return this.#flights.run(key, () => this.#chain(key, kind, fetch)) as Promise<T>;
+    return this.#flights.run(key, () =>
+      this.#gate.run(key === this.#defaultKey, () => this.#chain(key, kind, fetch)),
+    ) as Promise<T>;
   }
 
   async #chain<T extends Token>(
@@ -305,26 +374,33 @@ export class TokenCache implements TokenSource {
         "upstream issued a token that lives under 6 minutes; clients will refresh it often",
       );
     }
-    const previous = this.#entries.peek(key);
+    const previous = this.#entry(key, false);
     if (previous?.failure !== undefined)
       logger.info({ failures: previous.failure.count }, "token chain recovered");
-    this.#entries.set(key, {
+    this.#setEntry(key, {
       token,
+      storedAtMs: now,
       refreshAtMs: token.expiresAtMs - advisory,
       mandatoryAtMs: token.expiresAtMs - mandatory,
+      askedAtMs: previous?.askedAtMs ?? now,
     });
   }
 
   #recordFailure(key: string, kind: TokenKind, error: BrokerError): void {
     const { clock, random, logger, metrics } = this.#deps;
     const policy = this.#policy;
-    const entry: Entry = this.#entries.get(key) ?? { refreshAtMs: 0, mandatoryAtMs: 0 };
+    const entry: Entry = this.#entry(key, true) ?? {
+      storedAtMs: 0,
+      refreshAtMs: 0,
+      mandatoryAtMs: 0,
+      askedAtMs: clock.now(),
+    };
     const count = (entry.failure?.count ?? 0) + 1;
     const backoff =
       Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (count - 1)) * (0.5 + random() / 2);
     entry.failure = { error, count, retryAtMs: clock.now() + backoff };
-    this.#entries.set(key, entry);
-    metrics.refreshFailures.inc({ kind });
+    this.#setEntry(key, entry);
+    metrics.refreshFailed(kind);
     logger.warn(
       {
         code: error.code,

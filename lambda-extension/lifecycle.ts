@@ -77,7 +77,10 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
 
   let broker: BrokerHandle;
   try {
-    broker = await start(config, { logger });
+    broker = await start(config, {
+      logger,
+      lambda: { functionName: options.env.AWS_LAMBDA_FUNCTION_NAME ?? "" },
+    });
   } catch (error) {
     const message = isBrokerError(error) ? error.message : "the token broker could not start";
     return failInit(logger, extensionErrorTypes.startFailed, message);
@@ -99,6 +102,8 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
   try {
     for (;;) {
       const event = await api.next();
+      // An EMF window is the time between two events: write the one that just ended.
+      await broker.metrics.flush();
       if (event.eventType === "SHUTDOWN") {
         const left = event.deadlineMs - systemClock.now();
         logger.info({ reason: event.shutdownReason, deadlineInMs: left }, "shutting down");

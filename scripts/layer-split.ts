@@ -9,6 +9,7 @@ import { type BuildOptions, build } from "esbuild";
  *
  *   chain.cjs   broker/token-chain.ts: the AWS SDK, google-auth-library and the code around them
  *   ops.cjs     broker/ops-server.ts: express and the ops routes
+ *   emf.cjs     broker/emf-aggregate.ts: the CloudWatch EMF window, read on the first event
  *   doctor.cjs  broker/doctor/verdict.ts: the doctor's verdict, run only if the first chain fails
  *
  * A project module the extension holds anyway (`broker/errors.ts`: `instanceof BrokerError` must
@@ -27,6 +28,7 @@ export interface LazyPart {
 export const lazyParts: readonly LazyPart[] = [
   { module: "broker/token-chain.ts", file: "chain.cjs" },
   { module: "broker/ops-server.ts", file: "ops.cjs" },
+  { module: "broker/emf-aggregate.ts", file: "emf.cjs" },
   { module: "broker/doctor/verdict.ts", file: "doctor.cjs" },
 ];
 

@@ -30,7 +30,8 @@ import { buildSplit, lazyParts } from "./layer-split.ts";
  *                                     the first token request (scripts/layer-split.ts)
  *   token-broker/ops.cjs              the ops routes and express, run on the first ops request
  *   token-broker/doctor.cjs           the doctor's verdict, run only when the first chain fails
- *   token-broker/{extension,chain}.cjs.v8cache  standalone flavour, for the build machine's
+ *   token-broker/emf.cjs              the CloudWatch EMF aggregate, run on the first event
+ *   token-broker/{extension,chain,emf}.cjs.v8cache  standalone flavour, for the build machine's
  *                                     architecture only (its Node must run to make them): V8
  *                                     code caches; none for ops.cjs, which start-up never runs
  *   token-broker/node                 standalone flavour only: Node 24 for the layer's architecture

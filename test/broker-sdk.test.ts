@@ -5,12 +5,13 @@ import { federatedWriter, serviceAccount } from "./cloud/google-clients.ts";
 import type { GooglePrincipal } from "./cloud/ledger.ts";
 import { type BrokerProcess, startBrokerProcess } from "./support/broker-process.ts";
 import { runChild, runNodeScript } from "./support/child.ts";
+import { goMetadataClient } from "./support/go-metadata.ts";
 import { pythonGoogleAuths } from "./support/python-google-auth.ts";
 import { secretScan } from "./support/secret-scan.ts";
 import { workloadEnv } from "./support/workload-env.ts";
 
 /*
- * Unmodified Google SDKs (Node, Python, the gcloud CLI) against the real `token-broker` process,
+ * Unmodified Google SDKs (Node, Python, Go, the gcloud CLI) against the real `token-broker` process,
  * backed by the hermetic cloud. The SDKs are configured only through the metadata variables; the
  * tests check that what reached Google's APIs is exactly what the broker served.
  */
@@ -168,6 +169,34 @@ describe.each([
       }
     });
   }
+
+  // Go sends GCE_METADATA_HOST as the Host header, as every SDK does: both forms must pass the
+  // broker's Host allow-list.
+  it.for(["127.0.0.1", "localhost"])(
+    "the Go SDK's metadata client (GCE_METADATA_HOST=%s:port): detection, project, account, token",
+    async (name, context) => {
+      const go = goMetadataClient();
+      if ("unavailable" in go)
+        context.skip(
+          `${go.unavailable}; .ci/run installs golang-go and golang-google-cloud-compute-metadata-dev`,
+        );
+      const host = `${name}:${new URL(broker.metadataUrl).port}`;
+      const result = await runChild(
+        (go as { binary: string }).binary,
+        [],
+        workloadEnv(host, { PATH: "/usr/bin:/bin" }),
+      );
+      expect(result.code, result.stderr).toBe(0);
+      expect(JSON.parse(result.stdout)).toEqual({
+        onGCE: true,
+        project: "demo-project",
+        email: accountEmail,
+        token: await served(),
+        tokenType: "Bearer",
+        expiresIn: expect.any(Number),
+      });
+    },
+  );
 
   it("the gcloud CLI lists the account and prints the broker's token", async (context) => {
     const { existsSync } = await import("node:fs");

@@ -42,7 +42,37 @@ describe("token-broker command line", () => {
     [
       "missing AWS_REGION",
       { BROKER_AUDIENCE: audience },
-      `AWS_REGION is required: GetWebIdentityToken is served by regional STS endpoints only${example("AWS_REGION", "eu-west-1")}`,
+      `AWS_REGION (or AWS_DEFAULT_REGION) is required: GetWebIdentityToken is served by regional STS endpoints only${example("AWS_REGION", "eu-west-1")}`,
+    ],
+    [
+      "malformed AWS_DEFAULT_REGION with AWS_REGION unset",
+      { BROKER_AUDIENCE: audience, AWS_DEFAULT_REGION: "Europe" },
+      `AWS_DEFAULT_REGION is not an AWS region, got "Europe"${example("AWS_DEFAULT_REGION", "eu-west-1")}`,
+    ],
+    [
+      "a wildcard BROKER_HOST without BROKER_ALLOW_REMOTE",
+      { ...good, BROKER_HOST: "0.0.0.0" },
+      `BROKER_HOST is "0.0.0.0", not a loopback address: anything that reaches it could read this workload's tokens; keep loopback, or set BROKER_ALLOW_REMOTE=true if that is intended${example("BROKER_HOST", "127.0.0.1")}`,
+    ],
+    [
+      "a network BROKER_HOST with BROKER_ALLOW_REMOTE=false",
+      { ...good, BROKER_HOST: "10.0.1.5", BROKER_ALLOW_REMOTE: "false" },
+      `BROKER_HOST is "10.0.1.5", not a loopback address: anything that reaches it could read this workload's tokens; keep loopback, or set BROKER_ALLOW_REMOTE=true if that is intended${example("BROKER_HOST", "127.0.0.1")}`,
+    ],
+    [
+      "malformed BROKER_ALLOW_REMOTE",
+      { ...good, BROKER_ALLOW_REMOTE: "yes" },
+      `BROKER_ALLOW_REMOTE must be true or false, got "yes"${example("BROKER_ALLOW_REMOTE", "true")}`,
+    ],
+    [
+      "malformed BROKER_ALLOWED_HOSTS",
+      { ...good, BROKER_ALLOWED_HOSTS: "token-broker,a b" },
+      `BROKER_ALLOWED_HOSTS must be comma-separated host names or addresses, got "a b"${example("BROKER_ALLOWED_HOSTS", "token-broker,[fd00::5]")}`,
+    ],
+    [
+      "out-of-range BROKER_MAX_CONNECTIONS",
+      { ...good, BROKER_MAX_CONNECTIONS: "2" },
+      `BROKER_MAX_CONNECTIONS must be an integer from 16 to 65535, got "2"${example("BROKER_MAX_CONNECTIONS", "256")}`,
     ],
     [
       "malformed AWS_REGION",

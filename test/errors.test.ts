@@ -4,6 +4,12 @@ import { BrokerError, errorCatalogue } from "../broker/errors.ts";
 
 const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
 
+/** Codes that never reach a client as an HTTP status: what the README's status column says instead. */
+const notAnHttpAnswer: Partial<Record<string, string>> = {
+  CONFIG_INVALID: "exit 2",
+  CONNECTION_LIMIT: "closed",
+};
+
 describe("the error catalogue", () => {
   it.each(Object.entries(errorCatalogue))("%s is documented in the README with its status", (code, entry) => {
     const cells = readme
@@ -12,7 +18,7 @@ describe("the error catalogue", () => {
       .find((row) => row[1] === `\`${code}\``);
     expect(cells, `README.md has no row for ${code}`).toBeDefined();
     const status = cells?.[2];
-    expect(status).toBe(code === "CONFIG_INVALID" ? "exit 2" : String(entry.status));
+    expect(status).toBe(notAnHttpAnswer[code] ?? String(entry.status));
   });
 
   it("gives each error the catalogue's status and retry class unless told otherwise", () => {

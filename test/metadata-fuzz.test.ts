@@ -12,8 +12,9 @@ import { secretScan } from "./support/secret-scan.ts";
  * sends reaches the broker unchanged. Seeded and bounded: the same requests on every run.
  *
  * Well-formed requests are checked against the contract (DESIGN.md, GCE metadata contract) in its
- * order: a proxied request is refused, then any method but GET, then a missing header; whatever
- * passes those is answered 200, 400 or 404. Upstream is healthy, so no 5xx, 503 included. Bytes
+ * order: a proxied request is refused, then a `Host` that does not name the server (DNS
+ * rebinding), then any method but GET, then a missing header; whatever passes those is answered
+ * 200, 400 or 404. Headers are sometimes padded with hundreds of others, which must hide nothing. Upstream is healthy, so no 5xx, 503 included. Bytes
  * Node's parser refuses and requests over the header limit must still get a 4xx that carries
  * `Metadata-Flavor`. Secrets appear only where they belong: a 200 of the token route holds a live
  * token, a 200 of the identity route is an ID token; every other body goes to the secret scan.
@@ -25,6 +26,8 @@ const sa = "/computeMetadata/v1/instance/service-accounts";
 const forwardedText = "Forwarded requests are refused: call the metadata server directly";
 const methodText = "Only GET is supported by the metadata server";
 const flavorText = 'Missing required header "Metadata-Flavor": "Google"';
+const hostText =
+  "The Host header does not name this metadata server: use 127.0.0.1, localhost or metadata.google.internal (or add the name to BROKER_ALLOWED_HOSTS)";
 /** Node's header limit on the metadata listener (request line included). */
 const headerLimitBytes = 16 * 1024;
 
@@ -152,8 +155,43 @@ const sometimes = <T>(arbitrary: fc.Arbitrary<T>) =>
 interface HeaderSet {
   readonly headers: readonly Header[];
   readonly forwarded: boolean;
+  readonly hostOk: boolean;
   readonly flavorOk: boolean;
 }
+
+const goodHosts = [
+  "127.0.0.1",
+  "127.0.0.1:8181",
+  "127.1.2.3:80",
+  "localhost",
+  "LocalHost:8181",
+  "metadata.google.internal",
+  "METADATA.GOOGLE.INTERNAL:80",
+  "metadata",
+  "[::1]:8181",
+  "[::ffff:127.0.0.1]",
+];
+const badHosts = [
+  "attacker.example",
+  "attacker.example:8181",
+  "127.0.0.1.attacker.example",
+  "localhost.attacker.example",
+  "10.0.0.1:8181",
+  "169.254.169.254",
+  "[fd00::1]",
+  "metadata.google.internal:8181@attacker.example",
+  "",
+];
+/** The Host lines of one request: one good one mostly, sometimes a bad one, none, or two. */
+const hostLines = fc.oneof(
+  { weight: 12, arbitrary: fc.constantFrom(...goodHosts).map((host) => [host]) },
+  { weight: 2, arbitrary: fc.constantFrom(...badHosts).map((host) => [host]) },
+  { weight: 1, arbitrary: fc.constant<string[]>([]) },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(fc.constantFrom(...goodHosts), fc.constantFrom(...goodHosts, ...badHosts)),
+  },
+);
 
 const headerSet: fc.Arbitrary<HeaderSet> = fc
   .record({
@@ -177,19 +215,27 @@ const headerSet: fc.Arbitrary<HeaderSet> = fc
       ),
       { maxLength: 5 },
     ),
-    big: sometimes(fc.integer({ min: 1_000, max: 6_000 })),
+    hosts: hostLines,
+    // One big header, or hundreds of small ones before the ones that matter.
+    bulk: sometimes(
+      fc.oneof(
+        fc.integer({ min: 1_000, max: 6_000 }).map((size) => ({ big: size, padding: 0 })),
+        fc.integer({ min: 70, max: 700 }).map((count) => ({ big: 0, padding: count })),
+      ),
+    ),
   })
-  .map(({ flavor, flavorName, xForwardedFor, forwarded, junk, big }) => {
-    const headers: Header[] = [
-      ...flavor.map((value): Header => [flavorName, value]),
-      ...junk.map(([name, value]): Header => [name, value]),
-    ];
+  .map(({ flavor, flavorName, xForwardedFor, forwarded, junk, hosts, bulk }) => {
+    const headers: Header[] = Array.from({ length: bulk?.padding ?? 0 }, (_, i): Header => [`p${i}`, ""]);
+    headers.push(...hosts.map((host): Header => ["Host", host]));
+    headers.push(...flavor.map((value): Header => [flavorName, value]));
+    headers.push(...junk.map(([name, value]): Header => [name, value]));
     if (xForwardedFor !== null) headers.push(["X-Forwarded-For", xForwardedFor]);
     if (forwarded !== null) headers.push(["Forwarded", forwarded]);
-    if (big !== null) headers.push(["X-Big", "b".repeat(big)]);
+    if (bulk !== null && bulk.big > 0) headers.push(["X-Big", "b".repeat(bulk.big)]);
     return {
       headers,
       forwarded: xForwardedFor !== null || forwarded !== null,
+      hostOk: hosts.length === 1 && goodHosts.includes(hosts[0] ?? ""),
       // Node strips the blanks around a value; two headers make one value "Google, Google".
       flavorOk: flavor.length === 1 && flavor[0]?.trim() === "Google",
     };
@@ -219,7 +265,6 @@ const wellFormed: fc.Arbitrary<WellFormed> = fc
 function serialize(request: WellFormed): string {
   const lines = [
     `${request.method} ${request.target} ${request.version}`,
-    "Host: 127.0.0.1",
     ...request.headers.headers.map(([name, value]) => `${name}: ${value}`),
     "Connection: close",
   ];
@@ -291,15 +336,17 @@ describe("fuzzing the metadata listener of the token-broker process", () => {
         expect(bytes.length).toBeLessThan(headerLimitBytes);
         const answer = await rawRequest(port, bytes);
         statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
-        const { forwarded, flavorOk } = request.headers;
+        const { forwarded, hostOk, flavorOk } = request.headers;
         const rawPath = request.target.split("?")[0];
         const refusal = forwarded
           ? { status: 403, body: forwardedText }
-          : request.method !== "GET"
-            ? { status: 405, body: methodText }
-            : rawPath !== "/" && !flavorOk
-              ? { status: 403, body: flavorText }
-              : undefined;
+          : !hostOk
+            ? { status: 403, body: hostText }
+            : request.method !== "GET"
+              ? { status: 405, body: methodText }
+              : rawPath !== "/" && !flavorOk
+                ? { status: 403, body: flavorText }
+                : undefined;
         if (refusal !== undefined) {
           // A HEAD answer has no body, whatever its status.
           const body = request.method === "HEAD" ? "" : refusal.body;
@@ -311,7 +358,7 @@ describe("fuzzing the metadata listener of the token-broker process", () => {
         if (expectTokenAnswer(answer, request)) secretsServed += 1;
         else expectSafe(answer, bytes);
       }),
-      { seed, numRuns: 1_500 },
+      { seed, numRuns: 2_000 },
     );
     expect(secretsServed).toBeGreaterThan(50);
     // The generator must reach every kind of answer, or the property proves less than it says.
@@ -387,7 +434,7 @@ describe("fuzzing the metadata listener of the token-broker process", () => {
 
   it("is still up and healthy after all of it, and logged no unexpected failure", async () => {
     expect(broker.child.exitCode).toBeNull();
-    const root = await rawRequest(port, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    const root = await rawRequest(port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     expect(root.status).toBe(200);
     const errors = broker
       .output()

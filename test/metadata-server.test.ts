@@ -6,6 +6,7 @@ import { listen, type RunningListener } from "../broker/http-listener.ts";
 import { createLogger } from "../broker/logger.ts";
 import {
   createMetadataApp,
+  type MetadataHosts,
   type MetadataIdentity,
   metadataResponseHeaders,
 } from "../broker/metadata-server.ts";
@@ -115,7 +116,12 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((listener) => listener.close(0)));
 });
 
-async function startMetadata(identity: MetadataIdentity = impersonating): Promise<Harness> {
+const loopbackHosts: MetadataHosts = { listenHost: "127.0.0.1", extraHosts: [] };
+
+async function startMetadata(
+  identity: MetadataIdentity = impersonating,
+  hosts: MetadataHosts = loopbackHosts,
+): Promise<Harness> {
   const clock = new FakeClock();
   const tokens = new RecordingTokenSource(clock);
   const metrics = new BrokerMetrics({
@@ -125,7 +131,7 @@ async function startMetadata(identity: MetadataIdentity = impersonating): Promis
   });
   const log = captureLog();
   const logger = createLogger("info", log.stream);
-  const app = createMetadataApp({ tokens, identity, metrics, logger, clock });
+  const app = createMetadataApp({ tokens, hosts, identity, metrics, logger, clock });
   const listener = await listen(app, "127.0.0.1", 0, "BROKER_PORT", {
     protocolErrorHeaders: metadataResponseHeaders,
   });
@@ -212,6 +218,104 @@ describe("GCE metadata contract", () => {
       );
     }
     expect(broker.tokens.calls).toBe(0);
+  });
+
+  it("a Host that does not name this server is 403 HOST_NOT_ALLOWED, with no token asked for (DNS rebinding)", async () => {
+    const broker = await startMetadata(impersonating, {
+      listenHost: "127.0.0.1",
+      extraHosts: ["token-broker"],
+    });
+    const refused =
+      "The Host header does not name this metadata server: use 127.0.0.1, localhost or metadata.google.internal (or add the name to BROKER_ALLOWED_HOSTS)";
+    const hostile = [
+      "attacker.example",
+      "attacker.example:8181",
+      "127.0.0.1.attacker.example",
+      "localhost.attacker.example:8181",
+      "metadata.google.internal.attacker.example",
+      "127.0.0.1@attacker.example",
+      "10.0.0.5:8181",
+      "169.254.169.254",
+      "[fd00::1]:8181",
+      "[::2]",
+      "::1",
+      "token-broker.attacker.example",
+      "127.0.0.1:8181/x",
+      "127.0.0.1:123456",
+    ];
+    for (const host of hostile) {
+      for (const path of ["/", `${sa}/default/token`, `${sa}/default/identity?audience=x`]) {
+        const answer = await broker.get(path, { headers: { ...H, Host: host } });
+        expectAnswer(answer, 403, errorText, refused);
+      }
+    }
+    expect(broker.tokens.calls).toBe(0);
+  });
+
+  it("loopback, localhost, GCE's names, the listen address and BROKER_ALLOWED_HOSTS are answered, port optional, any case", async () => {
+    const broker = await startMetadata(impersonating, { listenHost: "::1", extraHosts: ["token-broker"] });
+    const allowed = [
+      "127.0.0.1",
+      "127.0.0.1:8181",
+      "127.3.2.1:80",
+      "localhost",
+      "LOCALHOST:8181",
+      "localhost.",
+      "metadata.google.internal",
+      "Metadata.Google.Internal:80",
+      "metadata",
+      "[::1]",
+      "[::1]:8181",
+      "[0:0:0:0:0:0:0:1]:8181",
+      "[::ffff:127.0.0.1]:8181",
+      "token-broker:8181",
+      "TOKEN-BROKER",
+    ];
+    for (const host of allowed) {
+      const answer = await broker.get(`${sa}/default/email`, { headers: { ...H, Host: host } });
+      expect({ host, status: answer.status, body: answer.body }).toEqual({
+        host,
+        status: 200,
+        body: serviceAccount,
+      });
+    }
+  });
+
+  it("a missing or repeated Host is refused: a second Host cannot ride along behind a good one", async () => {
+    const broker = await startMetadata();
+    const port = broker.listener.port;
+    const ask = (headers: string) =>
+      rawExchange(port, `GET ${sa}/default/token HTTP/1.0\r\nMetadata-Flavor: Google\r\n${headers}\r\n`);
+    expect(await ask("")).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
+    // HTTP/1.1 without Host too, answered by the broker (with Metadata-Flavor), not by Node's parser.
+    const http11 = await rawExchange(
+      port,
+      `GET ${sa}/default/token HTTP/1.1\r\nMetadata-Flavor: Google\r\nConnection: close\r\n\r\n`,
+    );
+    expect(http11).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
+    expect(http11).toContain("\r\nMetadata-Flavor: Google\r\n");
+    expect(await ask("Host: 127.0.0.1\r\nHost: attacker.example\r\n")).toMatch(/^HTTP\/1\.1 403 /);
+    expect(await ask("Host: 127.0.0.1\r\n")).toMatch(/^HTTP\/1\.1 200 /);
+    expect(broker.tokens.calls).toBe(1);
+  });
+
+  it("headers padded past any count still reach the checks: X-Forwarded-For or a second Host behind 2,500 others is refused", async () => {
+    const broker = await startMetadata();
+    const padding = Array.from({ length: 2_500 }, (_, i) => `p${i}:`).join("\r\n");
+    const ask = (tail: string) =>
+      rawExchange(
+        broker.listener.port,
+        `GET ${sa}/default/token HTTP/1.1\r\nHost: 127.0.0.1\r\nMetadata-Flavor: Google\r\n${padding}\r\n${tail}Connection: close\r\n\r\n`,
+      );
+    const forwarded = await ask("X-Forwarded-For: 203.0.113.7\r\n");
+    expect(forwarded).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
+    expect(forwarded).toContain("Forwarded requests are refused");
+    const secondHost = await ask("Host: attacker.example\r\n");
+    expect(secondHost).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
+    expect(secondHost).toContain("The Host header does not name this metadata server");
+    // The padding alone is a well-formed request and is served.
+    expect(await ask("")).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(broker.tokens.calls).toBe(1);
   });
 
   it("token for default or the email → JSON with the access token and integer seconds left", async () => {
@@ -569,7 +673,7 @@ describe("GCE metadata contract", () => {
     );
     expect(badLine).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
     expect(badLine).toContain("\r\nMetadata-Flavor: Google\r\n");
-    const huge = `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`;
+    const huge = `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`;
     const overflow = await rawExchange(broker.listener.port, huge);
     expect(overflow).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
     expect(overflow).toContain("\r\nMetadata-Flavor: Google\r\n");
@@ -626,7 +730,7 @@ describe("GCE metadata contract", () => {
     await broker.get(`${sa}/default/token`);
     await broker.get(`${v1}/instance/attributes/x`, { headers: H });
     await broker.get("/");
-    const counted = (await broker.metrics.requests.get()).values.map(({ labels, value }) => ({
+    const counted = (await broker.metrics.prometheus?.requests.get())?.values.map(({ labels, value }) => ({
       ...labels,
       value,
     }));

@@ -86,7 +86,7 @@ function textAnswer(status: number, body: string): Record<string, unknown> {
 describe("/metrics", () => {
   it("exports the broker series (exact names and types) and Node's process metrics as Prometheus text", async () => {
     const ops = await startOps((now) => now + 600_000);
-    ops.metrics.requests.inc({ route: "service_account_token", status: "200" });
+    ops.metrics.metadataRequest("service_account_token", 200);
     const answer = await ops.get("/metrics");
     expect(answer.status).toBe(200);
     expect(answer.headers["content-type"]).toBe("text/plain; version=0.0.4; charset=utf-8");

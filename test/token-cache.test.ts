@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { BrokerError } from "../broker/errors.ts";
 import { createLogger } from "../broker/logger.ts";
@@ -34,8 +35,29 @@ class ScriptedUpstream implements TokenFetcher {
     return this.#issue(`id:${request.audience}`, signal);
   }
 
+  readonly #held: (() => void)[] = [];
+  #holding = false;
+
+  /** From now on each call waits until the returned function is called (once per waiting call, oldest first). */
+  holdCalls(): () => void {
+    this.#holding = true;
+    return () => this.#held.shift()?.();
+  }
+
+  /** Stops holding calls and releases every waiting one. */
+  releaseAll(): void {
+    this.#holding = false;
+    for (const release of this.#held.splice(0)) release();
+  }
+
+  /** Calls waiting to be released. */
+  get held(): number {
+    return this.#held.length;
+  }
+
   async #issue(what: string, signal: AbortSignal): Promise<AccessToken> {
     this.calls.push(what);
+    if (this.#holding) await new Promise<void>((release) => this.#held.push(release));
     if (this.hang) {
       return new Promise((_resolve, reject) => signal.addEventListener("abort", () => reject(signal.reason)));
     }
@@ -216,5 +238,132 @@ describe("token cache", () => {
     // Refreshes start 12.3 to 15 minutes before expiry: between 24h/47.7min and 24h/45min chains.
     expect(upstream.calls.length).toBeGreaterThanOrEqual(30);
     expect(upstream.calls.length).toBeLessThanOrEqual(33);
+  });
+});
+
+describe("token cache bounds", () => {
+  const defaultScope = "access:https://www.googleapis.com/auth/cloud-platform";
+
+  it("never evicts the default-scope token, however many other keys are asked for", async () => {
+    const { upstream, cache } = setup({ maxEntries: 4 });
+    const first = await cache.accessToken();
+    for (let i = 0; i < 20; i += 1) await cache.accessToken([`scope-${i}`]);
+    expect(await cache.accessToken()).toEqual(first);
+    expect(cache.freshAccessToken()).toEqual(first);
+    expect(upstream.calls.filter((call) => call === defaultScope)).toHaveLength(1);
+    // The other keys are bounded: the oldest was evicted and costs a new chain.
+    await cache.accessToken(["scope-0"]);
+    expect(upstream.calls.filter((call) => call === "access:scope-0")).toHaveLength(2);
+  });
+
+  it("runs at most maxChains chains, queues maxWaitingKeys more keys, and refuses the rest at once with BROKER_BUSY", async () => {
+    const { upstream, cache } = setup({ maxChains: 2, maxWaitingKeys: 2 });
+    const release = upstream.holdCalls();
+    const pending = ["a", "b", "c", "d"].map((scope) =>
+      cache.accessToken([scope]).catch((error: unknown) => error),
+    );
+    await settle();
+    expect(upstream.calls).toEqual(["access:a", "access:b"]);
+    const refused = await cache.accessToken(["e"]).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(BrokerError);
+    expect({ code: (refused as BrokerError).code, status: (refused as BrokerError).httpStatus }).toEqual({
+      code: "BROKER_BUSY",
+      status: 503,
+    });
+    expect((refused as BrokerError).message).toBe(
+      "too many different tokens asked for at once (2 chains running, 2 waiting); retry in a moment",
+    );
+    // Refused without a failure on record: no backoff, nothing degraded.
+    expect(cache.anyRefreshFailing()).toBe(false);
+    // The default token is never refused, and takes the first slot that frees up.
+    const defaultToken = cache.accessToken();
+    await settle();
+    release();
+    await settle();
+    expect(upstream.calls.slice(0, 3)).toEqual(["access:a", "access:b", defaultScope]);
+    release();
+    await settle();
+    release();
+    await settle();
+    expect((await defaultToken).token).toMatch(/^token-/);
+    for (let i = 0; i < 3; i += 1) {
+      upstream.releaseAll();
+      await settle();
+    }
+    expect(await Promise.all(pending)).toEqual([
+      expect.objectContaining({ token: expect.stringMatching(/^token-/) }),
+      expect.objectContaining({ token: expect.stringMatching(/^token-/) }),
+      expect.objectContaining({ token: expect.stringMatching(/^token-/) }),
+      expect.objectContaining({ token: expect.stringMatching(/^token-/) }),
+    ]);
+    expect(upstream.calls.slice(3).sort()).toEqual(["access:c", "access:d"]);
+    expect((await cache.accessToken(["e"])).token).toMatch(/^token-/);
+  });
+
+  it("counts a failure as degraded while its key is being asked for, not after everyone stopped asking", async () => {
+    const { clock, upstream, cache } = setup({ attempts: 1 });
+    await cache.accessToken();
+    upstream.failure = unavailable();
+    await expect(cache.accessToken(["https://www.googleapis.com/auth/bigquery"])).rejects.toThrow(
+      "Google STS is unavailable",
+    );
+    expect(cache.anyRefreshFailing()).toBe(true);
+    expect(cache.readiness()).toEqual({
+      ready: true,
+      degraded: true,
+      reason: "Google STS is unavailable (HTTP 503); retrying",
+    });
+    await clock.advance(defaultRefreshPolicy.servedWindowMs - 1);
+    expect(cache.anyRefreshFailing()).toBe(true);
+    await clock.advance(1);
+    expect(cache.anyRefreshFailing()).toBe(false);
+    expect(cache.readiness()).toEqual({ ready: true, degraded: false });
+  });
+
+  it("keeps the default token's failure as degraded whether or not anyone asked lately", async () => {
+    const { clock, upstream, cache } = setup({ attempts: 1 });
+    upstream.failure = unavailable();
+    cache.prewarm();
+    await settle();
+    expect(cache.anyRefreshFailing()).toBe(true);
+    await clock.advance(defaultRefreshPolicy.servedWindowMs * 3);
+    expect(cache.anyRefreshFailing()).toBe(true);
+    expect(cache.readiness()).toEqual({
+      ready: false,
+      reason: "Google STS is unavailable (HTTP 503); retrying",
+    });
+  });
+
+  it("never lets a flood of distinct keys start more than maxChains chains (property)", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.option(fc.constantFrom("a", "b", "c", "d", "e", "f", "g", "h"), { nil: undefined }), {
+          minLength: 1,
+          maxLength: 40,
+        }),
+        async (keys) => {
+          const { upstream, cache } = setup({ maxChains: 3, maxWaitingKeys: 2 });
+          const release = upstream.holdCalls();
+          const answers = keys.map((key) =>
+            (key === undefined ? cache.accessToken() : cache.accessToken([key])).then(
+              () => "served",
+              (error: BrokerError) => error.code,
+            ),
+          );
+          for (let round = 0; round < keys.length; round += 1) {
+            await settle();
+            expect(upstream.held).toBeLessThanOrEqual(3);
+            release();
+          }
+          const outcomes = await Promise.all(answers);
+          // The default token is never refused; the others are served or refused as busy.
+          outcomes.forEach((outcome, i) => {
+            if (keys[i] === undefined) expect(outcome).toBe("served");
+            expect(["served", "BROKER_BUSY"]).toContain(outcome);
+          });
+        },
+      ),
+      { seed: 20_261_203, numRuns: 60 },
+    );
   });
 });

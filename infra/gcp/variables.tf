@@ -27,6 +27,14 @@ variable "aws_role_arns" {
     condition     = length(var.aws_role_arns) > 0 && alltrue([for arn in var.aws_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$", arn))])
     error_message = "aws_role_arns must list at least one role ARN, arn:aws:iam::<12-digit account>:role/<name>."
   }
+
+  # google.subject is mapped from the JWT's sub, the role ARN (federation.tf), and Google STS
+  # refuses a google.subject over 127 bytes at every exchange. The ARN is ASCII (the rule above),
+  # so its length in characters is its length in bytes.
+  validation {
+    condition     = alltrue([for arn in var.aws_role_arns : length(arn) <= 127])
+    error_message = "Each of aws_role_arns must be at most 127 bytes: it becomes google.subject, which Google limits to 127 bytes; use a shorter role name or path."
+  }
 }
 
 variable "pool_id" {

@@ -39,6 +39,8 @@ export interface BrokerSettings {
   readonly signingAlgorithm?: SigningAlgorithm;
   /** pino level (`BROKER_LOG_LEVEL`). @default - the broker's default, info */
   readonly logLevel?: LogLevel;
+  /** Open connections per listener at most, 16..65535 (`BROKER_MAX_CONNECTIONS`). @default 256 */
+  readonly maxConnections?: number;
 }
 
 /** The parts of a provider audience, as Terraform in infra/gcp names them. */
@@ -60,7 +62,11 @@ export function providerAudience(parts: ProviderAudienceParts): string {
  * that cannot get a token: first the settings named as this API names them, then, once no value
  * is a deploy-time token, the broker's own `loadConfig` on the environment it will get.
  */
-export function validateBrokerSettings(settings: BrokerSettings): void {
+export function validateBrokerSettings(
+  settings: BrokerSettings,
+  /** Further `BROKER_*` variables the construct sets itself (its network settings). */
+  constructEnvironment: Readonly<Record<string, string>> = {},
+): void {
   if (!Token.isUnresolved(settings.audience) && !audiencePattern.test(settings.audience)) {
     throw new Error(
       `token-broker: audience "${settings.audience}" is not a provider audience; use providerAudience({ projectNumber, poolId, providerId }), e.g. //iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider`,
@@ -76,7 +82,7 @@ export function validateBrokerSettings(settings: BrokerSettings): void {
   if (duration !== undefined && !(Number.isInteger(duration) && duration >= 60 && duration <= 3600)) {
     throw new Error(`token-broker: tokenDurationSeconds ${duration} is outside 60..3600; e.g. 300`);
   }
-  const environment = brokerEnvironment(settings);
+  const environment = { ...brokerEnvironment(settings), ...constructEnvironment };
   if (Object.values(environment).some((value) => Token.isUnresolved(value))) return;
   try {
     // Any valid region: the broker requires one, the construct's own comes from its stack.
@@ -97,6 +103,8 @@ export function brokerEnvironment(settings: BrokerSettings): Record<string, stri
   if (settings.projectId) environment.BROKER_PROJECT_ID = settings.projectId;
   if (settings.scopes?.length) environment.BROKER_SCOPES = settings.scopes.join(",");
   if (settings.logLevel) environment.BROKER_LOG_LEVEL = settings.logLevel;
+  if (settings.maxConnections !== undefined)
+    environment.BROKER_MAX_CONNECTIONS = String(settings.maxConnections);
   return environment;
 }
 
@@ -106,11 +114,16 @@ export function brokerEnvironment(settings: BrokerSettings): Record<string, stri
  * gcp-metadata additionally probes for a metadata server unless told it is there; that probe
  * would cost a round trip, so Node workloads also get `METADATA_SERVER_DETECTION`.
  */
-export function workloadEnvironment(options: { readonly node: boolean }): Record<string, string> {
+export function workloadEnvironment(options: {
+  readonly node: boolean;
+  /** `host:port` of the broker. @default metadataEndpoint */
+  readonly endpoint?: string | undefined;
+}): Record<string, string> {
+  const endpoint = options.endpoint ?? metadataEndpoint;
   const environment: Record<string, string> = {
-    GCE_METADATA_HOST: metadataEndpoint,
-    GCE_METADATA_IP: metadataEndpoint,
-    GCE_METADATA_ROOT: metadataEndpoint,
+    GCE_METADATA_HOST: endpoint,
+    GCE_METADATA_IP: endpoint,
+    GCE_METADATA_ROOT: endpoint,
   };
   if (options.node) environment.METADATA_SERVER_DETECTION = "assume-present";
   return environment;

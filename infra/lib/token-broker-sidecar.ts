@@ -23,8 +23,24 @@ import {
 import { webIdentityTokenPolicy } from "./web-identity-token-policy.ts";
 
 export interface TokenBrokerSidecarProps {
-  /** The task to add the broker to; `awsvpc` (Fargate) or `host` network mode, so its loopback is shared. */
+  /**
+   * The task to add the broker to. `awsvpc` (Fargate's, and the default for EC2 tasks here): the
+   * task's containers share a loopback that nothing else reaches. `host` and `bridge` are refused
+   * unless {@link allowSharedNetwork} is set.
+   */
   readonly taskDefinition: TaskDefinition;
+  /**
+   * Run in a `host` or `bridge` network mode task anyway. Both share the network with more than
+   * this task, and the broker hands a token to whoever connects:
+   * - `host`: the broker listens on the instance's 127.0.0.1, so every process on the instance and
+   *   every other `host`-mode task can read this task's tokens, and a second copy of the task on
+   *   the instance cannot start (port 8181 is taken).
+   * - `bridge`: the task's containers do not share a loopback, so the broker listens on its bridge
+   *   address (`BROKER_HOST=0.0.0.0`, `BROKER_ALLOW_REMOTE=true`), reachable by every container on
+   *   the instance's bridge network; served containers reach it by a link named `token-broker`.
+   * @default false
+   */
+  readonly allowSharedNetwork?: boolean;
   /** Audience, service account and token settings of the broker. */
   readonly broker: BrokerSettings;
   /**
@@ -43,6 +59,9 @@ const repositoryRoot = path.resolve(import.meta.dirname, "..", "..");
 /** Where the ops listener serves `/metrics`, `/healthz` and `/readyz` (`BROKER_OPS_PORT`'s default). */
 export const brokerOpsPort = Number(defaults.BROKER_OPS_PORT);
 
+/** The name served containers of a `bridge` task reach the broker by (a container link). */
+const bridgeHostName = "token-broker";
+
 /**
  * The broker as an ECS sidecar: an essential container whose health is the ops listener's
  * `/healthz`, with the ops port mapped and labelled for the CloudWatch agent's Prometheus
@@ -56,6 +75,7 @@ export const brokerOpsPort = Number(defaults.BROKER_OPS_PORT);
  */
 export class TokenBrokerSidecar extends Construct {
   readonly container: ContainerDefinition;
+  readonly #bridge: boolean;
 
   /** The broker image built from this repository's `Dockerfile` (run `npm run build` first). */
   static image(platform: Platform = Platform.LINUX_AMD64): ContainerImage {
@@ -71,13 +91,22 @@ export class TokenBrokerSidecar extends Construct {
   constructor(scope: Construct, id: string, props: TokenBrokerSidecarProps) {
     super(scope, id);
     const task = props.taskDefinition;
-    validateBrokerSettings(props.broker);
-    // The app reaches the broker on 127.0.0.1, which containers of a task share only in these modes.
-    if (task.networkMode !== NetworkMode.AWS_VPC && task.networkMode !== NetworkMode.HOST) {
+    const shared = task.networkMode === NetworkMode.HOST || task.networkMode === NetworkMode.BRIDGE;
+    if (task.networkMode !== NetworkMode.AWS_VPC && !shared) {
       throw new Error(
-        `TokenBrokerSidecar: ${task.node.path} uses network mode ${task.networkMode}; use awsvpc (Fargate's) or host so the app can reach the broker on 127.0.0.1`,
+        `TokenBrokerSidecar: ${task.node.path} uses network mode ${task.networkMode}; use awsvpc (Fargate's), whose containers share a loopback nothing else reaches`,
       );
     }
+    if (shared && props.allowSharedNetwork !== true) {
+      throw new Error(
+        `TokenBrokerSidecar: ${task.node.path} uses network mode ${task.networkMode}, where other tasks and processes on the instance could read this task's tokens; use awsvpc, or set allowSharedNetwork: true if that is acceptable`,
+      );
+    }
+    this.#bridge = task.networkMode === NetworkMode.BRIDGE;
+    const networkEnvironment: Record<string, string> = this.#bridge
+      ? { BROKER_HOST: "0.0.0.0", BROKER_ALLOW_REMOTE: "true", BROKER_ALLOWED_HOSTS: bridgeHostName }
+      : {};
+    validateBrokerSettings(props.broker, networkEnvironment);
 
     const logGroup =
       props.logGroup ??
@@ -97,8 +126,19 @@ export class TokenBrokerSidecar extends Construct {
       essential: true,
       readonlyRootFilesystem: true,
       memoryReservationMiB: props.memoryReservationMiB ?? 64,
-      environment: { ...brokerEnvironment(props.broker), AWS_REGION: Stack.of(this).region },
-      portMappings: [{ name: "broker-ops", containerPort: brokerOpsPort, protocol: Protocol.TCP }],
+      environment: {
+        ...brokerEnvironment(props.broker),
+        ...networkEnvironment,
+        AWS_REGION: Stack.of(this).region,
+      },
+      // ECS refuses a named port mapping (a Service Connect field) in host mode.
+      portMappings: [
+        {
+          ...(task.networkMode === NetworkMode.HOST ? {} : { name: "broker-ops" }),
+          containerPort: brokerOpsPort,
+          protocol: Protocol.TCP,
+        },
+      ],
       dockerLabels: {
         ECS_PROMETHEUS_EXPORTER_PORT: String(brokerOpsPort),
         ECS_PROMETHEUS_METRICS_PATH: "/metrics",
@@ -130,7 +170,9 @@ export class TokenBrokerSidecar extends Construct {
    * other SDKs ignore.
    */
   serve(container: ContainerDefinition): void {
-    for (const [name, value] of Object.entries(workloadEnvironment({ node: true }))) {
+    const endpoint = this.#bridge ? `${bridgeHostName}:${defaults.BROKER_PORT}` : undefined;
+    if (this.#bridge) container.addLink(this.container, bridgeHostName);
+    for (const [name, value] of Object.entries(workloadEnvironment({ node: true, endpoint }))) {
       container.addEnvironment(name, value);
     }
     container.addContainerDependencies({

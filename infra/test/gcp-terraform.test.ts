@@ -69,6 +69,33 @@ describe("infra/gcp", () => {
     expect(issuer.test("https://x.tokens.sts.global.api.aws/")).toBe(false);
   });
 
+  it("refuses a role ARN longer than google.subject's 127 bytes, which the ARN is mapped to", () => {
+    const provider = block("google_iam_workload_identity_pool_provider", "aws");
+    expect(provider.attribute_mapping).toEqual({ "google.subject": "assertion.sub" });
+    const validations = (module.variable.aws_role_arns?.[0]?.validation ?? []) as {
+      condition: string;
+      error_message: string;
+    }[];
+    const conditions = validations.map((validation) => validation.condition);
+    const arnPattern = new RegExp(
+      /regex\("(.+)", arn\)/.exec(conditions[0] ?? "")?.[1]?.replaceAll("\\\\", "\\") ?? "(missing)",
+    );
+    // The one form of this condition the test evaluates: any other form fails here instead of passing unchecked.
+    const limit = /^\$\{alltrue\(\[for arn in var\.aws_role_arns : length\(arn\) <= (\d+)\]\)\}$/.exec(
+      conditions[1] ?? "",
+    )?.[1];
+    expect(limit).toBe("127");
+    const fits = (arn: string) => arnPattern.test(arn) && arn.length <= Number(limit);
+    const prefix = "arn:aws:iam::123456789012:role/";
+    const longest = `${prefix}${"p/".repeat(20)}${"r".repeat(127 - prefix.length - 40)}`;
+    expect(Buffer.byteLength(longest)).toBe(127);
+    expect(fits(longest)).toBe(true);
+    expect(fits(`${longest}x`)).toBe(false);
+    expect(arnPattern.test(`${longest}x`)).toBe(true);
+    expect(validations[1]?.error_message).toContain("127 bytes");
+    for (const arn of example.aws_role_arns as string[]) expect(fits(arn)).toBe(true);
+  });
+
   it("pins the roles the CDK stacks create, by ARN", () => {
     const arns = example.aws_role_arns as string[];
     expect(arns.map((arn) => arn.replace(/^arn:aws:iam::123456789012:role\//, ""))).toEqual([

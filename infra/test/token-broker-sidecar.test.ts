@@ -139,19 +139,89 @@ describe("TokenBrokerSidecar", () => {
     expect(taskDefinition.DependsOn).toContain(stack.getLogicalId(policy));
   });
 
-  it("refuses bridge networking, where 127.0.0.1 is not shared between containers", () => {
-    const scope = new Stack(testApp(), "Bridge");
-    const taskDefinition = new Ec2TaskDefinition(scope, "Task", { networkMode: NetworkMode.BRIDGE });
+  it.each([NetworkMode.HOST, NetworkMode.BRIDGE])(
+    "refuses %s network mode, where the instance's other tasks could read the tokens, unless allowSharedNetwork is set",
+    (networkMode) => {
+      const scope = new Stack(testApp(), "Shared");
+      const taskDefinition = new Ec2TaskDefinition(scope, "Task", { networkMode });
+      expect(
+        () =>
+          new TokenBrokerSidecar(scope, "Broker", {
+            taskDefinition,
+            broker: { audience },
+            image: ContainerImage.fromRegistry("registry.example/token-broker:1.0.0"),
+          }),
+      ).toThrow(
+        `TokenBrokerSidecar: Shared/Task uses network mode ${networkMode}, where other tasks and processes on the instance could read this task's tokens; use awsvpc, or set allowSharedNetwork: true if that is acceptable`,
+      );
+    },
+  );
+
+  it("refuses network mode none, where nothing reaches the broker", () => {
+    const scope = new Stack(testApp(), "None");
+    const taskDefinition = new Ec2TaskDefinition(scope, "Task", { networkMode: NetworkMode.NONE });
     expect(
       () =>
         new TokenBrokerSidecar(scope, "Broker", {
           taskDefinition,
           broker: { audience },
+          allowSharedNetwork: true,
           image: ContainerImage.fromRegistry("registry.example/token-broker:1.0.0"),
         }),
-    ).toThrow(
-      "TokenBrokerSidecar: Bridge/Task uses network mode bridge; use awsvpc (Fargate's) or host so the app can reach the broker on 127.0.0.1",
-    );
+    ).toThrow("TokenBrokerSidecar: None/Task uses network mode none; use awsvpc (Fargate's)");
+  });
+
+  function sharedTask(networkMode: NetworkMode): Record<string, ContainerDefinition> {
+    const scope = new Stack(testApp(), "Allowed");
+    const taskDefinition = new Ec2TaskDefinition(scope, "Task", { networkMode });
+    const app = taskDefinition.addContainer("App", {
+      containerName: "app",
+      image: ContainerImage.fromRegistry("public.ecr.aws/docker/library/python:3.13-slim"),
+      memoryReservationMiB: 128,
+    });
+    new TokenBrokerSidecar(scope, "Broker", {
+      taskDefinition,
+      broker: { audience },
+      allowSharedNetwork: true,
+      image: ContainerImage.fromRegistry("registry.example/token-broker:1.0.0"),
+    }).serve(app);
+    const [task] = Object.values(Template.fromStack(scope).findResources("AWS::ECS::TaskDefinition"));
+    const definitions = (task?.Properties.ContainerDefinitions ?? []) as ContainerDefinition[];
+    return Object.fromEntries(definitions.map((container) => [container.Name, container]));
+  }
+
+  it("with allowSharedNetwork in host mode, serves on the instance's loopback as in awsvpc", () => {
+    const shared = sharedTask(NetworkMode.HOST);
+    expect(environment(shared["token-broker"])).not.toHaveProperty("BROKER_HOST");
+    expect(environment(shared.app)).toMatchObject({ GCE_METADATA_HOST: "127.0.0.1:8181" });
+  });
+
+  it("with allowSharedNetwork in bridge mode, listens on the bridge (allowed remote) and links the app to it by name", () => {
+    const shared = sharedTask(NetworkMode.BRIDGE);
+    expect(environment(shared["token-broker"])).toMatchObject({
+      BROKER_HOST: "0.0.0.0",
+      BROKER_ALLOW_REMOTE: "true",
+      BROKER_ALLOWED_HOSTS: "token-broker",
+    });
+    expect(shared.app?.Links).toEqual(["token-broker:token-broker"]);
+    expect(environment(shared.app)).toMatchObject({
+      GCE_METADATA_HOST: "token-broker:8181",
+      GCE_METADATA_IP: "token-broker:8181",
+      GCE_METADATA_ROOT: "token-broker:8181",
+    });
+  });
+
+  it("checks maxConnections with the broker's own rule at synth time", () => {
+    const scope = new Stack(testApp(), "Limits");
+    const taskDefinition = new FargateTaskDefinition(scope, "Task");
+    expect(
+      () =>
+        new TokenBrokerSidecar(scope, "Broker", {
+          taskDefinition,
+          broker: { audience, maxConnections: 4 },
+          image: ContainerImage.fromRegistry("registry.example/token-broker:1.0.0"),
+        }),
+    ).toThrow('token-broker: BROKER_MAX_CONNECTIONS must be an integer from 16 to 65535, got "4"');
   });
 
   it.each([

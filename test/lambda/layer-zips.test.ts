@@ -48,6 +48,7 @@ function expectedEntries(flavour: Flavour, architecture: Architecture): Record<s
     "token-broker/extension.cjs": readable,
     "token-broker/chain.cjs": readable,
     "token-broker/ops.cjs": readable,
+    "token-broker/emf.cjs": readable,
     "token-broker/doctor.cjs": readable,
   };
   if (flavour === "nodejs") return common;
@@ -56,7 +57,11 @@ function expectedEntries(flavour: Flavour, architecture: Architecture): Record<s
     "token-broker/node": executable,
     "token-broker/LICENSE.node": readable,
     ...(architecture === hostArchitecture
-      ? { "token-broker/extension.cjs.v8cache": readable, "token-broker/chain.cjs.v8cache": readable }
+      ? {
+          "token-broker/extension.cjs.v8cache": readable,
+          "token-broker/chain.cjs.v8cache": readable,
+          "token-broker/emf.cjs.v8cache": readable,
+        }
       : {}),
   };
 }
@@ -152,7 +157,7 @@ describe("the layer zips", () => {
     },
   );
 
-  it.each(["extension.cjs", "chain.cjs", "ops.cjs", "doctor.cjs"])(
+  it.each(["extension.cjs", "chain.cjs", "ops.cjs", "emf.cjs", "doctor.cjs"])(
     "carries one and the same %s in all four zips",
     (file) => {
       const crcs = new Set(layers.map((built) => entry(built, `token-broker/${file}`).crc32));
@@ -177,7 +182,7 @@ describe("the layer zips", () => {
       "prom-client": "process_cpu_user_seconds_total",
       express: '"x-powered-by"',
       "@aws-sdk/client-sts": "AssumeRoleWithWebIdentity",
-      "google-auth-library": "credential_source",
+      "google-auth-library": "workforce_pool_user_project",
       gaxios: "GaxiosError",
       "node-fetch": "node-fetch",
     } as const;

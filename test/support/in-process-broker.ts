@@ -7,13 +7,15 @@ import type { SecretScan } from "./secret-scan.ts";
 export interface InProcessBrokerOptions {
   readonly impersonate: boolean;
   /** Settings that differ from the cloud's (another STS URL, another service account). */
-  readonly env?: Partial<Record<keyof BrokerEnv, string>>;
+  readonly env?: Partial<Record<keyof BrokerEnv | `BROKER_${string}`, string>>;
   /** Clock, randomness, policy; the logger is the scan's sink, or silent without a scan. */
   readonly start?: Omit<StartOptions, "logger" | "sts">;
   /** Receives every log line (debug included); benchmarks that only count leave it out. */
   readonly scan?: SecretScan;
   /** Names the broker's log in a leak report. */
   readonly name?: string;
+  /** The log's stream instead of the scan's sink, for a test that reads the lines (and scans them itself). */
+  readonly log?: NodeJS.WritableStream;
 }
 
 /**
@@ -32,9 +34,7 @@ export async function startInProcessBroker(
   process.env.AWS_ACCESS_KEY_ID = env.AWS_ACCESS_KEY_ID;
   process.env.AWS_SECRET_ACCESS_KEY = env.AWS_SECRET_ACCESS_KEY;
   const config = loadConfig({ ...env, BROKER_PORT: "0", BROKER_OPS_PORT: "0", BROKER_OPS_HOST: "127.0.0.1" });
-  const logger =
-    options.scan === undefined
-      ? createLogger("silent")
-      : createLogger("debug", options.scan.sink(options.name ?? "broker log"));
+  const destination = options.log ?? options.scan?.sink(options.name ?? "broker log");
+  const logger = destination === undefined ? createLogger("silent") : createLogger("debug", destination);
   return start(config, { ...options.start, logger });
 }

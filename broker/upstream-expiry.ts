@@ -1,0 +1,89 @@
+import { BrokerError } from "./errors.ts";
+
+/*
+ * When a token from Google expires, read from the answer that issued it and checked before the
+ * token is cached. Read here rather than from the library's `expiry_date` so that every freshness
+ * decision uses one clock.
+ *
+ * A lifetime of 10 s or less, or over 12 hours (IAM Credentials' longest), or an expiry already
+ * past when the answer arrives, is no token Google issues: a broken proxy, a clock or a fault.
+ * Cached, it would go to callers as `expires_in: 0` and send every request into a new chain; so
+ * it is UPSTREAM_MALFORMED, retried with backoff like any bad answer, and never served. Absolute
+ * expiries are compared with this machine's clock, so they get 5 minutes of grace for clock skew
+ * past 12 hours.
+ */
+
+const minLifetimeMs = 10_000;
+const maxLifetimeMs = 12 * 3_600_000;
+const clockSkewGraceMs = 5 * 60_000;
+
+/** A value from an upstream answer, short enough for the one error line. */
+function shown(value: unknown): string {
+  return (JSON.stringify(value) ?? String(value)).slice(0, 40);
+}
+
+function malformed(what: string): BrokerError {
+  return new BrokerError("UPSTREAM_MALFORMED", `${what}; retrying`);
+}
+
+/** Checks a lifetime counted from `fromMs`; `field` and `value` name what the answer said. */
+function checked(
+  expiresAtMs: number,
+  fromMs: number,
+  nowMs: number,
+  field: string,
+  value: unknown,
+  graceMs: number,
+): number {
+  if (expiresAtMs <= nowMs) return fail(`had already passed when the answer arrived`);
+  const lifetimeMs = expiresAtMs - fromMs;
+  if (lifetimeMs <= minLifetimeMs) return fail("is a lifetime of 10 s or less");
+  if (lifetimeMs > maxLifetimeMs + graceMs) return fail("is a lifetime over 12 hours");
+  return expiresAtMs;
+
+  function fail(problem: string): never {
+    throw malformed(`Google answered ${field} ${shown(value)}, which ${problem}`);
+  }
+}
+
+/**
+ * Expiry of the access token in the last answer of the chain: `expires_in` (Google STS, seconds
+ * counted from when we asked, which errs early) or `expireTime` (IAM Credentials, an RFC 3339 instant).
+ */
+export function accessTokenExpiryMs(data: unknown, requestedAtMs: number, nowMs: number): number {
+  const body = (typeof data === "object" && data !== null ? data : {}) as {
+    expires_in?: unknown;
+    expireTime?: unknown;
+  };
+  if (body.expires_in !== undefined) {
+    const seconds = body.expires_in;
+    if (typeof seconds !== "number" || !Number.isFinite(seconds)) {
+      throw malformed(`Google answered expires_in ${shown(seconds)}, which is not a number of seconds`);
+    }
+    return checked(requestedAtMs + seconds * 1000, requestedAtMs, nowMs, "expires_in", seconds, 0);
+  }
+  if (body.expireTime !== undefined) {
+    const instant = body.expireTime;
+    const expiresAtMs = typeof instant === "string" ? Date.parse(instant) : Number.NaN;
+    if (Number.isNaN(expiresAtMs)) {
+      throw malformed(`Google answered expireTime ${shown(instant)}, which is not a timestamp`);
+    }
+    return checked(expiresAtMs, nowMs, nowMs, "expireTime", instant, clockSkewGraceMs);
+  }
+  throw malformed("Google answered an access token without its expiry (expires_in or expireTime)");
+}
+
+/** `exp` of an ID token Google just issued to us over TLS; reading it needs no verification. */
+export function idTokenExpiryMs(jwt: string, nowMs: number): number {
+  let exp: unknown;
+  try {
+    const payload: unknown = JSON.parse(Buffer.from(jwt.split(".")[1] ?? "", "base64url").toString("utf8"));
+    exp = (payload as { exp?: unknown } | null)?.exp;
+  } catch {
+    throw malformed("IAM Credentials answered generateIdToken without a JWT");
+  }
+  if (typeof exp !== "number" || !Number.isFinite(exp)) {
+    throw malformed(`IAM Credentials answered an ID token whose exp is ${shown(exp ?? null)}, not a time`);
+  }
+  return checked(exp * 1000, nowMs, nowMs, "an ID token whose exp", exp, clockSkewGraceMs);
+}
