@@ -1,17 +1,36 @@
-# The token broker as an ECS (or any container) sidecar.
+# The token broker as an ECS, EKS or any other container's sidecar: `docker build .` from a clone.
 #
-# Build the bundle first (`npm run build` writes dist/token-broker.mjs: one file, no node_modules),
-# then `docker build .`. The image holds Node 24 from the base and that one file, nothing else.
+# Two stages. The build stage installs the locked dependencies and runs `npm run build`, which
+# bundles the broker into one file (dist/token-broker.mjs, no node_modules). The image itself is
+# the runtime base with that one file added, nothing else.
+#
+# Both bases are pinned by digest, so a build is reproducible and a moved tag cannot change it;
+# both stay build arguments. To rebuild for a Node security release, pass the new digests:
+#   docker build --build-arg BASE_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot@sha256:<new> .
+# (README, "Rebuilding for a Node security release", shows how to look them up.)
 #
 # BASE_IMAGE must provide Node 24 as `node` on the PATH below; the default is distroless (no shell,
 # no package manager), which puts it at /nodejs/bin/node; official node images use /usr/local/bin.
-ARG BASE_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot
-FROM ${BASE_IMAGE}
+# BUILD_IMAGE needs Node 24 with npm and a shell.
+ARG BUILD_IMAGE=node:24-bookworm-slim@sha256:3638d9a6fe4030bd716be989438248074489337ba3275657f93595428be4fc03
+ARG BASE_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot@sha256:14d42e2511532589a7c7e01a753667a74fcc96266e137e8125006b87b0c32d0a
 
+# `--ignore-scripts`: the bundle needs esbuild (its binary comes as an optional dependency, no
+# install script) and the sources; dev tools' install scripts (a native build, the `node` package's
+# binary download) would only add time and a compiler to the build stage.
+FROM ${BUILD_IMAGE} AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY broker/ ./broker/
+COPY scripts/build.ts scripts/bundle-options.ts scripts/fetch-globals.ts ./scripts/
+RUN npm run build
+
+FROM ${BASE_IMAGE}
 ENV PATH=/nodejs/bin:/usr/local/bin:/usr/bin:/bin \
     NODE_ENV=production
 WORKDIR /app
-COPY dist/token-broker.mjs /app/token-broker.mjs
+COPY --from=build /src/dist/token-broker.mjs /app/token-broker.mjs
 
 # A numeric user, so platforms can verify it is not root without reading /etc/passwd.
 USER 65532:65532
@@ -22,6 +41,6 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
   CMD ["node", "/app/token-broker.mjs", "--healthcheck"]
 
 # Exec form: node is PID 1 and receives SIGTERM itself, so the broker shuts down cleanly.
-# V8 grows the young generation to 128 MB under sustained load (bench/soak.ts); 16 MB keeps the
-# sidecar's memory flat at no measurable cost per request.
+# A 16 MB semi-space keeps the sidecar's memory flat under sustained load, where V8 would otherwise
+# grow the young generation far larger (bench/soak.ts measures both).
 ENTRYPOINT ["node", "--max-semi-space-size=16", "/app/token-broker.mjs"]

@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { benchColdBurst, coldBurstSection, defaultColdBurstOptions } from "./cold-burst.ts";
 import { benchDaySimulation, daySimulationSection, defaultDaySimulationOptions } from "./day-simulation.ts";
+import { benchFleetBurst, defaultFleetBurstOptions, fleetBurstSection } from "./fleet-burst.ts";
 import { benchLambda, defaultLambdaOptions, lambdaSections } from "./lambda.ts";
 import { cpuCount } from "./proc.ts";
 import { markdownTable, printSection, progress, type Section, sectionMarkdown } from "./report.ts";
@@ -15,7 +16,7 @@ import { defaultSoakOptions, runSoak, soakSection } from "./soak.ts";
  * `npm run bench`: every benchmark in one go (about 5 minutes on 2 cores), then BENCHMARKS.md
  * with the machine, each figure as median (min–max) with its ratio to a baseline measured in the
  * same run, the targets from the issues judged against them, and the command behind each figure.
- * `--only serve,lambda,cold-burst,day,soak` runs a subset and prints it without writing the file.
+ * `--only serve,lambda,cold-burst,fleet-burst,day,soak` runs a subset and prints it without writing the file.
  */
 
 const benchmarks = {
@@ -23,6 +24,9 @@ const benchmarks = {
   lambda: async () => lambdaSections(await benchLambda(defaultLambdaOptions)),
   "cold-burst": async () => [
     coldBurstSection(await benchColdBurst(defaultColdBurstOptions), defaultColdBurstOptions),
+  ],
+  "fleet-burst": async () => [
+    fleetBurstSection(await benchFleetBurst(defaultFleetBurstOptions), defaultFleetBurstOptions),
   ],
   day: async () => [
     daySimulationSection(await benchDaySimulation(defaultDaySimulationOptions), defaultDaySimulationOptions),

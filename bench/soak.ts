@@ -23,7 +23,7 @@ import { formatNumber } from "./stats.ts";
  *   - resident memory grows by under 10 % after warm-up: the highest RSS of the last third of the
  *     run against the highest RSS of the middle third, so that GC's saw-tooth does not count as
  *     growth. Two windows of the same length, both after warm-up: V8 grows and shrinks its old
- *     generation over tens of seconds here (RSS swings by ~50 MB), and a peak taken while it is
+ *     generation over tens of seconds here (RSS swings widely), and a peak taken while it is
  *     still sizing the heap, or over a shorter window, measures where that swing happened to be
  *     rather than the broker. Judged on runs of 60 s or more only;
  *   - no file-descriptor growth: once the load has stopped and the faults are cleared, the count
@@ -202,7 +202,7 @@ export async function runSoak(options: SoakOptions = defaultSoakOptions): Promis
       fdsAfter = openFileDescriptors(pid);
     }
     // The broker holds per-connection state (parsers, buffers) until its 5 s keep-alive timeout has
-    // passed: measured at once, that reads as ~10 MB of "growth" which is gone seconds later.
+    // passed: measured at once, that reads as "growth" which is gone seconds later.
     await sleep(Math.max(0, quietAfterLoadMs - (performance.now() - loadEnded)));
     const retainedHeapEndBytes = await probe.retainedBytes();
 

@@ -5,7 +5,7 @@ import { promisify } from "node:util";
 /*
  * The load generator: wrk (Debian's `wrk` package), written in C with one event-loop thread. We
  * use it rather than autocannon because on one core autocannon could not keep a plain node:http
- * server busy (the server idled ~25 % of the time at 32 connections), which flattens every ratio
+ * server busy (the server idled part of the time), which flattens every ratio
  * towards 1, and because autocannon reports latency in whole milliseconds, too coarse for a
  * 2 ms p99 target. wrk keeps the server saturated and reports microseconds.
  */

@@ -1,7 +1,9 @@
 import { GetWebIdentityTokenCommand, STSClient } from "@aws-sdk/client-sts";
-import type { ExternalAccountSupplierContext, SubjectTokenSupplier } from "google-auth-library";
+import type { Clock } from "./clock.ts";
 import type { ProviderAudience, SigningAlgorithm } from "./config.ts";
 import { BrokerError } from "./errors.ts";
+import type { SubjectToken, SubjectTokenSource } from "./subject-token.ts";
+import { retryAfterMs, ThrottledError } from "./throttling.ts";
 import type { UpstreamCalls } from "./upstream-calls.ts";
 
 export interface AwsIdentitySettings {
@@ -16,7 +18,11 @@ interface AwsServiceError {
   readonly message?: string;
   readonly $fault?: "client" | "server";
   readonly $metadata?: { readonly httpStatusCode?: number };
+  readonly $response?: { readonly headers?: Readonly<Record<string, string | undefined>> };
 }
+
+/** The error codes AWS's Query APIs use for a spent request-rate quota. */
+const throttlingErrors = new Set(["Throttling", "ThrottlingException", "RequestLimitExceeded"]);
 
 /** Socket failures the SDK reports (some under the name TimeoutError, though nothing timed out). */
 const networkCodes = new Set([
@@ -49,10 +55,19 @@ function firstLine(text: string | undefined): string {
 }
 
 /** Maps an STS failure to the broker error that says what the user must change. */
-export function awsError(error: unknown, settings: AwsIdentitySettings): BrokerError {
+export function awsError(error: unknown, settings: AwsIdentitySettings, nowMs = 0): BrokerError {
   const failure = (error ?? {}) as AwsServiceError;
   const name = failure.name ?? "Error";
   const status = failure.$metadata?.httpStatusCode;
+  if (throttlingErrors.has(name)) {
+    return new ThrottledError({
+      step: "aws_sts",
+      quota: "AWS STS request rate of the account and region",
+      message: `AWS STS throttled GetWebIdentityToken (${name}: ${firstLine(failure.message)}): the account's STS request-rate quota in this region is spent; retrying with backoff (Service Quotas can raise it)`,
+      retryAfterMs: retryAfterMs(failure.$response?.headers?.["retry-after"], nowMs),
+      cause: error,
+    });
+  }
   if (typeof failure.code === "string" && networkCodes.has(failure.code)) {
     return new BrokerError(
       "AWS_STS_UNAVAILABLE",
@@ -125,39 +140,38 @@ export function createStsClient(region: string): STSClient {
 
 /**
  * The AWS half of the chain: a JWT from STS `GetWebIdentityToken` whose audience is the
- * Workload Identity provider, handed to google-auth-library as its subject token.
+ * Workload Identity provider, the subject token of the Google STS exchange.
  *
- * No JWT is cached here: the library asks for one only when the token cache decides to refresh,
- * so each JWT is used once, within seconds of being minted, and its lifetime can stay short.
+ * Every call mints a new JWT; `CachedSubjectToken` (subject-token.ts) is what reuses one.
  */
-export class AwsIdentity {
+export class AwsIdentity implements SubjectTokenSource {
   readonly #sts: STSClient;
   readonly #settings: AwsIdentitySettings;
   readonly #calls: UpstreamCalls;
+  readonly #clock: Clock;
+  readonly call = "AWS STS GetWebIdentityToken";
 
-  constructor(deps: { sts: STSClient; settings: AwsIdentitySettings; calls: UpstreamCalls }) {
+  constructor(deps: { sts: STSClient; settings: AwsIdentitySettings; calls: UpstreamCalls; clock: Clock }) {
     this.#sts = deps.sts;
     this.#settings = deps.settings;
     this.#calls = deps.calls;
+    this.#clock = deps.clock;
   }
 
-  /** A supplier bound to one chain: `signal` cancels the STS call with the rest of the chain. */
-  supplier(signal: AbortSignal): SubjectTokenSupplier {
-    return { getSubjectToken: (context) => this.#mint(context, signal) };
-  }
-
-  #mint(context: ExternalAccountSupplierContext, signal: AbortSignal): Promise<string> {
+  /** `signal` cancels the STS call. */
+  subjectToken(signal: AbortSignal): Promise<SubjectToken> {
     return this.#calls.run(
       "aws_sts",
-      () => this.#call(context, signal),
-      (error) => awsError(error, this.#settings),
+      () => this.#call(signal),
+      (error) => awsError(error, this.#settings, this.#clock.now()),
     );
   }
 
-  async #call(context: ExternalAccountSupplierContext, signal: AbortSignal): Promise<string> {
+  async #call(signal: AbortSignal): Promise<SubjectToken> {
+    const requestedAtMs = this.#clock.now();
     const output = await this.#sts.send(
       new GetWebIdentityTokenCommand({
-        Audience: [context.audience],
+        Audience: [this.#settings.audience],
         SigningAlgorithm: this.#settings.algorithm,
         DurationSeconds: this.#settings.durationSeconds,
       }),
@@ -166,6 +180,12 @@ export class AwsIdentity {
     if (typeof output.WebIdentityToken !== "string" || output.WebIdentityToken.split(".").length !== 3) {
       throw new BrokerError("UPSTREAM_MALFORMED", "AWS STS answered GetWebIdentityToken without a JWT");
     }
-    return output.WebIdentityToken;
+    // Counted on our clock from when we asked (errs early, whatever AWS's clock says), and never
+    // past the `Expiration` AWS states, should it be shorter than what we asked for.
+    const requestedEnd = requestedAtMs + this.#settings.durationSeconds * 1000;
+    const stated = output.Expiration?.getTime();
+    const expiresAtMs =
+      stated === undefined || Number.isNaN(stated) ? requestedEnd : Math.min(requestedEnd, stated);
+    return { token: output.WebIdentityToken, expiresAtMs };
   }
 }

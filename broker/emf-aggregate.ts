@@ -60,7 +60,7 @@ type Metric = readonly [name: string, unit: Unit, value: number | readonly numbe
 export const maxValuesPerMetric = 100;
 
 const steps: readonly UpstreamStep[] = ["aws_sts", "google_sts", "impersonation"];
-const outcomes: readonly UpstreamOutcome[] = ["success", "error", "timeout"];
+const outcomes: readonly UpstreamOutcome[] = ["success", "error", "timeout", "throttled"];
 
 const roundTo = (value: number, decimals: number) => {
   const scale = 10 ** decimals;

@@ -16,6 +16,7 @@ export const errorCatalogue = {
   IMPERSONATION_UNAVAILABLE: { status: 503, retryable: true },
   UPSTREAM_TIMEOUT: { status: 503, retryable: true },
   UPSTREAM_MALFORMED: { status: 503, retryable: true },
+  UPSTREAM_THROTTLED: { status: 503, retryable: true },
   ID_TOKEN_NEEDS_SERVICE_ACCOUNT: { status: 404, retryable: false },
   METADATA_FLAVOR_MISSING: { status: 403, retryable: false },
   FORWARDED_REQUEST: { status: 403, retryable: false },

@@ -1,27 +1,32 @@
-import {
-  gaxios,
-  IdentityPoolClient,
-  type IdentityPoolClientOptions,
-  Impersonated,
-} from "google-auth-library";
-import type { AwsIdentity } from "./aws-identity.ts";
+import { gaxios, IdentityPoolClient, type IdentityPoolClientOptions } from "google-auth-library";
 import type { Clock } from "./clock.ts";
 import type { Config } from "./config.ts";
 import { BrokerError, idTokenNeedsServiceAccount } from "./errors.ts";
 import type { UpstreamStep } from "./metrics.ts";
+import type { SubjectTokenSource } from "./subject-token.ts";
+import { retryAfterMs, ThrottledError } from "./throttling.ts";
 import type { TokenFetcher } from "./token-cache.ts";
 import type { AccessToken, IdToken, IdTokenRequest } from "./tokens.ts";
 import type { UpstreamCalls } from "./upstream-calls.ts";
 import { accessTokenExpiryMs, idTokenExpiryMs } from "./upstream-expiry.ts";
 
 /*
- * The Google half of the chain, done by google-auth-library: `IdentityPoolClient` trades the AWS
- * JWT at Google STS and, with a service account, impersonates it; `Impersonated` mints ID tokens.
+ * The Google half of the chain, in two steps that compose:
+ *
+ *   FederatedExchange  trades the AWS JWT at Google STS (google-auth-library's IdentityPoolClient)
+ *                      for a federated token of the scopes asked for;
+ *   Impersonation      trades a federated token at IAM Credentials for the service account's
+ *                      access tokens (any scopes) and ID tokens (any audience).
+ *
+ * With a service account, one federated token serves every scope set and audience, so it is
+ * cached on its own (the composition in token-chain.ts); the AWS JWT is cached by
+ * CachedSubjectToken. Both steps are reached through these seams, so the chain can be assembled
+ * with or without that reuse.
  *
  * Who owns refresh: the token cache does. The library keeps its own token and refreshes it 5
- * minutes before expiry; to keep one policy, every chain builds fresh clients, so the library's
+ * minutes before expiry; to keep one policy, every exchange builds a fresh client, so the library's
  * cache never holds anything. Its built-in retries are switched off for the same reason: retries
- * and backoff belong to the token cache, which also owns the deadline. Each chain gets one
+ * and backoff belong to the token cache, which also owns the deadline. Each call gets one
  * transport carrying the chain's AbortSignal and a per-attempt timeout, so a hung upstream can
  * never hold a request or a socket beyond the deadline.
  */
@@ -34,7 +39,34 @@ interface HttpFailure {
   /** gaxios puts `AbortError` / `TimeoutError` here rather than in `name`. */
   readonly code?: unknown;
   readonly status?: number;
-  readonly response?: { readonly status?: number; readonly data?: unknown };
+  readonly response?: {
+    readonly status?: number;
+    readonly data?: unknown;
+    readonly headers?: { get?(name: string): string | null };
+  };
+}
+
+/** What the quotas are called in Google's documentation, for a 429 that does not name its own. */
+const documentedQuotas = {
+  google_sts: "sts.googleapis.com token exchange requests per minute per project",
+  impersonation: "iamcredentials.googleapis.com requests per minute per project",
+} as const;
+
+/**
+ * The quota a Google 429 names: `quota_limit` of its `google.rpc.ErrorInfo` (with the service),
+ * kept to the characters quota names use so that nothing else of the body reaches a log.
+ */
+function quotaOf(data: unknown, step: keyof typeof documentedQuotas): string {
+  const details = (data as { error?: { details?: unknown } } | undefined)?.error?.details;
+  const info = Array.isArray(details)
+    ? (details as { reason?: unknown; metadata?: Record<string, unknown> }[]).find(
+        (detail) => detail?.reason === "RATE_LIMIT_EXCEEDED",
+      )
+    : undefined;
+  const name = [info?.metadata?.service, info?.metadata?.quota_limit]
+    .filter((part): part is string => typeof part === "string" && /^[A-Za-z0-9_.-]{1,100}$/.test(part))
+    .join(" ");
+  return name === "" ? documentedQuotas[step] : name;
 }
 
 /** Google error bodies name the failed check; keep one short line, and no token-shaped text. */
@@ -63,6 +95,7 @@ export function googleError(
   step: Exclude<UpstreamStep, "aws_sts">,
   error: unknown,
   serviceAccount?: string,
+  nowMs = 0,
 ): BrokerError {
   const failure = (error ?? {}) as HttpFailure;
   const status = failure.response?.status ?? failure.status;
@@ -73,7 +106,17 @@ export function googleError(
   if (timedOut) {
     return new BrokerError("UPSTREAM_TIMEOUT", `${service} did not answer in time`, { cause: error });
   }
-  if (status === undefined || status === 429 || status >= 500) {
+  if (status === 429) {
+    const quota = quotaOf(failure.response?.data, step);
+    return new ThrottledError({
+      step,
+      quota,
+      message: `${service} refused the call: quota ${quota} is spent (HTTP 429 RESOURCE_EXHAUSTED); retrying with backoff; if it persists, raise the quota for the ${step === "google_sts" ? "workload identity pool's" : "service account's"} project`,
+      retryAfterMs: retryAfterMs(failure.response?.headers?.get?.("retry-after"), nowMs),
+      cause: error,
+    });
+  }
+  if (status === undefined || status >= 500) {
     const code = step === "google_sts" ? "GOOGLE_STS_UNAVAILABLE" : "IMPERSONATION_UNAVAILABLE";
     const detail = status === undefined ? "no response" : `HTTP ${status}`;
     return new BrokerError(code, `${service} is unavailable (${detail}); retrying`, { cause: error });
@@ -104,6 +147,7 @@ class ChainTransport extends gaxios.Gaxios {
   readonly #calls: UpstreamCalls;
   readonly #stsUrl: string;
   readonly #serviceAccount: string | undefined;
+  readonly #clock: Clock;
 
   constructor(options: {
     signal: AbortSignal;
@@ -111,11 +155,13 @@ class ChainTransport extends gaxios.Gaxios {
     calls: UpstreamCalls;
     stsUrl: string;
     serviceAccount: string | undefined;
+    clock: Clock;
   }) {
     super({ signal: options.signal, timeout: options.attemptTimeoutMs, retry: false });
     this.#calls = options.calls;
     this.#stsUrl = options.stsUrl;
     this.#serviceAccount = options.serviceAccount;
+    this.#clock = options.clock;
   }
 
   override async request<T = unknown>(options: gaxios.GaxiosOptions = {}): Promise<gaxios.GaxiosResponse<T>> {
@@ -136,7 +182,7 @@ class ChainTransport extends gaxios.Gaxios {
         }
         return response;
       },
-      (error) => googleError(step, error, this.#serviceAccount),
+      (error) => googleError(step, error, this.#serviceAccount, this.#clock.now()),
     );
   }
 }
@@ -153,88 +199,157 @@ class ChainIdentityPoolClient extends IdentityPoolClient {
   }
 }
 
-export interface GoogleExchangeDeps {
-  readonly config: Pick<
-    Config,
-    "audience" | "stsUrl" | "iamCredentialsUrl" | "serviceAccount" | "impersonationLifetimeSeconds"
-  >;
-  readonly identity: AwsIdentity;
+type ExchangeConfig = Pick<
+  Config,
+  "audience" | "stsUrl" | "iamCredentialsUrl" | "serviceAccount" | "impersonationLifetimeSeconds"
+>;
+
+export interface ExchangeDeps {
+  readonly config: ExchangeConfig;
   readonly calls: UpstreamCalls;
   readonly clock: Clock;
   /** Per HTTP attempt; the whole chain is bounded by the caller's signal. */
   readonly attemptTimeoutMs?: number;
 }
 
-export class GoogleExchange implements TokenFetcher {
-  readonly #deps: GoogleExchangeDeps;
+function chainTransport(deps: ExchangeDeps, signal: AbortSignal): ChainTransport {
+  return new ChainTransport({
+    signal,
+    attemptTimeoutMs: deps.attemptTimeoutMs ?? 5_000,
+    calls: deps.calls,
+    stsUrl: deps.config.stsUrl,
+    serviceAccount: deps.config.serviceAccount,
+    clock: deps.clock,
+  });
+}
 
-  constructor(deps: GoogleExchangeDeps) {
+/** Google STS: the AWS JWT for a federated access token of the scopes asked for. */
+export class FederatedExchange implements TokenFetcher {
+  readonly #deps: ExchangeDeps;
+  readonly #subject: SubjectTokenSource;
+
+  constructor(deps: ExchangeDeps & { readonly subject: SubjectTokenSource }) {
     this.#deps = deps;
+    this.#subject = deps.subject;
   }
 
   async accessToken(scopes: readonly string[], signal: AbortSignal): Promise<AccessToken> {
-    const { config } = this.#deps;
-    const impersonation =
-      config.serviceAccount === undefined
-        ? {}
-        : {
-            service_account_impersonation_url: `${config.iamCredentialsUrl}/v1/projects/-/serviceAccounts/${encodeURIComponent(config.serviceAccount)}:generateAccessToken`,
-            service_account_impersonation: { token_lifetime_seconds: config.impersonationLifetimeSeconds },
-          };
-    const client = this.#client(signal, [...scopes], impersonation);
-    const requestedAtMs = this.#deps.clock.now();
-    const { token, res } = await client.getAccessToken();
-    if (typeof token !== "string" || token === "") {
-      throw new BrokerError("UPSTREAM_MALFORMED", "Google answered without an access token");
-    }
-    return { token, expiresAtMs: accessTokenExpiryMs(res?.data, requestedAtMs, this.#deps.clock.now()) };
-  }
-
-  async idToken(request: IdTokenRequest, signal: AbortSignal): Promise<IdToken> {
-    const { config } = this.#deps;
-    if (config.serviceAccount === undefined) throw idTokenNeedsServiceAccount();
-    const source = this.#client(signal, [cloudPlatformScope], {});
-    const impersonated = new Impersonated({
-      sourceClient: source,
-      targetPrincipal: config.serviceAccount,
-      targetScopes: [cloudPlatformScope],
-      endpoint: config.iamCredentialsUrl,
-      transporter: source.transporter,
-    });
-    // `format=full` on GCE adds identity claims; the closest IAM offers is the email claim.
-    const token = await impersonated.fetchIdToken(request.audience, {
-      includeEmail: request.format === "full",
-    });
-    return { token, expiresAtMs: idTokenExpiryMs(token, this.#deps.clock.now()) };
-  }
-
-  #client(
-    signal: AbortSignal,
-    scopes: string[],
-    impersonation: Pick<
-      IdentityPoolClientOptions,
-      "service_account_impersonation_url" | "service_account_impersonation"
-    >,
-  ): ChainIdentityPoolClient {
-    const { config, identity, calls } = this.#deps;
-    const transporter = new ChainTransport({
-      signal,
-      attemptTimeoutMs: this.#deps.attemptTimeoutMs ?? 5_000,
-      calls,
-      stsUrl: config.stsUrl,
-      serviceAccount: config.serviceAccount,
-    });
-    return new ChainIdentityPoolClient(
+    const { config, clock } = this.#deps;
+    let subjectToken: string | undefined;
+    const client = new ChainIdentityPoolClient(
       {
         type: "external_account",
         audience: config.audience,
         subject_token_type: jwtSubjectTokenType,
         token_url: config.stsUrl,
-        subject_token_supplier: identity.supplier(signal),
-        scopes,
-        ...impersonation,
+        subject_token_supplier: {
+          getSubjectToken: async () => {
+            subjectToken = (await this.#subject.subjectToken(signal)).token;
+            return subjectToken;
+          },
+        },
+        scopes: [...scopes],
       },
-      transporter,
+      chainTransport(this.#deps, signal),
     );
+    const requestedAtMs = clock.now();
+    try {
+      const { token, res } = await client.getAccessToken();
+      if (typeof token !== "string" || token === "") {
+        throw new BrokerError("UPSTREAM_MALFORMED", "Google answered without an access token");
+      }
+      return { token, expiresAtMs: accessTokenExpiryMs(res?.data, requestedAtMs, clock.now()) };
+    } catch (error) {
+      // A JWT Google refused is not offered again, whatever time it has left.
+      if (
+        subjectToken !== undefined &&
+        error instanceof BrokerError &&
+        error.code === "GOOGLE_STS_REJECTED"
+      ) {
+        this.#subject.reject?.(subjectToken);
+      }
+      throw error;
+    }
+  }
+
+  async idToken(): Promise<IdToken> {
+    throw idTokenNeedsServiceAccount();
+  }
+}
+
+/** A federated token (cloud-platform) to impersonate with; `signal` bounds the wait for it. */
+export type FederatedToken = (signal: AbortSignal) => Promise<AccessToken>;
+
+/** The scope IAM Credentials needs on the caller's token (it accepts `iam` too). */
+export const federatedScopes: readonly string[] = [cloudPlatformScope];
+
+/**
+ * IAM Credentials `generateAccessToken` / `generateIdToken` for the configured service account,
+ * authenticated with a federated token from `federated`.
+ *
+ * Called directly rather than through google-auth-library: IdentityPoolClient takes no federated
+ * token from outside (it exchanges a JWT for each impersonation), and `Impersonated` keeps its own
+ * token with its own 5-minute refresh and prints a console warning each time one is built. The
+ * two calls are one POST each on the chain's transport, which labels, bounds and maps their
+ * failures like every other upstream call.
+ */
+export class Impersonation implements TokenFetcher {
+  readonly #deps: ExchangeDeps;
+  readonly #federated: FederatedToken;
+  readonly #serviceAccount: string;
+
+  constructor(deps: ExchangeDeps & { readonly serviceAccount: string; readonly federated: FederatedToken }) {
+    this.#deps = deps;
+    this.#serviceAccount = deps.serviceAccount;
+    this.#federated = deps.federated;
+  }
+
+  async accessToken(scopes: readonly string[], signal: AbortSignal): Promise<AccessToken> {
+    const requestedAtMs = this.#deps.clock.now();
+    const data = await this.#generate(
+      "generateAccessToken",
+      { scope: [...scopes], lifetime: `${this.#deps.config.impersonationLifetimeSeconds}s` },
+      signal,
+    );
+    const { accessToken } = data as { accessToken?: unknown };
+    if (typeof accessToken !== "string" || accessToken === "") {
+      throw new BrokerError("UPSTREAM_MALFORMED", "Google answered without an access token");
+    }
+    return {
+      token: accessToken,
+      expiresAtMs: accessTokenExpiryMs(data, requestedAtMs, this.#deps.clock.now()),
+    };
+  }
+
+  async idToken(request: IdTokenRequest, signal: AbortSignal): Promise<IdToken> {
+    // `format=full` on GCE adds identity claims; the closest IAM offers is the email claim.
+    const full = request.format === "full";
+    const data = await this.#generate(
+      "generateIdToken",
+      { audience: request.audience, includeEmail: full, useEmailAzp: full },
+      signal,
+    );
+    const { token } = data as { token?: unknown };
+    if (typeof token !== "string") {
+      throw new BrokerError("UPSTREAM_MALFORMED", "IAM Credentials answered generateIdToken without a JWT");
+    }
+    return { token, expiresAtMs: idTokenExpiryMs(token, this.#deps.clock.now()) };
+  }
+
+  async #generate(
+    method: "generateAccessToken" | "generateIdToken",
+    body: Record<string, unknown>,
+    signal: AbortSignal,
+  ): Promise<unknown> {
+    const federated = await this.#federated(signal);
+    const { config } = this.#deps;
+    const response = await chainTransport(this.#deps, signal).request({
+      url: `${config.iamCredentialsUrl}/v1/projects/-/serviceAccounts/${encodeURIComponent(this.#serviceAccount)}:${method}`,
+      method: "POST",
+      headers: { authorization: `Bearer ${federated.token}`, "content-type": "application/json" },
+      data: body,
+      responseType: "json",
+    });
+    return response.data;
   }
 }

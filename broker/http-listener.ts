@@ -98,8 +98,8 @@ export async function listen(
   let closing = false;
   // The response each open connection answers now (or answered last), for `close` to find the
   // ones in flight. Kept per connection, updated in place: a Set that gained and lost an entry per
-  // request reallocated its table all the time, and at 80k requests/s that garbage, promoted to
-  // the old generation, cost a ~4 ms full collection every second, the serving p99.
+  // request reallocated its table all the time, and under load that garbage, promoted to the old
+  // generation, cost a full collection every second, which set the serving p99.
   const lastResponse = new Map<Socket, ServerResponse | undefined>();
   const server = createServer(serverLimits, (req, res) => {
     lastResponse.set(req.socket, res);

@@ -82,8 +82,8 @@ function lazyFetcher(load: () => Promise<TokenFetcher>): TokenFetcher {
 
 /**
  * The ops routes, and express under them, load on the first ops request. A Lambda extension's ops
- * listener is seldom asked anything, and loading express at start cost the extension 13–18 ms
- * before it registered and 1.5 MB for as long as it runs (npm run bench:lambda); the layer ships
+ * listener is seldom asked anything, and loading express at start delayed the extension's
+ * registration and kept its memory for as long as it runs (npm run bench:lambda); the layer ships
  * them as a file of their own (`ops.cjs`), read only then. A failed load answers 503 and is tried
  * again on the next request.
  */
@@ -146,18 +146,16 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     ...(emf ? { emf: emfOutput(config.emfNamespace, options.lambda?.functionName, clock, logger) } : {}),
   });
   const exchange = lazyFetcher(async () => {
-    const { AwsIdentity, createStsClient, GoogleExchange, UpstreamCalls } = await import("./token-chain.ts");
-    const calls = new UpstreamCalls({ clock, metrics, logger });
-    const identity = new AwsIdentity({
-      sts: options.sts ?? createStsClient(config.awsRegion),
-      settings: {
-        audience: config.audience,
-        durationSeconds: config.awsTokenDurationSeconds,
-        algorithm: config.awsSigningAlgorithm,
-      },
-      calls,
+    const { tokenChain } = await import("./token-chain.ts");
+    return tokenChain({
+      config,
+      clock,
+      random,
+      metrics,
+      logger,
+      ...(options.policy === undefined ? {} : { policy: options.policy }),
+      ...(options.sts === undefined ? {} : { sts: options.sts }),
     });
-    return new GoogleExchange({ config, identity, calls, clock });
   });
   tokens = new TokenCache({
     // The doctor's verdict, logged once, goes next to the first chain's failure in CloudWatch.

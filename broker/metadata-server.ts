@@ -17,9 +17,9 @@
  *
  * A plain `node:http` listener, not express: the handler below does its own routing from the table,
  * so express added nothing but its per-request cost (it re-parents every request and response
- * object), which measured a third of the token route's CPU time (bench/serve.ts).
+ * object), a large share of the token route's CPU time as bench/serve.ts measures it.
  *
- * HEAD is refused like any method other than GET (DESIGN.md: "methods other than GET → 405"):
+ * HEAD is refused like any method other than GET (405, docs/metadata-server.md):
  * no Google SDK sends it, and a HEAD on the token route would start an upstream exchange whose
  * result nobody receives.
  */

@@ -3,8 +3,9 @@ import { PrometheusMetrics } from "./prometheus-metrics.ts";
 
 /** The upstream steps of one token chain, in order. */
 export type UpstreamStep = "aws_sts" | "google_sts" | "impersonation";
-export type UpstreamOutcome = "success" | "error" | "timeout";
-export type TokenKind = "access" | "id";
+export type UpstreamOutcome = "success" | "error" | "timeout" | "throttled";
+/** `federated`: the Google STS token that impersonation starts from (cached on its own). */
+export type TokenKind = "access" | "id" | "federated";
 /** How the cache answered: hit (fresh), refresh (served, refresh started), miss (waited), stale (served during an upstream failure). */
 export type CacheResult = "hit" | "miss" | "refresh" | "stale";
 
@@ -116,13 +117,14 @@ export class BrokerMetrics {
    */
   tokenServed(kind: TokenKind, result: CacheResult, ageMs: number, waited = result === "miss"): void {
     this.prometheus?.tokenLookup(kind, result);
-    this.#emf?.record((aggregate) => aggregate.tokenServed(waited, ageMs));
+    // EMF counts the requests of clients; the chain's own lookups of its federated token are not.
+    if (kind !== "federated") this.#emf?.record((aggregate) => aggregate.tokenServed(waited, ageMs));
   }
 
   /** A token request answered with an error (it missed: nothing valid was cached). */
   tokenFailed(kind: TokenKind): void {
     this.prometheus?.tokenLookup(kind, "miss");
-    this.#emf?.record((aggregate) => aggregate.tokenFailed());
+    if (kind !== "federated") this.#emf?.record((aggregate) => aggregate.tokenFailed());
   }
 
   observeUpstream(step: UpstreamStep, outcome: UpstreamOutcome, seconds: number): void {

@@ -5,6 +5,7 @@ import { BrokerError, isBrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import type { BrokerMetrics, CacheResult, TokenKind } from "./metrics.ts";
 import { SingleFlight } from "./singleflight.ts";
+import { ThrottledError } from "./throttling.ts";
 import type { AccessToken, IdToken, IdTokenRequest, Readiness, TokenSource } from "./tokens.ts";
 
 /*
@@ -30,6 +31,8 @@ import type { AccessToken, IdToken, IdTokenRequest, Readiness, TokenSource } fro
  * retries inside `chainDeadlineMs`. After a failed chain the key backs off (exponential from
  * `backoffBaseMs` to `backoffMaxMs`, each wait drawn from its upper half): no new chain starts before then, requests get
  * the still-valid token or, with nothing valid, the remembered error at once (a fast 503).
+ * A spent quota (ThrottledError) ends the chain at its first answer, and the backoff lasts at
+ * least the answer's Retry-After when that is sane.
  *
  * Bounds, since callers choose scope sets and audiences: at most `maxChains` chains run at once
  * and `maxWaitingKeys` more keys wait for a slot (beyond that: BROKER_BUSY at once, see
@@ -106,6 +109,8 @@ export interface TokenCacheDeps {
   readonly metrics: BrokerMetrics;
   readonly logger: Logger;
   readonly policy?: RefreshPolicy;
+  /** What its access tokens count as in the metrics; `federated` for the chain's own cache of those. */
+  readonly accessKind?: Extract<TokenKind, "access" | "federated">;
 }
 
 /** In the fresh window, with nothing failing: served as it is, nothing to start. */
@@ -141,9 +146,11 @@ export class TokenCache implements TokenSource {
   readonly #flights = new SingleFlight<Token>();
   readonly #gate: ChainGate;
   readonly #defaultKey: string;
+  readonly #accessKind: TokenKind;
 
   constructor(deps: TokenCacheDeps) {
     this.#deps = deps;
+    this.#accessKind = deps.accessKind ?? "access";
     this.#policy = deps.policy ?? defaultRefreshPolicy;
     this.#defaultKey = scopeKey(deps.defaultScopes);
     this.#entries = new LRUCache<string, Entry>({ max: this.#policy.maxEntries });
@@ -174,7 +181,7 @@ export class TokenCache implements TokenSource {
 
   accessToken(scopes?: readonly string[]): Promise<AccessToken> {
     const wanted = scopes === undefined || scopes.length === 0 ? this.#deps.defaultScopes : scopes;
-    return this.#get(this.#accessKey(scopes), "access", (signal) =>
+    return this.#get(this.#accessKey(scopes), this.#accessKind, (signal) =>
       this.#deps.fetcher.accessToken(wanted, signal),
     );
   }
@@ -184,7 +191,7 @@ export class TokenCache implements TokenSource {
     const now = this.#deps.clock.now();
     if (entry === undefined || !isFresh(entry, now)) return undefined;
     entry.askedAtMs = now;
-    this.#deps.metrics.tokenServed("access", "hit", now - entry.storedAtMs);
+    this.#deps.metrics.tokenServed(this.#accessKind, "hit", now - entry.storedAtMs);
     return entry.token;
   }
 
@@ -221,7 +228,7 @@ export class TokenCache implements TokenSource {
     const now = this.#deps.clock.now();
     if (entry !== undefined && (isFresh(entry, now) || (entry.failure?.retryAtMs ?? 0) > now)) return;
     const scopes = this.#deps.defaultScopes;
-    this.#refresh(this.#defaultKey, "access", (signal) =>
+    this.#refresh(this.#defaultKey, this.#accessKind, (signal) =>
       this.#deps.fetcher.accessToken(scopes, signal),
     ).catch(() => undefined);
   }
@@ -346,7 +353,8 @@ export class TokenCache implements TokenSource {
         return token;
       } catch (error) {
         lastError = asBrokerError(error);
-        if (!lastError.retryable || signal.aborted) break;
+        // A spent quota is not retried within the chain: the backoff waits it out.
+        if (!lastError.retryable || lastError instanceof ThrottledError || signal.aborted) break;
       }
     }
     const error =
@@ -396,8 +404,11 @@ export class TokenCache implements TokenSource {
       askedAtMs: clock.now(),
     };
     const count = (entry.failure?.count ?? 0) + 1;
-    const backoff =
-      Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (count - 1)) * (0.5 + random() / 2);
+    const own = Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (count - 1)) * (0.5 + random() / 2);
+    // A quota answer's Retry-After is the earliest the quota takes us back: wait at least that,
+    // spread over a further fifth so a fleet told the same instant does not return in step.
+    const retryAfter = error instanceof ThrottledError ? error.retryAfterMs : undefined;
+    const backoff = retryAfter === undefined ? own : Math.max(own, retryAfter * (1 + 0.2 * random()));
     entry.failure = { error, count, retryAtMs: clock.now() + backoff };
     this.#setEntry(key, entry);
     metrics.refreshFailed(kind);
@@ -407,6 +418,7 @@ export class TokenCache implements TokenSource {
         failures: count,
         retryInMs: Math.round(backoff),
         servingCached: entry.token !== undefined,
+        ...(error instanceof ThrottledError ? { quota: error.quota } : {}),
       },
       `token refresh failed: ${error.message}`,
     );

@@ -2,11 +2,13 @@ import type { Clock } from "./clock.ts";
 import { BrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import type { BrokerMetrics, UpstreamStep } from "./metrics.ts";
+import { ThrottledError } from "./throttling.ts";
 
 /**
  * Every upstream call of a token chain (AWS STS, Google STS, impersonation) goes through `run`, so
  * each is reported the one way: latency and outcome metrics by step, and one log line, "upstream
- * call" at info, or at warn with the failure's code and message.
+ * call" at info, or at warn with the failure's code and message. A spent quota has its own
+ * outcome, `throttled`, so a dashboard tells it from an outage.
  */
 export class UpstreamCalls {
   readonly #clock: Clock;
@@ -35,7 +37,12 @@ export class UpstreamCalls {
       return result;
     } catch (error) {
       const failure = error instanceof BrokerError ? error : asFailure(error);
-      const outcome = failure.code === "UPSTREAM_TIMEOUT" ? "timeout" : "error";
+      const outcome =
+        failure.code === "UPSTREAM_TIMEOUT"
+          ? "timeout"
+          : failure instanceof ThrottledError
+            ? "throttled"
+            : "error";
       const ms = elapsedMs();
       this.#metrics.observeUpstream(step, outcome, ms / 1000);
       this.#logger.warn(

@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { GoogleAuth } from "google-auth-library";
 import { createClients, googleErrorMessage, writeGreeting } from "./greeting.ts";
 import { readDemoSettings } from "./settings.ts";
 
@@ -25,11 +24,7 @@ function log(entry: Record<string, unknown>): void {
 
 const settings = readDemoSettings(process.env);
 const interval = intervalSeconds(process.env.GREETING_INTERVAL_SECONDS);
-const auth = await new GoogleAuth({
-  scopes: "https://www.googleapis.com/auth/cloud-platform",
-  projectId: settings.projectId,
-}).getClient();
-const clients = createClients(settings, auth);
+const clients = createClients(settings);
 
 const stopping = new AbortController();
 for (const signal of ["SIGTERM", "SIGINT"] as const) process.once(signal, () => stopping.abort());

@@ -22,14 +22,16 @@ export interface Greeting {
 
 /**
  * The two clients, with the libraries' documented endpoint setting when one is configured.
- * `auth` is whatever the caller authenticates with; the broker-backed workloads pass the client
- * Application Default Credentials picks, which is the metadata server's.
+ * Without `auth` each library finds its credentials itself (Application Default Credentials: on
+ * Lambda and ECS with the broker, the metadata server) and asks for its own scopes; only the
+ * benchmark baseline, which mints its token by hand, passes one.
  */
-export function createClients(settings: DemoSettings, auth: AuthClient): DemoClients {
+export function createClients(settings: DemoSettings, auth?: AuthClient): DemoClients {
+  const credentials = auth === undefined ? {} : { authClient: auth };
   return {
     storage: new Storage({
       projectId: settings.projectId,
-      authClient: auth,
+      ...credentials,
       ...(settings.storageEndpoint === undefined
         ? {}
         : // The library sends no credentials to a custom endpoint unless told to.
@@ -37,7 +39,7 @@ export function createClients(settings: DemoSettings, auth: AuthClient): DemoCli
     }),
     bigquery: new BigQuery({
       projectId: settings.projectId,
-      authClient: auth,
+      ...credentials,
       ...(settings.bigqueryEndpoint === undefined ? {} : { apiEndpoint: settings.bigqueryEndpoint }),
     }),
   };

@@ -1,4 +1,3 @@
-import { GoogleAuth } from "google-auth-library";
 import { createClients } from "./greeting.ts";
 import {
   type DemoEvent,
@@ -17,13 +16,7 @@ import { readDemoSettings } from "./settings.ts";
 
 // Created once per sandbox, during Lambda's init, and reused by every invocation.
 const settings = readDemoSettings(process.env);
-// One cloud-platform token serves both clients: left alone, each library asks for its own scope
-// set and the sandbox would hold (and the broker mint) two tokens where one does.
-const auth = await new GoogleAuth({
-  scopes: "https://www.googleapis.com/auth/cloud-platform",
-  projectId: settings.projectId,
-}).getClient();
-const clients = createClients(settings, auth);
+const clients = createClients(settings);
 
 export function handler(event: DemoEvent | null, context: LambdaContext): Promise<DemoResponse> {
   return greetingResponse(clients, settings, event, context);

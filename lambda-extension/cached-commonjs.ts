@@ -9,7 +9,7 @@ import type { CodeCacheStatus } from "./lifecycle.ts";
  * code cache when the layer ships one next to it (`<file>.v8cache`, made at build time by the
  * very Node binary the standalone layer carries). Every new sandbox pays the extension's
  * start-up before its function may run; with the cache V8 skips compiling the functions start-up
- * runs, about half of start-up's instructions (measured with callgrind). Node's own compile
+ * runs, a large share of start-up's instructions (callgrind shows it). Node's own compile
  * cache cannot be shipped prebuilt: it names its folders after the user id, which Lambda does
  * not promise. A cache V8 rejects (another Node) costs only the compile that happens anyway.
  *

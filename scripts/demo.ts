@@ -104,7 +104,10 @@ try {
   ] as const;
   for (const [name, count] of calls) console.log(`   ${name.padEnd(38)}${count}`);
   console.log(
-    dim("   (the broker fetched one token while the function initialised and served it from memory)"),
+    dim(
+      "   (one JWT and one exchange for the sandbox; one impersonation per scope set: the default one, fetched while\n" +
+        "    the function initialised, and Storage's and BigQuery's own; every later request served from memory)",
+    ),
   );
 
   step("8. Shutdown");

@@ -13,7 +13,7 @@ import { freePort } from "../test/support/free-port.ts";
  * hermetic cloud: Debian's buildah, chroot isolation, vfs storage in a temporary folder that is
  * removed at the end. No image registry is reachable, so the base images are assembled here from
  * the Node 24 binary running this script (the `node` npm package) and the shared libraries it
- * links, at the distroless path /nodejs/bin/node; the demo's build stage adds npm and a shell.
+ * links, at the distroless path /nodejs/bin/node; the build stages' base adds npm and a shell.
  *
  * The sidecar (root Dockerfile): its config (numeric non-root user, exec-form entrypoint,
  * shell-free health check), that it adds nothing but the bundle, /healthz, the image's own
@@ -98,16 +98,19 @@ async function main(): Promise<void> {
   };
   const cloud = await startCloud();
   try {
-    // The bundle the Dockerfile copies, built from the current sources.
-    await run(process.execPath, [path.join(root, "scripts", "build.ts")], { cwd: root, timeout: 120_000 });
     const nodeVersion = (await run(process.execPath, ["--version"])).stdout.trim();
     check(nodeVersion.startsWith("v24."), "the base carries Node 24", nodeVersion);
     await assembleNodeBase(buildah);
+    await assembleBuildBase(buildah);
 
-    const buildSeconds = await build(buildah, "Dockerfile", images.sidecar, { BASE_IMAGE: images.nodeBase });
+    // The context holds no bundle and no node_modules (.dockerignore): the build stage makes both.
+    const buildSeconds = await build(buildah, "Dockerfile", images.sidecar, {
+      BUILD_IMAGE: images.buildBase,
+      BASE_IMAGE: images.nodeBase,
+    });
     check(
       true,
-      "buildah built the sidecar Dockerfile (chroot isolation, vfs storage, no daemon)",
+      "buildah built the sidecar Dockerfile, npm ci and npm run build in its build stage (chroot isolation, vfs storage, no daemon)",
       `${buildSeconds} s`,
     );
     const config = await imageConfig(buildah, images.sidecar);
@@ -209,7 +212,7 @@ async function assembleNodeBase(buildah: Buildah): Promise<void> {
 }
 
 /**
- * The demo's build stage needs what node:24-bookworm-slim offers it: a shell for `RUN` and npm
+ * The build stages need what node:24-bookworm-slim offers them: a shell for `RUN` and npm
  * (this machine's npm, a pure JavaScript package, run by Node 24). npm fetches from the npm
  * registry, the one registry this machine reaches.
  */
@@ -316,7 +319,6 @@ async function checkDemoApp(
   cloud: Cloud,
   metadataPort: number,
 ): Promise<void> {
-  await assembleBuildBase(buildah);
   const buildSeconds = await build(buildah, "client-demo/Dockerfile", images.demoApp, {
     BUILD_IMAGE: images.buildBase,
     BASE_IMAGE: images.nodeBase,

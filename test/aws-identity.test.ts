@@ -73,9 +73,13 @@ describe("AWS failures as the user reads them", () => {
       "AWS STS refused GetWebIdentityToken (SessionDurationEscalationException: The requested DurationSeconds exceeds the session); check BROKER_AWS_TOKEN_DURATION and BROKER_AWS_SIGNING_ALGORITHM",
     ],
     [
-      failure("Throttling", { $fault: "client", $metadata: { httpStatusCode: 400 } }),
-      "AWS_STS_UNAVAILABLE",
-      "AWS STS GetWebIdentityToken failed (Throttling, HTTP 400); retrying",
+      Object.assign(new Error("Rate exceeded"), {
+        name: "Throttling",
+        $fault: "client",
+        $metadata: { httpStatusCode: 400 },
+      }),
+      "UPSTREAM_THROTTLED",
+      "AWS STS throttled GetWebIdentityToken (Throttling: Rate exceeded): the account's STS request-rate quota in this region is spent; retrying with backoff (Service Quotas can raise it)",
     ],
     [
       failure("TimeoutError", { code: "ECONNRESET" }),

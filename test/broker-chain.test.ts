@@ -103,7 +103,10 @@ describe.each([
     expect(second.access_token).toBe(first.access_token);
     expect(defaults.access_token).not.toBe(first.access_token);
     expect(cloud.ledger.resolveAccessToken(first.access_token)?.scopes).toEqual([bigquery, storage]);
-    expect(cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(2);
+    // Two scope sets: one JWT; one exchange each, or one exchange and one impersonation each.
+    expect(cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
+    expect(cloud.googleSts.calls.get("token")).toBe(impersonate ? 1 : 2);
+    expect(cloud.iamCredentials.calls.get("generateAccessToken")).toBe(impersonate ? 2 : 0);
   });
 
   it("keeps serving the cached token through an upstream outage, and recovers by itself", async () => {
@@ -112,6 +115,8 @@ describe.each([
     const first = accessToken(await getToken(broker, scan));
     cloud.googleSts.faults.inject({ kind: "status", status: 503 });
     cloud.awsSts.faults.inject({ kind: "status", status: 500 });
+    // The cached federated token is still valid, and would be impersonated with: all of upstream is down.
+    cloud.iamCredentials.faults.inject({ kind: "status", status: 503 });
     // Into the mandatory window: a healthy broker would refresh before answering.
     await clock.advance(56 * 60_000);
     // Simulated time keeps passing while the chain retries (100 ms every 10 ms).
@@ -124,11 +129,14 @@ describe.each([
     const ready = await getReadiness(broker, scan);
     expect(ready.status).toBe(200);
     expect(ready.body).toBe(
-      "ready (degraded: AWS STS GetWebIdentityToken failed (InternalFailure, HTTP 500); retrying)",
+      impersonate
+        ? "ready (degraded: IAM Credentials is unavailable (HTTP 503); retrying)"
+        : "ready (degraded: AWS STS GetWebIdentityToken failed (InternalFailure, HTTP 500); retrying)",
     );
 
     cloud.googleSts.faults.clear();
     cloud.awsSts.faults.clear();
+    cloud.iamCredentials.faults.clear();
     // Past the backoff (at most 30 s), the next request starts a chain; the one after gets its token.
     await clock.advance(31_000);
     await getToken(broker, scan);

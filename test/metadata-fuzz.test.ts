@@ -11,7 +11,7 @@ import { secretScan } from "./support/secret-scan.ts";
  * hermetic cloud healthy behind it, over raw sockets so that what a broken or hostile client
  * sends reaches the broker unchanged. Seeded and bounded: the same requests on every run.
  *
- * Well-formed requests are checked against the contract (DESIGN.md, GCE metadata contract) in its
+ * Well-formed requests are checked against the contract (docs/metadata-server.md) in its
  * order: a proxied request is refused, then a `Host` that does not name the server (DNS
  * rebinding), then any method but GET, then a missing header; whatever passes those is answered
  * 200, 400 or 404. Headers are sometimes padded with hundreds of others, which must hide nothing. Upstream is healthy, so no 5xx, 503 included. Bytes

@@ -5,8 +5,8 @@ import {
   SimulatePrincipalPolicyCommand,
 } from "@aws-sdk/client-iam";
 import { GetCallerIdentityCommand, type STSClient } from "@aws-sdk/client-sts";
-import { gaxios } from "google-auth-library";
 import { AwsIdentity, awsError } from "../aws-identity.ts";
+import { systemClock } from "../clock.ts";
 import type { Config } from "../config.ts";
 import { type BrokerError, isBrokerError } from "../errors.ts";
 import type { UpstreamCalls } from "../upstream-calls.ts";
@@ -239,19 +239,20 @@ export function webIdentityTokenCheck(clients: AwsClients): Check {
         durationSeconds: config.awsTokenDurationSeconds,
         algorithm: config.awsSigningAlgorithm,
       };
-      const identity = new AwsIdentity({ sts: clients.sts(), settings, calls: clients.calls() });
+      const identity = new AwsIdentity({
+        sts: clients.sts(),
+        settings,
+        calls: clients.calls(),
+        clock: systemClock,
+      });
       try {
-        facts.jwt = await identity.supplier(signal).getSubjectToken({
-          audience: config.audience,
-          subjectTokenType: "urn:ietf:params:oauth:token-type:jwt",
-          transporter: new gaxios.Gaxios(),
-        });
+        facts.jwt = await identity.subjectToken(signal);
         return pass(
           `GetWebIdentityToken minted a ${config.awsSigningAlgorithm} JWT for ${config.audience}, valid ${config.awsTokenDurationSeconds} s`,
         );
       } catch (error) {
         return tokenRefusal(
-          isBrokerError(error) ? error : awsError(error, settings),
+          isBrokerError(error) ? error : awsError(error, settings, Date.now()),
           clients.iam(),
           need(facts.callerArn, "the caller"),
           config,

@@ -1,6 +1,7 @@
 import type { JWTPayload } from "jose";
 import type { Config } from "../config.ts";
 import { isBrokerError } from "../errors.ts";
+import type { SubjectToken } from "../subject-token.ts";
 import type { AccessToken } from "../tokens.ts";
 
 /*
@@ -42,12 +43,14 @@ export interface ChainFacts {
   /** The issuer IAM reports for the account (undefined when IAM would not say). */
   awsIssuer?: string;
   /** The AWS JWT; it never leaves the process, and no output quotes it. */
-  jwt?: string;
+  jwt?: SubjectToken;
   claims?: JWTPayload;
   /** `google.subject` as the provider's mapping gives it (or `sub`, the default mapping). */
   subject?: string;
   /** Whether `subject` came from evaluating the provider's real mapping. */
   subjectFromProvider?: boolean;
+  /** Google STS's federated token (what impersonation spends). */
+  federatedToken?: AccessToken;
   /** The token the broker would serve to SDKs: impersonated, or federated without a service account. */
   servedToken?: AccessToken;
   /** IAM member string of whoever `servedToken` stands for. */

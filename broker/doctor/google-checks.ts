@@ -1,9 +1,8 @@
-import type { STSClient } from "@aws-sdk/client-sts";
-import { AwsIdentity } from "../aws-identity.ts";
 import { systemClock } from "../clock.ts";
 import type { Config } from "../config.ts";
 import { type BrokerError, isBrokerError } from "../errors.ts";
-import { GoogleExchange } from "../google-exchange.ts";
+import { FederatedExchange, federatedScopes, Impersonation } from "../google-exchange.ts";
+import type { SubjectTokenSource } from "../subject-token.ts";
 import type { UpstreamCalls } from "../upstream-calls.ts";
 import {
   type ChainFacts,
@@ -19,22 +18,13 @@ import {
 } from "./check.ts";
 
 export interface GoogleClients {
-  readonly sts: () => STSClient;
   readonly calls: () => UpstreamCalls;
 }
 
-/** The chain exactly as the broker runs it (a fresh JWT, then Google), for `config`. */
-function exchange(clients: GoogleClients, config: Config): GoogleExchange {
-  const identity = new AwsIdentity({
-    sts: clients.sts(),
-    settings: {
-      audience: config.audience,
-      durationSeconds: config.awsTokenDurationSeconds,
-      algorithm: config.awsSigningAlgorithm,
-    },
-    calls: clients.calls(),
-  });
-  return new GoogleExchange({ config, identity, calls: clients.calls(), clock: systemClock });
+/** The JWT the web-identity-token link minted, offered to Google STS as the broker offers its own. */
+function mintedJwt(facts: ChainFacts): SubjectTokenSource {
+  const jwt = need(facts.jwt, "the AWS JWT");
+  return { call: "AWS STS GetWebIdentityToken", subjectToken: async () => jwt };
 }
 
 interface GoogleAnswer {
@@ -127,10 +117,16 @@ export function googleStsCheck(clients: GoogleClients): Check {
     async run(facts, signal) {
       const config = need(facts.config, "the configuration");
       try {
-        const federated = await exchange(clients, { ...config, serviceAccount: undefined }).accessToken(
-          config.scopes,
-          signal,
-        );
+        // With a service account the broker exchanges for cloud-platform and impersonates with that.
+        const scopes = config.serviceAccount === undefined ? config.scopes : federatedScopes;
+        const exchange = new FederatedExchange({
+          config,
+          calls: clients.calls(),
+          clock: systemClock,
+          subject: mintedJwt(facts),
+        });
+        const federated = await exchange.accessToken(scopes, signal);
+        facts.federatedToken = federated;
         facts.subject ??= String(facts.claims?.sub ?? "");
         if (config.serviceAccount === undefined) {
           facts.servedToken = federated;
@@ -188,7 +184,15 @@ export function impersonationCheck(clients: GoogleClients): Check {
       }
       const subject = facts.subject ?? String(facts.claims?.sub ?? "");
       try {
-        const token = await exchange(clients, config).accessToken(config.scopes, signal);
+        const federated = need(facts.federatedToken, "the federated token");
+        const impersonation = new Impersonation({
+          config,
+          calls: clients.calls(),
+          clock: systemClock,
+          serviceAccount,
+          federated: async () => federated,
+        });
+        const token = await impersonation.accessToken(config.scopes, signal);
         facts.servedToken = token;
         facts.servedMember = `serviceAccount:${serviceAccount}`;
         return pass(`${federatedMember(config.audience, subject)} may impersonate ${serviceAccount}`);

@@ -15,7 +15,7 @@ export function jwtClaimsCheck(now: () => number): Check {
     id: "jwt-claims",
     async run(facts) {
       const config = need(facts.config, "the configuration");
-      const claims = decodeJwt(need(facts.jwt, "the AWS JWT"));
+      const claims = decodeJwt(need(facts.jwt, "the AWS JWT").token);
       facts.claims = claims;
       const aws = (claims[stsNamespace] ?? {}) as Record<string, unknown>;
       const seconds = Math.floor(now() / 1000);
@@ -58,7 +58,7 @@ export function issuerDiscoveryCheck(): Check {
     id: "issuer-discovery",
     async run(facts, signal) {
       const config = need(facts.config, "the configuration");
-      const jwt = need(facts.jwt, "the AWS JWT");
+      const jwt = need(facts.jwt, "the AWS JWT").token;
       const issuer = String(need(facts.claims, "the JWT's claims").iss);
       const discoveryUrl = `${issuer}/.well-known/openid-configuration`;
       const unreachable = `make ${discoveryUrl} and its jwks_uri reachable over https from the internet (Google fetches them)`;

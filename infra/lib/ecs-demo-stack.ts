@@ -74,8 +74,8 @@ export class EcsDemoStack extends Stack {
       image: ContainerImage.fromAsset(repositoryRoot, {
         file: "client-demo/Dockerfile",
         platform: Platform.LINUX_AMD64,
-        // The broker bundle is the sidecar image's; a new build of it must not rebuild this one.
-        exclude: ["dist"],
+        // The broker's sources are the sidecar image's; a change to them must not rebuild this one.
+        exclude: ["broker", "scripts"],
       }),
       essential: true,
       readonlyRootFilesystem: true,

@@ -3,6 +3,7 @@ import path from "node:path";
 import { RemovalPolicy } from "aws-cdk-lib";
 import { Architecture, Code, LayerVersion, Runtime, RuntimeFamily } from "aws-cdk-lib/aws-lambda";
 import { Construct } from "constructs";
+import { packageRoot } from "./package-root.ts";
 
 /**
  * `nodejs` runs the extension on the function's own Node (small, for Node 22+ functions);
@@ -14,14 +15,13 @@ export interface TokenBrokerLayerProps {
   /**
    * Folder holding the zips `npm run build:layer` writes:
    * `token-broker-{nodejs,standalone}-{x86_64,arm64}.zip`.
-   * @default - `dist/layers` of this repository
+   * @default - `dist/layers` of the token-broker package (of this repository, in a clone)
    */
   readonly layersDirectory?: string;
   /** @default RemovalPolicy.RETAIN, so functions deployed elsewhere keep their layer version */
   readonly removalPolicy?: RemovalPolicy;
 }
 
-const repositoryRoot = path.resolve(import.meta.dirname, "..", "..");
 const flavours: readonly LayerFlavour[] = ["nodejs", "standalone"];
 const architectures: readonly Architecture[] = [Architecture.X86_64, Architecture.ARM_64];
 
@@ -43,7 +43,7 @@ export class TokenBrokerLayer extends Construct {
 
   constructor(scope: Construct, id: string, props: TokenBrokerLayerProps = {}) {
     super(scope, id);
-    const directory = props.layersDirectory ?? path.join(repositoryRoot, "dist", "layers");
+    const directory = props.layersDirectory ?? path.join(packageRoot, "dist", "layers");
     for (const flavour of flavours) {
       for (const architecture of architectures) {
         const zip = path.join(directory, layerZipName(flavour, architecture));

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { Duration, RemovalPolicy, Stack } from "aws-cdk-lib";
 import { Platform } from "aws-cdk-lib/aws-ecr-assets";
@@ -20,6 +21,7 @@ import {
   validateBrokerSettings,
   workloadEnvironment,
 } from "./broker-settings.ts";
+import { packageRoot } from "./package-root.ts";
 import { webIdentityTokenPolicy } from "./web-identity-token-policy.ts";
 
 export interface TokenBrokerSidecarProps {
@@ -54,8 +56,6 @@ export interface TokenBrokerSidecarProps {
   readonly memoryReservationMiB?: number;
 }
 
-const repositoryRoot = path.resolve(import.meta.dirname, "..", "..");
-
 /** Where the ops listener serves `/metrics`, `/healthz` and `/readyz` (`BROKER_OPS_PORT`'s default). */
 export const brokerOpsPort = Number(defaults.BROKER_OPS_PORT);
 
@@ -77,15 +77,20 @@ export class TokenBrokerSidecar extends Construct {
   readonly container: ContainerDefinition;
   readonly #bridge: boolean;
 
-  /** The broker image built from this repository's `Dockerfile` (run `npm run build` first). */
+  /**
+   * The broker image built from this repository's `Dockerfile`, whose build stage runs `npm ci`.
+   * An installed package has no lockfile (npm never packs one), so it cannot build the image:
+   * there, pass `image`, built once from a clone and pushed to a registry.
+   */
   static image(platform: Platform = Platform.LINUX_AMD64): ContainerImage {
+    if (!existsSync(path.join(packageRoot, "package-lock.json"))) {
+      throw new Error(
+        `TokenBrokerSidecar: ${packageRoot} is an installed package, which cannot build the broker image; build it from a clone (docker build .), push it, and pass image: ContainerImage.fromRegistry("<registry>/token-broker:<tag>")`,
+      );
+    }
     // The root .dockerignore serves both images; leaving out the demo app's part means a change
     // to the demo does not rebuild (and re-push) the broker image.
-    return ContainerImage.fromAsset(repositoryRoot, {
-      file: "Dockerfile",
-      platform,
-      exclude: ["client-demo", "package.json", "package-lock.json"],
-    });
+    return ContainerImage.fromAsset(packageRoot, { file: "Dockerfile", platform, exclude: ["client-demo"] });
   }
 
   constructor(scope: Construct, id: string, props: TokenBrokerSidecarProps) {

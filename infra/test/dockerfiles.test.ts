@@ -39,19 +39,38 @@ function finalStage(file: string): Instruction[] {
   return all.slice(lastFrom);
 }
 
+/** The name each file gives its build stage. */
+function buildStage(file: string): string {
+  return file === "Dockerfile" ? "build" : "dependencies";
+}
+
 function argument(stage: Instruction[], keyword: string): string[] {
   return stage
     .filter((instruction) => instruction.keyword === keyword)
     .map((instruction) => instruction.argument);
 }
 
+const digest = "@sha256:[0-9a-f]{64}";
+
 describe.each(["Dockerfile", "client-demo/Dockerfile"])("%s", (file) => {
-  it("takes its base as a build argument, defaulting to distroless Node 24 without root", () => {
-    expect(argument(instructions(file), "ARG")).toContain(
-      "BASE_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot",
+  it("takes its bases as build arguments, defaulting to Node 24 images pinned by digest", () => {
+    const defaults = Object.fromEntries(
+      argument(instructions(file), "ARG").map((declaration) => declaration.split("=", 2)),
     );
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: a Dockerfile variable, compared verbatim
-    expect(argument(finalStage(file), "FROM")).toEqual(["${BASE_IMAGE}"]);
+    expect(defaults.BASE_IMAGE).toMatch(
+      new RegExp(`^gcr\\.io/distroless/nodejs24-debian12:nonroot${digest}$`),
+    );
+    expect(defaults.BUILD_IMAGE).toMatch(new RegExp(`^node:24-bookworm-slim${digest}$`));
+    // Both files build from the same two bases, so one digest refresh covers them.
+    expect(defaults).toEqual(
+      Object.fromEntries(
+        argument(instructions("Dockerfile"), "ARG").map((declaration) => declaration.split("=", 2)),
+      ),
+    );
+    const stage = buildStage(file);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: Dockerfile variables, compared verbatim
+    const [build, runtime] = ["${BUILD_IMAGE}", "${BASE_IMAGE}"];
+    expect(argument(instructions(file), "FROM")).toEqual([`${build} AS ${stage}`, runtime]);
   });
 
   it("runs as a numeric non-root user, with an exec-form entrypoint", () => {
@@ -68,9 +87,26 @@ describe.each(["Dockerfile", "client-demo/Dockerfile"])("%s", (file) => {
 });
 
 describe("the sidecar Dockerfile", () => {
-  it("copies the bundle alone", () => {
+  it("builds the bundle from the locked dependencies and the sources, so a clone needs no prior build", () => {
+    const stages = instructions("Dockerfile");
+    const build = stages.slice(0, stages.map((instruction) => instruction.keyword).lastIndexOf("FROM"));
+    expect(argument(build, "RUN")).toEqual(["npm ci --ignore-scripts --no-audit --no-fund", "npm run build"]);
+    expect(argument(build, "COPY")).toEqual([
+      "package.json package-lock.json ./",
+      "broker/ ./broker/",
+      "scripts/build.ts scripts/bundle-options.ts scripts/fetch-globals.ts ./scripts/",
+    ]);
+    // Whatever the copied build scripts import from scripts/ is copied too.
+    const copied = ["build.ts", "bundle-options.ts", "fetch-globals.ts"];
+    for (const name of copied) {
+      const text = readFileSync(path.join(repositoryRoot, "scripts", name), "utf8");
+      for (const [, imported] of text.matchAll(/"\.\/([\w-]+\.ts)"/g)) expect(copied).toContain(imported);
+    }
+  });
+
+  it("copies the bundle alone into the image", () => {
     expect(argument(finalStage("Dockerfile"), "COPY")).toEqual([
-      "dist/token-broker.mjs /app/token-broker.mjs",
+      "--from=build /src/dist/token-broker.mjs /app/token-broker.mjs",
     ]);
   });
 
@@ -104,11 +140,14 @@ describe(".dockerignore", () => {
       .filter((line) => line !== "" && !line.startsWith("#"));
     expect(patterns).toEqual([
       "*",
-      "!dist/token-broker.mjs",
       "!package.json",
       "!package-lock.json",
+      "!broker/",
+      "!scripts/build.ts",
+      "!scripts/bundle-options.ts",
+      "!scripts/fetch-globals.ts",
       "!client-demo/",
-      "client-demo/**/*.test.ts",
+      "**/*.test.ts",
     ]);
     expect(argument(instructions("client-demo/Dockerfile"), "COPY")).toEqual([
       "package.json package-lock.json ./",

@@ -7,8 +7,8 @@ import { type LayerFlavour, layerZipName } from "../lib/token-broker-layer.ts";
 
 /**
  * Four small but real layer zips (launcher at `extensions/token-broker`), zipped with the same
- * `zip` tool the layer build uses. Synthesis only stages them, so the 100 MB standalone build is
- * not needed to test the constructs.
+ * `zip` tool the layer build uses. Synthesis only stages them, so the standalone build, which
+ * carries Node, is not needed to test the constructs.
  */
 export function makeLayerFixtures(): string {
   const directory = mkdtempSync(path.join(tmpdir(), "token-broker-layers-"));

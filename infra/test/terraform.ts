@@ -16,16 +16,17 @@ export interface TerraformModule {
   readonly resource: Record<string, Record<string, [Block]>>;
   readonly output: Record<string, [Block]>;
   readonly data: Record<string, Record<string, [Block]>>;
+  readonly module: Record<string, [Block]>;
 }
 
 const gcpDirectory = path.resolve(import.meta.dirname, "..", "gcp");
 
-/** Every `.tf` file of infra/gcp, merged as Terraform merges a module's files. */
-export async function loadModule(): Promise<TerraformModule> {
+/** Every `.tf` file of a module (infra/gcp unless told), merged as Terraform merges a module's files. */
+export async function loadModule(directory = gcpDirectory): Promise<TerraformModule> {
   const merged: Record<string, Record<string, unknown>> = {};
   const locals: Block[] = [];
-  for (const file of readdirSync(gcpDirectory).filter((name) => name.endsWith(".tf"))) {
-    const parsed = (await parse(file, readFileSync(path.join(gcpDirectory, file), "utf8"))) as Record<
+  for (const file of readdirSync(directory).filter((name) => name.endsWith(".tf"))) {
+    const parsed = (await parse(file, readFileSync(path.join(directory, file), "utf8"))) as Record<
       string,
       unknown
     >;
@@ -40,6 +41,7 @@ export async function loadModule(): Promise<TerraformModule> {
     resource: (merged.resource ?? {}) as TerraformModule["resource"],
     output: (merged.output ?? {}) as TerraformModule["output"],
     data: (merged.data ?? {}) as TerraformModule["data"],
+    module: (merged.module ?? {}) as TerraformModule["module"],
   };
 }
 
@@ -117,6 +119,8 @@ export class TerraformEvaluator {
       return (this.#expression(operand) === "") === (operator === "==");
     }
     if (expression === '""') return "";
+    const tostring = /^tostring\((.+)\)$/.exec(expression);
+    if (tostring?.[1]) return String(this.#expression(tostring[1]));
     const jsonencode = /^jsonencode\((.+)\)$/.exec(expression);
     if (jsonencode?.[1]) return JSON.stringify(this.#expression(jsonencode[1]));
     const variable = /^var\.(\w+)$/.exec(expression);

@@ -64,7 +64,11 @@ describe("the ECS demo app beside the sidecar", () => {
         `Hello from request ${line.requestId}\n`,
       );
     }
+    // One JWT and one exchange; one impersonation per scope set: the sidecar's prewarmed default,
+    // and the ones `new Storage()` and `new BigQuery()` ask for.
     expect(demo.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
+    expect(demo.googleSts.calls.get("token")).toBe(1);
+    expect(demo.iamCredentials.calls.get("generateAccessToken")).toBe(3);
   });
 
   it("stops on SIGTERM after the run in progress, with exit code 0", async () => {

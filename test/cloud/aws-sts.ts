@@ -7,6 +7,7 @@ import { CallCounter } from "./call-counter.ts";
 import { type Fault, FaultInjector } from "./faults.ts";
 import { listen, type RunningServer } from "./http.ts";
 import type { Ledger } from "./ledger.ts";
+import { RateQuota } from "./quotas.ts";
 import { BodyTooLargeError, readBody } from "./requests.ts";
 import type { AwsPrincipal, World } from "./world.ts";
 
@@ -56,6 +57,8 @@ export interface AwsSts extends RunningServer {
   /** Faults apply to the STS API (`POST /`) only: the issuer endpoints are another AWS service. */
   readonly faults: FaultInjector;
   readonly calls: CallCounter<AwsStsOperation>;
+  /** GetWebIdentityToken request rate, when enforced (off until told): `Throttling` past it. */
+  readonly quota: RateQuota;
   issued(): readonly IssuedWebIdentityToken[];
   /** The `iss` of the account's JWTs; its discovery document is `${issuer}/.well-known/openid-configuration`. */
   issuerFor(accountId: string): string;
@@ -113,6 +116,12 @@ function sendError(res: ServerResponse, status: number, code: string, message: s
   );
 }
 
+/** What STS answers past a request-rate quota (Query protocol: HTTP 400, code `Throttling`). */
+function sendThrottling(res: ServerResponse, retryAfter: string | undefined): void {
+  if (retryAfter !== undefined) res.setHeader("retry-after", retryAfter);
+  sendError(res, 400, "Throttling", "Rate exceeded");
+}
+
 /** The error code AWS uses for a status, so an injected status reads like a real one. */
 function codeForStatus(status: number): string {
   if (status === 503) return "ServiceUnavailable";
@@ -126,7 +135,7 @@ function sendFault(
   if (fault.kind === "malformed") {
     sendXml(res, 200, () => "<GetWebIdentityTokenResponse><GetWebIdentityTokenResult><WebIdentityTok");
   } else if (fault.kind === "throttle") {
-    sendError(res, 400, "Throttling", "Rate exceeded");
+    sendThrottling(res, undefined);
   } else {
     sendError(res, fault.status, codeForStatus(fault.status), `Injected fault: HTTP ${fault.status}.`);
   }
@@ -266,6 +275,7 @@ function sessionArn(principal: AwsPrincipal): string {
 export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promise<AwsSts> {
   const faults = new FaultInjector();
   const calls = new CallCounter<AwsStsOperation>();
+  const quota = new RateQuota();
   const issued: IssuedWebIdentityToken[] = [];
   const federationDisabled = new Set<string>();
   const deniedRoles = new Set<string>();
@@ -366,6 +376,10 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
     const fault = await faults.apply(req, res);
     if (fault === "handled") return;
     if (fault !== undefined) return sendFault(res, fault);
+    if (action === "GetWebIdentityToken") {
+      const admission = quota.check();
+      if (!admission.admitted) return sendThrottling(res, admission.retryAfter);
+    }
 
     const auth = await verifySigV4(
       { method: req.method, url: req.url, headers: req.headers, body },
@@ -425,6 +439,7 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
     ...server,
     faults,
     calls,
+    quota,
     issued: () => [...issued],
     issuerFor: (accountId) => issuers.issuerUrl(accountId),
     setFederationEnabled: (accountId, enabled) => {
@@ -442,6 +457,7 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
       hiddenIssuers.clear();
       faults.clear();
       calls.reset();
+      quota.clear();
       federationDisabled.clear();
       deniedRoles.clear();
       deniedAudiences.clear();

@@ -9,12 +9,15 @@ import { sendRpcError, sendRpcFault } from "./google-rpc-error.ts";
 import { listen, type RunningServer } from "./http.ts";
 import type { Ledger } from "./ledger.ts";
 import { type OAuthError, OidcProvider } from "./oidc-provider.ts";
+import { googleStsQuota, RateQuota, sendGoogleQuotaError } from "./quotas.ts";
 import { BodyTooLargeError, readBody } from "./requests.ts";
 import { federatedPrincipal, providerAudience, type World } from "./world.ts";
 
 export interface GoogleSts extends RunningServer {
   readonly faults: FaultInjector;
   readonly calls: CallCounter<"token">;
+  /** Token exchanges per minute per project, when enforced (off until told). */
+  readonly quota: RateQuota;
   /** `${url}/v1/token`, the `token_url` of an external account credential. */
   readonly tokenUrl: string;
   /** Lifetime of the federated tokens issued from now on (tests shorten it). */
@@ -113,6 +116,7 @@ export async function startGoogleSts(options: GoogleStsOptions): Promise<GoogleS
   const { world, ledger } = options;
   const faults = new FaultInjector();
   const calls = new CallCounter<"token">();
+  const quota = new RateQuota();
   const provider = providerAudience(world);
   const demoRole = world.awsPrincipals[0]?.roleArn;
   const configured = options.provider;
@@ -157,6 +161,9 @@ export async function startGoogleSts(options: GoogleStsOptions): Promise<GoogleS
     const fault = await faults.apply(req, res);
     if (fault === "handled") return;
     if (fault !== undefined) return sendRpcFault(res, fault);
+    const admission = quota.check();
+    if (!admission.admitted)
+      return sendGoogleQuotaError(res, googleStsQuota, world.googleProjectNumber, admission);
 
     if (!req.is("application/x-www-form-urlencoded")) {
       return sendOAuthError(res, {
@@ -202,6 +209,7 @@ export async function startGoogleSts(options: GoogleStsOptions): Promise<GoogleS
     ...server,
     faults,
     calls,
+    quota,
     tokenUrl: `${server.url}/v1/token`,
     setExpiresIn: (seconds) => {
       expiresIn = seconds;
@@ -213,6 +221,7 @@ export async function startGoogleSts(options: GoogleStsOptions): Promise<GoogleS
       clockOffsetSeconds = 0;
       faults.clear();
       calls.reset();
+      quota.clear();
       expiresIn = configuredExpiresIn;
     },
   };

@@ -6,6 +6,7 @@ import { GoogleIdTokenSigner } from "./google-id-tokens.ts";
 import { BEARER_CHALLENGE, type ErrorInfo, sendRpcError, sendRpcFault } from "./google-rpc-error.ts";
 import { listen, type RunningServer } from "./http.ts";
 import type { IssuedAccessToken, Ledger } from "./ledger.ts";
+import { iamCredentialsQuota, RateQuota, sendGoogleQuotaError } from "./quotas.ts";
 import { BodyTooLargeError, bearerToken, readBody } from "./requests.ts";
 import type { World } from "./world.ts";
 
@@ -21,6 +22,8 @@ export interface IamCredentialsRequest {
 export interface IamCredentials extends RunningServer {
   readonly faults: FaultInjector;
   readonly calls: CallCounter<IamCredentialsOperation>;
+  /** generateAccessToken + generateIdToken per minute per project, when enforced (off until told). */
+  readonly quota: RateQuota;
   requests(): readonly IamCredentialsRequest[];
   /** `${url}/oauth2/v3/certs`: the JWKS that verifies the ID tokens this fake signs. */
   readonly jwksUrl: string;
@@ -157,6 +160,7 @@ export async function startIamCredentials(options: IamCredentialsOptions): Promi
   const { world, ledger } = options;
   const faults = new FaultInjector();
   const calls = new CallCounter<IamCredentialsOperation>();
+  const quota = new RateQuota();
   const requests: IamCredentialsRequest[] = [];
   const signer = await GoogleIdTokenSigner.create();
   const configuredCap = options.lifetimeCapSeconds ?? MAX_LIFETIME_SECONDS;
@@ -230,6 +234,10 @@ export async function startIamCredentials(options: IamCredentialsOptions): Promi
     const fault = await faults.apply(req, res);
     if (fault === "handled") return;
     if (fault !== undefined) return sendRpcFault(res, fault);
+    const admission = quota.check();
+    if (!admission.admitted) {
+      return sendGoogleQuotaError(res, iamCredentialsQuota, world.googleProjectNumber, admission);
+    }
 
     if (req.params.project !== "-") {
       throw new RpcError(
@@ -268,6 +276,7 @@ export async function startIamCredentials(options: IamCredentialsOptions): Promi
     ...server,
     faults,
     calls,
+    quota,
     requests: () => [...requests],
     jwksUrl: `${server.url}/oauth2/v3/certs`,
     setLifetimeCap: (seconds) => {
@@ -276,6 +285,7 @@ export async function startIamCredentials(options: IamCredentialsOptions): Promi
     reset: () => {
       faults.clear();
       calls.reset();
+      quota.clear();
       requests.length = 0;
       lifetimeCap = configuredCap;
     },

@@ -32,7 +32,7 @@ export type Expected =
       readonly whileRunning?: string;
       /** `outcome` label of the failing step's `token_broker_upstream_calls_total`. */
       readonly outcome: UpstreamOutcome;
-      /** Calls of the failing step in one chain: 3 when retryable, 1 when not, 2 for a hang (5 s + 5 s of the 10 s deadline). */
+      /** Calls of the failing step in one chain: 3 when retryable, 1 when not or throttled, 2 for a hang (5 s + 5 s of the 10 s deadline). */
       readonly attempts: number;
     };
 
@@ -135,9 +135,9 @@ export const faultCases: readonly FaultCase[] = [
     arrange: injected({ kind: "throttle" }),
     expected: {
       kind: "fails",
-      text: "AWS STS GetWebIdentityToken failed (Throttling, HTTP 400); retrying",
-      outcome: "error",
-      attempts: 3,
+      text: "AWS STS throttled GetWebIdentityToken (Throttling: Rate exceeded): the account's STS request-rate quota in this region is spent; retrying with backoff (Service Quotas can raise it)",
+      outcome: "throttled",
+      attempts: 1,
     },
   },
   {
@@ -222,9 +222,9 @@ export const faultCases: readonly FaultCase[] = [
     arrange: injected({ kind: "throttle" }),
     expected: {
       kind: "fails",
-      text: "Google STS is unavailable (HTTP 429); retrying",
-      outcome: "error",
-      attempts: 3,
+      text: "Google STS refused the call: quota sts.googleapis.com token exchange requests per minute per project is spent (HTTP 429 RESOURCE_EXHAUSTED); retrying with backoff; if it persists, raise the quota for the workload identity pool's project",
+      outcome: "throttled",
+      attempts: 1,
     },
   },
   {
@@ -322,9 +322,9 @@ export const faultCases: readonly FaultCase[] = [
     arrange: injected({ kind: "throttle" }),
     expected: {
       kind: "fails",
-      text: "IAM Credentials is unavailable (HTTP 429); retrying",
-      outcome: "error",
-      attempts: 3,
+      text: "IAM Credentials refused the call: quota iamcredentials.googleapis.com requests per minute per project is spent (HTTP 429 RESOURCE_EXHAUSTED); retrying with backoff; if it persists, raise the quota for the service account's project",
+      outcome: "throttled",
+      attempts: 1,
     },
   },
   {

@@ -72,23 +72,34 @@ describe.each(["nodejs", "standalone"] satisfies Flavour[])(
       );
     });
 
-    it("makes exactly one upstream chain for all invocations, and every write carries its token", () => {
+    it("makes one JWT and one exchange for all invocations, one impersonation per scope set, and every write carries its library's token", () => {
       const cloud = demo;
+      // The default scope set (prewarmed while the function initialised), Storage's and BigQuery's.
       expect(cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
       expect(cloud.googleSts.calls.get("token")).toBe(1);
-      expect(cloud.iamCredentials.calls.get("generateAccessToken")).toBe(1);
-      const bearers = new Set([
-        ...cloud.gcs.requests().map((request) => request.bearer),
-        ...demo.bigquery.requests().map((request) => request.bearer),
+      expect(cloud.iamCredentials.calls.get("generateAccessToken")).toBe(3);
+      const federated = new Set(cloud.iamCredentials.requests().map((request) => request.bearer));
+      expect(federated.size).toBe(1);
+      const scopesOf = (bearers: (string | undefined)[]) =>
+        [...new Set(bearers)].map((bearer) => {
+          const issued = cloud.ledger.resolveAccessToken(bearer ?? "");
+          expect(issued?.issuedBy).toBe("iam-credentials");
+          expect(issued?.principal).toEqual({
+            kind: "serviceAccount",
+            email: impersonatedServiceAccount(cloud.world),
+          });
+          return issued?.scopes;
+        });
+      expect(scopesOf(cloud.gcs.requests().map((request) => request.bearer))).toEqual([
+        [
+          "https://www.googleapis.com/auth/iam",
+          "https://www.googleapis.com/auth/cloud-platform",
+          "https://www.googleapis.com/auth/devstorage.full_control",
+        ],
       ]);
-      expect(bearers.size).toBe(1);
-      const [bearer] = bearers;
-      const issued = cloud.ledger.resolveAccessToken(bearer ?? "");
-      expect(issued?.issuedBy).toBe("iam-credentials");
-      expect(issued?.principal).toEqual({
-        kind: "serviceAccount",
-        email: impersonatedServiceAccount(cloud.world),
-      });
+      expect(scopesOf(cloud.bigquery.requests().map((request) => request.bearer))).toEqual([
+        ["https://www.googleapis.com/auth/bigquery"],
+      ]);
     });
 
     it("never holds up Lambda's event loop: the extension is back in event/next right after each INVOKE", () => {

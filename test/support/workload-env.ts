@@ -4,9 +4,9 @@ import { dirname, join } from "node:path";
 
 /**
  * The environment of a workload that uses the broker, and nothing else: the metadata variables
- * the CDK constructs set (DESIGN.md), an empty HOME (no application-default credentials file), a
- * fresh gcloud config dir, and a PATH holding only Node, so google-auth-library's project lookup
- * cannot reach a gcloud CLI installed on the machine.
+ * the CDK constructs set (docs/metadata-server.md), an empty HOME (no application-default
+ * credentials file), a fresh gcloud config dir, and a PATH holding only Node, so
+ * google-auth-library's project lookup cannot reach a gcloud CLI installed on the machine.
  */
 export function workloadEnv(
   metadataHost: string,

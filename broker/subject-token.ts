@@ -1,0 +1,114 @@
+import type { Clock } from "./clock.ts";
+import { BrokerError } from "./errors.ts";
+import { SingleFlight } from "./singleflight.ts";
+
+/** The JWT a Google STS exchange trades (the AWS web identity token) and when it stops being valid. */
+export interface SubjectToken {
+  readonly token: string;
+  readonly expiresAtMs: number;
+}
+
+/** Where subject tokens come from; `signal` bounds the caller's wait. */
+export interface SubjectTokenSource {
+  /** The upstream call, as error lines name it ("AWS STS GetWebIdentityToken"). */
+  readonly call: string;
+  subjectToken(signal: AbortSignal): Promise<SubjectToken>;
+  /** Google refused `token`: never offer that one again. */
+  reject?(token: string): void;
+}
+
+/**
+ * Google STS must find the JWT valid when the exchange arrives; a minute covers the exchange's
+ * own deadline and clock skew between AWS, Google and this machine.
+ */
+export const subjectTokenMarginMs = 60_000;
+
+/**
+ * Races shared `work` against the caller's `signal` (its chain deadline), so the caller stops
+ * waiting without cancelling what others wait on; it then fails with `timedOut()`.
+ */
+export function untilAborted<T>(
+  work: Promise<T>,
+  signal: AbortSignal,
+  timedOut: () => BrokerError,
+): Promise<T> {
+  if (signal.aborted) return Promise.reject(timedOut());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(timedOut());
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/**
+ * One AWS JWT for every exchange while it has at least a minute left: a sandbox's scope sets
+ * (and the retries of a failing exchange) share one GetWebIdentityToken. Validity is judged on
+ * the wall clock when a chain asks (a Lambda sandbox is frozen between invocations, so no timer
+ * could keep it fresh); concurrent chains share one mint (singleflight), which is cancelled only
+ * when every chain waiting on it has given up, so one chain's deadline never fails another's.
+ * A failed mint is not remembered: the token cache's backoff decides when the next chain runs.
+ */
+export class CachedSubjectToken implements SubjectTokenSource {
+  readonly #source: SubjectTokenSource;
+  readonly #clock: Clock;
+  readonly #flight = new SingleFlight<SubjectToken>();
+  /** The mint in flight: who still waits on it, and how to cancel it when nobody does. */
+  #mint: { readonly controller: AbortController; waiters: number } | undefined;
+  #current: SubjectToken | undefined;
+  readonly call: string;
+
+  constructor(source: SubjectTokenSource, clock: Clock) {
+    this.#source = source;
+    this.#clock = clock;
+    this.call = source.call;
+  }
+
+  subjectToken(signal: AbortSignal): Promise<SubjectToken> {
+    const timedOut = () => new BrokerError("UPSTREAM_TIMEOUT", `${this.call} did not answer in time`);
+    if (signal.aborted) return Promise.reject(timedOut());
+    const current = this.#current;
+    if (current !== undefined && this.#clock.now() <= current.expiresAtMs - subjectTokenMarginMs) {
+      return Promise.resolve(current);
+    }
+    const minted = this.#flight.run("jwt", () => {
+      const mint = { controller: new AbortController(), waiters: 0 };
+      this.#mint = mint;
+      return this.#source
+        .subjectToken(mint.controller.signal)
+        .then((token) => {
+          this.#current = token;
+          return token;
+        })
+        .finally(() => {
+          if (this.#mint === mint) this.#mint = undefined;
+        });
+    });
+    const mint = this.#mint;
+    if (mint !== undefined) {
+      mint.waiters += 1;
+      const leave = () => {
+        mint.waiters -= 1;
+        if (mint.waiters === 0) mint.controller.abort();
+      };
+      signal.addEventListener("abort", leave, { once: true });
+      minted.then(
+        () => signal.removeEventListener("abort", leave),
+        () => signal.removeEventListener("abort", leave),
+      );
+    }
+    return untilAborted(minted, signal, timedOut);
+  }
+
+  reject(token: string): void {
+    if (this.#current?.token === token) this.#current = undefined;
+  }
+}

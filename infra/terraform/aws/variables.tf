@@ -1,0 +1,93 @@
+variable "audience" {
+  description = "The Google workload identity provider audience, //iam.googleapis.com/projects/<NUMBER>/locations/global/workloadIdentityPools/<POOL>/providers/<PROVIDER> (infra/gcp's provider_audience output). The broker requests JWTs for it, and the role may mint them for nothing else."
+  type        = string
+
+  validation {
+    condition     = can(regex("^//iam\\.googleapis\\.com/projects/[0-9]{1,20}/locations/global/workloadIdentityPools/[a-z0-9-]{4,32}/providers/[a-z0-9-]{4,32}$", var.audience))
+    error_message = "audience must be //iam.googleapis.com/projects/<NUMBER>/locations/global/workloadIdentityPools/<POOL>/providers/<PROVIDER>, with the project number (not its id); copy infra/gcp's provider_audience output."
+  }
+}
+
+variable "role_name" {
+  description = "Name (not ARN) of the IAM role the broker runs as: the Lambda function's execution role or the ECS task role. It gets one inline policy, the audience-pinned sts:GetWebIdentityToken statement."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9+=,.@_-]{1,64}$", var.role_name))
+    error_message = "role_name must be a role's name, not its ARN (for arn:aws:iam::123456789012:role/my-role pass my-role)."
+  }
+}
+
+variable "service_account" {
+  description = "Service account the broker impersonates (BROKER_SERVICE_ACCOUNT); empty to act as the federated principal itself."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.service_account == "" || can(regex("^[a-z0-9][a-z0-9._-]{0,62}@[a-z0-9][a-z0-9.-]*\\.gserviceaccount\\.com$", var.service_account))
+    error_message = "service_account must be an e-mail address ending in .gserviceaccount.com (infra/gcp's service_account_email output), or empty."
+  }
+}
+
+variable "project_id" {
+  description = "Google project id the metadata endpoint reports (BROKER_PROJECT_ID); empty to leave it unset."
+  type        = string
+  default     = ""
+}
+
+variable "scopes" {
+  description = "Default OAuth scopes of the tokens served (BROKER_SCOPES); empty for the broker's default, cloud-platform."
+  type        = list(string)
+  default     = []
+}
+
+variable "log_level" {
+  description = "The broker's log level (BROKER_LOG_LEVEL); empty for its default, info."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = contains(["", "fatal", "error", "warn", "info", "debug", "trace", "silent"], var.log_level)
+    error_message = "log_level must be one of fatal, error, warn, info, debug, trace, silent (or empty)."
+  }
+}
+
+variable "signing_algorithm" {
+  description = "Algorithm AWS signs the JWT with (BROKER_AWS_SIGNING_ALGORITHM); the policy allows only this one."
+  type        = string
+  default     = "ES384"
+
+  validation {
+    condition     = contains(["ES384", "RS256"], var.signing_algorithm)
+    error_message = "signing_algorithm must be ES384 or RS256."
+  }
+}
+
+variable "token_duration_seconds" {
+  description = "Lifetime of the AWS JWT the broker requests (BROKER_AWS_TOKEN_DURATION); the policy allows no longer."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.token_duration_seconds >= 60 && var.token_duration_seconds <= 3600 && floor(var.token_duration_seconds) == var.token_duration_seconds
+    error_message = "token_duration_seconds must be a whole number from 60 to 3600."
+  }
+}
+
+variable "layers_directory" {
+  description = "Folder with the four zips npm run build:layer writes (token-broker-{nodejs,standalone}-{x86_64,arm64}.zip); empty for dist/layers of this repository, or of the npm package when the module is used from node_modules/token-broker."
+  type        = string
+  default     = ""
+}
+
+variable "layer_name_prefix" {
+  description = "Layer names are <prefix>-<flavour>-<architecture>."
+  type        = string
+  default     = "token-broker"
+}
+
+variable "policy_name" {
+  description = "Name of the role's inline policy; give each use of the module on one role its own."
+  type        = string
+  default     = "token-broker-web-identity-token"
+}

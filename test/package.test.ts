@@ -1,0 +1,281 @@
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { repoRoot } from "./support/child.ts";
+
+/*
+ * The package as a user gets it: `npm pack` of the repository's files (in a copy, so its
+ * prepack builds write nowhere near this checkout's dist/), installed into a throwaway CDK app
+ * with npm from the local cache, then the app is type-checked, synthesized offline, and the
+ * `token-broker` bin is run through npx.
+ */
+
+const run = promisify(execFile);
+const audience =
+  "//iam.googleapis.com/projects/987654321098/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider";
+let work: string;
+let app: string;
+let packed: { filename: string; files: { path: string }[] };
+
+async function npm(args: readonly string[], cwd: string, timeout = 120_000) {
+  return run("npm", [...args], { cwd, timeout, maxBuffer: 16 * 1024 * 1024 });
+}
+
+const consumerApp = `import { App, Stack } from "aws-cdk-lib";
+import { ContainerImage, FargateTaskDefinition } from "aws-cdk-lib/aws-ecs";
+import { Architecture, Code, Function as LambdaFunction, Runtime } from "aws-cdk-lib/aws-lambda";
+import {
+  type BrokerSettings,
+  LambdaTokenBroker,
+  OutboundFederation,
+  TokenBrokerLayer,
+  TokenBrokerSidecar,
+} from "token-broker/cdk";
+
+const app = new App(); // cdk.out, or CDK_OUTDIR as the CDK CLI sets it
+const stack = new Stack(app, "Consumer", { env: { account: "123456789012", region: "eu-west-1" } });
+const broker: BrokerSettings = { audience: "${audience}" };
+new OutboundFederation(stack, "Federation");
+const layer = new TokenBrokerLayer(stack, "Layer");
+for (const [id, runtime, architecture] of [
+  ["Python", Runtime.PYTHON_3_13, Architecture.ARM_64],
+  ["Node", Runtime.NODEJS_24_X, Architecture.X86_64],
+] as const) {
+  const fn = new LambdaFunction(stack, id, {
+    runtime,
+    architecture,
+    handler: "index.handler",
+    code: Code.fromInline("exports.handler = async () => 1;"),
+  });
+  new LambdaTokenBroker(stack, \`\${id}Broker\`, { function: fn, layer, broker });
+}
+const taskDefinition = new FargateTaskDefinition(stack, "Task");
+new TokenBrokerSidecar(stack, "Sidecar", {
+  taskDefinition,
+  broker,
+  image: ContainerImage.fromRegistry("registry.example/token-broker:0.1.0"),
+});
+let sidecarImageError = "";
+try {
+  TokenBrokerSidecar.image();
+} catch (error) {
+  sidecarImageError = (error as Error).message;
+}
+app.synth();
+console.log(JSON.stringify({ sidecarImageError }));
+`;
+
+beforeAll(async () => {
+  work = await mkdtemp(path.join(tmpdir(), "token-broker-package-"));
+  // The repository's own files, as a clone has them (tracked and new, nothing ignored).
+  const source = path.join(work, "source");
+  const { stdout } = await run("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], {
+    cwd: repoRoot,
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  for (const file of new Set(stdout.split("\0").filter(Boolean))) {
+    await cp(path.join(repoRoot, file), path.join(source, file), { recursive: true }).catch(
+      (error: NodeJS.ErrnoException) => {
+        if (error.code !== "ENOENT") throw error; // a file deleted but not yet committed
+      },
+    );
+  }
+  await symlink(path.join(repoRoot, "node_modules"), path.join(source, "node_modules"));
+  const { stdout: json } = await npm(["pack", "--json", "--pack-destination", work], source, 300_000);
+  // The prepack builds print to stdout too; npm's JSON report is the last thing it writes.
+  packed = (JSON.parse(json.slice(json.search(/^\[$/m))) as (typeof packed)[])[0] as typeof packed;
+
+  app = path.join(work, "app");
+  await mkdir(app);
+  await writeFile(
+    path.join(app, "package.json"),
+    JSON.stringify({ name: "consumer", private: true, type: "module" }, null, 2),
+  );
+  const version = async (name: string) =>
+    (
+      JSON.parse(await readFile(path.join(repoRoot, "node_modules", name, "package.json"), "utf8")) as {
+        version: string;
+      }
+    ).version;
+  // Tarballs come from npm's cache (every package here is in the repository's lockfile, which
+  // `npm ci` installed); only the registry's package metadata may be fetched, once.
+  await npm(
+    [
+      "install",
+      "--prefer-offline",
+      "--ignore-scripts",
+      "--no-audit",
+      "--no-fund",
+      path.join(work, packed.filename),
+      `aws-cdk-lib@${await version("aws-cdk-lib")}`,
+      `constructs@${await version("constructs")}`,
+    ],
+    app,
+  );
+  await writeFile(path.join(app, "app.ts"), consumerApp);
+}, 400_000);
+
+afterAll(async () => {
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+describe("npm pack", () => {
+  it("ships the bin, the compiled CDK library with its declarations, the layer zips and the docs, and no sources", () => {
+    const files = packed.files.map((file) => file.path).sort();
+    expect(files).toEqual(
+      expect.arrayContaining(["package.json", "README.md", "LICENSE", "dist/token-broker.mjs"]),
+    );
+    expect(files).toEqual(
+      expect.arrayContaining([
+        "dist/cdk/infra/index.js",
+        "dist/cdk/infra/index.d.ts",
+        "dist/layers/token-broker-nodejs-x86_64.zip",
+        "dist/layers/token-broker-nodejs-arm64.zip",
+        "dist/layers/token-broker-standalone-x86_64.zip",
+        "dist/layers/token-broker-standalone-arm64.zip",
+        "docs/metadata-server.md",
+        "infra/terraform/aws/main.tf",
+        "infra/kubernetes/demo-app.yaml",
+      ]),
+    );
+    expect(files.filter((file) => file.endsWith(".ts") && !file.endsWith(".d.ts"))).toEqual([]);
+    expect(files.filter((file) => /^(test|bench|scripts|node_modules)\//.test(file))).toEqual([]);
+  });
+
+  it("lets the Terraform module find the layer zips in the installed package, as in a clone", () => {
+    const installed = path.join(app, "node_modules", "token-broker");
+    // infra/terraform/aws's default layers_directory: "${path.module}/../../../dist/layers".
+    const layers = path.resolve(installed, "infra", "terraform", "aws", "../../../dist/layers");
+    expect(layers).toBe(path.join(installed, "dist", "layers"));
+    for (const zip of packed.files.filter((file) => file.path.startsWith("dist/layers/"))) {
+      expect(existsSync(path.join(layers, path.basename(zip.path))), zip.path).toBe(true);
+    }
+  });
+
+  it("installs a token-broker bin that npx runs", async () => {
+    const { stdout } = await run("npx", ["--offline", "token-broker", "--help"], {
+      cwd: app,
+      timeout: 30_000,
+    });
+    expect(stdout).toContain("BROKER_AUDIENCE");
+    expect(stdout).toContain("BROKER_PORT");
+  });
+});
+
+describe("token-broker/cdk in a CDK app of its own", () => {
+  let template: {
+    Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
+  };
+  let logged: { sidecarImageError: string };
+  const outdir = () => path.join(work, "cdk.out");
+
+  beforeAll(async () => {
+    // The app's own tsc settings, strict and without allowImportingTsExtensions, as a consumer's would be.
+    await writeFile(
+      path.join(app, "tsconfig.json"),
+      JSON.stringify({
+        compilerOptions: {
+          target: "es2022",
+          module: "nodenext",
+          moduleResolution: "nodenext",
+          strict: true,
+          noEmit: true,
+          skipLibCheck: true,
+          types: [],
+        },
+        files: ["app.ts"],
+      }),
+    );
+    const { stdout } = await run(process.execPath, ["app.ts"], {
+      cwd: app,
+      env: { ...process.env, CDK_OUTDIR: outdir() },
+      timeout: 60_000,
+    });
+    logged = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}");
+    template = JSON.parse(await readFile(path.join(outdir(), "Consumer.template.json"), "utf8"));
+  }, 120_000);
+
+  it("type-checks against the shipped declarations", async () => {
+    const tsc = path.join(repoRoot, "node_modules", "typescript", "bin", "tsc");
+    const result = await run(process.execPath, [tsc, "-p", "tsconfig.json"], {
+      cwd: app,
+      timeout: 60_000,
+    }).catch((error: { stdout: string }) => ({ stdout: error.stdout }));
+    expect(result.stdout).toBe("");
+  });
+
+  function resources(type: string) {
+    return Object.entries(template.Resources).filter(([, resource]) => resource.Type === type);
+  }
+
+  it("publishes the four layer versions from the zips inside the installed package", async () => {
+    const layers = resources("AWS::Lambda::LayerVersion");
+    expect(layers).toHaveLength(4);
+    const installed = path.join(app, "node_modules", "token-broker", "dist", "layers");
+    const assets = JSON.parse(await readFile(path.join(outdir(), "Consumer.assets.json"), "utf8")) as {
+      files: Record<string, { source: { path: string } }>;
+    };
+    for (const [, layer] of layers) {
+      const { S3Key } = layer.Properties.Content as { S3Key: string };
+      const staged = path.join(outdir(), assets.files[S3Key.replace(/\.zip$/, "")]?.source.path ?? "(none)");
+      const description = String(layer.Properties.Description);
+      const [, flavour, architecture] = /(\w+) flavour, (\w+)$/.exec(description) ?? [];
+      const shipped = path.join(installed, `token-broker-${flavour}-${architecture}.zip`);
+      const sha256 = async (file: string) =>
+        createHash("sha256")
+          .update(await readFile(file))
+          .digest("hex");
+      expect(await sha256(staged), description).toBe(await sha256(shipped));
+    }
+  });
+
+  it("gives each function the layer for its runtime and the broker's environment", () => {
+    const functions = Object.fromEntries(
+      resources("AWS::Lambda::Function").map(([, fn]) => [String(fn.Properties.Runtime), fn.Properties]),
+    );
+    const layerOf = (runtime: string) => {
+      const [reference] = (functions[runtime]?.Layers ?? []) as { Ref: string }[];
+      return String(template.Resources[reference?.Ref ?? ""]?.Properties.Description);
+    };
+    expect(layerOf("python3.13")).toBe("token-broker Lambda extension, standalone flavour, arm64");
+    expect(layerOf("nodejs24.x")).toBe("token-broker Lambda extension, nodejs flavour, x86_64");
+    const { Variables: environment } = (functions["nodejs24.x"]?.Environment ?? {}) as {
+      Variables: Record<string, string>;
+    };
+    expect(environment).toMatchObject({
+      BROKER_AUDIENCE: audience,
+      GCE_METADATA_HOST: "127.0.0.1:8181",
+      METADATA_SERVER_DETECTION: "assume-present",
+    });
+  });
+
+  it("grants sts:GetWebIdentityToken for the audience only, and turns on outbound federation", () => {
+    const statements = resources("AWS::IAM::Policy").flatMap(
+      ([, policy]) =>
+        (policy.Properties.PolicyDocument as { Statement: Record<string, unknown>[] }).Statement,
+    );
+    const minting = statements.filter((statement) => statement.Action === "sts:GetWebIdentityToken");
+    expect(minting).toHaveLength(3); // two functions and the task role
+    for (const statement of minting) {
+      expect(statement.Condition).toMatchObject({
+        "ForAllValues:StringEquals": { "sts:IdentityTokenAudience": audience },
+        Null: { "sts:IdentityTokenAudience": "false" },
+      });
+    }
+    expect(resources("Custom::AWS")).toHaveLength(2);
+  });
+
+  it("runs the sidecar from the given image, and says why an installed package cannot build one", () => {
+    const [[, task] = []] = resources("AWS::ECS::TaskDefinition");
+    const [container] = (task?.Properties.ContainerDefinitions ?? []) as { Image: string; Name: string }[];
+    expect(container).toMatchObject({ Name: "token-broker", Image: "registry.example/token-broker:0.1.0" });
+    expect(logged.sidecarImageError).toBe(
+      `TokenBrokerSidecar: ${path.join(app, "node_modules", "token-broker")} is an installed package, which cannot build the broker image; build it from a clone (docker build .), push it, and pass image: ContainerImage.fromRegistry("<registry>/token-broker:<tag>")`,
+    );
+  });
+});
