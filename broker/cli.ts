@@ -5,6 +5,7 @@ import { start } from "./main.ts";
 /*
  * `token-broker`: the sidecar in the foreground. Exit codes: 0 after a clean stop, 2 for bad
  * configuration (one line on stderr naming the variable), 1 when it cannot start otherwise.
+ * `token-broker doctor` checks the federation chain instead (broker/doctor/cli.ts).
  */
 
 const shutdownDeadlineMs = 1_000;
@@ -26,6 +27,12 @@ async function healthcheck(env: NodeJS.ProcessEnv): Promise<number> {
 }
 
 async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
+  if (argv[0] === "doctor") {
+    // Loaded only for the subcommand: the sidecar itself never reads the doctor.
+    const { doctor } = await import("./doctor/cli.ts");
+    process.exitCode = await doctor(argv.slice(1), env);
+    return;
+  }
   if (argv.includes("--help") || argv.includes("-h")) {
     process.stdout.write(`${helpText()}\n`);
     return;

@@ -61,6 +61,9 @@ export const defaults = Object.freeze({
   BROKER_AWS_SIGNING_ALGORITHM: "ES384",
   BROKER_LOG_LEVEL: "info",
   BROKER_EMF_NAMESPACE: "TokenBroker",
+  BROKER_GOOGLE_IAM_URL: "https://iam.googleapis.com",
+  BROKER_STORAGE_URL: "https://storage.googleapis.com",
+  BROKER_BIGQUERY_URL: "https://bigquery.googleapis.com",
 });
 
 interface Variable {
@@ -166,6 +169,21 @@ export const variables: readonly Variable[] = [
     defaultText: defaults.BROKER_EMF_NAMESPACE,
     meaning:
       "CloudWatch namespace of the EMF metrics: 1..255 printable ASCII characters, not starting with : or AWS/",
+  },
+  {
+    name: "BROKER_GOOGLE_IAM_URL",
+    defaultText: defaults.BROKER_GOOGLE_IAM_URL,
+    meaning: "IAM API base URL (doctor --google-provider reads the provider there)",
+  },
+  {
+    name: "BROKER_STORAGE_URL",
+    defaultText: defaults.BROKER_STORAGE_URL,
+    meaning: "Cloud Storage JSON API base URL (doctor --check gs://…)",
+  },
+  {
+    name: "BROKER_BIGQUERY_URL",
+    defaultText: defaults.BROKER_BIGQUERY_URL,
+    meaning: "BigQuery API base URL (doctor --check bq://…)",
   },
   {
     name: "AWS_REGION",
@@ -343,7 +361,7 @@ function parseInteger(name: string, raw: string, min: number, max: number, examp
  * Upstream URLs must be https; plain http is accepted only on loopback, where a local emulator
  * or a test cloud runs and nothing crosses a network.
  */
-function parseUrl(name: string, raw: string, example: string): string {
+export function parseUrl(name: string, raw: string, example: string): string {
   let url: URL;
   try {
     url = new URL(raw);
@@ -603,6 +621,9 @@ export function helpText(): string {
     "on a GCE-metadata-compatible endpoint. All settings come from the environment:",
     "",
     ...rows,
+    "",
+    "`token-broker doctor` walks the federation chain with these settings and names the broken link",
+    "(token-broker doctor --help).",
     "",
     "AWS credentials come from the AWS SDK's default chain (Lambda or ECS task role, AWS_* variables);",
     "AWS_ENDPOINT_URL_STS overrides the STS endpoint. Point Google SDKs at the broker with",

@@ -4,6 +4,7 @@ import type { STSClient } from "@aws-sdk/client-sts";
 import { type BoundListeners, bindListeners } from "./bound-listeners.ts";
 import { type Clock, type Random, systemClock } from "./clock.ts";
 import type { Config, MetricsSinks } from "./config.ts";
+import { onFirstChainFailure } from "./doctor/first-chain.ts";
 import { connectionLimits } from "./http-listener.ts";
 import { createLogger, type Logger, lineWriter } from "./logger.ts";
 import { createMetadataApp, type MetadataIdentity } from "./metadata-server.ts";
@@ -207,7 +208,12 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     };
   });
   tokens = new TokenCache({
-    fetcher: lazyFetcher(chain.get),
+    // The doctor's verdict, logged once, goes next to the first chain's failure in CloudWatch.
+    fetcher: onFirstChainFailure(lazyFetcher(chain.get), (error) => {
+      void import("./doctor/verdict.ts")
+        .then(({ logVerdict }) => logVerdict(error, config, logger, options.sts))
+        .catch((error: unknown) => logger.warn({ err: error }, "the doctor could not run"));
+    }),
     defaultScopes: config.scopes,
     clock,
     random,

@@ -30,6 +30,7 @@ import { buildSplit, lazyParts } from "./layer-split.ts";
  *   token-broker/chain.cjs            the upstream chain (AWS SDK, google-auth-library), run on
  *                                     the first token request
  *   token-broker/ops.cjs              the ops routes and express, run on the first ops request
+ *   token-broker/doctor.cjs           the doctor's verdict, run only when the first chain fails
  *   token-broker/emf.cjs              the CloudWatch EMF aggregate, run on the first event
  *   token-broker/{extension,broker,chain,emf}.cjs.v8cache  standalone flavour, for the build machine's
  *                                     architecture only (its Node must run to make them): V8

@@ -11,7 +11,37 @@ import { RateQuota } from "./quotas.ts";
 import { BodyTooLargeError, readBody } from "./requests.ts";
 import type { AwsPrincipal, World } from "./world.ts";
 
-export type AwsStsOperation = "GetWebIdentityToken" | "OpenIdConfiguration" | "Jwks";
+export type AwsStsOperation = "GetWebIdentityToken" | "GetCallerIdentity" | "OpenIdConfiguration" | "Jwks";
+
+/**
+ * The conditions of the statement in a role's identity-based policy that allows
+ * `sts:GetWebIdentityToken`, as infra writes it; an unset field is a condition the statement does
+ * not have. Each is checked against the request's context key.
+ */
+export interface WebIdentityTokenPolicy {
+  /** `ForAllValues:StringEquals` on `sts:IdentityTokenAudience`. */
+  readonly audiences?: readonly string[];
+  /** `StringEquals` on `sts:SigningAlgorithm`. */
+  readonly signingAlgorithms?: readonly string[];
+  /** `NumericLessThanEquals` on `sts:DurationSeconds`. */
+  readonly maxDurationSeconds?: number;
+}
+
+/** The request context keys of `GetWebIdentityToken`; an absent one is a value IAM does not have. */
+export interface WebIdentityTokenContext {
+  readonly audiences?: readonly string[];
+  readonly signingAlgorithm?: string;
+  readonly durationSeconds?: number;
+}
+
+/** IAM's decision on one `sts:GetWebIdentityToken` request, as the policy simulator reports it. */
+export interface PolicyDecision {
+  readonly decision: "allowed" | "implicitDeny" | "explicitDeny";
+  /** The statement that decided, when one did. */
+  readonly statement?: string;
+  /** Context keys a statement's condition needed but the request did not carry. */
+  readonly missingContextValues: readonly string[];
+}
 
 /** One JWT the fake minted, with the request that asked for it. */
 export interface IssuedWebIdentityToken {
@@ -52,6 +82,14 @@ export interface AwsSts extends RunningServer {
   acceptSessionCredentials(credentials: SessionCredentials, principal: AwsPrincipal): void;
   /** From now on requests signed with this session's key fail with ExpiredToken. */
   revokeSessionCredentials(accessKeyId: string): void;
+  /** Gives the role's allowing statement these conditions (default: none, any request is allowed). */
+  setTokenPolicy(roleArn: string, policy: WebIdentityTokenPolicy): void;
+  /** Whether the account may vend JWTs (what IAM's GetOutboundWebIdentityFederationInfo reports). */
+  federationEnabled(accountId: string): boolean;
+  /** Takes the account's discovery document and JWKS offline (404), as a blocked issuer URL would be. */
+  hideIssuer(accountId: string): void;
+  /** Evaluates the role's policies for `sts:GetWebIdentityToken`, as STS and the IAM simulator do. */
+  decide(roleArn: string, context: WebIdentityTokenContext): PolicyDecision;
   /** Clears switches, faults and counters, as a freshly started fake. */
   reset(): void;
 }
@@ -188,6 +226,56 @@ function validate(form: URLSearchParams): { errors: string[] } | { input: ValidI
   };
 }
 
+const ALLOW_STATEMENT = "AllowGetWebIdentityToken";
+const DENY_STATEMENT = "DenyAudiences";
+
+/**
+ * One allowing statement (absent for a denied role) and one explicit deny of listed audiences:
+ * enough to model every way infra's policy can refuse a token. A condition on a key the request
+ * lacks does not hold, and the key is reported missing, as the IAM policy simulator does.
+ */
+function decideTokenRequest(
+  allowed: boolean,
+  policy: WebIdentityTokenPolicy,
+  deniedAudiences: ReadonlySet<string>,
+  context: WebIdentityTokenContext,
+): PolicyDecision {
+  const missing = new Set<string>();
+  if (deniedAudiences.size > 0) {
+    if (context.audiences === undefined) missing.add("sts:IdentityTokenAudience");
+    else if (context.audiences.some((audience) => deniedAudiences.has(audience)))
+      return { decision: "explicitDeny", statement: DENY_STATEMENT, missingContextValues: [] };
+  }
+  if (!allowed) return { decision: "implicitDeny", missingContextValues: [...missing] };
+  const holds = (key: string, value: unknown, test: () => boolean): boolean => {
+    if (value === undefined) {
+      missing.add(key);
+      return false;
+    }
+    return test();
+  };
+  const { audiences, signingAlgorithms, maxDurationSeconds } = policy;
+  const conditions = [
+    audiences === undefined ||
+      holds("sts:IdentityTokenAudience", context.audiences, () =>
+        (context.audiences ?? []).every((audience) => audiences.includes(audience)),
+      ),
+    signingAlgorithms === undefined ||
+      holds("sts:SigningAlgorithm", context.signingAlgorithm, () =>
+        signingAlgorithms.includes(context.signingAlgorithm ?? ""),
+      ),
+    maxDurationSeconds === undefined ||
+      holds(
+        "sts:DurationSeconds",
+        context.durationSeconds,
+        () => (context.durationSeconds ?? 0) <= maxDurationSeconds,
+      ),
+  ];
+  return conditions.every(Boolean)
+    ? { decision: "allowed", statement: ALLOW_STATEMENT, missingContextValues: [...missing] }
+    : { decision: "implicitDeny", missingContextValues: [...missing] };
+}
+
 function sessionArn(principal: AwsPrincipal): string {
   const roleName = principal.roleArn.split("/").at(-1);
   const sessionName = principal.principalId.split(":")[1];
@@ -206,6 +294,10 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
   const federationDisabled = new Set<string>();
   const deniedRoles = new Set<string>();
   const deniedAudiences = new Set<string>();
+  const tokenPolicies = new Map<string, WebIdentityTokenPolicy>();
+  const hiddenIssuers = new Set<string>();
+  const decide = (roleArn: string, context: WebIdentityTokenContext) =>
+    decideTokenRequest(!deniedRoles.has(roleArn), tokenPolicies.get(roleArn) ?? {}, deniedAudiences, context);
   let baseUrl = "";
   const issuers = await AccountIssuers.create(
     () => baseUrl,
@@ -230,10 +322,11 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
       return sendError(res, 400, "ValidationError", summary);
     }
     const { audiences, signingAlgorithm, durationSeconds, tags } = checked.input;
-    const deniedAudience = audiences.find((audience) => deniedAudiences.has(audience));
-    if (deniedRoles.has(principal.roleArn) || deniedAudience !== undefined) {
+    const { decision } = decide(principal.roleArn, { audiences, signingAlgorithm, durationSeconds });
+    if (decision !== "allowed") {
+      const deniedAudience = audiences.find((audience) => deniedAudiences.has(audience));
       const why =
-        deniedAudience === undefined
+        decision === "implicitDeny"
           ? "no identity-based policy allows the sts:GetWebIdentityToken action"
           : `an identity-based policy explicitly denies the audience ${deniedAudience}`;
       return sendError(
@@ -288,6 +381,19 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
     );
   }
 
+  /** Needs no permission: any valid signature learns who it is. */
+  function getCallerIdentity(res: ServerResponse, principal: AwsPrincipal) {
+    sendXml(
+      res,
+      200,
+      (requestId) =>
+        `<GetCallerIdentityResponse xmlns="${XMLNS}"><GetCallerIdentityResult>` +
+        `<Arn>${sessionArn(principal)}</Arn><UserId>${xmlEscape(principal.principalId)}</UserId>` +
+        `<Account>${principal.accountId}</Account></GetCallerIdentityResult>` +
+        `<ResponseMetadata><RequestId>${requestId}</RequestId></ResponseMetadata></GetCallerIdentityResponse>`,
+    );
+  }
+
   const app = express();
   app.disable("x-powered-by");
 
@@ -297,7 +403,7 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
     const body = await readBody(req);
     const form = new URLSearchParams(body.toString("utf8"));
     const action = form.get("Action") ?? "";
-    if (action === "GetWebIdentityToken") calls.increment(action);
+    if (action === "GetWebIdentityToken" || action === "GetCallerIdentity") calls.increment(action);
     const fault = await faults.apply(req, res);
     if (fault === "handled") return;
     if (fault !== undefined) return sendFault(res, fault);
@@ -329,6 +435,8 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
       }
     }
     const version = form.get("Version") ?? "";
+    const caller = (principalByKey.get(auth.accessKeyId) ?? session?.principal) as AwsPrincipal;
+    if (action === "GetCallerIdentity" && version === API_VERSION) return getCallerIdentity(res, caller);
     if (action !== "GetWebIdentityToken" || version !== API_VERSION) {
       return sendError(
         res,
@@ -337,21 +445,22 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
         `Could not find operation ${action} for version ${version}`,
       );
     }
-    const principal = principalByKey.get(auth.accessKeyId) ?? session?.principal;
-    await getWebIdentityToken(res, principal as AwsPrincipal, auth.accessKeyId, form);
+    await getWebIdentityToken(res, caller, auth.accessKeyId, form);
   });
 
   app.get("/accounts/:accountId/.well-known/openid-configuration", (req: Request, res: Response) => {
     calls.increment("OpenIdConfiguration");
     const accountId = String(req.params.accountId);
-    if (!issuers.has(accountId)) return res.status(404).json({ message: "Not Found" });
+    if (!issuers.has(accountId) || hiddenIssuers.has(accountId))
+      return res.status(404).json({ message: "Not Found" });
     res.json(issuers.openIdConfiguration(accountId));
   });
 
   app.get("/accounts/:accountId/.well-known/jwks.json", (req: Request, res: Response) => {
     calls.increment("Jwks");
     const accountId = String(req.params.accountId);
-    if (!issuers.has(accountId)) return res.status(404).json({ message: "Not Found" });
+    if (!issuers.has(accountId) || hiddenIssuers.has(accountId))
+      return res.status(404).json({ message: "Not Found" });
     res.json(issuers.jwks(accountId));
   });
 
@@ -395,7 +504,13 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
       const session = sessions.get(accessKeyId);
       if (session !== undefined) session.revoked = true;
     },
+    setTokenPolicy: (roleArn, policy) => tokenPolicies.set(roleArn, policy),
+    federationEnabled: (accountId) => !federationDisabled.has(accountId),
+    hideIssuer: (accountId) => hiddenIssuers.add(accountId),
+    decide,
     reset: () => {
+      tokenPolicies.clear();
+      hiddenIssuers.clear();
       faults.clear();
       calls.reset();
       quota.clear();

@@ -10,7 +10,7 @@ import {
   parseJsonBody,
   pathParam,
 } from "./google-api.ts";
-import type { Ledger } from "./ledger.ts";
+import type { GooglePrincipal, Ledger } from "./ledger.ts";
 import { iamMember, type World } from "./world.ts";
 
 /**
@@ -20,7 +20,7 @@ import { iamMember, type World } from "./world.ts";
  * timestamps), deduplicated by `insertId`, and kept for inspection. Only the world's data writers
  * may insert, and only into `world.dataset` of the world's project.
  */
-export type BigQueryOperation = "tabledata.insertAll" | "unrouted";
+export type BigQueryOperation = "tabledata.insertAll" | "tables.testIamPermissions" | "unrouted";
 
 /** A row as stored: the client's `insertId` (if any) and the `json` object it sent. */
 export interface StoredRow {
@@ -32,6 +32,8 @@ export interface StoredRow {
 export interface BigQueryFake extends GoogleApiFake<BigQueryOperation> {
   /** The rows stored in a table, oldest first (empty for a table that does not exist). */
   rows(dataset: string, table: string): readonly StoredRow[];
+  /** Removes an IAM member's grant on the demo dataset (until `reset()`). */
+  revoke(member: string): void;
 }
 
 type FieldType = "TIMESTAMP" | "STRING";
@@ -93,17 +95,24 @@ export async function startBigQuery({
     },
   });
 
+  const revoked = new Set<string>();
+  const grantedOn = (principal: GooglePrincipal, project: string, dataset: string) => {
+    const member = iamMember(principal);
+    return (
+      world.dataWriters.includes(member) &&
+      !revoked.has(member) &&
+      project === world.googleProjectId &&
+      dataset === world.dataset
+    );
+  };
+
   /** Authenticates, checks scopes, then the demo's grant, then that the table exists. */
   const authorizeInsert = (req: Request, project: string, dataset: string, tableId: string): Table => {
     const caller = callerOf(req, ledger);
     if (caller.kind !== "token") throw new GoogleApiError(unauthenticated(caller.kind === "anonymous"));
     if (!hasAnyScope(caller.token, insertScopes)) throw new GoogleApiError(insufficientScopes);
     const name = `${project}:${dataset}.${tableId}`;
-    const granted =
-      world.dataWriters.includes(iamMember(caller.token.principal)) &&
-      project === world.googleProjectId &&
-      dataset === world.dataset;
-    if (!granted) {
+    if (!grantedOn(caller.token.principal, project, dataset)) {
       throw new GoogleApiError({
         code: 403,
         message: `Access Denied: Table ${name}: Permission bigquery.tables.updateData denied on table ${name} (or it may not exist).`,
@@ -158,8 +167,45 @@ export async function startBigQuery({
     },
   );
 
+  // `tables/{table}:testIamPermissions`: the custom verb shares the table's path segment.
+  api.route(
+    "post",
+    "/bigquery/v2/projects/:project/datasets/:dataset/tables/:tableVerb",
+    "tables.testIamPermissions",
+    (req, res) => {
+      const [tableId, verb] = pathParam(req, "tableVerb").split(":");
+      if (verb !== "testIamPermissions") {
+        throw new GoogleApiError({ code: 404, message: "Not Found", reason: "notFound" });
+      }
+      const caller = callerOf(req, ledger);
+      if (caller.kind !== "token") throw new GoogleApiError(unauthenticated(caller.kind === "anonymous"));
+      const project = pathParam(req, "project");
+      const dataset = pathParam(req, "dataset");
+      if (!tables.has(`${dataset}.${tableId}`) || project !== world.googleProjectId) {
+        throw new GoogleApiError({
+          code: 404,
+          message: `Not found: Table ${project}:${dataset}.${tableId}`,
+          reason: "notFound",
+        });
+      }
+      const body = parseJsonBody(req) as { permissions?: unknown };
+      const asked = Array.isArray(body.permissions) ? body.permissions.map(String) : [];
+      const held: readonly string[] = grantedOn(caller.token.principal, project, dataset)
+        ? ["bigquery.tables.updateData", "bigquery.tables.getData", "bigquery.tables.get"]
+        : [];
+      const permissions = asked.filter((permission) => held.includes(permission));
+      res.json(permissions.length > 0 ? { permissions } : {});
+    },
+  );
+
+  const fake = await api.listen();
   return {
-    ...(await api.listen()),
+    ...fake,
+    reset: () => {
+      fake.reset();
+      revoked.clear();
+    },
+    revoke: (member) => revoked.add(member),
     rows: (dataset, table) => [...(tables.get(`${dataset}.${table}`)?.rows ?? [])],
   };
 }

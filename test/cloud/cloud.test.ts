@@ -52,6 +52,7 @@ describe("startCloud", () => {
     expect(env).toEqual({
       AWS_REGION: "eu-west-1",
       AWS_ENDPOINT_URL_STS: cloud.awsSts.url,
+      AWS_ENDPOINT_URL_IAM: cloud.awsIam.url,
       AWS_ACCESS_KEY_ID: "AKIAIOSFODNN7DEMO001",
       AWS_SECRET_ACCESS_KEY: "demo-secret-access-key-not-a-real-one-000001",
       BROKER_AUDIENCE:

@@ -1,7 +1,9 @@
+import { type AwsIam, startAwsIam } from "./aws-iam.ts";
 import { type AwsSts, startAwsSts } from "./aws-sts.ts";
 import { type BigQueryFake, startBigQuery } from "./bigquery.ts";
 import { type ContainerCredentials, startContainerCredentials } from "./container-credentials.ts";
 import { type GcsFake, startGcs } from "./gcs.ts";
+import { type GoogleIam, startGoogleIam } from "./google-iam.ts";
 import { type GoogleSts, startGoogleSts } from "./google-sts.ts";
 import type { RunningServer } from "./http.ts";
 import { type IamCredentials, startIamCredentials } from "./iam-credentials.ts";
@@ -21,6 +23,8 @@ export interface CloudOptions {
 export type BrokerEnv = {
   readonly AWS_REGION: string;
   readonly AWS_ENDPOINT_URL_STS: string;
+  /** Where the broker asks IAM when it explains its first failed chain (the doctor's verdict). */
+  readonly AWS_ENDPOINT_URL_IAM: string;
   readonly AWS_ACCESS_KEY_ID: string;
   readonly AWS_SECRET_ACCESS_KEY: string;
   readonly BROKER_AUDIENCE: string;
@@ -30,10 +34,19 @@ export type BrokerEnv = {
   readonly BROKER_SERVICE_ACCOUNT?: string;
 };
 
+/** What `token-broker doctor` needs on top of the broker's environment: IAM and the data APIs. */
+export type DoctorEnv = BrokerEnv & {
+  readonly BROKER_GOOGLE_IAM_URL: string;
+  readonly BROKER_STORAGE_URL: string;
+  readonly BROKER_BIGQUERY_URL: string;
+};
+
 export interface Cloud {
   readonly world: World;
   readonly ledger: Ledger;
   readonly awsSts: AwsSts;
+  readonly awsIam: AwsIam;
+  readonly googleIam: GoogleIam;
   readonly googleSts: GoogleSts;
   readonly iamCredentials: IamCredentials;
   readonly gcs: GcsFake;
@@ -42,6 +55,7 @@ export interface Cloud {
   readonly containerCredentials: ContainerCredentials;
   /** `impersonate: true` adds the service account the demo role may impersonate. */
   brokerEnv(options: { impersonate: boolean }): BrokerEnv;
+  doctorEnv(options: { impersonate: boolean }): DoctorEnv;
   /** Clears every fake's faults, switches and counters (stored data stays). */
   reset(): void;
   /** Every fake destroys the connections it holds (as a restored snapshot finds them); returns how many. */
@@ -86,33 +100,46 @@ export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
   try {
     const demo = demoPrincipal(world);
     const awsSts = await track(startAwsSts({ world, ledger, port: ports.awsSts }));
+    const awsIam = await track(startAwsIam({ world, awsSts }));
+    const issuerUri = awsSts.issuerFor(demo.accountId);
+    const googleIam = await track(startGoogleIam({ world, ledger, issuerUri }));
     const googleSts = await track(
-      startGoogleSts({ world, ledger, issuerUri: awsSts.issuerFor(demo.accountId), port: ports.googleSts }),
+      startGoogleSts({ world, ledger, issuerUri, port: ports.googleSts, provider: googleIam.provider }),
     );
     const iamCredentials = await track(startIamCredentials({ world, ledger, port: ports.iamCredentials }));
     const gcs = await track(startGcs({ world, ledger }));
     const bigquery = await track(startBigQuery({ world, ledger }));
     const containerCredentials = await track(startContainerCredentials({ awsSts, principal: demo }));
-    const fakes = [awsSts, googleSts, iamCredentials, gcs, bigquery, containerCredentials];
+    const fakes = [awsSts, awsIam, googleIam, googleSts, iamCredentials, gcs, bigquery, containerCredentials];
+    const brokerEnv = ({ impersonate }: { impersonate: boolean }): BrokerEnv => ({
+      AWS_REGION: world.region,
+      AWS_ENDPOINT_URL_STS: awsSts.url,
+      AWS_ENDPOINT_URL_IAM: awsIam.url,
+      AWS_ACCESS_KEY_ID: demo.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: demo.secretAccessKey,
+      BROKER_AUDIENCE: providerAudience(world),
+      BROKER_STS_URL: googleSts.tokenUrl,
+      BROKER_IAM_CREDENTIALS_URL: iamCredentials.url,
+      BROKER_PROJECT_ID: world.googleProjectId,
+      ...(impersonate ? { BROKER_SERVICE_ACCOUNT: impersonatedServiceAccount(world) } : {}),
+    });
     return {
       world,
       ledger,
       awsSts,
+      awsIam,
+      googleIam,
       googleSts,
       iamCredentials,
       gcs,
       bigquery,
       containerCredentials,
-      brokerEnv: ({ impersonate }) => ({
-        AWS_REGION: world.region,
-        AWS_ENDPOINT_URL_STS: awsSts.url,
-        AWS_ACCESS_KEY_ID: demo.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: demo.secretAccessKey,
-        BROKER_AUDIENCE: providerAudience(world),
-        BROKER_STS_URL: googleSts.tokenUrl,
-        BROKER_IAM_CREDENTIALS_URL: iamCredentials.url,
-        BROKER_PROJECT_ID: world.googleProjectId,
-        ...(impersonate ? { BROKER_SERVICE_ACCOUNT: impersonatedServiceAccount(world) } : {}),
+      brokerEnv,
+      doctorEnv: (options) => ({
+        ...brokerEnv(options),
+        BROKER_GOOGLE_IAM_URL: googleIam.url,
+        BROKER_STORAGE_URL: gcs.url,
+        BROKER_BIGQUERY_URL: bigquery.url,
       }),
       reset: () => {
         for (const fake of fakes) fake.reset();

@@ -25,13 +25,21 @@ export type { StoredObject } from "./gcs-objects.ts";
  * of the world may create, read and list objects in `world.grantedBucket`, nobody may do anything
  * in any other bucket. Overwriting is allowed to them (the fake models no `storage.objects.delete`).
  */
-export type GcsOperation = "objects.insert" | "uploads.put" | "objects.get" | "objects.list" | "unrouted";
+export type GcsOperation =
+  | "objects.insert"
+  | "uploads.put"
+  | "objects.get"
+  | "objects.list"
+  | "buckets.testIamPermissions"
+  | "unrouted";
 
 /** `reset()` keeps the stored objects. */
 export interface GcsFake extends GoogleApiFake<GcsOperation> {
   object(bucket: string, name: string): StoredObject | undefined;
   /** A bucket's objects in name order. */
   objects(bucket: string): StoredObject[];
+  /** Removes an IAM member's grant on the granted bucket (until `reset()`). */
+  revoke(member: string): void;
 }
 
 type Permission = "storage.objects.create" | "storage.objects.get" | "storage.objects.list";
@@ -50,6 +58,11 @@ const readScopes = [
 export async function startGcs({ world, ledger }: { world: World; ledger: Ledger }): Promise<GcsFake> {
   const store = new ObjectStore([world.grantedBucket, world.forbiddenBucket]);
   const uploads = new ResumableUploads();
+  const revoked = new Set<string>();
+  const granted = (principal: GooglePrincipal, bucket: string) => {
+    const member = iamMember(principal);
+    return world.dataWriters.includes(member) && !revoked.has(member) && bucket === world.grantedBucket;
+  };
   const api = googleApi<GcsOperation>({
     unrouted: "unrouted",
     withStatus: false,
@@ -88,8 +101,7 @@ export async function startGcs({ world, ledger }: { world: World; ledger: Ledger
         reason: "notFound",
       });
     }
-    const member = iamMember(caller.token.principal);
-    if (!world.dataWriters.includes(member) || bucket !== world.grantedBucket) {
+    if (!granted(caller.token.principal, bucket)) {
       throw new GoogleApiError({
         code: 403,
         message: denial(callerName(caller.token.principal), permission),
@@ -209,8 +221,50 @@ export async function startGcs({ world, ledger }: { world: World; ledger: Ledger
     getObject(req, res, true),
   );
 
+  // Asks nothing of the caller but a valid token; answers the subset of permissions it holds.
+  api.route("get", "/storage/v1/b/:bucket/iam/testPermissions", "buckets.testIamPermissions", (req, res) => {
+    const bucket = pathParam(req, "bucket");
+    const caller = callerOf(req, ledger);
+    if (caller.kind !== "token") {
+      throw new GoogleApiError({
+        code: 401,
+        message:
+          caller.kind === "anonymous"
+            ? "Anonymous caller does not have storage.buckets.getIamPolicy access."
+            : "Invalid Credentials",
+        reason: caller.kind === "anonymous" ? "required" : "authError",
+        header: "Authorization",
+      });
+    }
+    const asked = ([] as unknown[]).concat(req.query.permissions ?? []).map(String);
+    if (asked.length === 0) {
+      throw new GoogleApiError({ code: 400, message: "Required parameter: permissions", reason: "required" });
+    }
+    if (!store.hasBucket(bucket)) {
+      throw new GoogleApiError({
+        code: 404,
+        message: "The specified bucket does not exist.",
+        reason: "notFound",
+      });
+    }
+    const held: readonly string[] = granted(caller.token.principal, bucket)
+      ? ["storage.objects.create", "storage.objects.get", "storage.objects.list"]
+      : [];
+    const permissions = asked.filter((permission) => held.includes(permission));
+    res.json({
+      kind: "storage#testIamPermissionsResponse",
+      ...(permissions.length > 0 ? { permissions } : {}),
+    });
+  });
+
+  const fake = await api.listen();
   return {
-    ...(await api.listen()),
+    ...fake,
+    reset: () => {
+      fake.reset();
+      revoked.clear();
+    },
+    revoke: (member) => revoked.add(member),
     object: (bucket, name) => store.get(bucket, name),
     objects: (bucket) => store.all(bucket),
   };

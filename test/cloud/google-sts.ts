@@ -4,6 +4,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import type { JWTPayload } from "jose";
 import { CallCounter } from "./call-counter.ts";
 import { FaultInjector } from "./faults.ts";
+import { mapAttributes, type WorkloadIdentityPoolProvider } from "./google-iam.ts";
 import { sendRpcError, sendRpcFault } from "./google-rpc-error.ts";
 import { listen, type RunningServer } from "./http.ts";
 import type { Ledger } from "./ledger.ts";
@@ -21,6 +22,8 @@ export interface GoogleSts extends RunningServer {
   readonly tokenUrl: string;
   /** Lifetime of the federated tokens issued from now on (tests shorten it). */
   setExpiresIn(seconds: number): void;
+  /** Makes Google's clock run `seconds` ahead of this machine's (negative: behind). */
+  setClockOffset(seconds: number): void;
   /** Clears faults and counters and restores the configured lifetime. */
   reset(): void;
 }
@@ -36,6 +39,11 @@ export interface GoogleStsOptions {
   readonly allowedAudiences?: readonly string[];
   readonly expiresInSeconds?: number;
   readonly port?: number;
+  /**
+   * The provider as the IAM API holds it (google-iam.ts), read on every exchange: its state,
+   * issuer, allowed audiences, and CEL attribute mapping and condition replace the options above.
+   */
+  readonly provider?: () => WorkloadIdentityPoolProvider | undefined;
 }
 
 type TokenError =
@@ -62,7 +70,7 @@ function sendOAuthError(res: ServerResponse, error: TokenError): void {
 }
 
 /** Checks the RFC 8693 parameters in Google's order; the subject token itself is checked later. */
-function checkParameters(form: URLSearchParams, provider: string): TokenError | undefined {
+function checkParameters(form: URLSearchParams, provider: string, active: boolean): TokenError | undefined {
   if (form.get("grant_type") !== GRANT_TYPE) {
     return {
       error: "unsupported_grant_type",
@@ -77,7 +85,7 @@ function checkParameters(form: URLSearchParams, provider: string): TokenError | 
         'Invalid value for "audience". This value should be the full resource name of the Identity Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.',
     };
   }
-  if (audience !== provider) {
+  if (audience !== provider || !active) {
     return {
       error: "invalid_target",
       error_description:
@@ -111,11 +119,37 @@ export async function startGoogleSts(options: GoogleStsOptions): Promise<GoogleS
   const quota = new RateQuota();
   const provider = providerAudience(world);
   const demoRole = world.awsPrincipals[0]?.roleArn;
-  const oidc = new OidcProvider({
-    issuerUri: options.issuerUri,
-    allowedAudiences: options.allowedAudiences ?? [provider, `https:${provider}`],
-    attributeCondition: options.attributeCondition ?? ((assertion) => assertion.sub === demoRole),
-  });
+  const configured = options.provider;
+  let clockOffsetSeconds = 0;
+  const defaultAudiences = [provider, `https:${provider}`];
+  const oidc = configured
+    ? new OidcProvider({
+        get issuerUri() {
+          return configured()?.oidc.issuerUri ?? options.issuerUri;
+        },
+        get allowedAudiences() {
+          const allowed = configured()?.oidc.allowedAudiences ?? [];
+          return allowed.length > 0 ? allowed : defaultAudiences;
+        },
+        attributeCondition: () => false,
+        mapAttributes: (assertion) => {
+          const current = configured();
+          if (current === undefined) throw new Error("the provider was deleted during the exchange");
+          return mapAttributes(current, assertion);
+        },
+        clockOffsetSeconds: () => clockOffsetSeconds,
+      })
+    : new OidcProvider({
+        issuerUri: options.issuerUri,
+        allowedAudiences: options.allowedAudiences ?? defaultAudiences,
+        attributeCondition: options.attributeCondition ?? ((assertion) => assertion.sub === demoRole),
+        clockOffsetSeconds: () => clockOffsetSeconds,
+      });
+  const active = () => {
+    if (configured === undefined) return true;
+    const current = configured();
+    return current !== undefined && current.state === "ACTIVE" && !current.disabled;
+  };
   const configuredExpiresIn = options.expiresInSeconds ?? DEFAULT_EXPIRES_IN_SECONDS;
   let expiresIn = configuredExpiresIn;
 
@@ -138,7 +172,7 @@ export async function startGoogleSts(options: GoogleStsOptions): Promise<GoogleS
       });
     }
     const form = new URLSearchParams((await readBody(req)).toString("utf8"));
-    const invalid = checkParameters(form, provider);
+    const invalid = checkParameters(form, provider, active());
     if (invalid !== undefined) return sendOAuthError(res, invalid);
     const verification = await oidc.verify(form.get("subject_token") ?? "");
     if ("error" in verification) return sendOAuthError(res, verification);
@@ -180,7 +214,11 @@ export async function startGoogleSts(options: GoogleStsOptions): Promise<GoogleS
     setExpiresIn: (seconds) => {
       expiresIn = seconds;
     },
+    setClockOffset: (seconds) => {
+      clockOffsetSeconds = seconds;
+    },
     reset: () => {
+      clockOffsetSeconds = 0;
       faults.clear();
       calls.reset();
       quota.clear();

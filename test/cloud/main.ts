@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { type BrokerEnv, type FixedPortService, impersonatedServiceAccount, startCloud } from "./cloud.ts";
+import { type FixedPortService, impersonatedServiceAccount, startCloud } from "./cloud.ts";
 
 /**
  * `npm run cloud`: the hermetic cloud as one foreground process. Ports are ephemeral unless
@@ -44,7 +44,7 @@ function readPorts(): Partial<Record<FixedPortService, number>> {
   return ports;
 }
 
-function shellExports(env: BrokerEnv): string {
+function shellExports(env: Readonly<Record<string, string>>): string {
   return Object.entries(env)
     .map(([name, value]) => `export ${name}='${value}'`)
     .join("\n");
@@ -77,6 +77,12 @@ process.stdout.write(
     shellExports(cloud.brokerEnv({ impersonate: false })),
     `# Add this line to impersonate ${impersonated}:`,
     `export BROKER_SERVICE_ACCOUNT='${impersonated}'`,
+    "# And these for token-broker doctor --google-provider / --check gs://… / --check bq://…:",
+    shellExports({
+      BROKER_GOOGLE_IAM_URL: cloud.googleIam.url,
+      BROKER_STORAGE_URL: gcs.url,
+      BROKER_BIGQUERY_URL: bigquery.url,
+    }),
     "",
   ].join("\n"),
 );

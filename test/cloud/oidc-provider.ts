@@ -21,12 +21,23 @@ export interface OidcProviderConfig {
   readonly allowedAudiences: readonly string[];
   /** `attributeCondition`, as a predicate over the verified claims instead of CEL. */
   readonly attributeCondition: (assertion: JWTPayload) => boolean;
+  /**
+   * The provider's attribute mapping and condition in CEL (google-iam.ts); when set, it decides
+   * `google.subject` and admission instead of `sub` and `attributeCondition`.
+   */
+  readonly mapAttributes?: (
+    assertion: JWTPayload,
+  ) =>
+    | { readonly ok: true; readonly subject: string }
+    | { readonly ok: false; readonly error: OAuthError["error"]; readonly description: string };
+  /** Seconds Google's clock runs ahead of this machine's (negative: behind); default 0. */
+  readonly clockOffsetSeconds?: () => number;
 }
 
 export type Verification = { readonly subject: string } | OAuthError;
 
-/** Google allows a little clock skew between the issuer and itself. */
-const CLOCK_SKEW_SECONDS = 30;
+/** Google allows about a minute of clock skew between the issuer and itself. */
+const CLOCK_SKEW_SECONDS = 60;
 /** Google caps `google.subject` at 127 bytes. */
 const MAX_SUBJECT_BYTES = 127;
 const ISSUER_TIMEOUT_MS = 2000;
@@ -56,32 +67,41 @@ export class OidcProvider {
     } catch {
       return invalidGrant("Unable to parse the ID Token.");
     }
+    // The texts below are Google's as measured against real Workload Identity Federation.
     if (unverified.iss !== this.#config.issuerUri) {
       return invalidGrant(
-        `The issuer in ID Token ${unverified.iss} does not match the expected ones: ${this.#config.issuerUri}.`,
+        `The issuer in ID Token ${unverified.iss ?? null} does not match the expected one in config: ${this.#config.issuerUri}`,
       );
     }
     const keys = await this.#keySet(this.#config.issuerUri);
     if (keys === undefined) return invalidGrant("Error connecting to the given credential's issuer.");
 
+    const nowSeconds = Math.floor(Date.now() / 1000) + (this.#config.clockOffsetSeconds?.() ?? 0);
     let assertion: JWTPayload;
     try {
       ({ payload: assertion } = await jwtVerify(subjectToken, keys, {
         clockTolerance: CLOCK_SKEW_SECONDS,
+        currentDate: new Date(nowSeconds * 1000),
         requiredClaims: ["exp", "iat", "sub", "aud"],
       }));
     } catch (error) {
-      return invalidGrant(describeVerificationFailure(error));
+      return invalidGrant(describeVerificationFailure(error, unverified));
     }
-    const now = Math.floor(Date.now() / 1000);
-    if ((assertion.iat as number) > now + CLOCK_SKEW_SECONDS) {
-      return invalidGrant(`ID Token issued at ${assertion.iat} is in the future.`);
+    // Google's text for a token from the future is not on record; it reads the same as a stale one here.
+    if ((assertion.iat as number) > nowSeconds + CLOCK_SKEW_SECONDS) {
+      return invalidGrant(`ID Token issued at ${assertion.iat} is stale to sign-in.`);
     }
     const audiences = typeof assertion.aud === "string" ? [assertion.aud] : (assertion.aud ?? []);
     if (!audiences.some((audience) => this.#config.allowedAudiences.includes(audience))) {
       return invalidGrant(
-        `The audience in ID Token [${audiences.join(", ")}] does not match the expected audience ${this.#config.allowedAudiences[0]}.`,
+        `The audience in ID Token [${audiences.join(", ")}] does not match the expected audience.`,
       );
+    }
+    if (this.#config.mapAttributes !== undefined) {
+      const mapped = this.#config.mapAttributes(assertion);
+      return mapped.ok
+        ? { subject: mapped.subject }
+        : { error: mapped.error, error_description: mapped.description };
     }
     const subject = String(assertion.sub);
     if (Buffer.byteLength(subject) > MAX_SUBJECT_BYTES) {
@@ -118,8 +138,9 @@ export class OidcProvider {
   }
 }
 
-function describeVerificationFailure(error: unknown): string {
-  if (error instanceof errors.JWTExpired) return `ID Token expired at ${error.payload.exp}.`;
+function describeVerificationFailure(error: unknown, unverified: JWTPayload): string {
+  if (error instanceof errors.JWTExpired)
+    return `ID Token issued at ${unverified.iat ?? null} is stale to sign-in.`;
   if (error instanceof errors.JWTClaimValidationFailed) {
     return `ID Token claim "${error.claim}" is invalid: ${error.reason}.`;
   }
@@ -127,5 +148,7 @@ function describeVerificationFailure(error: unknown): string {
   if (error instanceof errors.JWKSTimeout || !(error instanceof errors.JOSEError)) {
     return "Error connecting to the given credential's issuer.";
   }
-  return "Invalid ID Token signature.";
+  // A key the JWKS does not hold (unknown kid) reads, at Google, as a failed issuer fetch.
+  if (error instanceof errors.JWKSNoMatchingKey) return "Error connecting to the given credential's issuer.";
+  return "Unable to verify the ID Token signature.";
 }

@@ -298,7 +298,7 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       // The broker keeps 240 characters of Google's description.
-      text: `Google STS rejected the AWS token (invalid_grant: The audience in ID Token [${providerAudience(faultWorld)}] does not match the expected audience //iam.googleapis.com/projects/987654321098/locations/global/workloadIdentityPools/aws-pool/providers/other-provider.); ${googleStsFix}`,
+      text: `Google STS rejected the AWS token (invalid_grant: The audience in ID Token [${providerAudience(faultWorld)}] does not match the expected audience.); ${googleStsFix}`,
       outcome: "error",
       attempts: 1,
     },

@@ -50,6 +50,7 @@ function expectedEntries(flavour: Flavour, architecture: Architecture): Record<s
     "token-broker/chain.cjs": readable,
     "token-broker/ops.cjs": readable,
     "token-broker/emf.cjs": readable,
+    "token-broker/doctor.cjs": readable,
   };
   if (flavour === "nodejs") return common;
   return {
@@ -158,7 +159,7 @@ describe("the layer zips", () => {
     },
   );
 
-  it.each(["extension.cjs", "broker.cjs", "chain.cjs", "ops.cjs", "emf.cjs"])(
+  it.each(["extension.cjs", "broker.cjs", "chain.cjs", "ops.cjs", "emf.cjs", "doctor.cjs"])(
     "carries one and the same %s in all four zips",
     (file) => {
       const crcs = new Set(layers.map((built) => entry(built, `token-broker/${file}`).crc32));
@@ -198,6 +199,9 @@ describe("the layer zips", () => {
     for (const library of ["@aws-sdk/client-sts", "google-auth-library", "gaxios"] as const) {
       expect(holders(library)).toEqual(["chain"]);
     }
+    // The doctor (and the IAM client it needs) is read only when the first chain fails.
+    for (const file of ["extension", "broker", "chain", "ops"] as const)
+      expect(sources[file]).not.toContain("SimulatePrincipalPolicy");
     // Node's fetch stack (undici) stays unloaded: gaxios fetches and builds headers with node-fetch.
     expect(holders("node-fetch")).toEqual(["chain"]);
     for (const part of [sources.broker, sources.chain, sources.ops]) {

@@ -30,6 +30,7 @@ export async function startInProcessBroker(
 ): Promise<BrokerHandle> {
   const env = { ...cloud.brokerEnv({ impersonate: options.impersonate }), ...options.env };
   process.env.AWS_ENDPOINT_URL_STS = env.AWS_ENDPOINT_URL_STS;
+  process.env.AWS_ENDPOINT_URL_IAM = env.AWS_ENDPOINT_URL_IAM;
   process.env.AWS_ACCESS_KEY_ID = env.AWS_ACCESS_KEY_ID;
   process.env.AWS_SECRET_ACCESS_KEY = env.AWS_SECRET_ACCESS_KEY;
   const config = loadConfig({ ...env, BROKER_PORT: "0", BROKER_OPS_PORT: "0", BROKER_OPS_HOST: "127.0.0.1" });

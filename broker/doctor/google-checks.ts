@@ -1,0 +1,209 @@
+import { systemClock } from "../clock.ts";
+import type { Config } from "../config.ts";
+import { type BrokerError, isBrokerError } from "../errors.ts";
+import { FederatedExchange, federatedScopes, Impersonation } from "../google-exchange.ts";
+import type { SubjectTokenSource } from "../subject-token.ts";
+import type { UpstreamCalls } from "../upstream-calls.ts";
+import {
+  type ChainFacts,
+  type Check,
+  fail,
+  federatedMember,
+  need,
+  otherFailure,
+  pass,
+  providerCommand,
+  skip,
+  type Verdict,
+} from "./check.ts";
+
+export interface GoogleClients {
+  readonly calls: () => UpstreamCalls;
+}
+
+/** The JWT the web-identity-token link minted, offered to Google STS as the broker offers its own. */
+function mintedJwt(facts: ChainFacts): SubjectTokenSource {
+  const jwt = need(facts.jwt, "the AWS JWT");
+  return { call: "AWS STS GetWebIdentityToken", subjectToken: async () => jwt };
+}
+
+interface GoogleAnswer {
+  readonly status: number | undefined;
+  readonly error: string;
+  readonly description: string;
+}
+
+/** Google's own answer behind a BrokerError (the broker keeps the HTTP failure as its cause). */
+function answerOf(error: BrokerError): GoogleAnswer {
+  const response = (error.cause as { response?: { status?: number; data?: unknown } } | undefined)?.response;
+  const data = (response?.data ?? {}) as { error?: unknown; error_description?: unknown };
+  const nested =
+    typeof data.error === "object" && data.error !== null ? (data.error as { message?: unknown }) : undefined;
+  return {
+    status: response?.status,
+    error: typeof data.error === "string" ? data.error : "",
+    description: String(data.error_description ?? nested?.message ?? "").slice(0, 300),
+  };
+}
+
+/** Google STS's refusals, recognised by their text, with the cause and the fix each names. */
+function stsCause(answer: GoogleAnswer, facts: ChainFacts, config: Config): { cause: string; fix: string } {
+  const claims = facts.claims ?? {};
+  const update = (flags: string) => providerCommand(config.audience, "update-oidc", flags);
+  const text = answer.description;
+  if (answer.error === "invalid_target") {
+    return {
+      cause: "the pool or provider BROKER_AUDIENCE names is disabled, deleted or does not exist",
+      fix: `look at it with ${providerCommand(config.audience, "describe")}; re-enable with --no-disabled, undelete a deleted one, or correct BROKER_AUDIENCE`,
+    };
+  }
+  if (/The audience in ID Token/.test(text)) {
+    return {
+      cause: "the provider's allowed audiences do not admit the JWT's aud (BROKER_AUDIENCE)",
+      fix: update(`--allowed-audiences=${config.audience}`),
+    };
+  }
+  if (/The issuer in ID Token/.test(text)) {
+    return {
+      cause: "the provider trusts another issuer than this AWS account's",
+      fix: update(`--issuer-uri=${claims.iss}`),
+    };
+  }
+  if (/rejected by the attribute condition/.test(text)) {
+    return {
+      cause: `the provider's attribute condition rejects ${claims.sub}`,
+      fix: `make the condition hold for assertion.sub == "${claims.sub}"; token-broker doctor --google-provider (or --provider FILE) names the false clause and prints the update-oidc command`,
+    };
+  }
+  if (/stale to sign-in|in the future|expired/i.test(text)) {
+    const skew = typeof claims.iat === "number" ? Math.round(Date.now() / 1000 - claims.iat) : undefined;
+    return {
+      cause: `Google judged the JWT expired or not yet valid (iat ${claims.iat}, exp ${claims.exp}; this machine is ${skew} s past iat): a clock is off`,
+      fix: "sync this machine's clock (chrony/NTP); if it is right, keep BROKER_AWS_TOKEN_DURATION at 300 or more so the JWT outlives the skew",
+    };
+  }
+  if (
+    /Unable to verify the ID Token signature|Error connecting to the given credential's issuer/.test(text)
+  ) {
+    return {
+      cause: "Google could not verify the JWT with the issuer's published keys",
+      fix: `make ${claims.iss}/.well-known/openid-configuration and its JWKS reachable from the internet; do not upload a static JWKS to the provider`,
+    };
+  }
+  if (/google\.subject/.test(text)) {
+    return {
+      cause: "the provider's attribute mapping gives an unusable google.subject",
+      fix: update("--attribute-mapping=google.subject=assertion.sub"),
+    };
+  }
+  return {
+    cause: "Google STS refused the exchange",
+    fix: "compare the provider with the JWT's claims: run the doctor with --google-provider",
+  };
+}
+
+/** What a failed Google STS exchange means, and its fix. */
+export function exchangeRefusal(error: unknown, facts: ChainFacts, config: Config): Verdict {
+  if (!isBrokerError(error) || error.code !== "GOOGLE_STS_REJECTED")
+    return otherFailure(error, "the exchange");
+  const answer = answerOf(error);
+  const { cause, fix } = stsCause(answer, facts, config);
+  return fail(`${cause}; Google STS: ${answer.error}: ${answer.description}`, fix);
+}
+
+export function googleStsCheck(clients: GoogleClients): Check {
+  return {
+    id: "google-sts",
+    async run(facts, signal) {
+      const config = need(facts.config, "the configuration");
+      try {
+        // With a service account the broker exchanges for cloud-platform and impersonates with that.
+        const scopes = config.serviceAccount === undefined ? config.scopes : federatedScopes;
+        const exchange = new FederatedExchange({
+          config,
+          calls: clients.calls(),
+          clock: systemClock,
+          subject: mintedJwt(facts),
+        });
+        const federated = await exchange.accessToken(scopes, signal);
+        facts.federatedToken = federated;
+        facts.subject ??= String(facts.claims?.sub ?? "");
+        if (config.serviceAccount === undefined) {
+          facts.servedToken = federated;
+          facts.servedMember = federatedMember(config.audience, facts.subject);
+        }
+        const lifetime = Math.round((federated.expiresAtMs - Date.now()) / 1000);
+        return pass(`exchanged the JWT for a federated access token (expires in ${lifetime} s)`);
+      } catch (error) {
+        return exchangeRefusal(error, facts, config);
+      }
+    },
+  };
+}
+
+/** `SA@PROJECT.iam.gserviceaccount.com` → `PROJECT`. */
+function projectOf(serviceAccount: string): string {
+  return /@([^.]+)\.iam\.gserviceaccount\.com$/.exec(serviceAccount)?.[1] ?? "PROJECT";
+}
+
+/** What a refused impersonation means: the service account is missing, or the member to grant. */
+export function impersonationRefusal(
+  error: unknown,
+  config: Config & { readonly serviceAccount: string },
+  subject: string,
+  subjectFromProvider: boolean,
+): Verdict {
+  const { serviceAccount } = config;
+  if (!isBrokerError(error) || error.code !== "IMPERSONATION_DENIED")
+    return otherFailure(error, "impersonation");
+  const answer = answerOf(error);
+  if (answer.status === 404) {
+    return fail(
+      `${serviceAccount} does not exist (IAM Credentials: ${answer.description})`,
+      `create it (gcloud iam service-accounts create ${serviceAccount.split("@")[0]} --project=${projectOf(serviceAccount)}) or correct BROKER_SERVICE_ACCOUNT`,
+    );
+  }
+  const member = federatedMember(config.audience, subject);
+  const assumed = subjectFromProvider
+    ? ""
+    : " (google.subject assumed to be assertion.sub; pass --provider to evaluate the mapping)";
+  return fail(
+    `${member} may not impersonate ${serviceAccount} (HTTP ${answer.status}: ${answer.description})${assumed}`,
+    `gcloud iam service-accounts add-iam-policy-binding ${serviceAccount} --project=${projectOf(serviceAccount)} --role=roles/iam.workloadIdentityUser --member="${member}"`,
+  );
+}
+
+export function impersonationCheck(clients: GoogleClients): Check {
+  return {
+    id: "impersonation",
+    async run(facts, signal) {
+      const config = need(facts.config, "the configuration");
+      const serviceAccount = config.serviceAccount;
+      if (serviceAccount === undefined) {
+        return skip("BROKER_SERVICE_ACCOUNT is unset: SDKs get the federated token itself");
+      }
+      const subject = facts.subject ?? String(facts.claims?.sub ?? "");
+      try {
+        const federated = need(facts.federatedToken, "the federated token");
+        const impersonation = new Impersonation({
+          config,
+          calls: clients.calls(),
+          clock: systemClock,
+          serviceAccount,
+          federated: async () => federated,
+        });
+        const token = await impersonation.accessToken(config.scopes, signal);
+        facts.servedToken = token;
+        facts.servedMember = `serviceAccount:${serviceAccount}`;
+        return pass(`${federatedMember(config.audience, subject)} may impersonate ${serviceAccount}`);
+      } catch (error) {
+        return impersonationRefusal(
+          error,
+          { ...config, serviceAccount },
+          subject,
+          facts.subjectFromProvider === true,
+        );
+      }
+    },
+  };
+}

@@ -1,0 +1,165 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../broker/config.ts";
+import { createLogger } from "../broker/logger.ts";
+import { type BrokerHandle, start } from "../broker/main.ts";
+import { type Cloud, demoPrincipal, startCloud } from "./cloud/cloud.ts";
+import { providerAudience } from "./cloud/world.ts";
+import { captureLog } from "./support/capture-log.ts";
+import { secretScan } from "./support/secret-scan.ts";
+
+/*
+ * In Lambda and ECS the broker itself tells what to fix: when its first chain fails, one JSON log
+ * line carries the doctor's verdict (the failing link and its fix), and only one, however many
+ * requests fail after it.
+ */
+
+let cloud: Cloud;
+const scan = secretScan();
+const brokers: BrokerHandle[] = [];
+const role = () => demoPrincipal(cloud.world).roleArn;
+
+beforeAll(async () => {
+  cloud = await startCloud();
+});
+afterEach(async () => {
+  await Promise.all(brokers.splice(0).map((broker) => broker.close(100)));
+  cloud.reset();
+});
+afterAll(async () => {
+  scan.assertClean(cloud);
+  await cloud.close();
+});
+
+interface Verdict {
+  readonly level: number;
+  readonly msg: string;
+  readonly doctor: { readonly check: string; readonly detail: string; readonly fix: string };
+}
+
+/** The broker in this process, its AWS SDK configured through the environment as in Lambda. */
+async function startBroker(impersonate = false) {
+  const env = cloud.brokerEnv({ impersonate });
+  for (const name of [
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_ENDPOINT_URL_IAM",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+  ] as const) {
+    process.env[name] = env[name];
+  }
+  const log = captureLog();
+  const config = loadConfig({ ...env, BROKER_PORT: "0", BROKER_OPS_PORT: "0", BROKER_OPS_HOST: "127.0.0.1" });
+  const broker = await start(config, { logger: createLogger("info", log.stream) });
+  brokers.push(broker);
+  const lines = () =>
+    log
+      .text()
+      .split("\n")
+      .filter((line) => line !== "")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const verdicts = () => lines().filter((line) => "doctor" in line) as unknown as Verdict[];
+  const token = async () => {
+    const response = await fetch(
+      `${broker.metadataUrl}/computeMetadata/v1/instance/service-accounts/default/token`,
+      {
+        headers: { "Metadata-Flavor": "Google" },
+      },
+    );
+    const body = await response.text();
+    // A 200 carries the token itself; what must never leak is everything else.
+    if (response.status !== 200) scan.capture("token error answer", body);
+    return response.status;
+  };
+  /** Waits (bounded) until the verdict is logged. */
+  const verdict = async (): Promise<Verdict> => {
+    for (let i = 0; i < 100 && verdicts().length === 0; i += 1) await sleep(50);
+    scan.capture("broker log", log.text());
+    const [first] = verdicts();
+    if (first === undefined) throw new Error(`no verdict was logged:\n${log.text()}`);
+    return first;
+  };
+  return { broker, token, verdict, verdicts, log };
+}
+
+describe("the broker's verdict on its first failed chain", () => {
+  it("logs one line naming outbound-federation and its fix, once, however many requests fail", async () => {
+    cloud.awsSts.setFederationEnabled(demoPrincipal(cloud.world).accountId, false);
+    const { broker, token, verdict, verdicts, log } = await startBroker();
+    broker.prewarm();
+    const line = await verdict();
+    expect(line.level).toBe(50);
+    expect(line.doctor).toEqual({
+      check: "outbound-federation",
+      detail: "AWS STS: outbound web identity federation is not enabled in this account",
+      fix: "aws iam enable-outbound-web-identity-federation (once per account; or deploy the OutboundFederation CDK construct)",
+    });
+    expect(line.msg).toBe(
+      `doctor: the chain breaks at outbound-federation: ${line.doctor.detail}; fix: ${line.doctor.fix}`,
+    );
+    for (let i = 0; i < 3; i += 1) expect(await token()).toBe(503);
+    await sleep(200);
+    expect(verdicts()).toHaveLength(1);
+    // One line of the log, not several.
+    expect(
+      log
+        .text()
+        .split("\n")
+        .filter((text) => text.includes('"doctor"')),
+    ).toHaveLength(1);
+  });
+
+  it("names the policy condition that refuses the token, asking IAM's simulator and not minting again", async () => {
+    cloud.awsSts.setTokenPolicy(role(), {
+      audiences: ["//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x"],
+    });
+    const { broker, verdict } = await startBroker();
+    broker.prewarm();
+    const line = await verdict();
+    expect(line.doctor).toEqual({
+      check: "web-identity-token",
+      detail: `AccessDenied: the role's policy statement for sts:GetWebIdentityToken has a sts:IdentityTokenAudience condition that does not admit ${providerAudience(cloud.world)}`,
+      fix: `make the statement's audience condition ForAllValues:StringEquals sts:IdentityTokenAudience = ${providerAudience(cloud.world)}`,
+    });
+    expect(cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
+    expect(cloud.awsSts.calls.get("GetCallerIdentity")).toBe(1);
+    expect(cloud.awsIam.calls.get("SimulatePrincipalPolicy")).toBeGreaterThan(0);
+  });
+
+  it("maps Google STS's refusal to its cause and fix, with the role the condition must admit", async () => {
+    cloud.googleIam.updateProvider({
+      attributeCondition: "assertion.sub == 'arn:aws:iam::123456789012:role/other'",
+    });
+    const { broker, verdict } = await startBroker(true);
+    broker.prewarm();
+    const line = await verdict();
+    expect(line.doctor.check).toBe("google-sts");
+    expect(line.doctor.detail).toBe(
+      `the provider's attribute condition rejects ${role()}; Google STS: unauthorized_client: The given credential is rejected by the attribute condition.`,
+    );
+    expect(line.doctor.fix).toBe(
+      `make the condition hold for assertion.sub == "${role()}"; token-broker doctor --google-provider (or --provider FILE) names the false clause and prints the update-oidc command`,
+    );
+    expect(cloud.googleSts.calls.get("token")).toBe(1);
+  });
+
+  it("logs no verdict when the first chain succeeds, even if a later one fails", async () => {
+    const { broker, token, verdicts, log } = await startBroker();
+    expect(await token()).toBe(200);
+    cloud.awsSts.setFederationEnabled(demoPrincipal(cloud.world).accountId, false);
+    broker.tokens.prewarm();
+    await sleep(300);
+    scan.capture("broker log", log.text());
+    expect(verdicts()).toEqual([]);
+  });
+
+  it("logs no verdict when a retried failure is followed by a token", async () => {
+    cloud.googleSts.faults.inject({ kind: "status", status: 503, times: 1 });
+    const { token, verdicts, log } = await startBroker();
+    expect(await token()).toBe(200);
+    await sleep(200);
+    scan.capture("broker log", log.text());
+    expect(log.text()).toContain("upstream call failed");
+    expect(verdicts()).toEqual([]);
+  });
+});
