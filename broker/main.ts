@@ -10,6 +10,7 @@ import { createLogger, type Logger, lineWriter } from "./logger.ts";
 import { createMetadataApp, type MetadataIdentity } from "./metadata-server.ts";
 import { BrokerMetrics, type EmfOutput } from "./metrics.ts";
 import { type RefreshPolicy, TokenCache, type TokenFetcher } from "./token-cache.ts";
+import type { TokenSource } from "./tokens.ts";
 
 /** The Lambda extension loads the broker as one file after registering and logs through it. */
 export { createLogger } from "./logger.ts";
@@ -53,6 +54,13 @@ export interface BrokerHandle {
    * again on a new chain. For a sandbox restored from a snapshot, days later and elsewhere.
    */
   forgetUpstream(): void;
+  /**
+   * While on, each token request first lets the I/O that is already waiting run (one turn of the
+   * event loop) before it is looked up: a SnapStart sandbox's first INVOKE after a restore comes
+   * at the same time as the function's first request, and the INVOKE, which makes the extension
+   * forget what came before the snapshot, must be seen first.
+   */
+  deferLookups(on: boolean): void;
   /** Stops accepting, lets in-flight requests finish, and resolves within `deadlineMs`. */
   close(deadlineMs?: number): Promise<void>;
 }
@@ -90,6 +98,25 @@ function loadOnce<T>(load: () => Promise<T>): { get: () => Promise<T>; reset: ()
       loading = undefined;
       return loaded;
     },
+  };
+}
+
+/** One turn of the event loop: every I/O callback that is ready runs first. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** `tokens` for the metadata listener, whose lookups wait one turn while `deferred()` says so. */
+function deferrableLookups(tokens: TokenSource, deferred: () => boolean): TokenSource {
+  return {
+    accessToken: async (scopes) => {
+      if (deferred()) await nextTurn();
+      return tokens.accessToken(scopes);
+    },
+    freshAccessToken: (scopes) => (deferred() ? undefined : tokens.freshAccessToken(scopes)),
+    idToken: async (request) => {
+      if (deferred()) await nextTurn();
+      return tokens.idToken(request);
+    },
+    readiness: () => tokens.readiness(),
   };
 }
 
@@ -225,9 +252,10 @@ export async function start(config: Config, options: StartOptions = {}): Promise
 
   const { metadata, ops } = options.listeners ?? (await bindListeners(config));
   const { onConnectionsRefused } = connectionLimits(config.maxConnections, logger);
+  let lookupsDeferred = false;
   metadata.attach(
     createMetadataApp({
-      tokens: cache,
+      tokens: deferrableLookups(cache, () => lookupsDeferred),
       hosts: { listenHost: config.host, extraHosts: config.allowedHosts },
       identity: metadataIdentity(config),
       metrics,
@@ -277,6 +305,9 @@ export async function start(config: Config, options: StartOptions = {}): Promise
         () => undefined,
         (error: unknown) => logger.error({ err: error }, "the upstream chain could not be loaded"),
       ),
+    deferLookups: (on) => {
+      lookupsDeferred = on;
+    },
     forgetUpstream: () => {
       cache.forget();
       chain.reset()?.then(

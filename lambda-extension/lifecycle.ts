@@ -41,7 +41,9 @@ import { refreshAhead } from "./refresh-ahead.ts";
  * other credentials, and with every connection from before gone. The extension forgets everything
  * obtained from upstream (tokens, credentials, connections, chains in flight) before its first
  * `event/next` and again when it sees a restore: the first INVOKE after init, or any INVOKE after
- * the wall clock jumped ahead of the monotonic one (clock-jump.ts).
+ * the wall clock jumped ahead of the monotonic one (clock-jump.ts). Until that first INVOKE each
+ * token request lets waiting I/O run first, so an INVOKE that arrives with the function's first
+ * request after a restore is seen before that request is looked up.
  *
  * Bad configuration or a port that cannot be bound is reported through `init/error` with the
  * same one line the sidecar prints (Lambda accepts `init/error` only from a registered extension,
@@ -202,6 +204,7 @@ async function initialTokenWork(broker: BrokerHandle, mode: LambdaMode): Promise
   if (mode === "snap-start") {
     await broker.loadChain();
     broker.forgetUpstream();
+    broker.deferLookups(true);
     return;
   }
   await Promise.race([broker.prewarm(), systemClock.sleep(initTokenWaitMs)]);
@@ -221,6 +224,19 @@ async function eventLoop(
   try {
     for (;;) {
       const event = await api.next();
+      // Before anything else can yield to the event loop: a restored snapshot's first request
+      // must find nothing from before it (see deferLookups).
+      if (event.eventType === "INVOKE") {
+        invokes += 1;
+        const jumped = clockJump.jumpedSinceLastLook();
+        if (mode === "snap-start" && (invokes === 1 || jumped)) {
+          broker.forgetUpstream();
+          broker.deferLookups(false);
+          logger.info(
+            "restored from a snapshot: forgetting every token, credential and connection from before",
+          );
+        }
+      }
       // An EMF window is the time between two events: write the one that just ended.
       await broker.metrics.flush();
       if (event.eventType === "SHUTDOWN") {
@@ -229,14 +245,6 @@ async function eventLoop(
         logger.info({ reason: event.shutdownReason, deadlineInMs: left }, "shutting down");
         await broker.close(Math.max(0, Math.min(shutdownBudgetMs, left - 100)));
         return 0;
-      }
-      invokes += 1;
-      const jumped = clockJump.jumpedSinceLastLook();
-      if (mode === "snap-start" && (invokes === 1 || jumped)) {
-        logger.info(
-          "restored from a snapshot: forgetting every token, credential and connection from before",
-        );
-        broker.forgetUpstream();
       }
       // The sandbox may just have been thawed after minutes or hours: look the token up now, so a
       // refresh it needs overlaps with the handler instead of waiting for the handler's request.
