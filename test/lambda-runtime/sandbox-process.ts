@@ -53,6 +53,11 @@ export class SandboxProcess {
       });
       this.#child.on("exit", (code, signal) => {
         this.#exit ??= { code, signal, atMs: Date.now() };
+      });
+      // Resolved once the output is read to the end too: a line written just before exiting
+      // (a last metrics document at SHUTDOWN) is in the logs when `exited` resolves.
+      this.#child.on("close", (code, signal) => {
+        this.#exit ??= { code, signal, atMs: Date.now() };
         resolve(this.#exit);
       });
     });
@@ -73,11 +78,14 @@ export class SandboxProcess {
     }
   }
 
-  /** Waits up to `ms` for the process to end; true when it did. */
+  /** Waits up to `ms` for the process to end and its output to be read; true when it did. */
   async waitForExit(ms: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.exited, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+    const ended = await Promise.race([
+      this.exited.then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+    ]);
     clearTimeout(timer);
-    return this.#exit !== undefined;
+    return ended;
   }
 }
