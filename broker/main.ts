@@ -55,12 +55,12 @@ export interface BrokerHandle {
    */
   forgetUpstream(): void;
   /**
-   * While on, each token request first lets the I/O that is already waiting run (one turn of the
-   * event loop) before it is looked up: a SnapStart sandbox's first INVOKE after a restore comes
-   * at the same time as the function's first request, and the INVOKE, which makes the extension
-   * forget what came before the snapshot, must be seen first.
+   * While set, each token request first waits for `until()` before it is looked up; `undefined`
+   * ends that. A SnapStart sandbox's first INVOKE after a restore comes at about the same time as
+   * the function's first request, and the INVOKE, which makes the extension forget what came
+   * before the snapshot, must be seen first.
    */
-  deferLookups(on: boolean): void;
+  deferLookups(until: (() => Promise<void>) | undefined): void;
   /** Stops accepting, lets in-flight requests finish, and resolves within `deadlineMs`. */
   close(deadlineMs?: number): Promise<void>;
 }
@@ -101,19 +101,19 @@ function loadOnce<T>(load: () => Promise<T>): { get: () => Promise<T>; reset: ()
   };
 }
 
-/** One turn of the event loop: every I/O callback that is ready runs first. */
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-/** `tokens` for the metadata listener, whose lookups wait one turn while `deferred()` says so. */
-function deferrableLookups(tokens: TokenSource, deferred: () => boolean): TokenSource {
+/** `tokens` for the metadata listener, whose lookups first wait for `deferral()`, if any. */
+function deferrableLookups(
+  tokens: TokenSource,
+  deferral: () => (() => Promise<void>) | undefined,
+): TokenSource {
   return {
     accessToken: async (scopes) => {
-      if (deferred()) await nextTurn();
+      await deferral()?.();
       return tokens.accessToken(scopes);
     },
-    freshAccessToken: (scopes) => (deferred() ? undefined : tokens.freshAccessToken(scopes)),
+    freshAccessToken: (scopes) => (deferral() === undefined ? tokens.freshAccessToken(scopes) : undefined),
     idToken: async (request) => {
-      if (deferred()) await nextTurn();
+      await deferral()?.();
       return tokens.idToken(request);
     },
     readiness: () => tokens.readiness(),
@@ -252,7 +252,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
 
   const { metadata, ops } = options.listeners ?? (await bindListeners(config));
   const { onConnectionsRefused } = connectionLimits(config.maxConnections, logger);
-  let lookupsDeferred = false;
+  let lookupsDeferred: (() => Promise<void>) | undefined;
   metadata.attach(
     createMetadataApp({
       tokens: deferrableLookups(cache, () => lookupsDeferred),
@@ -305,8 +305,8 @@ export async function start(config: Config, options: StartOptions = {}): Promise
         () => undefined,
         (error: unknown) => logger.error({ err: error }, "the upstream chain could not be loaded"),
       ),
-    deferLookups: (on) => {
-      lookupsDeferred = on;
+    deferLookups: (until) => {
+      lookupsDeferred = until;
     },
     forgetUpstream: () => {
       cache.forget();

@@ -42,8 +42,8 @@ import { refreshAhead } from "./refresh-ahead.ts";
  * obtained from upstream (tokens, credentials, connections, chains in flight) before its first
  * `event/next` and again when it sees a restore: the first INVOKE after init, or any INVOKE after
  * the wall clock jumped ahead of the monotonic one (clock-jump.ts). Until that first INVOKE each
- * token request lets waiting I/O run first, so an INVOKE that arrives with the function's first
- * request after a restore is seen before that request is looked up.
+ * token request waits for it (at most `restoreWaitMs`), so an INVOKE that arrives with the
+ * function's first request after a restore is seen before that request is looked up.
  *
  * Bad configuration or a port that cannot be bound is reported through `init/error` with the
  * same one line the sidecar prints (Lambda accepts `init/error` only from a registered extension,
@@ -199,12 +199,20 @@ function answerOnce(metadataUrl: string): Promise<void> {
   });
 }
 
+/**
+ * SnapStart: how long a token request that arrives before the first INVOKE waits for it. After a
+ * restore the INVOKE comes with the function's first request, within milliseconds; a request of
+ * the function's own init, before the snapshot, is answered this much later.
+ */
+const restoreWaitMs = 250;
+const restoreSeen = Promise.withResolvers<void>();
+
 /** What init does between registering and the first `event/next` (see the header). */
 async function initialTokenWork(broker: BrokerHandle, mode: LambdaMode): Promise<void> {
   if (mode === "snap-start") {
     await broker.loadChain();
     broker.forgetUpstream();
-    broker.deferLookups(true);
+    broker.deferLookups(() => Promise.race([restoreSeen.promise, systemClock.sleep(restoreWaitMs)]));
     return;
   }
   await Promise.race([broker.prewarm(), systemClock.sleep(initTokenWaitMs)]);
@@ -231,7 +239,8 @@ async function eventLoop(
         const jumped = clockJump.jumpedSinceLastLook();
         if (mode === "snap-start" && (invokes === 1 || jumped)) {
           broker.forgetUpstream();
-          broker.deferLookups(false);
+          broker.deferLookups(undefined);
+          restoreSeen.resolve();
           logger.info(
             "restored from a snapshot: forgetting every token, credential and connection from before",
           );
