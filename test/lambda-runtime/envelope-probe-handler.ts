@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { renameSync, writeFileSync } from "node:fs";
 
 /**
  * A Lambda function for the envelope tests: each event asks it to do one thing the sandbox's
@@ -39,7 +39,9 @@ export async function handler(event: ProbeEvent): Promise<ProbeAnswer> {
     const file = event.tickFile;
     ticker = setInterval(() => {
       ticks += 1;
-      writeFileSync(file, String(ticks));
+      // Whole or not at all: a reader never sees the file truncated.
+      writeFileSync(`${file}.next`, String(ticks));
+      renameSync(`${file}.next`, file);
     }, 10);
   }
   let spin: { cpuMs: number; wallMs: number } | undefined;

@@ -219,7 +219,7 @@ describe.skipIf(skip !== undefined)("Lambda Managed Instances", () => {
       await sleep(200);
       expect(await readTicks(tickFile)).toBeGreaterThan(between);
 
-      const answers = (await Promise.all([1, 2, 3, 4].map(() => lambda.invoke({ sleepMs: 400 })))).map(
+      const answers = (await Promise.all([1, 2, 3, 4].map(() => lambda.invoke({ sleepMs: 600 })))).map(
         answer,
       );
       const latestStart = Math.max(...answers.map((a) => a.startedAtMs ?? 0));
