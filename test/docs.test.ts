@@ -84,6 +84,9 @@ describe("docs/", () => {
       `exponentially from ${seconds(defaultRefreshPolicy.backoffBaseMs)} to ${seconds(defaultRefreshPolicy.backoffMaxMs)}`,
     );
     expect(text).toContain(`at most ${defaultRefreshPolicy.maxEntries} keys`);
+    expect(text).toContain(`at most ${defaultRefreshPolicy.maxChains} chains run at once`);
+    expect(text).toContain(`${defaultRefreshPolicy.maxWaitingKeys} more keys wait`);
+    expect(text).toContain(`within the last ${minutes(defaultRefreshPolicy.servedWindowMs)}`);
   });
 });
 
