@@ -14,10 +14,8 @@ import type { CodeCacheStatus } from "./lifecycle.ts";
  * not promise. A cache V8 rejects (another Node) costs only the compile that happens anyway.
  *
  * The layer build's training run sets TOKEN_BROKER_WRITE_CODE_CACHE: every file run here then
- * writes its cache next to itself, holding every function that run compiled, at exit or when
- * `writeCodeCaches()` is called first. A cache carries a hash of V8's code-generation flags and
- * is rejected under others: a file run before the extension changes them (lean-code.ts) writes
- * its cache before the change.
+ * writes its cache next to itself, holding every function that run compiled, at exit. A cache carries a hash of V8's code-generation flags and
+ * is rejected under others, so the training run goes through the launcher, with its flags.
  */
 
 type Wrapper = (
@@ -41,7 +39,7 @@ function pendingCaches(): PendingCaches {
 }
 
 /** In a training run, writes the caches of the files run so far; otherwise does nothing. */
-export function writeCodeCaches(): void {
+function writeCodeCaches(): void {
   const holder = globalThis as { [pendingKey]?: PendingCaches };
   for (const { script, cacheFile } of holder[pendingKey]?.splice(0) ?? [])
     writeFileSync(cacheFile, script.createCachedData());

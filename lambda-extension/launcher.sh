@@ -11,12 +11,15 @@ dir="${0%/*}/../token-broker"
 node="$dir/node"
 [ -x "$node" ] || node=/var/lang/bin/node
 [ -x "$node" ] || node=node
-# V8 flags that leave code generation alone (a 1 MB young generation, garbage collection on the
-# main thread): V8 rejects any code cache made under other code-generation flags, Node's own for
-# its built-in modules included, and the modules loaded before registering would compile from
-# source. The extension sets the flags for lean code itself once it has registered
-# (lambda-extension/lean-code.ts); the standalone layer's code cache is trained through this
-# very launcher (scripts/layer-code-cache.ts).
+# V8 set for memory, not peak speed (the function pays for every MB; the broker answers a few
+# requests per invoke): only the interpreter runs (no Sparkplug, Maglev or TurboFan, whose code and
+# feedback cost memory), regular expressions are interpreted, V8's heuristics favour size, a 1 MB
+# young generation, no helper threads for GC and compiles. These flags are given here, at start,
+# and never switched at run time: V8 documents changing them in a running isolate as undefined
+# behaviour, and doing so after registration crashed the extension. The price is start-up: V8
+# rejects code caches made under other code-generation flags, Node's own for its built-in modules
+# included, so those compile from source (npm run bench:lambda shows the cost); the standalone
+# layer's code cache is trained through this very launcher (scripts/layer-code-cache.ts).
 # glibc's malloc, for the broker process only, appended to any tunables the function sets: freed
 # memory goes back at once rather than being kept for reuse, and blocks of 32 KB and up (V8's
 # parser and compiler take theirs in 32 KB segments) get mappings of their own, returned when
@@ -24,4 +27,5 @@ node="$dir/node"
 # chain at run time) by far the more; the first token may come slightly later
 # (npm run bench:lambda).
 export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.trim_threshold=0:glibc.malloc.top_pad=0:glibc.malloc.mmap_threshold=32768"
-exec "$node" --max-semi-space-size=1 --single-threaded-gc "$dir/start.cjs" "${0##*/}"
+exec "$node" --max-semi-space-size=1 --single-threaded --no-opt --no-sparkplug --no-maglev --no-turbofan \
+  --optimize-for-size --regexp-interpret-all --no-regexp-tier-up "$dir/start.cjs" "${0##*/}"

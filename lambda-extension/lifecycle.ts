@@ -9,7 +9,6 @@ import type { BrokerHandle } from "../broker/main.ts";
 import { ClockJump } from "./clock-jump.ts";
 import { ExtensionsApiClient, ExtensionsApiError } from "./extensions-api.ts";
 import { type LambdaMode, lambdaMode } from "./lambda-mode.ts";
-import { useLeanCodeGeneration } from "./lean-code.ts";
 import { refreshAhead } from "./refresh-ahead.ts";
 
 /**
@@ -30,7 +29,6 @@ import { refreshAhead } from "./refresh-ahead.ts";
  *                     runtime's own init, init lasts until the token is in (at most that wait);
  *                     past it the chain goes on in the background. Then one request of our own
  *                     to the metadata listener (the first request served compiles the serving path).
- *                     V8 runs lean code generation from registration on (lean-code.ts).
  *                     SnapStart: the chain's code is loaded but nothing is fetched, and whatever
  *                     the function's init fetched is forgotten (see below).
  *   after next        loop on `event/next`: each INVOKE looks the token up (a thawed sandbox's
@@ -142,7 +140,6 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
   }
   // Lambda starts the runtime once this answers: the broker loads while the runtime starts.
   const registered = await register(() => loadLogger(config));
-  useLeanCodeGeneration();
   const broker = import("../broker/main.ts");
   const logger = await loadLogger(config);
   if (!registered) {
