@@ -44,7 +44,12 @@ export async function benchColdBurst(
       for (const fake of [cloud.awsSts, cloud.googleSts, cloud.iamCredentials]) {
         fake.faults.inject({ kind: "slow", ms: options.upstreamLatencyMs });
       }
-      const broker = await startInProcessBroker(cloud, { impersonate: true });
+      // One connection per request: the listener's connection cap (BROKER_MAX_CONNECTIONS) is
+      // raised to the burst, as a user expecting that many callers at once would.
+      const broker = await startInProcessBroker(cloud, {
+        impersonate: true,
+        env: { BROKER_MAX_CONNECTIONS: String(options.requests + 64) },
+      });
       try {
         const overflowsBefore = listenOverflows();
         const started = performance.now();
@@ -82,6 +87,7 @@ export function coldBurstSection(rounds: readonly BurstRound[], options: ColdBur
     command: "npm run bench -- --only cold-burst",
     method: [
       `${options.requests} concurrent \`GET …/default/token\` (fetch, one connection each) to a broker`,
+      `with \`BROKER_MAX_CONNECTIONS=${options.requests + 64}\` (the default 256 would close the rest at once),`,
       "started with an empty cache (in-process, no prewarm, service-account impersonation), the",
       `hermetic cloud adding ${options.upstreamLatencyMs} ms to every upstream call so the chain is in flight`,
       `while the burst arrives. ${options.rounds} rounds, a fresh broker each; upstream calls from the`,

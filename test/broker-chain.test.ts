@@ -1,7 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { systemClock } from "../broker/clock.ts";
 import type { BrokerHandle } from "../broker/main.ts";
-import { type Cloud, impersonatedServiceAccount, startCloud } from "./cloud/cloud.ts";
+import { impersonatedServiceAccount } from "./cloud/cloud.ts";
 import { federatedPrincipal } from "./cloud/world.ts";
 import {
   getReadiness,
@@ -11,8 +11,8 @@ import {
   type TokenAnswer,
 } from "./support/broker-probes.ts";
 import { FakeClock } from "./support/fake-clock.ts";
-import { type InProcessBrokerOptions, startInProcessBroker } from "./support/in-process-broker.ts";
-import { secretScan } from "./support/secret-scan.ts";
+import { hermeticBrokers } from "./support/hermetic-brokers.ts";
+import type { InProcessBrokerOptions } from "./support/in-process-broker.ts";
 
 /*
  * The broker in-process, driven through its metadata listener, with the real chain behind it:
@@ -20,32 +20,14 @@ import { secretScan } from "./support/secret-scan.ts";
  * hermetic cloud. Counts on the fakes prove what reached upstream.
  */
 
-let cloud: Cloud;
-const scan = secretScan();
-const running: BrokerHandle[] = [];
+const suite = hermeticBrokers();
+const { scan } = suite;
 
-beforeAll(async () => {
-  cloud = await startCloud();
-});
-
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((broker) => broker.close(200)));
-  cloud.reset();
-});
-
-afterAll(async () => {
-  await cloud.close();
-  // Nothing any fake issued may appear in anything the broker logged.
-  scan.assertClean(cloud);
-});
-
-async function startBroker(
+function startBroker(
   impersonate: boolean,
   options: InProcessBrokerOptions["start"] = {},
 ): Promise<BrokerHandle> {
-  const broker = await startInProcessBroker(cloud, { impersonate, start: options, scan });
-  running.push(broker);
-  return broker;
+  return suite.start({ impersonate, start: options });
 }
 
 /** The whole 200 answer (its lifetime and type too), failing with the body otherwise. */
@@ -67,13 +49,13 @@ describe.each([
     const answers = await Promise.all(Array.from({ length: 1000 }, () => getToken(broker, scan)));
     const tokens = new Set(answers.map((answer) => accessToken(answer).access_token));
     expect(tokens.size).toBe(1);
-    expect(cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
-    expect(cloud.googleSts.calls.get("token")).toBe(1);
-    expect(cloud.iamCredentials.calls.get("generateAccessToken")).toBe(impersonate ? 1 : 0);
+    expect(suite.cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
+    expect(suite.cloud.googleSts.calls.get("token")).toBe(1);
+    expect(suite.cloud.iamCredentials.calls.get("generateAccessToken")).toBe(impersonate ? 1 : 0);
 
     const [token] = tokens;
-    const issued = cloud.ledger.resolveAccessToken(token ?? "");
-    const world = cloud.world;
+    const issued = suite.cloud.ledger.resolveAccessToken(token ?? "");
+    const world = suite.cloud.world;
     expect(issued?.principal).toEqual(
       impersonate
         ? { kind: "serviceAccount", email: impersonatedServiceAccount(world) }
@@ -102,21 +84,21 @@ describe.each([
     const defaults = accessToken(await getToken(broker, scan));
     expect(second.access_token).toBe(first.access_token);
     expect(defaults.access_token).not.toBe(first.access_token);
-    expect(cloud.ledger.resolveAccessToken(first.access_token)?.scopes).toEqual([bigquery, storage]);
+    expect(suite.cloud.ledger.resolveAccessToken(first.access_token)?.scopes).toEqual([bigquery, storage]);
     // Two scope sets: one JWT; one exchange each, or one exchange and one impersonation each.
-    expect(cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
-    expect(cloud.googleSts.calls.get("token")).toBe(impersonate ? 1 : 2);
-    expect(cloud.iamCredentials.calls.get("generateAccessToken")).toBe(impersonate ? 2 : 0);
+    expect(suite.cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
+    expect(suite.cloud.googleSts.calls.get("token")).toBe(impersonate ? 1 : 2);
+    expect(suite.cloud.iamCredentials.calls.get("generateAccessToken")).toBe(impersonate ? 2 : 0);
   });
 
   it("keeps serving the cached token through an upstream outage, and recovers by itself", async () => {
     const clock = new FakeClock(Date.now());
     const broker = await startBroker(impersonate, { clock, random: () => 0.5 });
     const first = accessToken(await getToken(broker, scan));
-    cloud.googleSts.faults.inject({ kind: "status", status: 503 });
-    cloud.awsSts.faults.inject({ kind: "status", status: 500 });
+    suite.cloud.googleSts.faults.inject({ kind: "status", status: 503 });
+    suite.cloud.awsSts.faults.inject({ kind: "status", status: 500 });
     // The cached federated token is still valid, and would be impersonated with: all of upstream is down.
-    cloud.iamCredentials.faults.inject({ kind: "status", status: 503 });
+    suite.cloud.iamCredentials.faults.inject({ kind: "status", status: 503 });
     // Into the mandatory window: a healthy broker would refresh before answering.
     await clock.advance(56 * 60_000);
     // Simulated time keeps passing while the chain retries (100 ms every 10 ms).
@@ -134,9 +116,9 @@ describe.each([
         : "ready (degraded: AWS STS GetWebIdentityToken failed (InternalFailure, HTTP 500); retrying)",
     );
 
-    cloud.googleSts.faults.clear();
-    cloud.awsSts.faults.clear();
-    cloud.iamCredentials.faults.clear();
+    suite.cloud.googleSts.faults.clear();
+    suite.cloud.awsSts.faults.clear();
+    suite.cloud.iamCredentials.faults.clear();
     // Past the backoff (at most 30 s), the next request starts a chain; the one after gets its token.
     await clock.advance(31_000);
     await getToken(broker, scan);
@@ -148,7 +130,7 @@ describe.each([
 
   it("with nothing cached answers 503 within a second, naming the upstream failure", async () => {
     const broker = await startBroker(impersonate);
-    cloud.googleSts.faults.inject({ kind: "status", status: 503 });
+    suite.cloud.googleSts.faults.inject({ kind: "status", status: 503 });
     const answer = await getToken(broker, scan);
     expect(answer.status).toBe(503);
     expect(answer.flavor).toBe("Google");
@@ -161,7 +143,7 @@ describe.each([
 describe("refresh ahead of expiry, on a simulated clock against the real chain", () => {
   it("never serves a token with 5 minutes or less left, and refreshes once per usable lifetime", async () => {
     // 15-minute tokens: refresh from 9.6–10.5 minutes before expiry, blocking from 6.
-    cloud.googleSts.setExpiresIn(900);
+    suite.cloud.googleSts.setExpiresIn(900);
     const clock = new FakeClock(Date.now());
     const broker = await startBroker(false, { clock, random: Math.random });
     let least = Number.POSITIVE_INFINITY;
@@ -176,10 +158,10 @@ describe("refresh ahead of expiry, on a simulated clock against the real chain",
     }
     expect(least).toBeGreaterThan(300);
     // One chain per 4.5–5.4 usable minutes (plus up to 15 s until the next request) over the hour, plus the first.
-    const chains = cloud.awsSts.calls.get("GetWebIdentityToken");
+    const chains = suite.cloud.awsSts.calls.get("GetWebIdentityToken");
     expect(chains).toBeGreaterThanOrEqual(11);
     expect(chains).toBeLessThanOrEqual(14);
-    expect(cloud.googleSts.calls.get("token")).toBe(chains);
+    expect(suite.cloud.googleSts.calls.get("token")).toBe(chains);
   });
 
   it("decides on the wall clock at request time: a long pause (a frozen sandbox) is followed by a fresh token", async () => {

@@ -1,7 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { BrokerHandle } from "../broker/main.ts";
 import { defaultRefreshPolicy } from "../broker/token-cache.ts";
-import { type Cloud, impersonatedServiceAccount, startCloud } from "./cloud/cloud.ts";
+import { impersonatedServiceAccount } from "./cloud/cloud.ts";
 import {
   accessTokenOf,
   getReadiness,
@@ -12,10 +12,10 @@ import {
 } from "./support/broker-probes.ts";
 import { runNodeScript } from "./support/child.ts";
 import { FakeClock } from "./support/fake-clock.ts";
+import { hermeticBrokers } from "./support/hermetic-brokers.ts";
 import { httpGet } from "./support/http-client.ts";
-import { type InProcessBrokerOptions, startInProcessBroker } from "./support/in-process-broker.ts";
+import type { InProcessBrokerOptions } from "./support/in-process-broker.ts";
 import { ManualClock } from "./support/manual-clock.ts";
-import { secretScan } from "./support/secret-scan.ts";
 import { workloadEnv } from "./support/workload-env.ts";
 
 /*
@@ -31,31 +31,14 @@ const storageScopes = [
 ];
 const bigqueryScopes = ["https://www.googleapis.com/auth/bigquery"];
 
-let cloud: Cloud;
-const scan = secretScan();
-const running: BrokerHandle[] = [];
+const suite = hermeticBrokers();
+const { scan } = suite;
 
-beforeAll(async () => {
-  cloud = await startCloud();
-});
-
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((broker) => broker.close(200)));
-  cloud.reset();
-});
-
-afterAll(async () => {
-  await cloud.close();
-  scan.assertClean(cloud);
-});
-
-async function startBroker(
+function startBroker(
   impersonate: boolean,
   options: InProcessBrokerOptions["start"] = {},
 ): Promise<BrokerHandle> {
-  const broker = await startInProcessBroker(cloud, { impersonate, start: options, scan });
-  running.push(broker);
-  return broker;
+  return suite.start({ impersonate, start: options });
 }
 
 const scoped = (broker: BrokerHandle, scopes: readonly string[]) =>
@@ -75,16 +58,16 @@ async function idToken(broker: BrokerHandle, audience: string): Promise<string> 
 /** Upstream calls so far, as the fakes counted them. */
 function upstream() {
   return {
-    jwts: cloud.awsSts.calls.get("GetWebIdentityToken"),
-    exchanges: cloud.googleSts.calls.get("token"),
-    accessTokens: cloud.iamCredentials.calls.get("generateAccessToken"),
-    idTokens: cloud.iamCredentials.calls.get("generateIdToken"),
+    jwts: suite.cloud.awsSts.calls.get("GetWebIdentityToken"),
+    exchanges: suite.cloud.googleSts.calls.get("token"),
+    accessTokens: suite.cloud.iamCredentials.calls.get("generateAccessToken"),
+    idTokens: suite.cloud.iamCredentials.calls.get("generateIdToken"),
   };
 }
 
 /** The federated tokens Google STS issued that IAM Credentials was called with, in order. */
 function impersonationBearers(): (string | undefined)[] {
-  return cloud.iamCredentials.requests().map((request) => request.bearer);
+  return suite.cloud.iamCredentials.requests().map((request) => request.bearer);
 }
 
 describe.each([
@@ -104,35 +87,38 @@ describe.each([
         `await import(${JSON.stringify(new URL("./sdk-clients/storage-bigquery.mjs", import.meta.url).href)});`,
         {
           ...workloadEnv(new URL(broker.metadataUrl).host),
-          GCS_ENDPOINT: cloud.gcs.url,
-          BIGQUERY_ENDPOINT: cloud.bigquery.url,
-          PROJECT_ID: cloud.world.googleProjectId,
-          BUCKET: cloud.world.grantedBucket,
-          FORBIDDEN_BUCKET: cloud.world.forbiddenBucket,
+          GCS_ENDPOINT: suite.cloud.gcs.url,
+          BIGQUERY_ENDPOINT: suite.cloud.bigquery.url,
+          PROJECT_ID: suite.cloud.world.googleProjectId,
+          BUCKET: suite.cloud.world.grantedBucket,
+          FORBIDDEN_BUCKET: suite.cloud.world.forbiddenBucket,
           OBJECT_NAME: name,
           OBJECT_CONTENT: "hello",
-          DATASET: cloud.world.dataset,
-          TABLE: cloud.world.table,
+          DATASET: suite.cloud.world.dataset,
+          TABLE: suite.cloud.world.table,
           ROW_TIMESTAMP: "2026-11-28T12:00:00.000Z",
           ROW_MESSAGE: name,
         },
       );
-      expect(cloud.gcs.object(cloud.world.grantedBucket, name)?.bytes.toString("utf8")).toBe("hello");
+      expect(suite.cloud.gcs.object(suite.cloud.world.grantedBucket, name)?.bytes.toString("utf8")).toBe(
+        "hello",
+      );
       expect(upstream()).toEqual(expected);
 
       // Each library got the token of its own scope set, as Google's metadata server would give it.
-      const scopesOf = (bearer: string | undefined) => cloud.ledger.resolveAccessToken(bearer ?? "")?.scopes;
-      expect(new Set(cloud.gcs.requests().map((request) => scopesOf(request.bearer)?.join(" ")))).toEqual(
-        new Set([storageScopes.join(" ")]),
-      );
+      const scopesOf = (bearer: string | undefined) =>
+        suite.cloud.ledger.resolveAccessToken(bearer ?? "")?.scopes;
       expect(
-        new Set(cloud.bigquery.requests().map((request) => scopesOf(request.bearer)?.join(" "))),
+        new Set(suite.cloud.gcs.requests().map((request) => scopesOf(request.bearer)?.join(" "))),
+      ).toEqual(new Set([storageScopes.join(" ")]));
+      expect(
+        new Set(suite.cloud.bigquery.requests().map((request) => scopesOf(request.bearer)?.join(" "))),
       ).toEqual(new Set([bigqueryScopes.join(" ")]));
       if (impersonate) {
         // Both impersonations carried the one federated token Google STS issued.
         const [federated] = new Set(impersonationBearers());
         expect(new Set(impersonationBearers()).size).toBe(1);
-        expect(cloud.ledger.resolveAccessToken(federated ?? "")?.issuedBy).toBe("google-sts");
+        expect(suite.cloud.ledger.resolveAccessToken(federated ?? "")?.issuedBy).toBe("google-sts");
       }
     });
   },
@@ -153,8 +139,8 @@ describe("the federated token, with a service account", () => {
     expect(first).not.toBe(second);
     expect(upstream()).toEqual({ jwts: 1, exchanges: 1, accessTokens: 2, idTokens: 2 });
     expect(new Set(impersonationBearers()).size).toBe(1);
-    expect(cloud.iamCredentials.requests().map((request) => request.email)).toEqual(
-      Array.from({ length: 4 }, () => impersonatedServiceAccount(cloud.world)),
+    expect(suite.cloud.iamCredentials.requests().map((request) => request.email)).toEqual(
+      Array.from({ length: 4 }, () => impersonatedServiceAccount(suite.cloud.world)),
     );
     const metrics = await scrapeMetrics(broker, scan);
     // One exchange: the first chain waited for it, the other three found it cached.
@@ -176,7 +162,7 @@ describe("the federated token, with a service account", () => {
     accessTokenOf(await scoped(broker, ["https://www.googleapis.com/auth/pubsub"]));
     const bearers = impersonationBearers();
     expect(bearers[2]).not.toBe(firstFederated);
-    expect(cloud.ledger.resolveAccessToken(bearers[2] ?? "")?.issuedBy).toBe("google-sts");
+    expect(suite.cloud.ledger.resolveAccessToken(bearers[2] ?? "")?.issuedBy).toBe("google-sts");
     // The JWT it was traded for was new too: the first had expired long before.
     expect(upstream()).toEqual({ jwts: 2, exchanges: 2, accessTokens: 3, idTokens: 0 });
   });
@@ -196,7 +182,7 @@ describe("the AWS JWT", () => {
     accessTokenOf(await scoped(broker, ["https://www.googleapis.com/auth/pubsub"]));
     expect(upstream()).toMatchObject({ jwts: 2, exchanges: 3 });
     expect(
-      cloud.awsSts
+      suite.cloud.awsSts
         .issued()
         .slice(-2)
         .map((jwt) => jwt.durationSeconds),
@@ -205,7 +191,7 @@ describe("the AWS JWT", () => {
 
   it("is not offered again once Google STS has rejected it", async () => {
     const broker = await startBroker(false, { random: () => 0 });
-    cloud.googleSts.faults.inject({ kind: "status", status: 403, times: 1 });
+    suite.cloud.googleSts.faults.inject({ kind: "status", status: 403, times: 1 });
     expect((await scoped(broker, storageScopes)).status).toBe(503);
     // The rejected scope set backs off; another scope set starts a chain with a new JWT.
     accessTokenOf(await scoped(broker, bigqueryScopes));
@@ -227,13 +213,13 @@ describe("a spent rate quota", () => {
   it("answers 503 naming the quota, counts it as throttled, and waits out Retry-After", async () => {
     const clock = new ManualClock();
     const broker = await startBroker(false, { clock, random: () => 0.5 });
-    cloud.googleSts.quota.enforce({ limit: 0, retryAfter: "120" });
+    suite.cloud.googleSts.quota.enforce({ limit: 0, retryAfter: "120" });
     const cold = await getToken(broker, scan);
     expect({ status: cold.status, body: cold.body }).toEqual({ status: 503, body: stsQuotaText });
     // Not retried within the chain: a spent quota is waited out, not asked again 100 ms later.
     expect(await throttledCalls(broker, "google_sts")).toBe(1);
-    expect(cloud.googleSts.quota.refused()).toBe(1);
-    cloud.googleSts.quota.clear();
+    expect(suite.cloud.googleSts.quota.refused()).toBe(1);
+    suite.cloud.googleSts.quota.clear();
 
     // Retry-After 120 s, spread by up to a fifth (random 0.5: 132 s); the broker's own would be 0.75 s.
     const exchanges = upstream().exchanges;
@@ -256,9 +242,9 @@ describe("a spent rate quota", () => {
   ])("with %s falls back to the broker's own backoff", async (_label, retryAfter) => {
     const clock = new ManualClock();
     const broker = await startBroker(false, { clock, random: () => 0.5 });
-    cloud.googleSts.quota.enforce({ limit: 0, ...(retryAfter === undefined ? {} : { retryAfter }) });
+    suite.cloud.googleSts.quota.enforce({ limit: 0, ...(retryAfter === undefined ? {} : { retryAfter }) });
     expect((await getToken(broker, scan)).status).toBe(503);
-    cloud.googleSts.quota.clear();
+    suite.cloud.googleSts.quota.clear();
     const exchanges = upstream().exchanges;
     // The broker's first backoff: base × (0.5 + 0.5/2).
     const own = defaultRefreshPolicy.backoffBaseMs * 0.75;
@@ -273,7 +259,7 @@ describe("a spent rate quota", () => {
     const clock = new ManualClock();
     const broker = await startBroker(true, { clock, random: () => 0.5 });
     const cached = accessTokenOf(await getToken(broker, scan));
-    cloud.iamCredentials.quota.enforce({ limit: 0 });
+    suite.cloud.iamCredentials.quota.enforce({ limit: 0 });
     // Into the mandatory window of the 1-hour token.
     clock.jump(56 * 60_000);
     const during: TokenAnswer[] = await Promise.all(Array.from({ length: 5 }, () => getToken(broker, scan)));

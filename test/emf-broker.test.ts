@@ -1,13 +1,11 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { type BrokerHandle, emfWindowMs } from "../broker/main.ts";
+import { describe, expect, it, vi } from "vitest";
+import { emfWindowMs } from "../broker/main.ts";
 import { prometheusOffMessage } from "../broker/ops-server.ts";
-import { type Cloud, startCloud } from "./cloud/cloud.ts";
 import { getToken } from "./support/broker-probes.ts";
 import { type CapturedLog, captureLog } from "./support/capture-log.ts";
 import { type EmfDocument, emfDocuments, emfProblems } from "./support/emf-spec.ts";
+import { hermeticBrokers } from "./support/hermetic-brokers.ts";
 import { httpGet } from "./support/http-client.ts";
-import { startInProcessBroker } from "./support/in-process-broker.ts";
-import { secretScan } from "./support/secret-scan.ts";
 
 /**
  * The broker's EMF output as the Lambda extension and the sidecar produce it: started in this
@@ -15,33 +13,17 @@ import { secretScan } from "./support/secret-scan.ts";
  * must match what the cloud saw, and share stdout with pino's lines without breaking either.
  */
 
-let cloud: Cloud;
-const scan = secretScan();
-const brokers: BrokerHandle[] = [];
-
-beforeAll(async () => {
-  cloud = await startCloud();
-});
-
-afterEach(async () => {
-  await Promise.all(brokers.splice(0).map((broker) => broker.close(0)));
-  cloud.reset();
-});
-
-afterAll(async () => {
-  await cloud?.close();
-  scan.assertClean(cloud);
-});
+const suite = hermeticBrokers();
+const { scan } = suite;
 
 async function startBroker(options: { lambda?: string; metrics?: string }) {
   const log = captureLog();
-  const broker = await startInProcessBroker(cloud, {
+  const broker = await suite.start({
     impersonate: true,
     log: log.stream,
     ...(options.metrics === undefined ? {} : { env: { BROKER_METRICS: options.metrics } }),
     start: options.lambda === undefined ? {} : { lambda: { functionName: options.lambda } },
   });
-  brokers.push(broker);
   return { broker, log };
 }
 
@@ -86,9 +68,9 @@ function cloudCalls(before: ReturnType<typeof counters>, outcome = "success"): R
 
 function counters() {
   return {
-    aws: cloud.awsSts.calls.get("GetWebIdentityToken"),
-    sts: cloud.googleSts.calls.get("token"),
-    iam: cloud.iamCredentials.calls.get("generateAccessToken"),
+    aws: suite.cloud.awsSts.calls.get("GetWebIdentityToken"),
+    sts: suite.cloud.googleSts.calls.get("token"),
+    iam: suite.cloud.iamCredentials.calls.get("generateAccessToken"),
   };
 }
 
@@ -131,7 +113,7 @@ describe("EMF in Lambda mode (the extension passes the function name)", () => {
 
   it("counts failed requests and upstream errors, and reports degraded until it recovers", async () => {
     const { broker, log } = await startBroker({ lambda: "orders" });
-    cloud.googleSts.faults.inject({ kind: "status", status: 503 });
+    suite.cloud.googleSts.faults.inject({ kind: "status", status: 503 });
     const before = counters();
     const failed = await getToken(broker, scan);
     expect(failed.status).toBe(503);

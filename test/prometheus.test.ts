@@ -1,13 +1,11 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from "vitest";
+import { describe, expect, it, type TestContext } from "vitest";
 import type { BrokerHandle } from "../broker/main.ts";
 import { defaultRefreshPolicy } from "../broker/token-cache.ts";
-import { type Cloud, startCloud } from "./cloud/cloud.ts";
 import { getToken, scrapeMetrics } from "./support/broker-probes.ts";
+import { hermeticBrokers } from "./support/hermetic-brokers.ts";
 import { httpGet } from "./support/http-client.ts";
-import { startInProcessBroker } from "./support/in-process-broker.ts";
 import { ManualClock } from "./support/manual-clock.ts";
 import { onPath, prometheusInstall, promtoolCheckMetrics, startPrometheus } from "./support/prometheus.ts";
-import { secretScan } from "./support/secret-scan.ts";
 
 /*
  * The ops listener as a real Prometheus sees it: Debian's `prometheus` scrapes it every second
@@ -31,33 +29,11 @@ const bigquery = "?scopes=https://www.googleapis.com/auth/bigquery";
 const random = 0.5;
 
 describe("the broker's metrics through a real Prometheus", () => {
-  let cloud: Cloud;
-  const scan = secretScan();
-  const brokers: BrokerHandle[] = [];
-
-  beforeAll(async () => {
-    cloud = await startCloud();
-  });
-
-  afterEach(async () => {
-    await Promise.all(brokers.splice(0).map((broker) => broker.close(200)));
-    cloud.reset();
-  });
-
-  afterAll(async () => {
-    await cloud.close();
-    // Skipped tests captured nothing; the scan would only say so.
-    if (missing.length === 0) scan.assertClean(cloud);
-  });
+  const suite = hermeticBrokers({ scanAtEnd: () => missing.length === 0 });
+  const { scan } = suite;
 
   async function startBroker(clock: ManualClock): Promise<BrokerHandle> {
-    const broker = await startInProcessBroker(cloud, {
-      impersonate: false,
-      start: { clock, random: () => random },
-      scan,
-    });
-    brokers.push(broker);
-    return broker;
+    return suite.start({ impersonate: false, start: { clock, random: () => random } });
   }
 
   /** Serves the default token `n` times, the first from upstream. */
@@ -71,10 +47,10 @@ describe("the broker's metrics through a real Prometheus", () => {
     clock: ManualClock,
     whileDegraded: () => Promise<void>,
   ) {
-    cloud.googleSts.faults.inject({ kind: "status", status: 503 });
+    suite.cloud.googleSts.faults.inject({ kind: "status", status: 503 });
     expect((await getToken(broker, scan, bigquery)).status).toBe(503);
     await whileDegraded();
-    cloud.googleSts.faults.clear();
+    suite.cloud.googleSts.faults.clear();
     clock.jump(defaultRefreshPolicy.backoffBaseMs * (0.5 + random / 2));
     expect((await getToken(broker, scan, bigquery)).status).toBe(200);
   }

@@ -1,12 +1,10 @@
 import fc from "fast-check";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { BrokerError } from "../broker/errors.ts";
-import type { BrokerHandle } from "../broker/main.ts";
 import { accessTokenExpiryMs, idTokenExpiryMs } from "../broker/upstream-expiry.ts";
-import { type Cloud, startCloud } from "./cloud/cloud.ts";
+import type { Cloud } from "./cloud/cloud.ts";
 import { getToken } from "./support/broker-probes.ts";
-import { startInProcessBroker } from "./support/in-process-broker.ts";
-import { secretScan } from "./support/secret-scan.ts";
+import { hermeticBrokers } from "./support/hermetic-brokers.ts";
 
 const now = Date.UTC(2026, 11, 3, 12, 0, 0);
 const requestedAt = now - 200;
@@ -122,21 +120,8 @@ describe("upstream expiry checks", () => {
 });
 
 describe("an upstream answering impossible lifetimes, through the real chain", () => {
-  let cloud: Cloud;
-  const scan = secretScan();
-  const running: BrokerHandle[] = [];
-
-  beforeAll(async () => {
-    cloud = await startCloud();
-  });
-  afterEach(async () => {
-    await Promise.all(running.splice(0).map((broker) => broker.close(200)));
-    cloud.reset();
-  });
-  afterAll(async () => {
-    await cloud.close();
-    scan.assertClean(cloud);
-  });
+  const suite = hermeticBrokers();
+  const { scan } = suite;
 
   it.each([
     { impersonate: false, set: (c: Cloud) => c.googleSts.setExpiresIn(5), field: "expires_in 5" },
@@ -144,16 +129,15 @@ describe("an upstream answering impossible lifetimes, through the real chain", (
   ])(
     "never serves a $field token: 503 UPSTREAM_MALFORMED, retried, then backed off",
     async ({ impersonate, set, field }) => {
-      set(cloud);
-      const broker = await startInProcessBroker(cloud, { impersonate, scan });
-      running.push(broker);
+      set(suite.cloud);
+      const broker = await suite.start({ impersonate });
       const answer = await getToken(broker, scan);
       expect(answer.status).toBe(503);
       expect(answer.body).toContain(`Google answered ${field}`);
       expect(answer.body).toContain("which is a lifetime of 10 s or less; retrying");
       const step = impersonate
-        ? cloud.iamCredentials.calls.get("generateAccessToken")
-        : cloud.googleSts.calls.get("token");
+        ? suite.cloud.iamCredentials.calls.get("generateAccessToken")
+        : suite.cloud.googleSts.calls.get("token");
       // Retried within the chain, as any malformed answer.
       expect(step).toBe(3);
       // Backing off: the next request is answered at once from the remembered failure.
@@ -161,8 +145,8 @@ describe("an upstream answering impossible lifetimes, through the real chain", (
       expect({ status: again.status, body: again.body }).toEqual({ status: 503, body: answer.body });
       expect(
         impersonate
-          ? cloud.iamCredentials.calls.get("generateAccessToken")
-          : cloud.googleSts.calls.get("token"),
+          ? suite.cloud.iamCredentials.calls.get("generateAccessToken")
+          : suite.cloud.googleSts.calls.get("token"),
       ).toBe(3);
     },
   );
