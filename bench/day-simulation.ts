@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { startCloud } from "../test/cloud/cloud.ts";
+import { type Cloud, startCloud } from "../test/cloud/cloud.ts";
 import { FakeClock } from "../test/support/fake-clock.ts";
 import { startInProcessBroker } from "../test/support/in-process-broker.ts";
 import { getToken } from "./in-process-broker.ts";
@@ -51,19 +51,21 @@ interface UpstreamCounter {
 }
 
 /**
- * Chains that have ended, from the broker's own upstream counter: a chain ends with its Google
- * STS call (whatever the outcome) or with a failed AWS STS call.
+ * Upstream calls the fakes have received but the broker has not yet recorded an outcome for: a
+ * chain in flight. A chain may skip AWS STS (the JWT is reused while it has a minute left), so
+ * each step is compared on its own.
  */
-async function endedChains(upstreamCalls: UpstreamCounter | undefined): Promise<number> {
+async function callsInFlight(cloud: Cloud, upstreamCalls: UpstreamCounter | undefined): Promise<number> {
   if (upstreamCalls === undefined)
     throw new Error("the day simulation reads the broker's Prometheus counters; start it with them on");
   const { values } = await upstreamCalls.get();
-  return values
-    .filter(
-      ({ labels }) =>
-        labels.step === "google_sts" || (labels.step === "aws_sts" && labels.outcome !== "success"),
-    )
-    .reduce((sum, { value }) => sum + value, 0);
+  const ended = (step: string) =>
+    values.filter(({ labels }) => labels.step === step).reduce((sum, { value }) => sum + value, 0);
+  return (
+    cloud.awsSts.calls.get("GetWebIdentityToken") -
+    ended("aws_sts") +
+    (cloud.googleSts.calls.get("token") - ended("google_sts"))
+  );
 }
 
 export async function benchDaySimulation(
@@ -91,16 +93,14 @@ export async function benchDaySimulation(
             lifetimeSeconds = Math.max(lifetimeSeconds, answer.expiresIn);
           }
           // A background refresh may have started; let it finish before simulated time moves on.
-          while (
-            cloud.awsSts.calls.get("GetWebIdentityToken") >
-            (await endedChains(broker.metrics.prometheus?.upstreamCalls))
-          ) {
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          while ((await callsInFlight(cloud, broker.metrics.prometheus?.upstreamCalls)) > 0) {
             await new Promise((resolve) => setTimeout(resolve, 1));
           }
           await clock.advance(options.intervalSeconds * 1000);
         }
         rounds.push({
-          chains: cloud.awsSts.calls.get("GetWebIdentityToken"),
+          chains: cloud.googleSts.calls.get("token"),
           requests: steps,
           failed,
           leastExpiresIn,
