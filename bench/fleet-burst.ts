@@ -9,7 +9,7 @@ import { createLogger } from "../broker/logger.ts";
 import { BrokerMetrics } from "../broker/metrics.ts";
 import { TokenCache, type TokenFetcher } from "../broker/token-cache.ts";
 import {
-  AwsIdentity,
+  awsIdentity,
   createStsClient,
   FederatedExchange,
   federatedScopes,
@@ -129,16 +129,7 @@ async function startCloudWorker(quotas: FleetQuotas): Promise<CloudWorker> {
 function chainWithoutReuse(deps: TokenChainDeps & { sts: NonNullable<TokenChainDeps["sts"]> }): TokenFetcher {
   const { config, clock } = deps;
   const calls = new UpstreamCalls({ clock, metrics: deps.metrics, logger: deps.logger });
-  const identity = new AwsIdentity({
-    sts: deps.sts,
-    settings: {
-      audience: config.audience,
-      durationSeconds: config.awsTokenDurationSeconds,
-      algorithm: config.awsSigningAlgorithm,
-    },
-    calls,
-    clock,
-  });
+  const identity = awsIdentity(deps, calls);
   const exchange = new FederatedExchange({ config, calls, clock, subject: identity });
   if (config.serviceAccount === undefined) return exchange;
   return new Impersonation({

@@ -31,6 +31,24 @@ export interface TokenChainDeps {
   readonly sts?: STSClient;
 }
 
+/** The AWS half of the chain: `GetWebIdentityToken` for the configured audience, algorithm and lifetime. */
+export function awsIdentity(
+  deps: Pick<TokenChainDeps, "config" | "clock" | "sts">,
+  calls: UpstreamCalls,
+): AwsIdentity {
+  const { config, clock } = deps;
+  return new AwsIdentity({
+    sts: deps.sts ?? createStsClient(config.awsRegion),
+    settings: {
+      audience: config.audience,
+      durationSeconds: config.awsTokenDurationSeconds,
+      algorithm: config.awsSigningAlgorithm,
+    },
+    calls,
+    clock,
+  });
+}
+
 /**
  * The broker's chain, with each intermediate credential reused: one AWS JWT for every exchange
  * while it has a minute left (CachedSubjectToken), and with a service account one federated token
@@ -42,16 +60,7 @@ export interface TokenChainDeps {
 export function tokenChain(deps: TokenChainDeps): TokenFetcher {
   const { config, clock, random, metrics, logger } = deps;
   const calls = new UpstreamCalls({ clock, metrics, logger });
-  const identity = new AwsIdentity({
-    sts: deps.sts ?? createStsClient(config.awsRegion),
-    settings: {
-      audience: config.audience,
-      durationSeconds: config.awsTokenDurationSeconds,
-      algorithm: config.awsSigningAlgorithm,
-    },
-    calls,
-    clock,
-  });
+  const identity = awsIdentity(deps, calls);
   const exchange = new FederatedExchange({
     config,
     calls,

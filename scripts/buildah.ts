@@ -54,6 +54,43 @@ export async function startBuildah(prefix: string): Promise<BuildahSession> {
   };
 }
 
+export interface ImageBuild {
+  /** The Dockerfile's path. */
+  readonly file: string;
+  readonly context: string;
+  readonly tag: string;
+  readonly format: "oci" | "docker";
+  readonly args?: Readonly<Record<string, string>>;
+  readonly timeoutMs: number;
+}
+
+/** `buildah build` from local images only; resolves with the seconds it took. */
+export async function buildImage(buildah: Buildah, build: ImageBuild): Promise<number> {
+  const startedAt = Date.now();
+  const buildArgs = Object.entries(build.args ?? {}).flatMap(([name, value]) => [
+    "--build-arg",
+    `${name}=${value}`,
+  ]);
+  await buildah(
+    [
+      "build",
+      "--isolation",
+      "chroot",
+      "--format",
+      build.format,
+      "--pull=never",
+      ...buildArgs,
+      "--tag",
+      build.tag,
+      "--file",
+      build.file,
+      build.context,
+    ],
+    build.timeoutMs,
+  );
+  return (Date.now() - startedAt) / 1000;
+}
+
 /** Copies the shared libraries `binary` links (as ldd lists them) into the container, at the same paths. */
 export async function copyLibraries(buildah: Buildah, container: string, binary: string): Promise<void> {
   const { stdout } = await run("ldd", [binary]);

@@ -7,7 +7,14 @@ import { type Cloud, demoPrincipal, startCloud } from "../test/cloud/cloud.ts";
 import { federatedPrincipal } from "../test/cloud/world.ts";
 import { demoAppSettings } from "../test/lambda-runtime/demo-function.ts";
 import { freePort } from "../test/support/free-port.ts";
-import { type Buildah, copyLibraries, imageFiles, readlinkDeep, startBuildah } from "./buildah.ts";
+import {
+  type Buildah,
+  buildImage,
+  copyLibraries,
+  imageFiles,
+  readlinkDeep,
+  startBuildah,
+} from "./buildah.ts";
 
 /**
  * Builds the images of this repository without a Docker daemon and runs them against the
@@ -233,26 +240,16 @@ async function build(
   tag: string,
   args: Record<string, string>,
 ): Promise<string> {
-  const startedAt = Date.now();
-  const buildArgs = Object.entries(args).flatMap(([name, value]) => ["--build-arg", `${name}=${value}`]);
-  await buildah(
-    [
-      "build",
-      "--isolation",
-      "chroot",
-      "--format",
-      "docker",
-      "--pull=never",
-      ...buildArgs,
-      "--tag",
-      tag,
-      "--file",
-      path.join(root, dockerfile),
-      root,
-    ],
-    600_000,
-  );
-  return ((Date.now() - startedAt) / 1000).toFixed(1);
+  const file = path.join(root, dockerfile);
+  const seconds = await buildImage(buildah, {
+    file,
+    context: root,
+    tag,
+    format: "docker",
+    args,
+    timeoutMs: 600_000,
+  });
+  return seconds.toFixed(1);
 }
 
 async function imageConfig(buildah: Buildah, image: string): Promise<ImageConfig> {

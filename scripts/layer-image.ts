@@ -11,7 +11,14 @@ import { bundleFunction } from "../test/lambda-runtime/function-bundle.ts";
 import { RegistrationRecorder } from "../test/lambda-runtime/registration-recorder.ts";
 import { createRuntimeApiApp } from "../test/lambda-runtime/runtime-api.ts";
 import { freePort } from "../test/support/free-port.ts";
-import { type Buildah, copyLibraries, imageFiles, readlinkDeep, startBuildah } from "./buildah.ts";
+import {
+  type Buildah,
+  buildImage,
+  copyLibraries,
+  imageFiles,
+  readlinkDeep,
+  startBuildah,
+} from "./buildah.ts";
 import { type Architecture, type Flavour, flavours, layerFileName } from "./layer.ts";
 
 /**
@@ -42,26 +49,9 @@ function check(condition: boolean, what: string, detail = ""): void {
 }
 
 async function build(buildah: Buildah, dockerfile: string, tag: string, context: string, args = {}) {
-  const startedAt = Date.now();
-  const buildArgs = Object.entries(args).flatMap(([name, value]) => ["--build-arg", `${name}=${value}`]);
-  await buildah(
-    [
-      "build",
-      "--isolation",
-      "chroot",
-      "--format",
-      "oci",
-      "--pull=never",
-      ...buildArgs,
-      "--tag",
-      tag,
-      "--file",
-      path.join(root, "scripts", "images", dockerfile),
-      context,
-    ],
-    300_000,
-  );
-  return `${((Date.now() - startedAt) / 1000).toFixed(1)} s`;
+  const file = path.join(root, "scripts", "images", dockerfile);
+  const seconds = await buildImage(buildah, { file, context, tag, format: "oci", args, timeoutMs: 300_000 });
+  return `${seconds.toFixed(1)} s`;
 }
 
 /** The file modes (permission bits) of `files` inside an image. */
