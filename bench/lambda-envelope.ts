@@ -143,6 +143,7 @@ export async function benchEnvelope(
   cloud: Cloud,
   layers: readonly Layer[],
   rounds: number,
+  memorySizes: readonly number[] = envelopeMemorySizes,
 ): Promise<EnvelopeCell[]> {
   const subjects = await Promise.all(layers.map(functionFor));
   const ready = await startInProcessBroker(cloud, { impersonate: true });
@@ -151,7 +152,7 @@ export async function benchEnvelope(
     if (warm.status !== 200) throw new Error(`the floor's broker answered ${warm.status}`);
     const readyMetadataHost = new URL(ready.metadataUrl).host;
     const cells: EnvelopeCell[] = subjects.flatMap((subject) =>
-      envelopeMemorySizes.map((memoryMb) => ({
+      memorySizes.map((memoryMb) => ({
         flavour: subject.flavour,
         memoryMb,
         withLayer: [],

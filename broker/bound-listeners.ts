@@ -51,26 +51,39 @@ async function bind(
   };
 }
 
-/** Binds the metadata and ops listeners of `config`; a bind failure names the variable to change. */
-export async function bindListeners(
-  config: Pick<Config, "host" | "port" | "opsHost" | "opsPort" | "maxConnections">,
-): Promise<BoundListeners> {
-  const { maxConnections } = config;
-  const metadata = await bind((app, onConnectionsRefused) =>
+type ListenerSettings = Pick<Config, "host" | "port" | "opsHost" | "opsPort" | "maxConnections">;
+
+/** Binds the metadata listener of `config`; a bind failure names the variable to change. */
+export function bindMetadataListener(
+  config: Pick<ListenerSettings, "host" | "port" | "maxConnections">,
+): Promise<BoundListener> {
+  return bind((app, onConnectionsRefused) =>
     listen(app, config.host, config.port, "BROKER_PORT", {
       hostVariableName: "BROKER_HOST",
       protocolErrorHeaders: metadataResponseHeaders,
-      maxConnections,
+      maxConnections: config.maxConnections,
       onConnectionsRefused,
     }),
   );
-  const ops = await bind((app, onConnectionsRefused) =>
+}
+
+/** Binds the ops listener of `config`; a bind failure names the variable to change. */
+export function bindOpsListener(
+  config: Pick<ListenerSettings, "opsHost" | "opsPort" | "maxConnections">,
+): Promise<BoundListener> {
+  return bind((app, onConnectionsRefused) =>
     listen(app, config.opsHost, config.opsPort, "BROKER_OPS_PORT", {
       hostVariableName: "BROKER_OPS_HOST",
-      maxConnections,
+      maxConnections: config.maxConnections,
       onConnectionsRefused,
     }),
-  ).catch(async (error: unknown) => {
+  );
+}
+
+/** Binds both listeners of `config`; if the second cannot be bound, the first is closed again. */
+export async function bindListeners(config: ListenerSettings): Promise<BoundListeners> {
+  const metadata = await bindMetadataListener(config);
+  const ops = await bindOpsListener(config).catch(async (error: unknown) => {
     await metadata.close(0);
     throw error;
   });

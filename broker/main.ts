@@ -8,7 +8,7 @@ import { onFirstChainFailure } from "./doctor/first-chain.ts";
 import { connectionLimits } from "./http-listener.ts";
 import { createLogger, type Logger, lineWriter } from "./logger.ts";
 import { createMetadataApp, type MetadataIdentity } from "./metadata-server.ts";
-import { BrokerMetrics, type EmfOutput } from "./metrics.ts";
+import { BrokerMetrics, type BrokerState, type EmfOutput } from "./metrics.ts";
 import { type RefreshPolicy, TokenCache, type TokenFetcher } from "./token-cache.ts";
 import type { TokenSource } from "./tokens.ts";
 
@@ -210,11 +210,18 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   let tokens: TokenCache | undefined;
   const sinks: MetricsSinks = config.metrics ?? (options.lambda === undefined ? "prometheus" : "emf");
   const emf = sinks === "emf" || sinks === "both";
-  const metrics = new BrokerMetrics({
+  const state: BrokerState = {
     now: () => clock.now(),
     defaultTokenExpiresAtMs: () => tokens?.defaultTokenExpiresAtMs(),
     anyRefreshFailing: () => tokens?.anyRefreshFailing() ?? false,
-    prometheus: sinks === "prometheus" || sinks === "both",
+  };
+  const prometheus =
+    sinks === "prometheus" || sinks === "both"
+      ? new (await import("./prometheus-metrics.ts")).PrometheusMetrics(state)
+      : undefined;
+  const metrics = new BrokerMetrics({
+    ...state,
+    ...(prometheus === undefined ? {} : { prometheus }),
     ...(emf ? { emf: emfOutput(config.emfNamespace, options.lambda?.functionName, clock, logger) } : {}),
   });
   const chain = loadOnce(async (): Promise<UpstreamChain> => {

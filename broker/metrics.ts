@@ -1,5 +1,5 @@
 import type { EmfAggregate } from "./emf-aggregate.ts";
-import { PrometheusMetrics } from "./prometheus-metrics.ts";
+import type { PrometheusMetrics } from "./prometheus-metrics.ts";
 
 /** The upstream steps of one token chain, in order. */
 export type UpstreamStep = "aws_sts" | "google_sts" | "impersonation";
@@ -30,8 +30,12 @@ export interface EmfOutput {
 }
 
 export interface BrokerMetricsOptions extends BrokerState {
-  /** Export to Prometheus (the ops listener's `/metrics`); default true. */
-  readonly prometheus?: boolean;
+  /**
+   * The Prometheus sink (the ops listener's `/metrics`), if it is on. The caller builds it, so a
+   * broker that exports no Prometheus metrics (the Lambda extension's default) never loads
+   * prom-client: the Lambda layer ships it as a part of its own (`prometheus.cjs`).
+   */
+  readonly prometheus?: PrometheusMetrics;
   readonly emf?: EmfOutput;
 }
 
@@ -103,7 +107,7 @@ export class BrokerMetrics {
   readonly #emf: EmfChannel | undefined;
 
   constructor(options: BrokerMetricsOptions) {
-    this.prometheus = options.prometheus === false ? undefined : new PrometheusMetrics(options);
+    this.prometheus = options.prometheus;
     this.#emf = options.emf === undefined ? undefined : new EmfChannel(options.emf, options);
   }
 

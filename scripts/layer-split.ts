@@ -14,6 +14,8 @@ import { type BuildOptions, build, type Plugin } from "esbuild";
  *                  them, run on the first token request (the prewarm)
  *   ops.cjs        broker/ops-server.ts: express and the ops routes, run on the first ops request
  *   emf.cjs        broker/emf-aggregate.ts: the CloudWatch EMF window, run on the first event
+ *   prometheus.cjs broker/prometheus-metrics.ts: prom-client, run at start only when
+ *                  BROKER_METRICS asks for Prometheus (the extension's default is EMF)
  *   doctor.cjs     broker/doctor/verdict.ts: the doctor's verdict, run only if the first chain fails
  *
  * A project module that a file already loaded holds (`broker/errors.ts`: `instanceof BrokerError`
@@ -37,6 +39,7 @@ export const lazyParts: readonly LazyPart[] = [
   { module: "broker/token-chain.ts", importer: "broker/main.ts", file: "chain.cjs" },
   { module: "broker/ops-server.ts", importer: "broker/main.ts", file: "ops.cjs" },
   { module: "broker/emf-aggregate.ts", importer: "broker/main.ts", file: "emf.cjs" },
+  { module: "broker/prometheus-metrics.ts", importer: "broker/main.ts", file: "prometheus.cjs" },
   { module: "broker/doctor/verdict.ts", importer: "broker/main.ts", file: "doctor.cjs" },
 ];
 

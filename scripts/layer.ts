@@ -32,6 +32,8 @@ import { buildSplit, lazyParts } from "./layer-split.ts";
  *   token-broker/ops.cjs              the ops routes and express, run on the first ops request
  *   token-broker/doctor.cjs           the doctor's verdict, run only when the first chain fails
  *   token-broker/emf.cjs              the CloudWatch EMF aggregate, run on the first event
+ *   token-broker/prometheus.cjs       prom-client and the Prometheus metrics, run at start only
+ *                                     when BROKER_METRICS asks for them (the default is EMF)
  *   token-broker/{extension,broker,chain,emf}.cjs.v8cache  standalone flavour, for the build machine's
  *                                     architecture only (its Node must run to make them): V8
  *                                     code caches; none for ops.cjs, which start-up never runs

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { EmfAggregate } from "../broker/emf-aggregate.ts";
 import { BrokerMetrics, type EmfOutput } from "../broker/metrics.ts";
+import { PrometheusMetrics } from "../broker/prometheus-metrics.ts";
 import { type EmfDocument, emfProblems } from "./support/emf-spec.ts";
 import { FakeClock } from "./support/fake-clock.ts";
 
@@ -13,13 +14,16 @@ function output(load: () => Promise<EmfAggregate>) {
   return { emf, lines, failures, documents: () => lines.map((line) => JSON.parse(line) as EmfDocument) };
 }
 
-function metrics(emf: EmfOutput | undefined, prometheus = true) {
+function metrics(emf: EmfOutput | undefined, withPrometheus = true) {
   const clock = new FakeClock();
-  return new BrokerMetrics({
+  const state = {
     now: () => clock.now(),
     defaultTokenExpiresAtMs: () => undefined,
     anyRefreshFailing: () => false,
-    prometheus,
+  };
+  return new BrokerMetrics({
+    ...state,
+    ...(withPrometheus ? { prometheus: new PrometheusMetrics(state) } : {}),
     ...(emf === undefined ? {} : { emf }),
   });
 }

@@ -11,6 +11,7 @@ import {
   metadataResponseHeaders,
 } from "../broker/metadata-server.ts";
 import { BrokerMetrics } from "../broker/metrics.ts";
+import { PrometheusMetrics } from "../broker/prometheus-metrics.ts";
 import type { AccessToken, IdToken, IdTokenRequest, Readiness, TokenSource } from "../broker/tokens.ts";
 import { demoWorld } from "./cloud/world.ts";
 import { captureLog } from "./support/capture-log.ts";
@@ -124,11 +125,12 @@ async function startMetadata(
 ): Promise<Harness> {
   const clock = new FakeClock();
   const tokens = new RecordingTokenSource(clock);
-  const metrics = new BrokerMetrics({
+  const state = {
     now: () => clock.now(),
     defaultTokenExpiresAtMs: () => undefined,
     anyRefreshFailing: () => false,
-  });
+  };
+  const metrics = new BrokerMetrics({ ...state, prometheus: new PrometheusMetrics(state) });
   const log = captureLog();
   const logger = createLogger("info", log.stream);
   const app = createMetadataApp({ tokens, hosts, identity, metrics, logger, clock });

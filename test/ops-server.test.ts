@@ -4,6 +4,7 @@ import { listen, type RunningListener } from "../broker/http-listener.ts";
 import { createLogger } from "../broker/logger.ts";
 import { BrokerMetrics } from "../broker/metrics.ts";
 import { createOpsApp, readinessDeadlineMs } from "../broker/ops-server.ts";
+import { PrometheusMetrics } from "../broker/prometheus-metrics.ts";
 import type { AccessToken, Readiness, TokenSource } from "../broker/tokens.ts";
 import { captureLog } from "./support/capture-log.ts";
 import { FakeClock } from "./support/fake-clock.ts";
@@ -49,11 +50,12 @@ afterEach(async () => {
 async function startOps(tokenExpiresAtMs?: (now: number) => number): Promise<Harness> {
   const clock = new FakeClock();
   const tokens = new ScriptedTokenSource();
-  const metrics = new BrokerMetrics({
+  const state = {
     now: () => clock.now(),
     defaultTokenExpiresAtMs: () => tokenExpiresAtMs?.(clock.now()),
     anyRefreshFailing: () => false,
-  });
+  };
+  const metrics = new BrokerMetrics({ ...state, prometheus: new PrometheusMetrics(state) });
   const log = captureLog();
   const app = createOpsApp({ metrics, tokens, clock, logger: createLogger("info", log.stream) });
   const listener = await listen(app, "127.0.0.1", 0, "BROKER_OPS_PORT");

@@ -95,23 +95,30 @@ describe("the extension's init failure", () => {
     expect(demo.awsSts.calls.get("GetWebIdentityToken")).toBe(0);
   });
 
-  it("reports a metadata port already in use as Extension.InitError naming BROKER_PORT", async () => {
-    const squatter: Server = createServer();
-    await new Promise<void>((resolve) => squatter.listen(0, "127.0.0.1", resolve));
-    const address = squatter.address();
-    const port = typeof address === "object" && address !== null ? address.port : 0;
-    try {
-      const { error, elapsedMs } = await failedInit({ BROKER_PORT: String(port) });
-      expect(error.errorType).toBe("Extension.InitError");
-      expect(error.reportedErrorType).toBe("Extension.StartFailed");
-      expect(error.reportedMessage).toBe(
-        `Cannot listen on 127.0.0.1:${port}: the port is already in use; set BROKER_PORT to a free port`,
-      );
-      expect(elapsedMs).toBeLessThan(5_000);
-    } finally {
-      await new Promise<void>((resolve) => squatter.close(() => resolve()));
-    }
-  });
+  it.each([
+    ["metadata", "BROKER_PORT", {}],
+    // Bound only after registering (nothing is promised to it that early): still a failed init.
+    ["ops", "BROKER_OPS_PORT", { BROKER_OPS_HOST: "127.0.0.1" }],
+  ] as const)(
+    "reports the %s port already in use as Extension.InitError naming %s",
+    async (_listener, variable, extra) => {
+      const squatter: Server = createServer();
+      await new Promise<void>((resolve) => squatter.listen(0, "127.0.0.1", resolve));
+      const address = squatter.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      try {
+        const { error, elapsedMs } = await failedInit({ ...extra, [variable]: String(port) });
+        expect(error.errorType).toBe("Extension.InitError");
+        expect(error.reportedErrorType).toBe("Extension.StartFailed");
+        expect(error.reportedMessage).toBe(
+          `Cannot listen on 127.0.0.1:${port}: the port is already in use; set ${variable} to a free port`,
+        );
+        expect(elapsedMs).toBeLessThan(5_000);
+      } finally {
+        await new Promise<void>((resolve) => squatter.close(() => resolve()));
+      }
+    },
+  );
 });
 
 describe("the extension's registration", () => {

@@ -50,6 +50,7 @@ function expectedEntries(flavour: Flavour, architecture: Architecture): Record<s
     "token-broker/chain.cjs": readable,
     "token-broker/ops.cjs": readable,
     "token-broker/emf.cjs": readable,
+    "token-broker/prometheus.cjs": readable,
     "token-broker/doctor.cjs": readable,
   };
   if (flavour === "nodejs") return common;
@@ -159,7 +160,7 @@ describe("the layer zips", () => {
     },
   );
 
-  it.each(["extension.cjs", "broker.cjs", "chain.cjs", "ops.cjs", "emf.cjs", "doctor.cjs"])(
+  it.each(["extension.cjs", "broker.cjs", "chain.cjs", "ops.cjs", "emf.cjs", "prometheus.cjs", "doctor.cjs"])(
     "carries one and the same %s in all four zips",
     (file) => {
       const crcs = new Set(layers.map((built) => entry(built, `token-broker/${file}`).crc32));
@@ -167,7 +168,7 @@ describe("the layer zips", () => {
     },
   );
 
-  it("registers from extension.cjs alone: the broker (pino, prom-client) in broker.cjs, express in ops.cjs, the AWS SDK and google-auth-library in chain.cjs, all taking the broker's errors from extension.cjs", async () => {
+  it("registers from extension.cjs alone: the broker (pino) in broker.cjs, prom-client in prometheus.cjs, express in ops.cjs, the AWS SDK and google-auth-library in chain.cjs, all taking the broker's errors from extension.cjs", async () => {
     const zip = layer("nodejs", "x86_64");
     const text = async (file: string) => {
       const item = entry(zip, `token-broker/${file}`);
@@ -178,6 +179,7 @@ describe("the layer zips", () => {
       broker: await text("broker.cjs"),
       chain: await text("chain.cjs"),
       ops: await text("ops.cjs"),
+      prometheus: await text("prometheus.cjs"),
     };
     // Minifying keeps string literals: each marker is one only that library holds.
     const markers = {
@@ -194,7 +196,7 @@ describe("the layer zips", () => {
         sources[file].includes(markers[library]),
       );
     expect(holders("pino")).toEqual(["broker"]);
-    expect(holders("prom-client")).toEqual(["broker"]);
+    expect(holders("prom-client")).toEqual(["prometheus"]);
     expect(holders("express")).toEqual(["ops"]);
     for (const library of ["@aws-sdk/client-sts", "google-auth-library", "gaxios"] as const) {
       expect(holders(library)).toEqual(["chain"]);
