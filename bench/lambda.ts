@@ -131,11 +131,16 @@ export function envelopeSection(result: LambdaResult): Section {
           const wait = spread(nodejs128.withLayer.map((run) => run.tokenWaitMs ?? 0));
           const added = pairedDifference(nodejs128, (run) => mb(run.maxMemoryUsedBytes));
           const initWithout = spread(nodejs128.withoutLayer.map((run) => run.initMs));
+          // Lambda starts the runtime only once the extension has registered, so the bound is the
+          // one registration has: a bare Node start (this run's, the nodejs flavour's Node) + 10 ms.
+          const bareNode = result.starts.find((flavour) => flavour.flavour === "nodejs");
+          const bareNodeMs = bareNode === undefined ? 0 : spread(bareNode.bareNodeMs).median;
+          const initBoundMs = bareNodeMs + initBudgetMs;
           return [
             {
-              claim: `nodejs, 128 MB: init with the layer ≤ init without + ${initBudgetMs} ms`,
-              met: initDelta.median <= initBudgetMs,
-              measured: `+${formatNumber(initDelta.median)} ms (median of paired differences; without: ${formatNumber(initWithout.median)} ms)`,
+              claim: `nodejs, 128 MB: init with the layer ≤ init without + a bare Node start + ${initBudgetMs} ms`,
+              met: initDelta.median <= initBoundMs,
+              measured: `+${formatNumber(initDelta.median)} ms against a bound of +${formatNumber(initBoundMs)} ms (median of paired differences; without: ${formatNumber(initWithout.median)} ms; node -e 0: ${formatNumber(bareNodeMs)} ms)`,
             },
             {
               claim: `nodejs, 128 MB: the first invocation's token wait ≤ ${firstTokenBudgetMs} ms (${result.options.latencyMs} ms on every upstream call)`,
