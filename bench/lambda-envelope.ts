@@ -7,6 +7,7 @@ import type { Cloud } from "../test/cloud/cloud.ts";
 import { demoFunctionEnvironment } from "../test/lambda-runtime/demo-function.ts";
 import { bundleFunction } from "../test/lambda-runtime/function-bundle.ts";
 import { LocalLambda, type LocalLambdaOptions } from "../test/lambda-runtime/local-lambda.ts";
+import type { LogLine } from "../test/lambda-runtime/sandbox-process.ts";
 import { startInProcessBroker } from "../test/support/in-process-broker.ts";
 import { getToken } from "./in-process-broker.ts";
 import { progress } from "./report.ts";
@@ -37,6 +38,11 @@ export interface SandboxRun {
   readonly extensionAfterRuntimeMs: number | undefined;
   /** With the layer only. */
   readonly tokenWaitMs: number | undefined;
+  /**
+   * With the layer only: how the broker answered the first invocation's token requests, from its
+   * own CloudWatch EMF (`TokenRequestsFromMemory`, `TokenRequestsWaited`) of that invocation's window.
+   */
+  readonly firstInvokeTokens: { readonly fromMemory: number; readonly waited: number } | undefined;
   readonly maxMemoryUsedBytes: number;
   readonly anonBytes: number;
 }
@@ -87,6 +93,19 @@ async function functionFor(layer: Layer): Promise<FunctionUnderTest> {
   };
 }
 
+/** The extension's EMF token counts in documents it wrote from `sinceMs` on. */
+function emfTokenCounts(logs: readonly LogLine[], sinceMs: number): { fromMemory: number; waited: number } {
+  let fromMemory = 0;
+  let waited = 0;
+  for (const { source, line, atMs } of logs) {
+    if (source !== extensionName || atMs < sinceMs || !line.includes('"_aws"')) continue;
+    const document = JSON.parse(line) as { TokenRequestsFromMemory?: number; TokenRequestsWaited?: number };
+    fromMemory += document.TokenRequestsFromMemory ?? 0;
+    waited += document.TokenRequestsWaited ?? 0;
+  }
+  return { fromMemory, waited };
+}
+
 async function sandboxRun(
   cloud: Cloud,
   subject: FunctionUnderTest,
@@ -107,6 +126,7 @@ async function sandboxRun(
     memoryMb,
   });
   try {
+    const invokedAtMs = Date.now();
     const result = await lambda.invoke({ token: asksToken });
     if (result.outcome.kind !== "response") {
       throw new Error(
@@ -117,6 +137,8 @@ async function sandboxRun(
     if (asksToken && !wait.gotToken)
       throw new Error(`the ${subject.flavour} token-wait function got no token`);
     const memory = await lambda.memory();
+    // The invocation's EMF window is written at the next event: SHUTDOWN.
+    if (withLayer) await lambda.shutdown();
     const timeline = lambda.initTimeline;
     const extensionReady = timeline[`${extensionName} ready`];
     const runtimeReady = timeline["runtime ready"];
@@ -127,6 +149,7 @@ async function sandboxRun(
           ? extensionReady - runtimeReady
           : undefined,
       tokenWaitMs: asksToken ? wait.waitMs : undefined,
+      firstInvokeTokens: withLayer ? emfTokenCounts(lambda.logs, invokedAtMs) : undefined,
       maxMemoryUsedBytes: memory.maxUsedBytes,
       anonBytes: memory.anonBytes,
     };

@@ -93,6 +93,22 @@ function pairedDifference(cell: EnvelopeCell, figure: (run: SandboxRun) => numbe
   );
 }
 
+/** Per round, the first token's wait with the layer minus the same round's floor. */
+function waitOverFloor(cell: EnvelopeCell): Spread {
+  return spread(cell.withLayer.map((run, index) => (run.tokenWaitMs ?? 0) - (cell.floorWaitMs[index] ?? 0)));
+}
+
+/** "k/n": in how many sandboxes the first invocation's token came from memory, never waited for. */
+function fromMemory(cell: EnvelopeCell): { count: number; text: string } {
+  const count = cell.withLayer.filter(
+    (run) =>
+      run.firstInvokeTokens !== undefined &&
+      run.firstInvokeTokens.fromMemory > 0 &&
+      run.firstInvokeTokens.waited === 0,
+  ).length;
+  return { count, text: `${count}/${cell.withLayer.length}` };
+}
+
 export function envelopeSection(result: LambdaResult): Section {
   const rows = result.envelope.map((cell) => {
     const initWithout = spread(cell.withoutLayer.map((run) => run.initMs));
@@ -110,6 +126,8 @@ export function envelopeSection(result: LambdaResult): Section {
       formatSpread(spread(cell.withLayer.map((run) => run.extensionAfterRuntimeMs ?? 0))),
       formatSpread(wait, 1),
       formatSpread(floor, 1),
+      formatSpread(waitOverFloor(cell), 1),
+      fromMemory(cell).text,
       formatSpread(usedWithout, 1),
       formatSpread(usedWith, 1),
       formatSpread(
@@ -143,9 +161,11 @@ export function envelopeSection(result: LambdaResult): Section {
               measured: `+${formatNumber(initDelta.median)} ms against a bound of +${formatNumber(initBoundMs)} ms (median of paired differences; without: ${formatNumber(initWithout.median)} ms; node -e 0: ${formatNumber(bareNodeMs)} ms)`,
             },
             {
-              claim: `nodejs, 128 MB: the first invocation's token wait ≤ ${firstTokenBudgetMs} ms (${result.options.latencyMs} ms on every upstream call)`,
-              met: wait.median <= firstTokenBudgetMs,
-              measured: `${formatSpread(wait, 1)} ms; the function's own floor (a ready metadata server outside the sandbox): ${formatSpread(spread(nodejs128.floorWaitMs), 1)} ms`,
+              claim: `nodejs, 128 MB: the first invocation finds the token in memory and waits ≤ ${firstTokenBudgetMs} ms longer for it than against a ready metadata server outside the sandbox (${result.options.latencyMs} ms on every upstream call)`,
+              met:
+                fromMemory(nodejs128).count === nodejs128.withLayer.length &&
+                waitOverFloor(nodejs128).median <= firstTokenBudgetMs,
+              measured: `from memory in ${fromMemory(nodejs128).text} sandboxes; wait ${formatSpread(wait, 1)} ms, floor ${formatSpread(spread(nodejs128.floorWaitMs), 1)} ms, +${formatNumber(waitOverFloor(nodejs128).median, 1)} ms (median of per-round differences)`,
             },
             {
               claim: `nodejs, 128 MB: the layer adds ≤ ${addedMemoryBudgetMb} MB to Max Memory Used`,
@@ -168,13 +188,15 @@ export function envelopeSection(result: LambdaResult): Section {
       `in alternating order, ${result.options.envelopeRounds} pairs. Init = Lambda's Init Duration (extensions started → runtime and`,
       "extensions waiting in `next`). Token wait = the first invocation's getAccessToken() / credentials.refresh(),",
       `timed in the handler, with ${result.options.latencyMs} ms added to every upstream call (service-account impersonation,`,
-      "3 calls per chain). Max Memory Used = the memory cgroup's peak (memory.max_usage_in_bytes) after the",
+      "3 calls per chain). First token from memory: the broker's own EMF for the first invocation's window",
+      "(written at SHUTDOWN) counts its token requests as answered from memory and none as waited for. Max Memory Used = the memory cgroup's peak (memory.max_usage_in_bytes) after the",
       "first invocation; anonymous = memory.stat total_rss then. Differences are per pair, then the median.",
       "Extension ready − runtime ready: when the extension first called `next`, after the runtime did (a positive",
       "figure means the extension, not the function, ended the init phase).",
       "Floor: in each round a third sandbox runs the function without the layer against a broker outside the",
       "sandbox (this process, unthrottled) that already holds the token: the first token's cost to the function",
-      "itself at its CPU share, which no extension can remove.",
+      "itself at its CPU share, which no extension can remove; wait − floor is what the layer adds to it,",
+      "per round, then the median.",
     ].join(" "),
     tables: [
       {
@@ -187,6 +209,8 @@ export function envelopeSection(result: LambdaResult): Section {
           "extension ready − runtime ready, ms",
           "first token wait, ms",
           "floor: ready server outside, ms",
+          "wait − floor, ms",
+          "first token from memory",
           "Max Memory Used without, MB",
           "with, MB",
           "Δ, MB",
