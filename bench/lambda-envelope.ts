@@ -202,3 +202,72 @@ export async function benchEnvelope(
     await Promise.all(subjects.map((subject) => subject.remove()));
   }
 }
+
+export interface LongLivedCell {
+  readonly flavour: Flavour;
+  readonly memoryMb: number;
+  readonly invokes: number;
+  /** Max Memory Used (bytes) after init and after `invokes` invocations, one pair per round. */
+  readonly withLayer: { readonly afterInitBytes: number; readonly afterInvokesBytes: number }[];
+  readonly withoutLayer: { readonly afterInitBytes: number; readonly afterInvokesBytes: number }[];
+}
+
+async function longLivedRun(
+  cloud: Cloud,
+  subject: FunctionUnderTest,
+  memoryMb: number,
+  withLayer: boolean,
+  invokes: number,
+): Promise<{ afterInitBytes: number; afterInvokesBytes: number }> {
+  const lambda = await LocalLambda.start({
+    ...subject.sandbox,
+    layers: withLayer ? [subject.layer.zipPath] : [],
+    environment: await demoFunctionEnvironment(cloud, { impersonate: true }),
+    memoryMb,
+  });
+  try {
+    const afterInitBytes = (await lambda.memory()).maxUsedBytes;
+    for (let invoke = 0; invoke < invokes; invoke += 1) {
+      const result = await lambda.invoke({ token: withLayer });
+      if (
+        result.outcome.kind !== "response" ||
+        (withLayer && !(result.outcome.payload as TokenWait).gotToken)
+      )
+        throw new Error(`the ${subject.flavour} token-wait function failed in invocation ${invoke + 1}`);
+    }
+    return { afterInitBytes, afterInvokesBytes: (await lambda.memory()).maxUsedBytes };
+  } finally {
+    await lambda.close();
+  }
+}
+
+/**
+ * A sandbox that lives on: Max Memory Used after init and after `invokes` invocations (each
+ * asking for a token with the layer), with and without the layer, `rounds` pairs in alternating
+ * order. The first-invocation figures above say what a cold start costs; these say whether the
+ * layer's memory grows as its serving path gets hot.
+ */
+export async function benchLongLived(
+  cloud: Cloud,
+  layer: Layer,
+  memoryMb: number,
+  invokes: number,
+  rounds: number,
+): Promise<LongLivedCell> {
+  const subject = await functionFor(layer);
+  const cell: LongLivedCell = { flavour: layer.flavour, memoryMb, invokes, withLayer: [], withoutLayer: [] };
+  try {
+    for (let round = 0; round < rounds; round += 1) {
+      progress(
+        `long-lived sandbox ${round + 1}/${rounds}: ${layer.flavour} at ${memoryMb} MB, ${invokes} invocations`,
+      );
+      for (const withLayer of round % 2 === 0 ? [false, true] : [true, false]) {
+        const run = await longLivedRun(cloud, subject, memoryMb, withLayer, invokes);
+        (withLayer ? cell.withLayer : cell.withoutLayer).push(run);
+      }
+    }
+    return cell;
+  } finally {
+    await subject.remove();
+  }
+}

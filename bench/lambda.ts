@@ -5,7 +5,13 @@ import { parseArgs } from "node:util";
 import { type Architecture, buildLayers, type Layer } from "../scripts/layer.ts";
 import { startCloud } from "../test/cloud/cloud.ts";
 import { benchExtensionStart, type FlavourStarts, servedRequests } from "./extension-start.ts";
-import { benchEnvelope, type EnvelopeCell, type SandboxRun } from "./lambda-envelope.ts";
+import {
+  benchEnvelope,
+  benchLongLived,
+  type EnvelopeCell,
+  type LongLivedCell,
+  type SandboxRun,
+} from "./lambda-envelope.ts";
 import {
   benchFirstTokenWait,
   benchWarmInvokes,
@@ -26,7 +32,8 @@ import { formatNumber, formatSpread, type Spread, spread } from "./stats.ts";
  *       without the layer, the first invocation's token wait, "Max Memory Used" and anonymous
  *       memory with and without it (bench/lambda-envelope.ts);
  *   (c) the first invocation's token wait, prewarmed vs not;
- *   (d) warm invocation duration of the demo (broker layer) vs the seed-style inline exchange.
+ *   (d) warm invocation duration of the demo (broker layer) vs the seed-style inline exchange;
+ *   (e) Max Memory Used of a long-lived 128 MB sandbox, per flavour, with and without the layer.
  * Every upstream call is slowed by `latencyMs` from (b) on.
  */
 
@@ -37,6 +44,9 @@ export interface LambdaOptions {
   readonly invokeRounds: number;
   readonly invokesPerSandbox: number;
   readonly latencyMs: number;
+  /** Invocations of the long-lived sandbox (nodejs and standalone, 128 MB). */
+  readonly longLivedInvokes: number;
+  readonly longLivedRounds: number;
 }
 
 export const defaultLambdaOptions: LambdaOptions = {
@@ -46,6 +56,8 @@ export const defaultLambdaOptions: LambdaOptions = {
   invokeRounds: 2,
   invokesPerSandbox: 10,
   latencyMs: 50,
+  longLivedInvokes: 200,
+  longLivedRounds: 3,
 };
 
 export interface LambdaResult {
@@ -55,6 +67,7 @@ export interface LambdaResult {
   readonly envelope: readonly EnvelopeCell[];
   readonly waits: FirstTokenWaits;
   readonly warm: WarmInvokes;
+  readonly longLived: readonly LongLivedCell[];
 }
 
 const hostArchitecture = (): Architecture => (process.arch === "arm64" ? "arm64" : "x86_64");
@@ -72,7 +85,12 @@ export async function benchLambda(options: LambdaOptions = defaultLambdaOptions)
     const envelope = await benchEnvelope(cloud, layers, options.envelopeRounds);
     const waits = await benchFirstTokenWait(cloud, nodejs, options.waitRounds);
     const warm = await benchWarmInvokes(cloud, nodejs, options.invokeRounds, options.invokesPerSandbox);
-    return { options, architecture, starts, envelope, waits, warm };
+    const longLived: LongLivedCell[] = [];
+    for (const layer of layers)
+      longLived.push(
+        await benchLongLived(cloud, layer, 128, options.longLivedInvokes, options.longLivedRounds),
+      );
+    return { options, architecture, starts, envelope, waits, warm, longLived };
   } finally {
     await cloud.close();
     await rm(outDir, { recursive: true, force: true });
@@ -385,12 +403,67 @@ export function warmInvokeSection(result: LambdaResult): Section {
   };
 }
 
+export function longLivedSection(result: LambdaResult): Section {
+  const rows = result.longLived.map((cell) => {
+    const at = (runs: LongLivedCell["withLayer"], figure: "afterInitBytes" | "afterInvokesBytes") =>
+      spread(runs.map((run) => mb(run[figure])));
+    const added = (figure: "afterInitBytes" | "afterInvokesBytes") =>
+      spread(
+        cell.withLayer.map(
+          (run, index) =>
+            mb(run[figure]) - mb((cell.withoutLayer[index] as (typeof cell.withoutLayer)[number])[figure]),
+        ),
+      );
+    return [
+      cell.flavour === "nodejs" ? "nodejs (Node function)" : "standalone (Python function)",
+      formatNumber(cell.memoryMb),
+      formatSpread(at(cell.withoutLayer, "afterInitBytes"), 1),
+      formatSpread(at(cell.withLayer, "afterInitBytes"), 1),
+      formatSpread(added("afterInitBytes"), 1),
+      formatSpread(at(cell.withoutLayer, "afterInvokesBytes"), 1),
+      formatSpread(at(cell.withLayer, "afterInvokesBytes"), 1),
+      formatSpread(added("afterInvokesBytes"), 1),
+    ];
+  });
+  const invokes = formatNumber(result.options.longLivedInvokes);
+  return {
+    title: "A long-lived sandbox: Max Memory Used after many invocations",
+    command: "npm run bench:lambda",
+    method: [
+      "The functions of the section above at 128 MB under the same envelope (the sandbox frozen between",
+      `invocations), with and without the layer, ${result.options.longLivedRounds} pairs in alternating order: Max Memory Used after`,
+      `init and after ${invokes} invocations, each asking for a token with the layer (served from memory: the`,
+      "token outlives the run). Δ = with − without, per pair, then the median: whether the layer's memory grows",
+      "as its serving path gets hot (the nodejs flavour's V8 runs its optimising compilers; the standalone",
+      "flavour's is interpreter-only).",
+    ].join(" "),
+    tables: [
+      {
+        header: [
+          "function",
+          "memory, MB",
+          "after init without, MB",
+          "with, MB",
+          "Δ, MB",
+          `after ${invokes} invocations without, MB`,
+          "with, MB",
+          "Δ, MB",
+        ],
+        rows,
+      },
+    ],
+    targets: [],
+    notes: [],
+  };
+}
+
 export function lambdaSections(result: LambdaResult): Section[] {
   return [
     extensionStartSection(result),
     envelopeSection(result),
     firstTokenSection(result),
     warmInvokeSection(result),
+    longLivedSection(result),
   ];
 }
 
