@@ -203,13 +203,19 @@ export async function benchEnvelope(
   }
 }
 
+/** Max Memory Used (bytes) of one long-lived sandbox after init and after its invocations. */
+export interface LongLivedRun {
+  readonly afterInitBytes: number;
+  readonly afterInvokesBytes: number;
+}
+
 export interface LongLivedCell {
   readonly flavour: Flavour;
   readonly memoryMb: number;
   readonly invokes: number;
-  /** Max Memory Used (bytes) after init and after `invokes` invocations, one pair per round. */
-  readonly withLayer: { readonly afterInitBytes: number; readonly afterInvokesBytes: number }[];
-  readonly withoutLayer: { readonly afterInitBytes: number; readonly afterInvokesBytes: number }[];
+  /** One run per round each. */
+  readonly withLayer: LongLivedRun[];
+  readonly withoutLayer: LongLivedRun[];
 }
 
 async function longLivedRun(
@@ -218,7 +224,7 @@ async function longLivedRun(
   memoryMb: number,
   withLayer: boolean,
   invokes: number,
-): Promise<{ afterInitBytes: number; afterInvokesBytes: number }> {
+): Promise<LongLivedRun> {
   const lambda = await LocalLambda.start({
     ...subject.sandbox,
     layers: withLayer ? [subject.layer.zipPath] : [],

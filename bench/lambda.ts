@@ -10,6 +10,7 @@ import {
   benchLongLived,
   type EnvelopeCell,
   type LongLivedCell,
+  type LongLivedRun,
   type SandboxRun,
 } from "./lambda-envelope.ts";
 import {
@@ -405,13 +406,12 @@ export function warmInvokeSection(result: LambdaResult): Section {
 
 export function longLivedSection(result: LambdaResult): Section {
   const rows = result.longLived.map((cell) => {
-    const at = (runs: LongLivedCell["withLayer"], figure: "afterInitBytes" | "afterInvokesBytes") =>
+    const at = (runs: readonly LongLivedRun[], figure: keyof LongLivedRun) =>
       spread(runs.map((run) => mb(run[figure])));
-    const added = (figure: "afterInitBytes" | "afterInvokesBytes") =>
+    const added = (figure: keyof LongLivedRun) =>
       spread(
         cell.withLayer.map(
-          (run, index) =>
-            mb(run[figure]) - mb((cell.withoutLayer[index] as (typeof cell.withoutLayer)[number])[figure]),
+          (run, index) => mb(run[figure]) - mb((cell.withoutLayer[index] as LongLivedRun)[figure]),
         ),
       );
     return [
