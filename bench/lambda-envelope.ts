@@ -93,6 +93,21 @@ async function functionFor(layer: Layer): Promise<FunctionUnderTest> {
   };
 }
 
+/** A fresh sandbox of the function under test, with the layer or without it. */
+function startSandbox(
+  subject: FunctionUnderTest,
+  memoryMb: number,
+  withLayer: boolean,
+  environment: Readonly<Record<string, string>>,
+): Promise<LocalLambda> {
+  return LocalLambda.start({
+    ...subject.sandbox,
+    layers: withLayer ? [subject.layer.zipPath] : [],
+    environment,
+    memoryMb,
+  });
+}
+
 /** The extension's EMF token counts in documents it wrote from `sinceMs` on. */
 function emfTokenCounts(logs: readonly LogLine[], sinceMs: number): { fromMemory: number; waited: number } {
   let fromMemory = 0;
@@ -119,12 +134,7 @@ async function sandboxRun(
     for (const name of ["GCE_METADATA_HOST", "GCE_METADATA_IP", "GCE_METADATA_ROOT"])
       environment[name] = variant.readyMetadataHost;
   }
-  const lambda = await LocalLambda.start({
-    ...subject.sandbox,
-    layers: withLayer ? [subject.layer.zipPath] : [],
-    environment,
-    memoryMb,
-  });
+  const lambda = await startSandbox(subject, memoryMb, withLayer, environment);
   try {
     const invokedAtMs = Date.now();
     const result = await lambda.invoke({ token: asksToken });
@@ -225,12 +235,8 @@ async function longLivedRun(
   withLayer: boolean,
   invokes: number,
 ): Promise<LongLivedRun> {
-  const lambda = await LocalLambda.start({
-    ...subject.sandbox,
-    layers: withLayer ? [subject.layer.zipPath] : [],
-    environment: await demoFunctionEnvironment(cloud, { impersonate: true }),
-    memoryMb,
-  });
+  const environment = await demoFunctionEnvironment(cloud, { impersonate: true });
+  const lambda = await startSandbox(subject, memoryMb, withLayer, environment);
   try {
     const afterInitBytes = (await lambda.memory()).maxUsedBytes;
     for (let invoke = 0; invoke < invokes; invoke += 1) {

@@ -11,7 +11,6 @@ import {
   type EnvelopeCell,
   type LongLivedCell,
   type LongLivedRun,
-  type SandboxRun,
 } from "./lambda-envelope.ts";
 import {
   benchFirstTokenWait,
@@ -106,10 +105,11 @@ const firstTokenBudgetMs = 50;
 const addedMemoryBudgetMb = 20;
 
 /** Per round, `with − without` of one figure (the pair ran back to back), summarised. */
-function pairedDifference(cell: EnvelopeCell, figure: (run: SandboxRun) => number): Spread {
-  return spread(
-    cell.withLayer.map((run, index) => figure(run) - figure(cell.withoutLayer[index] as SandboxRun)),
-  );
+function pairedDifference<Run>(
+  cell: { readonly withLayer: readonly Run[]; readonly withoutLayer: readonly Run[] },
+  figure: (run: Run) => number,
+): Spread {
+  return spread(cell.withLayer.map((run, index) => figure(run) - figure(cell.withoutLayer[index] as Run)));
 }
 
 /** Per round, the first token's wait with the layer minus the same round's floor. */
@@ -408,12 +408,7 @@ export function longLivedSection(result: LambdaResult): Section {
   const rows = result.longLived.map((cell) => {
     const at = (runs: readonly LongLivedRun[], figure: keyof LongLivedRun) =>
       spread(runs.map((run) => mb(run[figure])));
-    const added = (figure: keyof LongLivedRun) =>
-      spread(
-        cell.withLayer.map(
-          (run, index) => mb(run[figure]) - mb((cell.withoutLayer[index] as LongLivedRun)[figure]),
-        ),
-      );
+    const added = (figure: keyof LongLivedRun) => pairedDifference(cell, (run) => mb(run[figure]));
     return [
       cell.flavour === "nodejs" ? "nodejs (Node function)" : "standalone (Python function)",
       formatNumber(cell.memoryMb),
