@@ -4,6 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { Flavour, Layer } from "../scripts/layer.ts";
 import type { Cloud } from "../test/cloud/cloud.ts";
@@ -20,7 +21,9 @@ import { progress } from "./report.ts";
  * How fast the extension is ready, and how much memory it holds, for each layer flavour: the
  * layer unpacked into an `/opt`-like folder, its launcher started as Lambda starts extensions,
  * against an Extensions API on loopback that only records the registration. Beside it, in the
- * same rounds, `node -e 0` with the same Node binary: the floor any Node extension starts from.
+ * same rounds and with the same Node binary, two floors: `node -e 0`, which any Node extension
+ * starts from, and bench/bare-extension.cjs, which binds a port with Node's http module and
+ * registers, and does nothing else: the least an extension on Node can do before registering.
  *
  * Measured from the moment we spawn the launcher: "listening" is the time on the extension's own
  * "token-broker listening" log line (pino, millisecond precision), "registered" the arrival of
@@ -43,6 +46,8 @@ export interface FlavourStarts {
   readonly flavour: Flavour;
   readonly nodeVersion: string;
   readonly bareNodeMs: number[];
+  /** Spawn → registered of bench/bare-extension.cjs: binding a port and registering, nothing else. */
+  readonly bareExtensionMs: number[];
   readonly bareNodeMemory: ResidentMemory[];
   readonly extension: StartRun[];
 }
@@ -54,6 +59,26 @@ async function bareNodeMs(node: string): Promise<number> {
   const started = Date.now();
   await run(node, ["-e", "0"]);
   return Date.now() - started;
+}
+
+const bareExtension = fileURLToPath(new URL("./bare-extension.cjs", import.meta.url));
+
+/** Spawn → registered of the least an extension on Node can do (bench/bare-extension.cjs). */
+async function bareExtensionMs(node: string): Promise<number> {
+  const recorder = new RegistrationRecorder();
+  const api = await listen(createRuntimeApiApp(recorder));
+  try {
+    const child = spawn(node, [bareExtension], {
+      env: { AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${api.port}`, BROKER_PORT: String(await freePort()) },
+      stdio: "ignore",
+    });
+    const spawnedAt = Date.now();
+    const [exitCode] = (await once(child, "exit")) as [number | null];
+    if (exitCode !== 0) throw new Error(`bench/bare-extension.cjs exited with ${exitCode}`);
+    return (await recorder.registered) - spawnedAt;
+  } finally {
+    await api.close();
+  }
 }
 
 /** Resident memory of a Node process that has done nothing but start. */
@@ -137,7 +162,7 @@ async function startOnce(optDir: string, cloud: Cloud): Promise<StartRun> {
   }
 }
 
-/** Unpacks each layer once, then alternates `node -e 0` and an extension start, `rounds` times. */
+/** Unpacks each layer once, then runs `node -e 0`, the bare extension and an extension start, `rounds` times. */
 export async function benchExtensionStart(
   layers: readonly Layer[],
   cloud: Cloud,
@@ -158,6 +183,7 @@ export async function benchExtensionStart(
       flavour: layer.flavour,
       nodeVersion,
       bareNodeMs: [],
+      bareExtensionMs: [],
       bareNodeMemory: [],
       extension: [],
     }));
@@ -166,13 +192,14 @@ export async function benchExtensionStart(
         const result = results[index] as FlavourStarts;
         progress(`extension start ${round + 1}/${rounds}: ${layer.flavour}`);
         result.bareNodeMemory.push(await bareNodeMemory(node));
-        if (round % 2 === 0) {
-          result.bareNodeMs.push(await bareNodeMs(node));
-          result.extension.push(await startOnce(optDir, cloud));
-        } else {
-          result.extension.push(await startOnce(optDir, cloud));
-          result.bareNodeMs.push(await bareNodeMs(node));
-        }
+        const measurements = [
+          async () => result.bareNodeMs.push(await bareNodeMs(node)),
+          async () => result.bareExtensionMs.push(await bareExtensionMs(node)),
+          async () => result.extension.push(await startOnce(optDir, cloud)),
+        ];
+        // Each in every position in turn, so no one of them always runs first on a warm cache.
+        for (let i = 0; i < measurements.length; i += 1)
+          await (measurements[(round + i) % measurements.length] as () => Promise<number>)();
       }
     }
     return results;
