@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { type Cloud, startCloud } from "../test/cloud/cloud.ts";
+import { startCloud } from "../test/cloud/cloud.ts";
 import { FakeClock } from "../test/support/fake-clock.ts";
 import { startInProcessBroker } from "../test/support/in-process-broker.ts";
 import { getToken } from "./in-process-broker.ts";
@@ -18,8 +18,12 @@ import { formatNumber, formatSpread, spread } from "./stats.ts";
  * absolute `expireTime` on the real clock, which a simulated day leaves behind within the hour.
  *
  * The clock stands still while a chain runs (the chain takes real milliseconds): before moving
- * it on, we wait until every chain the fakes saw start has completed, so a refresh takes no
+ * it on, we join the chain the request may have started in the token's advisory window
+ * (`prewarm()` waits for it, and returns at once for a fresh token), so a refresh takes no
  * simulated time, as its few hundred real milliseconds would be next to a 10 s request interval.
+ * Counting calls the fakes had received was not enough: a chain whose request was still on its
+ * way looked idle, the clock moved 10 s past its deadline, and the broker rightly took it for a
+ * chain cut short by a freeze and ran it again, which the count then showed as extra chains.
  */
 
 export interface DaySimulationOptions {
@@ -46,28 +50,6 @@ interface DayRound {
   readonly realSeconds: number;
 }
 
-interface UpstreamCounter {
-  get(): Promise<{ values: { labels: Record<string, unknown>; value: number }[] }>;
-}
-
-/**
- * Upstream calls the fakes have received but the broker has not yet recorded an outcome for: a
- * chain in flight. A chain may skip AWS STS (the JWT is reused while it has a minute left), so
- * each step is compared on its own.
- */
-async function callsInFlight(cloud: Cloud, upstreamCalls: UpstreamCounter | undefined): Promise<number> {
-  if (upstreamCalls === undefined)
-    throw new Error("the day simulation reads the broker's Prometheus counters; start it with them on");
-  const { values } = await upstreamCalls.get();
-  const ended = (step: string) =>
-    values.filter(({ labels }) => labels.step === step).reduce((sum, { value }) => sum + value, 0);
-  return (
-    cloud.awsSts.calls.get("GetWebIdentityToken") -
-    ended("aws_sts") +
-    (cloud.googleSts.calls.get("token") - ended("google_sts"))
-  );
-}
-
 export async function benchDaySimulation(
   options: DaySimulationOptions = defaultDaySimulationOptions,
 ): Promise<DayRound[]> {
@@ -92,11 +74,8 @@ export async function benchDaySimulation(
             leastExpiresIn = Math.min(leastExpiresIn, answer.expiresIn);
             lifetimeSeconds = Math.max(lifetimeSeconds, answer.expiresIn);
           }
-          // A background refresh may have started; let it finish before simulated time moves on.
-          await new Promise((resolve) => setTimeout(resolve, 1));
-          while ((await callsInFlight(cloud, broker.metrics.prometheus?.upstreamCalls)) > 0) {
-            await new Promise((resolve) => setTimeout(resolve, 1));
-          }
+          // A background refresh may have started; let it settle before simulated time moves on.
+          await broker.prewarm();
           await clock.advance(options.intervalSeconds * 1000);
         }
         rounds.push({
