@@ -36,7 +36,8 @@ import { buildSplit, lazyParts } from "./layer-split.ts";
  *                                     when BROKER_METRICS asks for them (the default is EMF)
  *   token-broker/{extension,broker,chain,emf}.cjs.v8cache  standalone flavour, for the build machine's
  *                                     architecture only (its Node must run to make them): V8
- *                                     code caches; none for ops.cjs, which start-up never runs
+ *                                     code caches; none for ops.cjs, which start-up never runs,
+ *                                     nor for prometheus.cjs, which the default (EMF) never loads
  *   token-broker/node                 standalone flavour only: Node 24 for the layer's architecture
  *   token-broker/LICENSE.node         standalone flavour only: Node's licence
  *
