@@ -56,8 +56,9 @@ export async function benchColdBurst(
         const answers = await Promise.all(Array.from({ length: options.requests }, () => getToken(broker)));
         const wallMs = performance.now() - started;
         const overflows = listenOverflows() - overflowsBefore;
-        const misses = (await broker.metrics.prometheus?.cacheLookups.get())?.values.find(
-          (value) => value.labels.kind === "access" && value.labels.result === "miss",
+        const scraped = (await broker.metrics.exposition())?.body ?? "";
+        const misses = /^token_broker_cache_lookups_total\{kind="access",result="miss"\} (\d+)$/m.exec(
+          scraped,
         );
         rounds.push({
           awsSts: cloud.awsSts.calls.get("GetWebIdentityToken"),
@@ -65,7 +66,7 @@ export async function benchColdBurst(
           impersonation: cloud.iamCredentials.calls.get("generateAccessToken"),
           distinctTokens: new Set(answers.flatMap((answer) => answer.accessToken ?? [])).size,
           failed: answers.filter((answer) => answer.status !== 200).length,
-          waited: misses?.value ?? 0,
+          waited: Number(misses?.[1] ?? 0),
           overflows,
           wallMs,
         });

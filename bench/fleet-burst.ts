@@ -166,11 +166,7 @@ async function runFleet(cloud: CloudWorker, reuse: boolean, options: FleetBurstO
     BROKER_OPS_HOST: "127.0.0.1",
   });
   const clock = systemClock;
-  const metrics = new BrokerMetrics({
-    now: () => clock.now(),
-    defaultTokenExpiresAtMs: () => undefined,
-    anyRefreshFailing: () => false,
-  });
+  const metrics = new BrokerMetrics();
   const logger = createLogger("silent");
   const deps = { config, clock, random: Math.random, metrics, logger };
   const clients: ReturnType<typeof createStsClient>[] = [];

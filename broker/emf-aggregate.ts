@@ -1,4 +1,4 @@
-import type { UpstreamOutcome, UpstreamStep } from "./metrics.ts";
+import type { UpstreamOutcome, UpstreamStep } from "./upstream-steps.ts";
 
 /*
  * CloudWatch Embedded Metric Format: one JSON object per log line, whose `_aws` member tells

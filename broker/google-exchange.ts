@@ -2,13 +2,13 @@ import { gaxios, IdentityPoolClient, type IdentityPoolClientOptions } from "goog
 import type { Clock } from "./clock.ts";
 import type { Config } from "./config.ts";
 import { BrokerError, idTokenNeedsServiceAccount } from "./errors.ts";
-import type { UpstreamStep } from "./metrics.ts";
 import type { SubjectTokenSource } from "./subject-token.ts";
 import { retryAfterMs, ThrottledError } from "./throttling.ts";
 import type { TokenFetcher } from "./token-cache.ts";
 import type { AccessToken, IdToken, IdTokenRequest } from "./tokens.ts";
 import type { UpstreamCalls } from "./upstream-calls.ts";
 import { accessTokenExpiryMs, idTokenExpiryMs } from "./upstream-expiry.ts";
+import type { UpstreamStep } from "./upstream-steps.ts";
 
 /*
  * The Google half of the chain, in two steps that compose:

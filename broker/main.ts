@@ -5,10 +5,12 @@ import { type BoundListeners, bindListeners } from "./bound-listeners.ts";
 import { type Clock, type Random, systemClock } from "./clock.ts";
 import type { Config, MetricsSinks } from "./config.ts";
 import { onFirstChainFailure } from "./doctor/first-chain.ts";
+import { type EmfOutput, EmfSink } from "./emf-sink.ts";
 import { connectionLimits } from "./http-listener.ts";
 import { createLogger, type Logger, lineWriter } from "./logger.ts";
 import { createMetadataApp, type MetadataIdentity } from "./metadata-server.ts";
-import { BrokerMetrics, type BrokerState, type EmfOutput } from "./metrics.ts";
+import type { BrokerState } from "./metric-events.ts";
+import { BrokerMetrics } from "./metrics.ts";
 import { type RefreshPolicy, TokenCache, type TokenFetcher } from "./token-cache.ts";
 import type { TokenSource } from "./tokens.ts";
 
@@ -215,15 +217,14 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     defaultTokenExpiresAtMs: () => tokens?.defaultTokenExpiresAtMs(),
     anyRefreshFailing: () => tokens?.anyRefreshFailing() ?? false,
   };
-  const prometheus =
-    sinks === "prometheus" || sinks === "both"
-      ? new (await import("./prometheus-metrics.ts")).PrometheusMetrics(state)
-      : undefined;
-  const metrics = new BrokerMetrics({
-    ...state,
-    ...(prometheus === undefined ? {} : { prometheus }),
-    ...(emf ? { emf: emfOutput(config.emfNamespace, options.lambda?.functionName, clock, logger) } : {}),
-  });
+  const metrics = new BrokerMetrics([
+    ...(sinks === "prometheus" || sinks === "both"
+      ? [new (await import("./prometheus-metrics.ts")).PrometheusMetrics(state)]
+      : []),
+    ...(emf
+      ? [new EmfSink(emfOutput(config.emfNamespace, options.lambda?.functionName, clock, logger), state)]
+      : []),
+  ]);
   const chain = loadOnce(async (): Promise<UpstreamChain> => {
     const { createStsClient, tokenChain } = await import("./token-chain.ts");
     // The chain's STS client is ours, so that a replaced chain's sockets can be closed.

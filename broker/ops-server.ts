@@ -41,11 +41,11 @@ export function createOpsApp(deps: OpsDeps): express.Express {
   });
 
   app.get("/metrics", async (_req: Request, res: Response) => {
-    const { prometheus } = metrics;
+    const exposition = await metrics.exposition();
     // Not served rather than empty: a scraper then marks the target down with this reason,
     // instead of recording a broker that has no series.
-    if (prometheus === undefined) return reply(res, 404, prometheusOffMessage);
-    reply(res, 200, await prometheus.registry.metrics(), { "Content-Type": prometheus.registry.contentType });
+    if (exposition === undefined) return reply(res, 404, prometheusOffMessage);
+    reply(res, 200, exposition.body, { "Content-Type": exposition.contentType });
   });
 
   /** Liveness: the process answers. Token trouble must not get a healthy broker restarted. */

@@ -1,5 +1,5 @@
 import { BrokerError } from "./errors.ts";
-import type { UpstreamStep } from "./metrics.ts";
+import type { UpstreamStep } from "./upstream-steps.ts";
 
 /**
  * An upstream refused a call because a rate quota of the caller's account or project is spent

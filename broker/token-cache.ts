@@ -3,10 +3,18 @@ import { ChainGate } from "./chain-gate.ts";
 import type { Clock, Random } from "./clock.ts";
 import { BrokerError, isBrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
-import type { BrokerMetrics, CacheResult, TokenKind } from "./metrics.ts";
+import type { BrokerMetrics } from "./metrics.ts";
 import { SingleFlight } from "./singleflight.ts";
 import { ThrottledError } from "./throttling.ts";
-import type { AccessToken, IdToken, IdTokenRequest, Readiness, TokenSource } from "./tokens.ts";
+import type {
+  AccessToken,
+  CacheResult,
+  IdToken,
+  IdTokenRequest,
+  Readiness,
+  TokenKind,
+  TokenSource,
+} from "./tokens.ts";
 
 /*
  * Refresh policy. Every decision is made on the wall clock when a request arrives: a Lambda

@@ -10,6 +10,12 @@ export interface IdToken {
   readonly expiresAtMs: number;
 }
 
+/** What a token is: `federated` is the Google STS token that impersonation starts from (cached on its own). */
+export type TokenKind = "access" | "id" | "federated";
+
+/** How the cache answered: hit (fresh), refresh (served, refresh started), miss (waited), stale (served during an upstream failure). */
+export type CacheResult = "hit" | "miss" | "refresh" | "stale";
+
 /** `format` of the metadata `identity` endpoint: `full` adds Google's project/instance claims. */
 export type IdTokenFormat = "standard" | "full";
 

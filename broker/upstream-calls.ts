@@ -1,8 +1,9 @@
 import type { Clock } from "./clock.ts";
 import { BrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
-import type { BrokerMetrics, UpstreamStep } from "./metrics.ts";
+import type { BrokerMetrics } from "./metrics.ts";
 import { ThrottledError } from "./throttling.ts";
+import type { UpstreamStep } from "./upstream-steps.ts";
 
 /**
  * Every upstream call of a token chain (AWS STS, Google STS, impersonation) goes through `run`, so

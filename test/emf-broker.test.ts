@@ -144,7 +144,7 @@ describe("EMF in Lambda mode (the extension passes the function name)", () => {
     const { broker } = await startBroker({ lambda: "orders" });
     const answer = await httpGet(Number(new URL(broker.opsUrl).port), "/metrics");
     expect({ status: answer.status, body: answer.body }).toEqual({ status: 404, body: prometheusOffMessage });
-    expect(broker.metrics.prometheus).toBeUndefined();
+    expect(await broker.metrics.exposition()).toBeUndefined();
   });
 });
 

@@ -130,7 +130,7 @@ async function startMetadata(
     defaultTokenExpiresAtMs: () => undefined,
     anyRefreshFailing: () => false,
   };
-  const metrics = new BrokerMetrics({ ...state, prometheus: new PrometheusMetrics(state) });
+  const metrics = new BrokerMetrics([new PrometheusMetrics(state)]);
   const log = captureLog();
   const logger = createLogger("info", log.stream);
   const app = createMetadataApp({ tokens, hosts, identity, metrics, logger, clock });
@@ -732,15 +732,14 @@ describe("GCE metadata contract", () => {
     await broker.get(`${sa}/default/token`);
     await broker.get(`${v1}/instance/attributes/x`, { headers: H });
     await broker.get("/");
-    const counted = (await broker.metrics.prometheus?.requests.get())?.values.map(({ labels, value }) => ({
-      ...labels,
-      value,
-    }));
-    expect(counted).toEqual([
-      { route: "service_account_token", status: "200", value: 2 },
-      { route: "service_account_token", status: "403", value: 1 },
-      { route: "unknown", status: "404", value: 1 },
-      { route: "root", status: "200", value: 1 },
+    const scraped = (await broker.metrics.exposition())?.body ?? "";
+    expect(
+      scraped.split("\n").filter((line) => line.startsWith("token_broker_metadata_requests_total{")),
+    ).toEqual([
+      'token_broker_metadata_requests_total{route="service_account_token",status="200"} 2',
+      'token_broker_metadata_requests_total{route="service_account_token",status="403"} 1',
+      'token_broker_metadata_requests_total{route="unknown",status="404"} 1',
+      'token_broker_metadata_requests_total{route="root",status="200"} 1',
     ]);
   });
 });

@@ -55,7 +55,7 @@ async function startOps(tokenExpiresAtMs?: (now: number) => number): Promise<Har
     defaultTokenExpiresAtMs: () => tokenExpiresAtMs?.(clock.now()),
     anyRefreshFailing: () => false,
   };
-  const metrics = new BrokerMetrics({ ...state, prometheus: new PrometheusMetrics(state) });
+  const metrics = new BrokerMetrics([new PrometheusMetrics(state)]);
   const log = captureLog();
   const app = createOpsApp({ metrics, tokens, clock, logger: createLogger("info", log.stream) });
   const listener = await listen(app, "127.0.0.1", 0, "BROKER_OPS_PORT");

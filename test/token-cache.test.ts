@@ -74,11 +74,7 @@ function setup(policy: Partial<RefreshPolicy> = {}, random = () => 0.5) {
     defaultScopes: ["https://www.googleapis.com/auth/cloud-platform"],
     clock,
     random,
-    metrics: new BrokerMetrics({
-      now: () => clock.now(),
-      defaultTokenExpiresAtMs: () => undefined,
-      anyRefreshFailing: () => false,
-    }),
+    metrics: new BrokerMetrics(),
     logger: createLogger("silent"),
     policy: { ...defaultRefreshPolicy, ...policy },
   });

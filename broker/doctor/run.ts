@@ -104,11 +104,7 @@ function doctorChecks(options: DoctorOptions, facts: ChainFacts): Check[] {
     sts,
     iam: once(() => createIamClient(config().awsRegion)),
     calls: once(() => {
-      const metrics = new BrokerMetrics({
-        now: () => Date.now(),
-        defaultTokenExpiresAtMs: () => undefined,
-        anyRefreshFailing: () => false,
-      });
+      const metrics = new BrokerMetrics();
       return new UpstreamCalls({ clock: systemClock, metrics, logger: createLogger("silent") });
     }),
   };

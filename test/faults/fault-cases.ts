@@ -1,4 +1,4 @@
-import type { UpstreamOutcome, UpstreamStep } from "../../broker/metrics.ts";
+import type { UpstreamOutcome, UpstreamStep } from "../../broker/upstream-steps.ts";
 import { type BrokerEnv, type Cloud, demoPrincipal } from "../cloud/cloud.ts";
 import type { Fault } from "../cloud/faults.ts";
 import { startGoogleSts } from "../cloud/google-sts.ts";

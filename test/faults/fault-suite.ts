@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { BrokerHandle } from "../../broker/main.ts";
-import type { UpstreamOutcome, UpstreamStep } from "../../broker/metrics.ts";
 import { defaultRefreshPolicy } from "../../broker/token-cache.ts";
+import type { UpstreamOutcome, UpstreamStep } from "../../broker/upstream-steps.ts";
 import { type Cloud, startCloud } from "../cloud/cloud.ts";
 import {
   accessTokenOf,
