@@ -2,11 +2,9 @@ import type { EmfAggregate } from "./emf-aggregate.ts";
 import type { BrokerState, MetricEvent, MetricsSink } from "./metric-events.ts";
 
 /**
- * Where EMF documents go. The aggregate is a file of its own in the Lambda layer (`emf.cjs`),
- * read on the first event or flush, so the extension registers without it: `load` brings it,
- * `write` takes each document as one JSON line, `failed` reports a load that failed (EMF is then
- * off for the life of the process) or a window that could not be written. Nothing else is
- * affected: a flush never rejects, so the Lambda extension's event loop never stops over metrics.
+ * `load` brings the aggregate (in the Lambda layer, `emf.cjs`, read only on the first event or
+ * flush); `write` takes each document as one JSON line; `failed` reports a load that failed (EMF is
+ * then off for good) or a window not written; a flush never rejects, so no event loop stops on it.
  */
 export interface EmfOutput {
   load(): Promise<EmfAggregate>;

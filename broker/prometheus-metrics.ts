@@ -2,10 +2,9 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 import type { BrokerState, Exposition, MetricEvent, MetricsSink } from "./metric-events.ts";
 
 /**
- * The Prometheus sink of `BrokerMetrics`: every series the ops listener's `/metrics` exports,
- * under one prefix. Labels are closed sets (route ids from the route table, status codes, steps,
- * outcomes): never an audience, an account or a token, so a caller cannot grow the series count
- * and nothing secret reaches a scrape.
+ * The Prometheus sink: every series the ops listener's `/metrics` exports, under one prefix. Labels
+ * are closed sets (route ids, status codes, steps, outcomes), never an audience, an account or a
+ * token, so a caller cannot grow the series count and nothing secret reaches a scrape.
  */
 export class PrometheusMetrics implements MetricsSink {
   readonly #registry = new Registry();
