@@ -22,7 +22,7 @@ export interface Target {
 export interface Bounded {
   readonly figure: number;
   readonly bound: number;
-  /** How the bound was computed from this run's floors ("the bare extension's 39 ms + 10 ms"); none for a fixed budget. */
+  /** How the bound was computed from this run's floors ("the bare extension's N ms + 10 ms"); none for a fixed budget. */
   readonly derivation?: string;
   readonly unit: "ms" | "MB";
   readonly digits?: number;
