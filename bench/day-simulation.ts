@@ -17,13 +17,9 @@ import { formatNumber, formatSpread, spread } from "./stats.ts";
  * (`expires_in`), which the broker places on its own (fake) clock. IAM Credentials answers with an
  * absolute `expireTime` on the real clock, which a simulated day leaves behind within the hour.
  *
- * The clock stands still while a chain runs (the chain takes real milliseconds): before moving
- * it on, we join the chain the request may have started in the token's advisory window
- * (`prewarm()` waits for it, and returns at once for a fresh token), so a refresh takes no
- * simulated time, as its few hundred real milliseconds would be next to a 10 s request interval.
- * Counting calls the fakes had received was not enough: a chain whose request was still on its
- * way looked idle, the clock moved 10 s past its deadline, and the broker rightly took it for a
- * chain cut short by a freeze and ran it again, which the count then showed as extra chains.
+ * Before moving the clock on we join the chain the request may have started (`prewarm()`), so a
+ * refresh takes no simulated time: a chain still on its way when the clock passes its deadline
+ * looks cut short by a freeze, and the broker rightly runs it again.
  */
 
 export interface DaySimulationOptions {

@@ -23,12 +23,13 @@ import { progress } from "./report.ts";
  * against an Extensions API on loopback that only records the registration. Beside it, in the
  * same rounds and with the same Node binary, two floors: `node -e 0`, which any Node extension
  * starts from, and bench/bare-extension.cjs, which binds a port with Node's http module and
- * registers, and does nothing else: the least an extension on Node can do before registering.
+ * registers, and does nothing else: the least an extension on Node can do before registering,
+ * and so the floor bench/lambda.ts judges registration against.
  *
  * Measured from the moment we spawn the launcher: "listening" is the time on the extension's own
  * "token-broker listening" log line (pino, millisecond precision), "registered" the arrival of
  * its register call at our Extensions API. Resident memory is read from /proc when the register
- * call arrives and after the extension has served 1,000 token requests one after another (one
+ * call arrives and after the extension has served `servedRequests` token requests one after another (one
  * invocation at a time, as in a sandbox); `node -e 0`'s is read by a script that does nothing but
  * read it.
  */

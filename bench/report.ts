@@ -1,3 +1,5 @@
+import { formatNumber } from "./stats.ts";
+
 /*
  * What each benchmark hands back: one section of BENCHMARKS.md. The same section prints to the
  * terminal when a benchmark runs on its own (`npm run bench:serve`), so both show the same figures.
@@ -14,6 +16,30 @@ export interface Target {
   readonly met: boolean;
   /** The figure the claim was judged on. */
   readonly measured: string;
+}
+
+/** A figure judged against a bound computed from this run's floors. */
+export interface Bounded {
+  readonly figure: number;
+  readonly bound: number;
+  /** How the bound was computed from this run's floors ("the bare extension's N ms + 10 ms"); none for a fixed budget. */
+  readonly derivation?: string;
+  readonly unit: "ms" | "MB";
+  readonly digits?: number;
+  /** What the figure is: "median of paired differences". */
+  readonly detail: string;
+}
+
+/** "figure ≤ bound", stated with the bound's derivation and the figure's distance from it. */
+export function boundedTarget(claim: string, bounded: Bounded): Target {
+  const { figure, bound, derivation, unit, digits = 0, detail } = bounded;
+  const format = (value: number) => `${formatNumber(value, digits)} ${unit}`;
+  const met = figure <= bound;
+  return {
+    claim,
+    met,
+    measured: `${format(figure)} (${detail}) against ${derivation === undefined ? "" : `${derivation} = `}${format(bound)}: ${format(Math.abs(bound - figure))} ${met ? "under" : "over"}`,
+  };
 }
 
 export interface Section {

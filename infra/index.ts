@@ -14,18 +14,18 @@ export {
   type ProviderAudienceParts,
   providerAudience,
   type SigningAlgorithm,
-} from "./lib/broker-settings.ts";
-export { LambdaTokenBroker, type LambdaTokenBrokerProps } from "./lib/lambda-token-broker.ts";
-export { OutboundFederation, type OutboundFederationProps } from "./lib/outbound-federation.ts";
+} from "./constructs/broker-settings.ts";
+export { LambdaTokenBroker, type LambdaTokenBrokerProps } from "./constructs/lambda-token-broker.ts";
+export { OutboundFederation, type OutboundFederationProps } from "./constructs/outbound-federation.ts";
 export {
   type LayerFlavour,
   layerZipName,
   TokenBrokerLayer,
   type TokenBrokerLayerProps,
-} from "./lib/token-broker-layer.ts";
+} from "./constructs/token-broker-layer.ts";
 export {
   brokerOpsPort,
   TokenBrokerSidecar,
   type TokenBrokerSidecarProps,
-} from "./lib/token-broker-sidecar.ts";
-export { webIdentityTokenStatement } from "./lib/web-identity-token-policy.ts";
+} from "./constructs/token-broker-sidecar.ts";
+export { webIdentityTokenStatement } from "./constructs/web-identity-token-policy.ts";

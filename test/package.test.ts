@@ -134,6 +134,7 @@ describe("npm pack", () => {
       expect.arrayContaining([
         "dist/cdk/infra/index.js",
         "dist/cdk/infra/index.d.ts",
+        "dist/cdk/infra/constructs/lambda-token-broker.js",
         "dist/layers/token-broker-nodejs-x86_64.zip",
         "dist/layers/token-broker-nodejs-arm64.zip",
         "dist/layers/token-broker-standalone-x86_64.zip",
@@ -145,6 +146,14 @@ describe("npm pack", () => {
     );
     expect(files.filter((file) => file.endsWith(".ts") && !file.endsWith(".d.ts"))).toEqual([]);
     expect(files.filter((file) => /^(test|bench|scripts|node_modules)\//.test(file))).toEqual([]);
+    // The library is the constructs alone: no demo stack is compiled into it.
+    expect(
+      files.filter(
+        (file) =>
+          file.startsWith("dist/cdk/") &&
+          !/^dist\/cdk\/(infra\/constructs\/|infra\/index\.|broker\/)/.test(file),
+      ),
+    ).toEqual([]);
   });
 
   it("lets the Terraform module find the layer zips in the installed package, as in a clone", () => {

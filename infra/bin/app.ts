@@ -1,4 +1,4 @@
 import { App } from "aws-cdk-lib";
-import { defineDemoApp } from "../lib/demo-app.ts";
+import { defineDemoApp } from "../demo/demo-app.ts";
 
 defineDemoApp(new App());

@@ -20,7 +20,7 @@ output "service_account_email" {
 }
 
 locals {
-  # Exactly the context keys the CDK demo stacks read (infra/lib/demo-context.ts).
+  # Exactly the context keys the CDK demo stacks read (infra/demo/demo-context.ts).
   cdk_context = {
     googleProjectId            = var.project_id
     googleProjectNumber        = data.google_project.this.number

@@ -5,9 +5,13 @@ import { Template } from "aws-cdk-lib/assertions";
 import { Architecture, Runtime } from "aws-cdk-lib/aws-lambda";
 import { beforeAll, describe, expect, it } from "vitest";
 import { audiencePattern } from "../../broker/config.ts";
-import { type BrokerSettings, brokerEnvironment, workloadEnvironment } from "../lib/broker-settings.ts";
-import { layerZipName, TokenBrokerLayer } from "../lib/token-broker-layer.ts";
-import { webIdentityTokenStatement } from "../lib/web-identity-token-policy.ts";
+import {
+  type BrokerSettings,
+  brokerEnvironment,
+  workloadEnvironment,
+} from "../constructs/broker-settings.ts";
+import { layerZipName, TokenBrokerLayer } from "../constructs/token-broker-layer.ts";
+import { webIdentityTokenStatement } from "../constructs/web-identity-token-policy.ts";
 import { makeLayerFixtures } from "./layer-fixtures.ts";
 import { testApp } from "./synth.ts";
 import { loadModule, TerraformEvaluator, type TerraformModule } from "./terraform.ts";

@@ -5,7 +5,7 @@ import { Template } from "aws-cdk-lib/assertions";
 import { PolicyStatement } from "aws-cdk-lib/aws-iam";
 import type { CloudAssembly } from "aws-cdk-lib/cx-api";
 import { beforeAll, describe, expect, it } from "vitest";
-import { type DemoStacks, defineDemoApp } from "../lib/demo-app.ts";
+import { type DemoStacks, defineDemoApp } from "../demo/demo-app.ts";
 import { makeLayerFixtures } from "./layer-fixtures.ts";
 import { testApp } from "./synth.ts";
 

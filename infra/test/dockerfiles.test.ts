@@ -4,7 +4,7 @@ import { Stack } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import { ContainerImage, FargateTaskDefinition } from "aws-cdk-lib/aws-ecs";
 import { describe, expect, it } from "vitest";
-import { TokenBrokerSidecar } from "../lib/token-broker-sidecar.ts";
+import { TokenBrokerSidecar } from "../constructs/token-broker-sidecar.ts";
 import { testApp } from "./synth.ts";
 
 /*

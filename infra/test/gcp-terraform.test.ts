@@ -2,9 +2,9 @@
 import { Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
 import { demoWorld, federatedPrincipal } from "../../test/cloud/world.ts";
-import { providerAudience } from "../lib/broker-settings.ts";
-import { demoContextKeys, demoRoleNames, readDemoContext } from "../lib/demo-context.ts";
-import { EcsDemoStack } from "../lib/ecs-demo-stack.ts";
+import { providerAudience } from "../constructs/broker-settings.ts";
+import { demoContextKeys, demoRoleNames, readDemoContext } from "../demo/demo-context.ts";
+import { EcsDemoStack } from "../demo/ecs-demo-stack.ts";
 import { cdkJsonContext, testApp } from "./synth.ts";
 import { loadModule, loadTfvars, TerraformEvaluator, type TerraformModule } from "./terraform.ts";
 

@@ -8,7 +8,7 @@ import { ServiceAccount } from "kubernetes-models/v1";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { audiencePattern, defaults, variables } from "../../broker/config.ts";
-import { workloadEnvironment } from "../lib/broker-settings.ts";
+import { workloadEnvironment } from "../constructs/broker-settings.ts";
 
 /*
  * infra/kubernetes/demo-app.yaml read as kubectl would: every document validated offline against

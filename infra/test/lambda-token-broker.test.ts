@@ -13,9 +13,9 @@ import {
 } from "aws-cdk-lib/aws-lambda";
 import { Bucket } from "aws-cdk-lib/aws-s3";
 import { beforeAll, describe, expect, it } from "vitest";
-import { type BrokerSettings, providerAudience } from "../lib/broker-settings.ts";
-import { LambdaTokenBroker } from "../lib/lambda-token-broker.ts";
-import { type LayerFlavour, TokenBrokerLayer } from "../lib/token-broker-layer.ts";
+import { type BrokerSettings, providerAudience } from "../constructs/broker-settings.ts";
+import { LambdaTokenBroker } from "../constructs/lambda-token-broker.ts";
+import { type LayerFlavour, TokenBrokerLayer } from "../constructs/token-broker-layer.ts";
 import { makeLayerFixtures } from "./layer-fixtures.ts";
 import { testApp } from "./synth.ts";
 import { expectedWebIdentityTokenStatement } from "./web-identity-statement.ts";

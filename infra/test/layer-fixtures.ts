@@ -3,7 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Architecture } from "aws-cdk-lib/aws-lambda";
-import { type LayerFlavour, layerZipName } from "../lib/token-broker-layer.ts";
+import { type LayerFlavour, layerZipName } from "../constructs/token-broker-layer.ts";
 
 /**
  * Four small but real layer zips (launcher at `extensions/token-broker`), zipped with the same

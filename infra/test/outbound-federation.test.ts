@@ -1,7 +1,7 @@
 import type { CfnElement } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
-import { FederationStack } from "../lib/federation-stack.ts";
+import { FederationStack } from "../demo/federation-stack.ts";
 import { testApp } from "./synth.ts";
 
 let stack: FederationStack;

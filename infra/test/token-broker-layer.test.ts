@@ -6,7 +6,7 @@ import { Template } from "aws-cdk-lib/assertions";
 import { Architecture, Runtime } from "aws-cdk-lib/aws-lambda";
 import { describe, expect, it } from "vitest";
 import { layerFileName } from "../../scripts/layer.ts";
-import { layerZipName, TokenBrokerLayer } from "../lib/token-broker-layer.ts";
+import { layerZipName, TokenBrokerLayer } from "../constructs/token-broker-layer.ts";
 import { makeLayerFixtures } from "./layer-fixtures.ts";
 import { testApp } from "./synth.ts";
 

@@ -12,8 +12,8 @@ import {
   OperatingSystemFamily,
 } from "aws-cdk-lib/aws-ecs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { providerAudience } from "../lib/broker-settings.ts";
-import { TokenBrokerSidecar } from "../lib/token-broker-sidecar.ts";
+import { providerAudience } from "../constructs/broker-settings.ts";
+import { TokenBrokerSidecar } from "../constructs/token-broker-sidecar.ts";
 import { testApp } from "./synth.ts";
 import { expectedWebIdentityTokenStatement } from "./web-identity-statement.ts";
 

@@ -1,4 +1,4 @@
-import type { SigningAlgorithm } from "../lib/broker-settings.ts";
+import type { SigningAlgorithm } from "../constructs/broker-settings.ts";
 
 /** What a broker's role may ask AWS STS for, as its policy should pin it. */
 export interface WebIdentityTokenLimits {

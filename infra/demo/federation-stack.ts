@@ -1,6 +1,6 @@
 import { CfnOutput, Stack, type StackProps } from "aws-cdk-lib";
 import type { Construct } from "constructs";
-import { OutboundFederation } from "./outbound-federation.ts";
+import { OutboundFederation } from "../constructs/outbound-federation.ts";
 
 /**
  * Step one of the walk-through: enable outbound federation once per account and print the issuer

@@ -5,14 +5,14 @@ import { Architecture, Runtime } from "aws-cdk-lib/aws-lambda";
 import { NodejsFunction, OutputFormat } from "aws-cdk-lib/aws-lambda-nodejs";
 import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
 import type { Construct } from "constructs";
+import { LambdaTokenBroker } from "../constructs/lambda-token-broker.ts";
+import { TokenBrokerLayer } from "../constructs/token-broker-layer.ts";
 import {
   type DemoContext,
   demoBrokerSettings,
   demoRoleNames,
   demoWorkloadEnvironment,
 } from "./demo-context.ts";
-import { LambdaTokenBroker } from "./lambda-token-broker.ts";
-import { TokenBrokerLayer } from "./token-broker-layer.ts";
 
 export interface LambdaDemoStackProps extends StackProps {
   readonly demo: DemoContext;

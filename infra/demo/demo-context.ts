@@ -1,7 +1,7 @@
 import path from "node:path";
 import { Annotations } from "aws-cdk-lib";
 import type { Construct } from "constructs";
-import { type BrokerSettings, providerAudience } from "./broker-settings.ts";
+import { type BrokerSettings, providerAudience } from "../constructs/broker-settings.ts";
 
 /**
  * The account-specific settings of the demo stacks, read from CDK context (`cdk.json`, or

@@ -15,13 +15,13 @@ import {
 import { Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
 import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
 import type { Construct } from "constructs";
+import { TokenBrokerSidecar } from "../constructs/token-broker-sidecar.ts";
 import {
   type DemoContext,
   demoBrokerSettings,
   demoRoleNames,
   demoWorkloadEnvironment,
 } from "./demo-context.ts";
-import { TokenBrokerSidecar } from "./token-broker-sidecar.ts";
 
 export interface EcsDemoStackProps extends StackProps {
   readonly demo: DemoContext;
