@@ -4,7 +4,7 @@ import type { BrokerHandle } from "../../broker/main.ts";
 import { impersonatedServiceAccount } from "../cloud/cloud.ts";
 import { accessTokenOf, getToken } from "../support/broker-probes.ts";
 import { type ChildResult, runChild } from "../support/child.ts";
-import { buildGoProgram } from "../support/go-build.ts";
+import { buildGoProgram, missingGo } from "../support/go-build.ts";
 import { hermeticBrokers } from "../support/hermetic-brokers.ts";
 import { workloadEnv } from "../support/workload-env.ts";
 import { requireDebian } from "./debian-requirement.ts";
@@ -19,14 +19,14 @@ const source = fileURLToPath(new URL("../../client-demo/go/", import.meta.url));
 const install = "golang-go golang-golang-x-oauth2-google-dev golang-google-cloud-compute-metadata-dev";
 
 describe("the Go example through the broker", () => {
-  const build = buildGoProgram(source, [
+  const unavailable = missingGo([
     { importPath: "golang.org/x/oauth2/google", debianPackage: "golang-golang-x-oauth2-google-dev" },
     {
       importPath: "cloud.google.com/go/compute/metadata",
       debianPackage: "golang-google-cloud-compute-metadata-dev",
     },
   ]);
-  const unavailable = "unavailable" in build ? build.unavailable : undefined;
+  let binary: string | undefined;
   const suite = hermeticBrokers({ scanAtEnd: () => unavailable === undefined });
 
   /** A broker with impersonation, and the example run once against it as a workload beside it. */
@@ -34,9 +34,10 @@ describe("the Go example through the broker", () => {
     bucket: string,
     requestId: string,
   ): Promise<{ broker: BrokerHandle; result: ChildResult }> {
+    binary ??= buildGoProgram(source);
     const broker = await suite.start({ impersonate: true });
     const result = await runChild(
-      (build as { binary: string }).binary,
+      binary,
       [requestId],
       workloadEnv(new URL(broker.metadataUrl).host, {
         PATH: "/usr/bin:/bin",
