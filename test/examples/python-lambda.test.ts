@@ -11,13 +11,18 @@ import { secretScan } from "../support/secret-scan.ts";
 import { pythonFunction, pythonRuntime } from "./python-function.ts";
 
 /*
- * client-demo/python/handler.py, the walk-through in Python, as a Lambda function with the
- * standalone layer (the flavour for runtimes other than Node) in the local Lambda sandbox, against
- * the hermetic cloud: google-auth finds the broker through the metadata variables the deployment
- * sets, and its AuthorizedSession writes to the fake GCS and BigQuery through their REST APIs.
+ * Python functions with the standalone layer (the flavour for runtimes other than Node) in the
+ * local Lambda sandbox, against the hermetic cloud:
+ * - client-demo/python/handler.py, the walk-through: google-auth finds the broker through the
+ *   metadata variables the deployment sets, and its AuthorizedSession writes to the fake GCS and
+ *   BigQuery through their REST APIs;
+ * - the Terraform example's function (standard library only), which Terraform zips as it is.
  */
 
 const handlerPath = fileURLToPath(new URL("../../client-demo/python/handler.py", import.meta.url));
+const terraformHandlerPath = fileURLToPath(
+  new URL("../../infra/terraform/aws/examples/lambda/function/handler.py", import.meta.url),
+);
 const debian = "Debian python3-google-auth";
 const cloudPlatform = "https://www.googleapis.com/auth/cloud-platform";
 const invocations = 2;
@@ -150,5 +155,52 @@ describe.each(pythonGoogleAuths())(
         expect(demo.bigquery.rows(world.dataset, world.table)).toHaveLength(invocations);
       },
     );
+  },
+);
+
+describe.skipIf(envelope !== undefined)(
+  `the Terraform example's function${envelope === undefined ? "" : ` (${envelope})`}`,
+  () => {
+    let demo: Cloud;
+    let bundle: FunctionBundle;
+    let lambda: LocalLambda;
+    const results: InvokeResult[] = [];
+
+    beforeAll(async () => {
+      demo = await startCloud();
+      bundle = await pythonFunction(terraformHandlerPath);
+      lambda = await startDemoLambda({
+        demo,
+        layer: await standaloneLayer(),
+        bundle,
+        impersonate: true,
+        runtime: pythonRuntime("/usr/bin/python3"),
+      });
+      for (let i = 0; i < invocations; i++) results.push(await lambda.invoke({}));
+    });
+
+    afterAll(async () => {
+      await lambda?.close();
+      await bundle?.remove();
+      await demo?.close();
+    });
+
+    it("writes each invocation's greeting with the broker's token", () => {
+      const { world } = demo;
+      for (const result of results) {
+        const { statusCode, body } = response(result);
+        expect(statusCode).toBe(200);
+        const { object } = body as { object: string };
+        expect(object).toMatch(new RegExp(`^gs://${world.grantedBucket}/hello_\\d{8}T\\d{9}Z\\.txt$`));
+        const stored = demo.gcs.object(world.grantedBucket, object.split("/").at(-1) ?? "");
+        expect(stored?.bytes.toString("utf8")).toBe(`Hello from request ${result.requestId}\n`);
+      }
+      const issued = demo.ledger
+        .secrets()
+        .filter((secret) => secret.source === "iam-credentials")
+        .map((secret) => secret.value);
+      expect(issued).toHaveLength(1);
+      expect(demo.gcs.requests().map((request) => request.bearer)).toEqual(results.map(() => issued[0]));
+    });
   },
 );
