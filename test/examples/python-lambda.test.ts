@@ -26,6 +26,8 @@ const terraformHandlerPath = fileURLToPath(
 const debian = "Debian python3-google-auth";
 const cloudPlatform = "https://www.googleapis.com/auth/cloud-platform";
 const invocations = 2;
+/** Building the layer (the first suite), the sandbox's init and the invocations, on a loaded machine. */
+const sandboxTimeoutMs = 120_000;
 
 interface Greeting {
   readonly object: string;
@@ -77,7 +79,7 @@ describe.each(pythonGoogleAuths())(
         environment: candidate.env,
       });
       for (let i = 0; i < invocations; i++) results.push(await lambda.invoke({}));
-    });
+    }, sandboxTimeoutMs);
 
     afterAll(async () => {
       await lambda?.close();
@@ -177,7 +179,7 @@ describe.skipIf(envelope !== undefined)(
         runtime: pythonRuntime("/usr/bin/python3"),
       });
       for (let i = 0; i < invocations; i++) results.push(await lambda.invoke({}));
-    });
+    }, sandboxTimeoutMs);
 
     afterAll(async () => {
       await lambda?.close();
