@@ -1,4 +1,5 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: these strings are Terraform interpolations, compared verbatim
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { Stack } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
@@ -256,7 +257,9 @@ describe("infra/terraform/aws/examples/lambda", () => {
       runtime: "${local.runtime}",
       architectures: ["${local.architecture}"],
       layers: ['${module.token_broker.layer_arns["${local.flavour}-${local.architecture}"]}'],
-      environment: [{ variables: "${merge(module.token_broker.environment, { BUCKET = var.bucket })}" }],
+      environment: [
+        { variables: "${merge(module.token_broker.environment, { GOOGLE_BUCKET = var.bucket })}" },
+      ],
     });
     expect(fn.depends_on).toContain("${module.token_broker}");
     const locals = Object.assign({}, ...example.locals) as Record<string, string>;
@@ -271,5 +274,19 @@ describe("infra/terraform/aws/examples/lambda", () => {
     });
     const role = only(example.resource.aws_iam_role, "function");
     expect(role.assume_role_policy).toBe("${data.aws_iam_policy_document.lambda_assume_role.json}");
+  });
+
+  it("zips its own function code: the package is function/, and handler.handler is in it", () => {
+    const fn = only(example.resource.aws_lambda_function, "example");
+    expect(fn).toMatchObject({
+      filename: "${data.archive_file.function.output_path}",
+      source_code_hash: "${data.archive_file.function.output_base64sha256}",
+      handler: "handler.handler",
+    });
+    expect(only(example.data.archive_file, "function")).toMatchObject({
+      type: "zip",
+      source_dir: "${path.module}/function",
+    });
+    expect(existsSync(path.join(moduleDirectory, "examples", "lambda", "function", "handler.py"))).toBe(true);
   });
 });

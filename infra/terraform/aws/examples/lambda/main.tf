@@ -1,10 +1,15 @@
 # A Lambda function that reaches Google Cloud with no keys: the function, its execution role, and
 # the token-broker module, which adds the layer, the environment and the role's one permission.
+# The function's code is function/handler.py, zipped by Terraform itself (archive_file).
 #
-#   terraform init && terraform apply -var audience=$(terraform -chdir=../../../../gcp output -raw provider_audience)
+#   npm run build:layer     # once, at the repository root: the layer zips the module publishes
+#   terraform init
+#   terraform apply \
+#     -var audience="$(terraform -chdir=../../../../gcp output -raw provider_audience)" \
+#     -var bucket="$(echo var.bucket_name | terraform -chdir=../../../../gcp console | tr -d '"')"
 #
-# The function's code needs no credentials code: any Google SDK finds the broker through the
-# GCE_METADATA_* variables. Its role ARN must be one of infra/gcp's aws_role_arns.
+# Its role ARN (output function_role_arn) must be one of infra/gcp's aws_role_arns, whose
+# principals may write that bucket.
 
 terraform {
   required_version = ">= 1.5"
@@ -12,6 +17,10 @@ terraform {
     aws = {
       source  = "hashicorp/aws"
       version = ">= 5.0, < 7.0"
+    }
+    archive = {
+      source  = "hashicorp/archive"
+      version = ">= 2.4"
     }
   }
 }
@@ -21,14 +30,8 @@ variable "audience" {
   type        = string
 }
 
-variable "function_zip" {
-  description = "The function's deployment package."
-  type        = string
-  default     = "function.zip"
-}
-
 variable "bucket" {
-  description = "The Google Cloud Storage bucket the function writes to (infra/gcp's bucket_name)."
+  description = "The Google Cloud Storage bucket the function writes to (infra/gcp's bucket_name variable)."
   type        = string
 }
 
@@ -37,6 +40,13 @@ locals {
   architecture = "arm64"
   # The nodejs flavour for Node 22+ runtimes, the standalone one (with its own Node) for the rest.
   flavour = contains(module.token_broker.nodejs_runtimes, local.runtime) ? "nodejs" : "standalone"
+}
+
+# The deployment package, rebuilt whenever function/ changes.
+data "archive_file" "function" {
+  type        = "zip"
+  source_dir  = "${path.module}/function"
+  output_path = "${path.module}/function.zip"
 }
 
 data "aws_iam_policy_document" "lambda_assume_role" {
@@ -60,6 +70,9 @@ resource "aws_iam_role_policy_attachment" "logs" {
 }
 
 module "token_broker" {
+  # This repository's module, from a clone. Outside it, point at a copy of infra/terraform/aws:
+  # "./node_modules/token-broker/infra/terraform/aws" when the npm package is installed, or
+  # "git::<repository URL>//infra/terraform/aws?ref=<tag>" from the Git repository.
   source    = "../.."
   audience  = var.audience
   role_name = aws_iam_role.function.name
@@ -68,8 +81,8 @@ module "token_broker" {
 resource "aws_lambda_function" "example" {
   function_name    = "token-broker-example"
   role             = aws_iam_role.function.arn
-  filename         = var.function_zip
-  source_code_hash = filebase64sha256(var.function_zip)
+  filename         = data.archive_file.function.output_path
+  source_code_hash = data.archive_file.function.output_base64sha256
   handler          = "handler.handler"
   runtime          = local.runtime
   architectures    = [local.architecture]
@@ -79,7 +92,7 @@ resource "aws_lambda_function" "example" {
   layers      = [module.token_broker.layer_arns["${local.flavour}-${local.architecture}"]]
 
   environment {
-    variables = merge(module.token_broker.environment, { BUCKET = var.bucket })
+    variables = merge(module.token_broker.environment, { GOOGLE_BUCKET = var.bucket })
   }
 
   # The first invocation must not race the permission.
