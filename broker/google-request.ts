@@ -6,15 +6,12 @@ import { retryAfterMs, ThrottledError } from "./throttling.ts";
 import type { UpstreamCalls } from "./upstream-calls.ts";
 
 /** Each HTTP attempt's own limit; the chain's signal bounds the chain as a whole. */
-export const attemptTimeoutMs = 5_000;
+const attemptTimeoutMs = 5_000;
 
 /*
- * How each client of the chain's Google half (federated-exchange.ts, impersonation.ts, id-tokens.ts)
- * sends its one call: a plain POST through google-auth-library's transport (gaxios), because the
- * library's own clients keep caches, retries and fixed addresses that fight the broker's cache,
- * deadlines and configured endpoints. Each call carries the chain's AbortSignal and a per-attempt
- * timeout, is reported under its client's step, and fails as a BrokerError chosen by HTTP status and
- * Google's error field, never by message text.
+ * Every Google call of the chain is a plain POST through google-auth-library's transport (gaxios):
+ * the library's own clients keep caches, retries and fixed addresses that fight the broker's cache,
+ * deadlines and configured endpoints. Failures map by HTTP status and Google's error field.
  */
 
 /** A Google API as one client of the chain calls it: how its metrics and error lines name it. */
@@ -124,7 +121,7 @@ function googleError(api: GoogleApi, error: unknown, nowMs: number): BrokerError
 
 /** The one way the chain's Google clients send: one gaxios instance, no retries of its own. */
 export class GoogleRequests {
-  // Without AuthClient's interceptors: their debug log (GOOGLE_SDK_NODE_LOGGING) prints answers, tokens included.
+  // No AuthClient interceptors: their debug log (GOOGLE_SDK_NODE_LOGGING) prints answers, tokens and all.
   readonly #transport = new gaxios.Gaxios({ retry: false });
   readonly #calls: UpstreamCalls;
   readonly #clock: Clock;
@@ -156,7 +153,6 @@ export class GoogleRequests {
       responseType: "json",
       signal,
       timeout: attemptTimeoutMs,
-      retry: false,
     });
     // gaxios hands back the text when a JSON answer does not parse.
     if (typeof response.data !== "object" || response.data === null) {

@@ -76,12 +76,9 @@ export function serviceAccountTokens(deps: {
 }
 
 /**
- * The broker's chain, with each intermediate credential reused: one AWS JWT for every exchange
- * while it has a minute left (CachedSubjectToken), and with a service account one federated token
- * for every scope set and audience, kept by a token cache of its own, so under the same freshness
- * rules, singleflight and backoff as the tokens it serves. A cold sandbox asking for N scope sets
- * then costs 1 GetWebIdentityToken + 1 exchange + N generateAccessToken (impersonating), or
- * 1 + N (direct).
+ * The broker's chain, each intermediate credential reused: one AWS JWT for every exchange while it
+ * has a minute left, and with a service account one federated token for every scope set and
+ * audience, kept by a token cache of its own (the same freshness rules, singleflight and backoff).
  */
 export function tokenChain(deps: TokenChainDeps): TokenFetcher {
   const { config, clock, random, metrics, logger } = deps;
