@@ -13,7 +13,8 @@ import {
   createStsClient,
   FederatedExchange,
   federatedScopes,
-  Impersonation,
+  GoogleRequests,
+  serviceAccountTokens,
   type TokenChainDeps,
   tokenChain,
   UpstreamCalls,
@@ -129,14 +130,14 @@ async function startCloudWorker(quotas: FleetQuotas): Promise<CloudWorker> {
 function chainWithoutReuse(deps: TokenChainDeps & { sts: NonNullable<TokenChainDeps["sts"]> }): TokenFetcher {
   const { config, clock } = deps;
   const calls = new UpstreamCalls({ clock, metrics: deps.metrics, logger: deps.logger });
-  const identity = awsIdentity(deps, calls);
-  const exchange = new FederatedExchange({ config, calls, clock, subject: identity });
+  const google = new GoogleRequests({ calls, clock });
+  const exchange = new FederatedExchange({ config, google, clock, subject: awsIdentity(deps, calls) });
   if (config.serviceAccount === undefined) return exchange;
-  return new Impersonation({
+  return serviceAccountTokens({
     config,
-    calls,
-    clock,
     serviceAccount: config.serviceAccount,
+    clock,
+    google,
     federated: (signal) => exchange.accessToken(federatedScopes, signal),
   });
 }

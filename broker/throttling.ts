@@ -2,10 +2,8 @@ import { BrokerError } from "./errors.ts";
 import type { UpstreamStep } from "./upstream-steps.ts";
 
 /**
- * An upstream refused a call because a rate quota of the caller's account or project is spent
- * (Google: 429 RESOURCE_EXHAUSTED; AWS STS: `Throttling`). It is retryable, but not soon: the
- * token cache backs off at least `retryAfterMs` when the answer said how long, and by its own
- * schedule otherwise.
+ * An upstream refused a call because a rate quota is spent (Google: 429 RESOURCE_EXHAUSTED; AWS STS:
+ * `Throttling`). Retryable, but not soon: the token cache waits at least `retryAfterMs` if given.
  */
 export class ThrottledError extends BrokerError {
   readonly step: UpstreamStep;

@@ -3,7 +3,11 @@ import { AwsIdentity, createStsClient } from "./aws-identity.ts";
 import type { Clock, Random } from "./clock.ts";
 import type { Config } from "./config.ts";
 import { BrokerError } from "./errors.ts";
-import { FederatedExchange, federatedScopes, Impersonation } from "./google-exchange.ts";
+import { FederatedExchange } from "./federated-exchange.ts";
+import { GoogleRequests } from "./google-request.ts";
+import { type FederatedToken, federatedScopes, IamCredentials } from "./iam-credentials.ts";
+import { IdTokens } from "./id-tokens.ts";
+import { Impersonation } from "./impersonation.ts";
 import type { Logger } from "./logger.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import { CachedSubjectToken, untilAborted } from "./subject-token.ts";
@@ -15,9 +19,10 @@ import { UpstreamCalls } from "./upstream-calls.ts";
  * first token request: the AWS SDK and google-auth-library live only behind this module, so the
  * Lambda layer can ship it as its own file that is read and compiled only when it is needed.
  */
-export { AwsIdentity, createStsClient } from "./aws-identity.ts";
-export { FederatedExchange, federatedScopes, Impersonation } from "./google-exchange.ts";
-export { CachedSubjectToken } from "./subject-token.ts";
+export { createStsClient } from "./aws-identity.ts";
+export { FederatedExchange } from "./federated-exchange.ts";
+export { GoogleRequests } from "./google-request.ts";
+export { federatedScopes } from "./iam-credentials.ts";
 export { UpstreamCalls } from "./upstream-calls.ts";
 
 export interface TokenChainDeps {
@@ -50,22 +55,40 @@ export function awsIdentity(
 }
 
 /**
- * The broker's chain, with each intermediate credential reused: one AWS JWT for every exchange
- * while it has a minute left (CachedSubjectToken), and with a service account one federated token
- * for every scope set and audience, kept by a token cache of its own, so under the same freshness
- * rules, singleflight and backoff as the tokens it serves. A cold sandbox asking for N scope sets
- * then costs 1 GetWebIdentityToken + 1 exchange + N generateAccessToken (impersonating), or
- * 1 + N (direct).
+ * With a service account: its access tokens (impersonation) and ID tokens from IAM Credentials,
+ * both called with the federated token `federated` gives.
+ */
+export function serviceAccountTokens(deps: {
+  readonly config: Pick<Config, "iamCredentialsUrl" | "impersonationLifetimeSeconds">;
+  readonly serviceAccount: string;
+  readonly clock: Clock;
+  readonly google: GoogleRequests;
+  readonly federated: FederatedToken;
+}): TokenFetcher {
+  const { config, clock } = deps;
+  const iam = new IamCredentials(deps);
+  const impersonation = new Impersonation({ iam, clock, config });
+  const idTokens = new IdTokens({ iam, clock });
+  return {
+    accessToken: (scopes, signal) => impersonation.accessToken(scopes, signal),
+    idToken: (request, signal) => idTokens.idToken(request, signal),
+  };
+}
+
+/**
+ * The broker's chain, each intermediate credential reused: one AWS JWT for every exchange while it
+ * has a minute left, and with a service account one federated token for every scope set and
+ * audience, kept by a token cache of its own (the same freshness rules, singleflight and backoff).
  */
 export function tokenChain(deps: TokenChainDeps): TokenFetcher {
   const { config, clock, random, metrics, logger } = deps;
   const calls = new UpstreamCalls({ clock, metrics, logger });
-  const identity = awsIdentity(deps, calls);
+  const google = new GoogleRequests({ calls, clock });
   const exchange = new FederatedExchange({
     config,
-    calls,
+    google,
     clock,
-    subject: new CachedSubjectToken(identity, clock),
+    subject: new CachedSubjectToken(awsIdentity(deps, calls), clock),
   });
   if (config.serviceAccount === undefined) return exchange;
   const policy = deps.policy ?? defaultRefreshPolicy;
@@ -80,11 +103,11 @@ export function tokenChain(deps: TokenChainDeps): TokenFetcher {
     // The chain that asks bounds its own wait (its signal), which is longer than a client's.
     policy: { ...policy, waitMs: policy.chainDeadlineMs },
   });
-  return new Impersonation({
+  return serviceAccountTokens({
     config,
-    calls,
-    clock,
     serviceAccount: config.serviceAccount,
+    clock,
+    google,
     federated: (signal) =>
       untilAborted(
         federated.accessToken(),

@@ -6,10 +6,9 @@ import { ThrottledError } from "./throttling.ts";
 import type { UpstreamStep } from "./upstream-steps.ts";
 
 /**
- * Every upstream call of a token chain (AWS STS, Google STS, impersonation) goes through `run`, so
- * each is reported the one way: latency and outcome metrics by step, and one log line, "upstream
- * call" at info, or at warn with the failure's code and message. A spent quota has its own
- * outcome, `throttled`, so a dashboard tells it from an outage.
+ * Every upstream call of a token chain goes through `run`: latency and outcome metrics by step, and
+ * one log line ("upstream call", or a warning with the failure's code). A spent quota has an outcome
+ * of its own, `throttled`, so a dashboard tells it from an outage.
  */
 export class UpstreamCalls {
   readonly #clock: Clock;

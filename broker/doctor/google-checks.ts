@@ -1,7 +1,10 @@
 import { systemClock } from "../clock.ts";
 import type { Config } from "../config.ts";
 import { type BrokerError, isBrokerError } from "../errors.ts";
-import { FederatedExchange, federatedScopes, Impersonation } from "../google-exchange.ts";
+import { FederatedExchange } from "../federated-exchange.ts";
+import { GoogleRequests } from "../google-request.ts";
+import { federatedScopes, IamCredentials } from "../iam-credentials.ts";
+import { Impersonation } from "../impersonation.ts";
 import type { SubjectTokenSource } from "../subject-token.ts";
 import type { UpstreamCalls } from "../upstream-calls.ts";
 import {
@@ -121,7 +124,7 @@ export function googleStsCheck(clients: GoogleClients): Check {
         const scopes = config.serviceAccount === undefined ? config.scopes : federatedScopes;
         const exchange = new FederatedExchange({
           config,
-          calls: clients.calls(),
+          google: new GoogleRequests({ calls: clients.calls(), clock: systemClock }),
           clock: systemClock,
           subject: mintedJwt(facts),
         });
@@ -185,13 +188,13 @@ export function impersonationCheck(clients: GoogleClients): Check {
       const subject = facts.subject ?? String(facts.claims?.sub ?? "");
       try {
         const federated = need(facts.federatedToken, "the federated token");
-        const impersonation = new Impersonation({
+        const iam = new IamCredentials({
           config,
-          calls: clients.calls(),
-          clock: systemClock,
           serviceAccount,
+          google: new GoogleRequests({ calls: clients.calls(), clock: systemClock }),
           federated: async () => federated,
         });
+        const impersonation = new Impersonation({ iam, clock: systemClock, config });
         const token = await impersonation.accessToken(config.scopes, signal);
         facts.servedToken = token;
         facts.servedMember = `serviceAccount:${serviceAccount}`;

@@ -1,0 +1,216 @@
+import { describe, expect, it } from "vitest";
+import { systemClock } from "../broker/clock.ts";
+import { type FederatedToken, IamCredentials, type IamCredentialsMethod } from "../broker/iam-credentials.ts";
+import { IdTokens } from "../broker/id-tokens.ts";
+import { Impersonation } from "../broker/impersonation.ts";
+import { ThrottledError } from "../broker/throttling.ts";
+import { impersonatedServiceAccount } from "./cloud/cloud.ts";
+import type { Fault } from "./cloud/faults.ts";
+import { demoWorld } from "./cloud/world.ts";
+import { brokerErrorOf, demoFederatedTokens, hermeticUpstream } from "./support/chain-clients.ts";
+
+/*
+ * What IAM Credentials' two methods share (iam-credentials.ts), driven through both clients
+ * (impersonation.ts, id-tokens.ts) against the hermetic IAM Credentials behind a recording proxy:
+ * the address, the federated Bearer, the error each refusal becomes, and an abort mid-call.
+ */
+
+const upstream = hermeticUpstream((cloud) => cloud.iamCredentials);
+const serviceAccount = impersonatedServiceAccount(demoWorld);
+
+interface Options {
+  readonly serviceAccount?: string;
+  readonly federated?: FederatedToken;
+  readonly signal?: AbortSignal;
+  /** What generateAccessToken asks for. */
+  readonly scopes?: readonly string[];
+  /** What generateIdToken asks for. */
+  readonly audience?: string;
+}
+
+/** One call of `method` through its client, as the broker makes it. */
+function call(method: IamCredentialsMethod, options: Options = {}): Promise<{ token: string }> {
+  const iam = new IamCredentials({
+    config: { iamCredentialsUrl: upstream.proxy.url },
+    serviceAccount: options.serviceAccount ?? serviceAccount,
+    google: upstream.clients.google,
+    federated: options.federated ?? demoFederatedTokens(upstream.cloud, upstream.clients),
+  });
+  const signal = options.signal ?? AbortSignal.timeout(5_000);
+  if (method === "generateAccessToken") {
+    const impersonation = new Impersonation({
+      iam,
+      clock: systemClock,
+      config: { impersonationLifetimeSeconds: 3600 },
+    });
+    return impersonation.accessToken(options.scopes ?? ["https://www.googleapis.com/auth/bigquery"], signal);
+  }
+  return new IdTokens({ iam, clock: systemClock }).idToken(
+    { audience: options.audience ?? "https://service.example", format: "standard", includeLicenses: false },
+    signal,
+  );
+}
+
+const grantFix = (account: string) =>
+  `grant roles/iam.workloadIdentityUser on ${account} to the AWS role's federated principal`;
+
+describe.each<{ method: IamCredentialsMethod; permission: string }>([
+  { method: "generateAccessToken", permission: "iam.serviceAccounts.getAccessToken" },
+  { method: "generateIdToken", permission: "iam.serviceAccounts.getOpenIdToken" },
+])("IAM Credentials $method", ({ method, permission }) => {
+  it("posts to the service account's method with the federated token as Bearer", async () => {
+    const federated = demoFederatedTokens(upstream.cloud, upstream.clients);
+    const bearer = (await federated(AbortSignal.timeout(5_000))).token;
+    await call(method, { federated: async () => ({ token: bearer, expiresAtMs: Date.now() + 3_600_000 }) });
+
+    const [request, ...others] = upstream.proxy.requests();
+    expect(others).toEqual([]);
+    expect({
+      method: request?.method,
+      path: request?.path,
+      authorization: request?.headers.authorization,
+      contentType: request?.headers["content-type"],
+    }).toEqual({
+      method: "POST",
+      path: `/v1/projects/-/serviceAccounts/${encodeURIComponent(serviceAccount)}:${method}`,
+      authorization: `Bearer ${bearer}`,
+      contentType: "application/json",
+    });
+    expect(upstream.clients.reported().at(-1)).toEqual({ step: "impersonation", outcome: "success" });
+  });
+
+  it("400 (a request Google refuses): IMPERSONATION_DENIED with Google's reason", async () => {
+    const error = await brokerErrorOf(
+      call(method, method === "generateAccessToken" ? { scopes: [] } : { audience: "" }),
+    );
+    const reason =
+      method === "generateAccessToken"
+        ? "Field 'scope' must list at least one OAuth scope."
+        : "Field 'audience' is required: the aud claim of the ID token.";
+    expect({ code: error.code, status: error.httpStatus, message: error.message }).toEqual({
+      code: "IMPERSONATION_DENIED",
+      status: 503,
+      message: `impersonating ${serviceAccount} was refused (INVALID_ARGUMENT: ${reason}); ${grantFix(serviceAccount)}`,
+    });
+  });
+
+  it("401 (a federated token Google does not know): IMPERSONATION_DENIED, no token in the message", async () => {
+    const unknown = "ya29.never-issued-by-google-sts";
+    const error = await brokerErrorOf(
+      call(method, { federated: async () => ({ token: unknown, expiresAtMs: Date.now() + 3_600_000 }) }),
+    );
+    expect({ code: error.code, message: error.message }).toEqual({
+      code: "IMPERSONATION_DENIED",
+      message: `impersonating ${serviceAccount} was refused (UNAUTHENTICATED: Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.); ${grantFix(serviceAccount)}`,
+    });
+    expect(upstream.clients.log()).not.toContain(unknown);
+  });
+
+  it("403 (the role may not impersonate the account): IMPERSONATION_DENIED, naming the grant", async () => {
+    const other = "nobody@demo-project.iam.gserviceaccount.com";
+    const error = await brokerErrorOf(call(method, { serviceAccount: other }));
+    expect({ code: error.code, message: error.message }).toEqual({
+      code: "IMPERSONATION_DENIED",
+      message: `impersonating ${other} was refused (PERMISSION_DENIED: Permission '${permission}' denied on resource (or it may not exist).); ${grantFix(other)}`,
+    });
+    expect(upstream.clients.reported().at(-1)).toEqual({
+      step: "impersonation",
+      outcome: "error",
+      code: "IMPERSONATION_DENIED",
+    });
+  });
+
+  it("404 (no such account): IMPERSONATION_DENIED, asking to check it exists", async () => {
+    const missing = "missing@demo-project.iam.gserviceaccount.com";
+    const error = await brokerErrorOf(call(method, { serviceAccount: missing }));
+    expect({ code: error.code, message: error.message }).toEqual({
+      code: "IMPERSONATION_DENIED",
+      message: `impersonating ${missing} was refused (NOT_FOUND: Not found; Gaia id not found for email ${missing}); check that ${missing} exists`,
+    });
+  });
+
+  it.each<{ label: string; fault: Fault; code: string; message: string; outcome: string }>([
+    {
+      label: "HTTP 429 (throttle)",
+      fault: { kind: "throttle" },
+      code: "UPSTREAM_THROTTLED",
+      message:
+        "IAM Credentials refused the call: quota iamcredentials.googleapis.com requests per minute per project is spent (HTTP 429 RESOURCE_EXHAUSTED); retrying with backoff; if it persists, raise the quota for the service account's project",
+      outcome: "throttled",
+    },
+    {
+      label: "HTTP 500",
+      fault: { kind: "status", status: 500 },
+      code: "IMPERSONATION_UNAVAILABLE",
+      message: "IAM Credentials is unavailable (HTTP 500); retrying",
+      outcome: "error",
+    },
+    {
+      label: "HTTP 503",
+      fault: { kind: "status", status: 503 },
+      code: "IMPERSONATION_UNAVAILABLE",
+      message: "IAM Credentials is unavailable (HTTP 503); retrying",
+      outcome: "error",
+    },
+    {
+      label: "connection reset",
+      fault: { kind: "reset" },
+      code: "IMPERSONATION_UNAVAILABLE",
+      message: "IAM Credentials is unavailable (no response); retrying",
+      outcome: "error",
+    },
+    {
+      label: "malformed body",
+      fault: { kind: "malformed" },
+      code: "UPSTREAM_MALFORMED",
+      message: "IAM Credentials answered with a malformed body (HTTP 200); retrying",
+      outcome: "error",
+    },
+  ])("$label → $code", async ({ fault, code, message, outcome }) => {
+    upstream.cloud.iamCredentials.faults.inject(fault);
+    const error = await brokerErrorOf(call(method));
+    expect({ code: error.code, status: error.httpStatus, message: error.message }).toEqual({
+      code,
+      status: 503,
+      message,
+    });
+    expect(upstream.clients.reported().at(-1)).toEqual({ step: "impersonation", outcome, code });
+    expect(upstream.cloud.ledger.leaksIn(upstream.clients.log())).toEqual([]);
+  });
+
+  it("429 names the quota Google's answer names, and waits as long as its Retry-After says", async () => {
+    upstream.cloud.iamCredentials.quota.enforce({ limit: 0, retryAfter: "7" });
+    const error = await brokerErrorOf(call(method));
+    expect(error).toBeInstanceOf(ThrottledError);
+    const throttled = error as ThrottledError;
+    expect({ step: throttled.step, quota: throttled.quota, retryAfterMs: throttled.retryAfterMs }).toEqual({
+      step: "impersonation",
+      quota: "iamcredentials.googleapis.com GenerateCredentialsRequestsPerMinutePerProject",
+      retryAfterMs: 7_000,
+    });
+  });
+
+  it("ends a hung call when the chain's signal aborts, and closes its connection", async () => {
+    upstream.cloud.iamCredentials.faults.inject({ kind: "hang" });
+    const controller = new AbortController();
+    const started = Date.now();
+    const pending = brokerErrorOf(call(method, { signal: controller.signal }));
+    await expect.poll(() => upstream.proxy.requests().length, { timeout: 5_000, interval: 10 }).toBe(1);
+    controller.abort();
+    const error = await pending;
+
+    expect({ code: error.code, message: error.message }).toEqual({
+      code: "UPSTREAM_TIMEOUT",
+      message: "IAM Credentials did not answer in time",
+    });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    await expect
+      .poll(() => upstream.proxy.requests()[0]?.abandoned, { timeout: 2_000, interval: 10 })
+      .toBe(true);
+    expect(upstream.clients.reported().at(-1)).toEqual({
+      step: "impersonation",
+      outcome: "timeout",
+      code: "UPSTREAM_TIMEOUT",
+    });
+  });
+});
