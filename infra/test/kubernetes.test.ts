@@ -7,7 +7,7 @@ import { Deployment } from "kubernetes-models/apps/v1";
 import { ServiceAccount } from "kubernetes-models/v1";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { audiencePattern, defaults, variables } from "../../broker/config.ts";
+import { audiencePattern, defaults, loadConfig, variables } from "../../broker/config.ts";
 import { workloadEnvironment } from "../lib/broker-settings.ts";
 
 /*
@@ -55,6 +55,17 @@ function broker() {
   const [sidecar] = pod().initContainers ?? [];
   if (!sidecar) throw new Error("no init container");
   return sidecar;
+}
+
+/** The broker container's environment, its placeholders filled in as a user would. */
+function brokerEnvironment(): Record<string, string> {
+  const filled: Record<string, string> = { "<PROJECT_NUMBER>": "987654321098", "<REGION>": "eu-west-1" };
+  return Object.fromEntries(
+    (broker().env ?? []).map(({ name, value = "" }) => [
+      name,
+      value.replace(/<[A-Z_]+>/g, (placeholder) => filled[placeholder] ?? placeholder),
+    ]),
+  );
 }
 
 describe("infra/kubernetes/demo-app.yaml", () => {
@@ -125,6 +136,25 @@ describe("infra/kubernetes/demo-app.yaml", () => {
     expect(sidecar.env?.some((variable) => variable.name === "BROKER_HOST")).toBe(false);
   });
 
+  it("opens the ops listener on the pod's address, where the kubelet's probes and Prometheus connect", () => {
+    // Whatever the broker's default host, the manifest says it: httpGet probes go to the pod's IP.
+    const opsPort = Number(defaults.BROKER_OPS_PORT);
+    expect(brokerEnvironment().BROKER_OPS_HOST).toBe("0.0.0.0");
+    for (const probe of [broker().startupProbe, broker().readinessProbe, broker().livenessProbe]) {
+      expect(probe?.httpGet?.port).toBe("broker-ops");
+      expect(probe?.exec).toBeUndefined();
+    }
+    expect(deployment().spec?.template.metadata?.annotations).toEqual({
+      "prometheus.io/scrape": "true",
+      "prometheus.io/port": String(opsPort),
+      "prometheus.io/path": "/metrics",
+    });
+    // The broker starts with that environment: the ops listener wide, the metadata one on loopback.
+    const config = loadConfig(brokerEnvironment());
+    expect(config).toMatchObject({ host: "127.0.0.1", opsHost: "0.0.0.0", opsPort, allowRemote: false });
+    expect(config.warnings).toEqual([]);
+  });
+
   it("runs every container without root, privilege escalation or a writable root file system", () => {
     const spec = pod();
     expect(spec.hostNetwork).toBe(false);
@@ -143,20 +173,16 @@ describe("infra/kubernetes/demo-app.yaml", () => {
   });
 
   it("configures the broker with variables it knows, and a valid audience once filled in", () => {
-    const environment = Object.fromEntries(
-      (broker().env ?? []).map(({ name, value }) => [name, value ?? ""]),
-    );
+    const environment = brokerEnvironment();
     const known = new Set(variables.map((variable) => variable.name));
     for (const name of Object.keys(environment).filter((name) => name.startsWith("BROKER_"))) {
       expect(known.has(name), name).toBe(true);
     }
-    expect(
-      audiencePattern.test(environment.BROKER_AUDIENCE?.replace("<PROJECT_NUMBER>", "987654321098") ?? ""),
-    ).toBe(true);
+    expect(audiencePattern.test(environment.BROKER_AUDIENCE ?? "")).toBe(true);
     expect(environment).toMatchObject({
       BROKER_AWS_TOKEN_DURATION: defaults.BROKER_AWS_TOKEN_DURATION,
       BROKER_AWS_SIGNING_ALGORITHM: defaults.BROKER_AWS_SIGNING_ALGORITHM,
-      AWS_REGION: "<REGION>",
+      AWS_REGION: "eu-west-1",
     });
   });
 
