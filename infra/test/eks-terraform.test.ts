@@ -1,8 +1,8 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: these strings are Terraform interpolations, compared verbatim
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { parseAllDocuments } from "yaml";
+import { type Config, loadConfig } from "../../broker/config.ts";
+import { brokerEnvironment, readManifests, serviceAccount } from "./demo-app-manifest.ts";
 import { iamStatement, type PolicyDocumentStatement } from "./policy-document.ts";
 import { loadModule, TerraformEvaluator, type TerraformModule } from "./terraform.ts";
 import { expectedWebIdentityTokenStatement } from "./web-identity-statement.ts";
@@ -14,7 +14,6 @@ import { expectedWebIdentityTokenStatement } from "./web-identity-statement.ts";
  */
 
 const terraformDirectory = path.resolve(import.meta.dirname, "..", "terraform", "aws");
-const manifestFile = path.resolve(import.meta.dirname, "..", "kubernetes", "demo-app.yaml");
 
 /** What AWS answers at plan time for the cluster, and the issuer the example trims from its URL. */
 const cluster = {
@@ -30,45 +29,27 @@ const planned: Record<string, string> = {
   "local.oidc_issuer": cluster.issuer,
 };
 
-interface Manifest {
-  readonly kind: string;
-  readonly metadata: {
-    readonly name: string;
-    readonly namespace: string;
-    readonly annotations?: Record<string, string>;
-  };
-  readonly spec?: {
-    readonly template: {
-      readonly spec: { readonly initContainers: { env: { name: string; value: string }[] }[] };
-    };
-  };
-}
-
 let example: TerraformModule;
 let module: TerraformModule;
-let serviceAccount: Manifest["metadata"];
-let brokerEnvironment: Record<string, string>;
+/** The manifest's service account, and the configuration its broker starts with. */
+let account: { name: string; namespace: string; roleArn: string };
+let broker: Config;
 
 beforeAll(async () => {
   example = await loadModule(path.join(terraformDirectory, "examples", "eks"));
   module = await loadModule(terraformDirectory);
-  const manifests = parseAllDocuments(readFileSync(manifestFile, "utf8")) as { toJS(): unknown }[];
-  const [account, deployment] = manifests.map((document) => document.toJS() as Manifest);
-  if (account?.kind !== "ServiceAccount" || deployment?.kind !== "Deployment")
-    throw new Error("demo-app.yaml");
-  serviceAccount = account.metadata;
-  const [broker] = deployment.spec?.template.spec.initContainers ?? [];
-  brokerEnvironment = Object.fromEntries((broker?.env ?? []).map(({ name, value }) => [name, value]));
+  const manifests = readManifests();
+  const { name = "", namespace = "", annotations = {} } = serviceAccount(manifests).metadata ?? {};
+  account = { name, namespace, roleArn: annotations["eks.amazonaws.com/role-arn"] ?? "" };
+  broker = loadConfig(brokerEnvironment(manifests));
 });
 
-/** The example's defaults, `${...}` of the data sources replaced by what AWS answers. */
+/** The example with its defaults for the cluster above. */
 function exampleEvaluator(): TerraformEvaluator {
-  return new TerraformEvaluator(example, {
-    variables: { cluster_name: cluster.name, audience: "(not read here)" },
-    projectNumber: "",
-  });
+  return new TerraformEvaluator(example, { variables: { cluster_name: cluster.name }, projectNumber: "" });
 }
 
+/** HCL with the data sources' attributes (and the trimmed issuer) as AWS answers them at plan time. */
 function withPlanned(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(withPlanned);
   if (value && typeof value === "object") {
@@ -87,6 +68,10 @@ function trustStatement(document: "irsa_trust" | "pod_identity_trust"): Record<s
   return iamStatement(statement);
 }
 
+function exampleLocals(): Record<string, string> {
+  return Object.assign({}, ...example.locals);
+}
+
 function only<T>(blocks: Record<string, [T]> | undefined, name: string): T {
   const found = blocks?.[name]?.[0];
   if (!found) throw new Error(`no block ${name}`);
@@ -97,12 +82,10 @@ describe("infra/terraform/aws/examples/eks", () => {
   it("names the manifest's service account, and the role its IRSA annotation names", () => {
     const defaults = (name: string) => only(example.variable, name).default;
     expect({ namespace: defaults("namespace"), service_account: defaults("service_account") }).toEqual({
-      namespace: serviceAccount.namespace,
-      service_account: serviceAccount.name,
+      namespace: account.namespace,
+      service_account: account.name,
     });
-    expect(serviceAccount.annotations?.["eks.amazonaws.com/role-arn"]).toBe(
-      `arn:aws:iam::<ACCOUNT>:role/${defaults("role_name")}`,
-    );
+    expect(account.roleArn).toBe(`arn:aws:iam::<ACCOUNT>:role/${defaults("role_name")}`);
   });
 
   it("with IRSA, trusts the cluster's OIDC provider for that service account's token only", () => {
@@ -114,14 +97,13 @@ describe("infra/terraform/aws/examples/eks", () => {
       Condition: {
         StringEquals: {
           // The token the webhook projects: the cluster's service account subject, STS's audience.
-          [`${cluster.issuer}:sub`]: `system:serviceaccount:${serviceAccount.namespace}:${serviceAccount.name}`,
+          [`${cluster.issuer}:sub`]: `system:serviceaccount:${account.namespace}:${account.name}`,
           [`${cluster.issuer}:aud`]: "sts.amazonaws.com",
         },
       },
     });
-    const locals = Object.assign({}, ...example.locals) as Record<string, string>;
     // The keys are named after the issuer without its scheme; the provider is the cluster's own.
-    expect(locals.oidc_issuer).toBe(
+    expect(exampleLocals().oidc_issuer).toBe(
       '${trimprefix(data.aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://")}',
     );
     expect(only(example.data.aws_iam_openid_connect_provider, "cluster").url).toBe(
@@ -139,8 +121,8 @@ describe("infra/terraform/aws/examples/eks", () => {
         // The session tags EKS Pod Identity sets from the pod.
         StringEquals: {
           "aws:RequestTag/eks-cluster-arn": cluster.arn,
-          "aws:RequestTag/kubernetes-namespace": serviceAccount.namespace,
-          "aws:RequestTag/kubernetes-service-account": serviceAccount.name,
+          "aws:RequestTag/kubernetes-namespace": account.namespace,
+          "aws:RequestTag/kubernetes-service-account": account.name,
         },
       },
     });
@@ -150,8 +132,8 @@ describe("infra/terraform/aws/examples/eks", () => {
     );
     expect(exampleEvaluator().resolve(association)).toEqual({
       cluster_name: cluster.name,
-      namespace: serviceAccount.namespace,
-      service_account: serviceAccount.name,
+      namespace: account.namespace,
+      service_account: account.name,
     });
     expect({ count, role_arn, depends_on }).toEqual({
       count: "${local.irsa ? 0 : 1}",
@@ -162,8 +144,7 @@ describe("infra/terraform/aws/examples/eks", () => {
   });
 
   it("builds one role whose trust is the chosen variant's, and the association only for Pod Identity", () => {
-    const locals = Object.assign({}, ...example.locals) as Record<string, string>;
-    expect(locals.irsa).toBe('${var.credentials == "irsa"}');
+    expect(exampleLocals().irsa).toBe('${var.credentials == "irsa"}');
     const [validation] = (only(example.variable, "credentials").validation ?? []) as [{ condition: string }];
     expect(validation.condition).toBe('${contains(["irsa", "pod-identity"], var.credentials)}');
     expect(only(example.resource.aws_iam_role, "broker").assume_role_policy).toBe(
@@ -183,7 +164,8 @@ describe("infra/terraform/aws/examples/eks", () => {
       role_name: "${aws_iam_role.broker.name}",
       publish_layers: false,
     });
-    const audience = brokerEnvironment.BROKER_AUDIENCE?.replace("<PROJECT_NUMBER>", "987654321098") ?? "";
+    // The audience, algorithm and lifetime the pod's broker sends with every GetWebIdentityToken.
+    const { audience, awsSigningAlgorithm, awsTokenDurationSeconds } = broker;
     const terraform = new TerraformEvaluator(module, {
       variables: { audience, role_name: exampleEvaluator().attribute("aws_iam_role", "broker", "name") },
       projectNumber: "",
@@ -192,8 +174,8 @@ describe("infra/terraform/aws/examples/eks", () => {
     const [statement] = terraform.resolve(document.statement) as PolicyDocumentStatement[];
     const expected = expectedWebIdentityTokenStatement({
       audience,
-      signingAlgorithm: brokerEnvironment.BROKER_AWS_SIGNING_ALGORITHM as "ES384",
-      durationSeconds: Number(brokerEnvironment.BROKER_AWS_TOKEN_DURATION),
+      signingAlgorithm: awsSigningAlgorithm,
+      durationSeconds: awsTokenDurationSeconds,
     });
     // Terraform renders the duration as a string, which IAM compares as the number.
     expect(iamStatement(statement as PolicyDocumentStatement)).toEqual(
