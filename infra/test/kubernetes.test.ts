@@ -6,9 +6,18 @@ import { promisify } from "node:util";
 import { Deployment } from "kubernetes-models/apps/v1";
 import { ServiceAccount } from "kubernetes-models/v1";
 import { beforeAll, describe, expect, it } from "vitest";
-import { parseAllDocuments } from "yaml";
-import { audiencePattern, defaults, variables } from "../../broker/config.ts";
+import { audiencePattern, defaults, loadConfig, variables } from "../../broker/config.ts";
 import { workloadEnvironment } from "../constructs/broker-settings.ts";
+import {
+  brokerContainer,
+  brokerEnvironment,
+  type DeploymentData,
+  deployment,
+  type Manifest,
+  readManifests,
+  type ServiceAccountData,
+  serviceAccount,
+} from "./demo-app-manifest.ts";
 
 /*
  * infra/kubernetes/demo-app.yaml read as kubectl would: every document validated offline against
@@ -17,19 +26,11 @@ import { workloadEnvironment } from "../constructs/broker-settings.ts";
  */
 
 const repositoryRoot = path.resolve(import.meta.dirname, "..", "..");
-const manifestFile = path.join(repositoryRoot, "infra", "kubernetes", "demo-app.yaml");
 const run = promisify(execFile);
-type Manifest = { apiVersion: string; kind: string } & Record<string, unknown>;
-// What the YAML holds is unchecked until `validate()`: the models take it as their input type.
-type ServiceAccountData = ConstructorParameters<typeof ServiceAccount>[0];
-type DeploymentData = ConstructorParameters<typeof Deployment>[0];
 let manifests: Manifest[];
 
 beforeAll(() => {
-  const documents = parseAllDocuments(readFileSync(manifestFile, "utf8"));
-  if (!Array.isArray(documents)) throw new Error("demo-app.yaml is empty");
-  for (const document of documents) expect(document.errors).toEqual([]);
-  manifests = documents.map((document) => document.toJS() as Manifest);
+  manifests = readManifests();
 });
 
 /** The schema's model for a manifest; its `validate()` throws with the failing paths. */
@@ -41,20 +42,14 @@ function model(manifest: Manifest): { validate(): void } {
   throw new Error(`no schema here for ${manifest.apiVersion} ${manifest.kind}`);
 }
 
-function deployment(): Deployment {
-  return new Deployment(manifests.find((manifest) => manifest.kind === "Deployment") as DeploymentData);
-}
-
 function pod() {
-  const spec = deployment().spec?.template.spec;
+  const spec = deployment(manifests).spec?.template.spec;
   if (!spec) throw new Error("the Deployment has no pod template");
   return spec;
 }
 
 function broker() {
-  const [sidecar] = pod().initContainers ?? [];
-  if (!sidecar) throw new Error("no init container");
-  return sidecar;
+  return brokerContainer(manifests);
 }
 
 describe("infra/kubernetes/demo-app.yaml", () => {
@@ -125,6 +120,25 @@ describe("infra/kubernetes/demo-app.yaml", () => {
     expect(sidecar.env?.some((variable) => variable.name === "BROKER_HOST")).toBe(false);
   });
 
+  it("opens the ops listener on the pod's address, where the kubelet's probes and Prometheus connect", () => {
+    // Whatever the broker's default host, the manifest says it: httpGet probes go to the pod's IP.
+    const opsPort = Number(defaults.BROKER_OPS_PORT);
+    expect(brokerEnvironment(manifests).BROKER_OPS_HOST).toBe("0.0.0.0");
+    for (const probe of [broker().startupProbe, broker().readinessProbe, broker().livenessProbe]) {
+      expect(probe?.httpGet?.port).toBe("broker-ops");
+      expect(probe?.exec).toBeUndefined();
+    }
+    expect(deployment(manifests).spec?.template.metadata?.annotations).toEqual({
+      "prometheus.io/scrape": "true",
+      "prometheus.io/port": String(opsPort),
+      "prometheus.io/path": "/metrics",
+    });
+    // The broker starts with that environment: the ops listener wide, the metadata one on loopback.
+    const config = loadConfig(brokerEnvironment(manifests));
+    expect(config).toMatchObject({ host: "127.0.0.1", opsHost: "0.0.0.0", opsPort, allowRemote: false });
+    expect(config.warnings).toEqual([]);
+  });
+
   it("runs every container without root, privilege escalation or a writable root file system", () => {
     const spec = pod();
     expect(spec.hostNetwork).toBe(false);
@@ -143,20 +157,16 @@ describe("infra/kubernetes/demo-app.yaml", () => {
   });
 
   it("configures the broker with variables it knows, and a valid audience once filled in", () => {
-    const environment = Object.fromEntries(
-      (broker().env ?? []).map(({ name, value }) => [name, value ?? ""]),
-    );
+    const environment = brokerEnvironment(manifests);
     const known = new Set(variables.map((variable) => variable.name));
     for (const name of Object.keys(environment).filter((name) => name.startsWith("BROKER_"))) {
       expect(known.has(name), name).toBe(true);
     }
-    expect(
-      audiencePattern.test(environment.BROKER_AUDIENCE?.replace("<PROJECT_NUMBER>", "987654321098") ?? ""),
-    ).toBe(true);
+    expect(audiencePattern.test(environment.BROKER_AUDIENCE ?? "")).toBe(true);
     expect(environment).toMatchObject({
       BROKER_AWS_TOKEN_DURATION: defaults.BROKER_AWS_TOKEN_DURATION,
       BROKER_AWS_SIGNING_ALGORITHM: defaults.BROKER_AWS_SIGNING_ALGORITHM,
-      AWS_REGION: "<REGION>",
+      AWS_REGION: "eu-west-1",
     });
   });
 
@@ -169,7 +179,7 @@ describe("infra/kubernetes/demo-app.yaml", () => {
   });
 
   it("takes AWS credentials from IRSA on the pod's service account", () => {
-    const account = new ServiceAccount(manifests[0] as ServiceAccountData);
+    const account = serviceAccount(manifests);
     expect(pod().serviceAccountName).toBe(account.metadata?.name);
     expect(account.metadata?.annotations?.["eks.amazonaws.com/role-arn"]).toMatch(
       /^arn:aws:iam::<ACCOUNT>:role\/[A-Za-z0-9+=,.@_-]+$/,

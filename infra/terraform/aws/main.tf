@@ -18,7 +18,7 @@ locals {
 }
 
 resource "aws_lambda_layer_version" "broker" {
-  for_each = local.layers
+  for_each = { for key, layer in local.layers : key => layer if var.publish_layers }
 
   layer_name               = "${var.layer_name_prefix}-${each.key}"
   description              = "token-broker Lambda extension, ${each.value.flavour} flavour, ${each.value.architecture}"

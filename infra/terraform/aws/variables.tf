@@ -80,6 +80,12 @@ variable "layers_directory" {
   default     = ""
 }
 
+variable "publish_layers" {
+  description = "Publish the four layer versions; false where the broker runs as a container (ECS, Kubernetes): the module then grants the role its permission and outputs the environment, and needs no layer zips."
+  type        = bool
+  default     = true
+}
+
 variable "layer_name_prefix" {
   description = "Layer names are <prefix>-<flavour>-<architecture>."
   type        = string
