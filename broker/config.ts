@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { BrokerError } from "./errors.ts";
+import { awsTokenDurationSeconds, defaultRefreshPolicy, impersonationLifetimeSeconds } from "./policy.ts";
 import { canonicalHost, isLoopbackAddress } from "./request-host.ts";
 import { scopeList } from "./tokens.ts";
 
@@ -146,7 +147,7 @@ export const variables: readonly Variable[] = [
   {
     name: "BROKER_AWS_TOKEN_DURATION",
     defaultText: defaults.BROKER_AWS_TOKEN_DURATION,
-    meaning: "AWS JWT lifetime in seconds, 60..3600",
+    meaning: `AWS JWT lifetime in seconds, ${awsTokenDurationSeconds.min}..${awsTokenDurationSeconds.max}`,
   },
   {
     name: "BROKER_AWS_SIGNING_ALGORITHM",
@@ -545,11 +546,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     fromFile?.iamCredentialsUrl,
     sameUrl,
   );
-  const lifetime = fromFile?.lifetimeSeconds ?? 3600;
-  if (lifetime < 600 || lifetime > 43200) {
+  const lifetime = fromFile?.lifetimeSeconds ?? impersonationLifetimeSeconds.default;
+  if (lifetime < impersonationLifetimeSeconds.min || lifetime > impersonationLifetimeSeconds.max) {
     throw invalid(
       "BROKER_CREDENTIAL_CONFIG",
-      `service_account_impersonation.token_lifetime_seconds must be 600..43200 (the broker needs tokens that outlive its 5-minute margin), got ${lifetime}`,
+      `service_account_impersonation.token_lifetime_seconds must be ${impersonationLifetimeSeconds.min}..${impersonationLifetimeSeconds.max} (the broker needs tokens that outlive its ${defaultRefreshPolicy.mandatoryMs / 60_000}-minute margin), got ${lifetime}`,
       "/etc/token-broker/credential-config.json",
     );
   }
@@ -594,8 +595,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     awsTokenDurationSeconds: parseInteger(
       "BROKER_AWS_TOKEN_DURATION",
       setting("BROKER_AWS_TOKEN_DURATION"),
-      60,
-      3600,
+      awsTokenDurationSeconds.min,
+      awsTokenDurationSeconds.max,
       defaults.BROKER_AWS_TOKEN_DURATION,
     ),
     awsSigningAlgorithm: algorithm,

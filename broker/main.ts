@@ -9,6 +9,7 @@ import { connectionLimits } from "./http-listener.ts";
 import { createLogger, type Logger, lineWriter } from "./logger.ts";
 import { createMetadataApp, type MetadataIdentity } from "./metadata-server.ts";
 import { BrokerMetrics, type BrokerState, type EmfOutput } from "./metrics.ts";
+import { emfWindowMs } from "./policy.ts";
 import { type RefreshPolicy, TokenCache, type TokenFetcher } from "./token-cache.ts";
 import type { TokenSource } from "./tokens.ts";
 
@@ -33,8 +34,8 @@ export interface StartOptions {
   readonly lambda?: { readonly functionName: string };
 }
 
-/** How long an EMF window lasts outside Lambda: CloudWatch's standard resolution. */
-export const emfWindowMs = 60_000;
+// Where its tests read it; the value and its reason are in policy.ts.
+export { emfWindowMs };
 
 export interface BrokerHandle {
   readonly metadataUrl: string;
