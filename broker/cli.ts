@@ -1,4 +1,5 @@
-import { defaults, helpText, loadConfig } from "./config.ts";
+import { loadConfig } from "./config.ts";
+import { defaults, helpText } from "./config-variables.ts";
 import { isBrokerError } from "./errors.ts";
 import { start } from "./main.ts";
 import { healthcheckTimeoutMs, shutdownDeadline } from "./policy.ts";
