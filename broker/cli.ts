@@ -1,5 +1,5 @@
 import { loadConfig } from "./config.ts";
-import { defaults, helpText } from "./config-variables.ts";
+import { defaults, helpText, rawValue } from "./config-variables.ts";
 import { isBrokerError } from "./errors.ts";
 import { start } from "./main.ts";
 import { healthcheckTimeoutMs, shutdownDeadline } from "./policy.ts";
@@ -15,8 +15,8 @@ import { healthcheckTimeoutMs, shutdownDeadline } from "./policy.ts";
  * listener where the broker's settings put it; a wildcard address is reached on loopback.
  */
 async function healthcheck(env: NodeJS.ProcessEnv): Promise<number> {
-  const port = env.BROKER_OPS_PORT?.trim() || defaults.BROKER_OPS_PORT;
-  const host = env.BROKER_OPS_HOST?.trim() || defaults.BROKER_OPS_HOST;
+  const port = rawValue(env, "BROKER_OPS_PORT") ?? defaults.BROKER_OPS_PORT;
+  const host = rawValue(env, "BROKER_OPS_HOST") ?? defaults.BROKER_OPS_HOST;
   const target = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
   try {
     const response = await fetch(`http://${target}:${port}/healthz`, {

@@ -53,9 +53,9 @@ const region = matching(regionPattern, "an AWS region");
 /**
  * One row: `parse` checks the text (an unset variable's `default` too); `example` is the good
  * value error lines name, the default unless given; `unset` is what `--help` says of a variable
- * without a default.
+ * without a default; `field` is the `Config` field its value fills, unless a rule in config.ts does.
  */
-type Row<T> = { readonly description: string; readonly parse: Parser<T> } & (
+type Row<T> = { readonly description: string; readonly parse: Parser<T>; readonly field?: string } & (
   | { readonly default: string; readonly example?: string; readonly unset?: never }
   | { readonly default?: never; readonly example: string; readonly unset: string }
 );
@@ -83,18 +83,26 @@ const table = {
     parse: matching(serviceAccountPattern, "a service-account email"),
   },
   BROKER_PROJECT_ID: {
+    field: "projectId",
     unset: "unset (project/project-id answers 404)",
     description: "project id served to SDKs",
     example: "my-project",
     parse: matching(projectIdPattern, "a Google Cloud project id"),
   },
-  BROKER_HOST: { default: "127.0.0.1", description: "metadata listener address", parse: host },
+  BROKER_HOST: {
+    field: "host",
+    default: "127.0.0.1",
+    description: "metadata listener address",
+    parse: host,
+  },
   BROKER_PORT: {
+    field: "port",
     default: "8181",
     description: "metadata listener port (0 = any free port)",
     parse: integer(0, 65535),
   },
   BROKER_ALLOW_REMOTE: {
+    field: "allowRemote",
     default: "false",
     example: "true",
     description:
@@ -108,21 +116,25 @@ const table = {
     parse: hostList,
   },
   BROKER_MAX_CONNECTIONS: {
+    field: "maxConnections",
     default: "256",
     description: "open connections per listener at most, 16..65535; further ones are closed at once",
     parse: integer(16, 65535),
   },
   BROKER_OPS_HOST: {
+    field: "opsHost",
     default: "0.0.0.0",
     description: "ops listener address (/metrics, /healthz, /readyz)",
     parse: host,
   },
   BROKER_OPS_PORT: {
+    field: "opsPort",
     default: "9464",
     description: "ops listener port (0 = any free port)",
     parse: integer(0, 65535),
   },
   BROKER_SCOPES: {
+    field: "scopes",
     default: "https://www.googleapis.com/auth/cloud-platform",
     description: "comma-separated default OAuth scopes",
     parse: scopes,
@@ -138,21 +150,25 @@ const table = {
     parse: parseUrl,
   },
   BROKER_AWS_TOKEN_DURATION: {
+    field: "awsTokenDurationSeconds",
     default: "300",
     description: `AWS JWT lifetime in seconds, ${awsTokenDurationSeconds.min}..${awsTokenDurationSeconds.max}`,
     parse: integer(awsTokenDurationSeconds.min, awsTokenDurationSeconds.max),
   },
   BROKER_AWS_SIGNING_ALGORITHM: {
+    field: "awsSigningAlgorithm",
     default: "ES384",
     description: "AWS JWT signing algorithm, ES384 or RS256",
     parse: oneOf(signingAlgorithms),
   },
   BROKER_LOG_LEVEL: {
+    field: "logLevel",
     default: "info",
     description: "fatal, error, warn, info, debug, trace or silent",
     parse: oneOf(logLevels),
   },
   BROKER_METRICS: {
+    field: "metrics",
     unset: "emf in Lambda, prometheus in the sidecar",
     description:
       "where metrics go: prometheus (/metrics on the ops listener), emf (CloudWatch Embedded Metric Format lines on stdout), both or off",
@@ -160,6 +176,7 @@ const table = {
     parse: oneOf(metricsSinks),
   },
   BROKER_EMF_NAMESPACE: {
+    field: "emfNamespace",
     default: "TokenBroker",
     description:
       "CloudWatch namespace of the EMF metrics: 1..255 printable ASCII characters, not starting with : or AWS/",
@@ -204,6 +221,13 @@ type WithDefault = {
 export type VariableValue<K extends VariableName> =
   | ReturnType<Table[K]["parse"]>
   | (K extends WithDefault ? never : undefined);
+
+/** The `Config` fields filled straight from one variable each. */
+export type VariableFields = {
+  readonly [K in VariableName as Table[K] extends { readonly field: infer F extends string }
+    ? F
+    : never]: VariableValue<K>;
+};
 
 /** A row with its name and the default as `--help` prints it. */
 export interface Variable {
@@ -263,6 +287,14 @@ export function readVariable<K extends VariableName>(
   name: K,
 ): VariableValue<K> {
   return parseVariable(name, rawValue(env, name));
+}
+
+/** Reads and checks every variable that fills a `Config` field by itself. */
+export function variableFields(env: Readonly<Record<string, string | undefined>>): VariableFields {
+  const entries = Object.entries(table).flatMap(([name, row]: [string, Row<unknown>]) =>
+    row.field === undefined ? [] : [[row.field, readVariable(env, name as VariableName)]],
+  );
+  return Object.fromEntries(entries) as VariableFields;
 }
 
 /** The error line of variable `name` for a problem its parser cannot see (a rule across variables). */

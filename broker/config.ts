@@ -1,13 +1,12 @@
 import {
   invalidVariable,
-  type LogLevel,
-  type MetricsSinks,
   type ProviderAudience,
   parseVariable,
   rawValue,
   readVariable,
-  type SigningAlgorithm,
+  type VariableFields,
   type VariableName,
+  variableFields,
   variables,
 } from "./config-variables.ts";
 import { BrokerError } from "./errors.ts";
@@ -33,36 +32,24 @@ export {
   variables,
 } from "./config-variables.ts";
 
-/** The broker's settings, validated once at start-up and frozen. */
-export interface Config {
+/**
+ * The broker's settings, validated once at start-up and frozen: a field per variable row that
+ * names one (`VariableFields`), and the fields the rules below fill.
+ */
+export interface Config extends VariableFields {
   readonly audience: ProviderAudience;
   /** The Google project number inside the audience (served as `project/numeric-project-id`). */
   readonly projectNumber: string;
   readonly serviceAccount: string | undefined;
-  readonly projectId: string | undefined;
-  readonly host: string;
-  readonly port: number;
-  /** `BROKER_HOST` may be an address other machines reach (`BROKER_ALLOW_REMOTE=true`). */
-  readonly allowRemote: boolean;
   /** `Host` values the metadata listener answers besides loopback and GCE's names. */
   readonly allowedHosts: readonly string[];
-  /** Open connections per listener at most. */
-  readonly maxConnections: number;
-  readonly opsHost: string;
-  readonly opsPort: number;
-  readonly scopes: readonly string[];
   readonly stsUrl: string;
   readonly iamCredentialsUrl: string;
   /** Requested lifetime of impersonated access tokens (credential config, else Google's 1 h). */
   readonly impersonationLifetimeSeconds: number;
+  /** `AWS_REGION`, else `AWS_DEFAULT_REGION`. */
   readonly awsRegion: string;
-  readonly awsTokenDurationSeconds: number;
-  readonly awsSigningAlgorithm: SigningAlgorithm;
-  readonly logLevel: LogLevel;
-  /** `BROKER_METRICS`; undefined = the default of where the broker runs (emf in Lambda, prometheus in the sidecar). */
-  readonly metrics: MetricsSinks | undefined;
-  readonly emfNamespace: string;
-  /** Unknown `BROKER_*` variables: likely typos, reported as warnings at start-up. */
+  /** Unknown `BROKER_*` variables (likely typos) and a remote listener, reported as warnings at start-up. */
   readonly warnings: readonly string[];
 }
 
@@ -137,36 +124,23 @@ function unknownVariables(env: Env): string[] {
  * one line a user needs: the variable, what is wrong, and a good example.
  */
 export function loadConfig(env: Env): Config {
-  const read = <K extends VariableName>(name: K) => readVariable(env, name);
-  const file = read("BROKER_CREDENTIAL_CONFIG");
+  const file = readVariable(env, "BROKER_CREDENTIAL_CONFIG");
   const provider = fromEnvOrFile(env, "BROKER_AUDIENCE", file?.audience);
-  if (provider === undefined)
+  if (provider === undefined) {
     throw invalidVariable("BROKER_AUDIENCE", "is required (or set BROKER_CREDENTIAL_CONFIG)");
-  const host = read("BROKER_HOST");
-  const allowRemote = read("BROKER_ALLOW_REMOTE");
-  const remote = remoteWarning(host, allowRemote);
+  }
+  const fields = variableFields(env);
+  const remote = remoteWarning(fields.host, fields.allowRemote);
   return Object.freeze({
+    ...fields,
     audience: provider.audience,
     projectNumber: provider.projectNumber,
     serviceAccount: fromEnvOrFile(env, "BROKER_SERVICE_ACCOUNT", file?.serviceAccount),
-    projectId: read("BROKER_PROJECT_ID"),
-    host,
-    port: read("BROKER_PORT"),
-    allowRemote,
-    allowedHosts: read("BROKER_ALLOWED_HOSTS") ?? Object.freeze([]),
-    maxConnections: read("BROKER_MAX_CONNECTIONS"),
-    opsHost: read("BROKER_OPS_HOST"),
-    opsPort: read("BROKER_OPS_PORT"),
-    scopes: read("BROKER_SCOPES"),
+    allowedHosts: readVariable(env, "BROKER_ALLOWED_HOSTS") ?? Object.freeze([]),
     stsUrl: fromEnvOrFile(env, "BROKER_STS_URL", file?.tokenUrl, sameUrl),
     iamCredentialsUrl: fromEnvOrFile(env, "BROKER_IAM_CREDENTIALS_URL", file?.iamCredentialsUrl, sameUrl),
     impersonationLifetimeSeconds: file?.lifetimeSeconds ?? impersonationLifetimeSeconds.default,
     awsRegion: awsRegion(env),
-    awsTokenDurationSeconds: read("BROKER_AWS_TOKEN_DURATION"),
-    awsSigningAlgorithm: read("BROKER_AWS_SIGNING_ALGORITHM"),
-    logLevel: read("BROKER_LOG_LEVEL"),
-    metrics: read("BROKER_METRICS"),
-    emfNamespace: read("BROKER_EMF_NAMESPACE"),
     warnings: Object.freeze([...unknownVariables(env), ...(remote === undefined ? [] : [remote])]),
   });
 }
