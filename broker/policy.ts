@@ -1,3 +1,5 @@
+import type { Random } from "./clock.ts";
+
 /*
  * Every timing setting of the broker, each with its reason: the refresh policy of the token
  * caches, the reuse of intermediate credentials, the bounds put on upstream answers, the deadlines
@@ -81,6 +83,44 @@ export const defaultRefreshPolicy: RefreshPolicy = Object.freeze({
   maxWaitingKeys: 32,
   servedWindowMs: 5 * 60_000,
 });
+
+/** How long before expiry a token of `lifetimeMs` enters its advisory and its mandatory window. */
+export function refreshWindows(
+  policy: RefreshPolicy,
+  lifetimeMs: number,
+  random: Random,
+): { readonly advisoryMs: number; readonly mandatoryMs: number } {
+  const mandatoryMs = Math.min(policy.mandatoryMs, lifetimeMs / 2);
+  const spanMs = Math.min(policy.advisorySpanMs, (lifetimeMs - mandatoryMs) / 2);
+  return { advisoryMs: mandatoryMs + spanMs * (1 - policy.jitter * random()), mandatoryMs };
+}
+
+/** The wait before try `attempt` (from 1) of a chain: doubling from `retryBaseMs`, drawn from its upper half. */
+export function retryDelayMs(policy: RefreshPolicy, attempt: number, random: Random): number {
+  return policy.retryBaseMs * 2 ** (attempt - 1) * (0.5 + random() / 2);
+}
+
+/**
+ * Share of a quota answer's Retry-After added at random: a fleet told the same instant does not
+ * come back in step.
+ */
+const retryAfterSpread = 0.2;
+
+/**
+ * The backoff after `failures` failed chains in a row: doubling from `backoffBaseMs` up to
+ * `backoffMaxMs`, drawn from its upper half; at least a quota answer's `retryAfterMs` (the
+ * earliest the quota takes us back), spread by `retryAfterSpread`.
+ */
+export function backoffMs(
+  policy: RefreshPolicy,
+  failures: number,
+  random: Random,
+  retryAfterMs: number | undefined,
+): number {
+  const own =
+    Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (failures - 1)) * (0.5 + random() / 2);
+  return retryAfterMs === undefined ? own : Math.max(own, retryAfterMs * (1 + retryAfterSpread * random()));
+}
 
 /**
  * How far past its deadline a chain may end, on the wall clock, before it counts as frozen rather

@@ -4,7 +4,14 @@ import type { Clock, Random } from "./clock.ts";
 import { BrokerError, isBrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import type { BrokerMetrics, CacheResult, TokenKind } from "./metrics.ts";
-import { defaultRefreshPolicy, frozenSlackMs, type RefreshPolicy } from "./policy.ts";
+import {
+  backoffMs,
+  defaultRefreshPolicy,
+  frozenSlackMs,
+  type RefreshPolicy,
+  refreshWindows,
+  retryDelayMs,
+} from "./policy.ts";
 import { SingleFlight } from "./singleflight.ts";
 import { ThrottledError } from "./throttling.ts";
 import type { AccessToken, IdToken, IdTokenRequest, Readiness, TokenSource } from "./tokens.ts";
@@ -368,9 +375,8 @@ export class TokenCache implements TokenSource {
     try {
       for (let attempt = 0; attempt < policy.attempts; attempt += 1) {
         if (attempt > 0) {
-          const delay = policy.retryBaseMs * 2 ** (attempt - 1) * (0.5 + random() / 2);
           try {
-            await clock.sleep(delay, signal);
+            await clock.sleep(retryDelayMs(policy, attempt, random), signal);
           } catch {
             break;
           }
@@ -402,10 +408,7 @@ export class TokenCache implements TokenSource {
     const policy = this.#policy;
     const now = clock.now();
     const lifetime = token.expiresAtMs - now;
-    const mandatory = Math.min(policy.mandatoryMs, lifetime / 2);
-    const advisory =
-      mandatory +
-      Math.min(policy.advisorySpanMs, (lifetime - mandatory) / 2) * (1 - policy.jitter * random());
+    const windows = refreshWindows(policy, lifetime, random);
     if (lifetime <= policy.mandatoryMs) {
       logger.warn(
         { lifetimeSeconds: Math.round(lifetime / 1000) },
@@ -418,8 +421,8 @@ export class TokenCache implements TokenSource {
     this.#setEntry(key, {
       token,
       storedAtMs: now,
-      refreshAtMs: token.expiresAtMs - advisory,
-      mandatoryAtMs: token.expiresAtMs - mandatory,
+      refreshAtMs: token.expiresAtMs - windows.advisoryMs,
+      mandatoryAtMs: token.expiresAtMs - windows.mandatoryMs,
       askedAtMs: previous?.askedAtMs ?? now,
     });
   }
@@ -434,11 +437,8 @@ export class TokenCache implements TokenSource {
       askedAtMs: clock.now(),
     };
     const count = (entry.failure?.count ?? 0) + 1;
-    const own = Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (count - 1)) * (0.5 + random() / 2);
-    // A quota answer's Retry-After is the earliest the quota takes us back: wait at least that,
-    // spread over a further fifth so a fleet told the same instant does not return in step.
     const retryAfter = error instanceof ThrottledError ? error.retryAfterMs : undefined;
-    const backoff = retryAfter === undefined ? own : Math.max(own, retryAfter * (1 + 0.2 * random()));
+    const backoff = backoffMs(policy, count, random, retryAfter);
     entry.failure = { error, count, retryAtMs: clock.now() + backoff };
     this.#setEntry(key, entry);
     metrics.refreshFailed(kind);

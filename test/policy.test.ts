@@ -3,6 +3,7 @@ import { loadConfig } from "../broker/config.ts";
 import {
   awsAttemptTimeouts,
   awsTokenDurationSeconds,
+  backoffMs,
   defaultRefreshPolicy,
   frozenSlackMs,
   googleAttemptTimeoutMs,
@@ -10,6 +11,8 @@ import {
   impersonationLifetimeSeconds,
   jwtReuseMarginMs,
   readinessDeadlineMs,
+  refreshWindows,
+  retryDelayMs,
   shutdownDeadline,
 } from "../broker/policy.ts";
 import { CachedSubjectToken, type SubjectToken, type SubjectTokenSource } from "../broker/subject-token.ts";
@@ -84,12 +87,27 @@ describe("the timing policy", () => {
     // Node refreshes 5 minutes before expiry; the mandatory window starts before that.
     expect(defaultRefreshPolicy.mandatoryMs).toBeGreaterThan(5 * minute);
     expect(defaultRefreshPolicy.waitMs).toBeLessThan(3_000);
-    // A 1 h token: background refresh from 15 min before expiry (before jitter).
-    const hour = 60 * minute;
-    const mandatory = Math.min(defaultRefreshPolicy.mandatoryMs, hour / 2);
-    expect(mandatory + Math.min(defaultRefreshPolicy.advisorySpanMs, (hour - mandatory) / 2)).toBe(
-      15 * minute,
-    );
+  });
+
+  it("opens a token's windows by its lifetime, the advisory one jittered", () => {
+    const windows = (lifetimeMs: number, random: number) =>
+      refreshWindows(defaultRefreshPolicy, lifetimeMs, () => random);
+    expect(windows(60 * minute, 0)).toEqual({ advisoryMs: 15 * minute, mandatoryMs: 6 * minute });
+    expect(windows(60 * minute, 1)).toEqual({ advisoryMs: 13.2 * minute, mandatoryMs: 6 * minute });
+    // Google's shortest impersonated token: the windows shrink with it.
+    expect(windows(10 * minute, 0)).toEqual({ advisoryMs: 7.5 * minute, mandatoryMs: 5 * minute });
+  });
+
+  it("backs off from 1 s to 30 s, or at least a quota's Retry-After spread by a fifth", () => {
+    const half = () => 0.5;
+    expect(backoffMs(defaultRefreshPolicy, 1, half, undefined)).toBe(750);
+    expect(backoffMs(defaultRefreshPolicy, 3, half, undefined)).toBe(3_000);
+    expect(backoffMs(defaultRefreshPolicy, 20, half, undefined)).toBe(22_500);
+    expect(backoffMs(defaultRefreshPolicy, 1, half, 120_000)).toBe(132_000);
+    expect(backoffMs(defaultRefreshPolicy, 20, half, 100)).toBe(22_500);
+    expect([1, 2, 3].map((attempt) => retryDelayMs(defaultRefreshPolicy, attempt, half))).toEqual([
+      75, 150, 300,
+    ]);
   });
 
   it("fits each attempt inside the chain deadline with room for a retry", () => {
