@@ -16,9 +16,9 @@ import type { BrokerError } from "./errors.ts";
 import { awsTokenDurationSeconds } from "./policy.ts";
 
 /*
- * Every variable the broker reads, one row each: its default, what `--help` says of it, and the
- * parser that checks it. The row drives loading (config.ts), `--help`, the unknown-name warnings
- * and the CDK constructs' checks; adding a variable is one row here (and its use in config.ts).
+ * Every variable the broker reads, one row each (default, `--help` text, parser, `Config` field).
+ * The rows drive loading (config.ts), `--help`, the unknown-name warnings and the CDK constructs'
+ * checks: adding a variable is one row here, plus its test.
  */
 
 /** `//iam.googleapis.com/projects/<NUMBER>/locations/global/workloadIdentityPools/<POOL>/providers/<PROVIDER>` */

@@ -19,6 +19,7 @@ import { isLoopbackAddress } from "./request-host.ts";
  * required ones, the region fallback, the remote-listener guard) and the frozen `Config`.
  */
 
+// The names other modules import from here; each lives in the file it is exported from.
 export { parseUrl } from "./config-values.ts";
 export {
   audiencePattern,

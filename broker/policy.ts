@@ -1,10 +1,9 @@
 import type { Random } from "./clock.ts";
 
 /*
- * Every timing setting of the broker, each with its reason: the refresh policy of the token
- * caches, the reuse of intermediate credentials, the bounds put on upstream answers, the deadlines
- * of each upstream attempt, and the listeners' own timeouts. Configuration bounds that are timings
- * are read from here. docs/token-refresh.md states these values (test/docs.test.ts checks it).
+ * Every timing setting of the broker with its reason: refresh windows, reuse margins, deadlines,
+ * retries, backoff and bounds. Configuration bounds are read from here; docs/token-refresh.md
+ * states these values (test/docs.test.ts checks it).
  */
 
 /**
@@ -194,10 +193,8 @@ export const readinessDeadlineMs = 2_000;
 export const healthcheckTimeoutMs = 2_000;
 
 /**
- * Node's HTTP server timeouts of both listeners (http-listener.ts). A client on the same host can
- * still be slow or broken, and its connection must not hold a socket for long: headers within
- * `headersTimeout`, a whole request within `requestTimeout`; an idle keep-alive socket is kept
- * `keepAliveTimeout`, the SDKs' reuse window.
+ * Node's HTTP server timeouts of both listeners (http-listener.ts): a slow or broken client on the
+ * same host must not hold a socket for long; an idle keep-alive socket is kept for the SDKs' reuse.
  */
 export const listenerTimeouts = Object.freeze({
   headersTimeout: 5_000,
