@@ -2,6 +2,7 @@ import { GetWebIdentityTokenCommand, STSClient } from "@aws-sdk/client-sts";
 import type { Clock } from "./clock.ts";
 import type { ProviderAudience, SigningAlgorithm } from "./config.ts";
 import { BrokerError } from "./errors.ts";
+import { awsAttemptTimeouts } from "./policy.ts";
 import type { SubjectToken, SubjectTokenSource } from "./subject-token.ts";
 import { retryAfterMs, ThrottledError } from "./throttling.ts";
 import type { UpstreamCalls } from "./upstream-calls.ts";
@@ -134,7 +135,11 @@ export function createStsClient(region: string): STSClient {
   return new STSClient({
     region,
     maxAttempts: 1,
-    requestHandler: { connectionTimeout: 2_000, requestTimeout: 5_000, throwOnRequestTimeout: true },
+    requestHandler: {
+      connectionTimeout: awsAttemptTimeouts.connectionTimeoutMs,
+      requestTimeout: awsAttemptTimeouts.requestTimeoutMs,
+      throwOnRequestTimeout: true,
+    },
   });
 }
 

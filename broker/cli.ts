@@ -1,6 +1,8 @@
-import { defaults, helpText, loadConfig } from "./config.ts";
+import { loadConfig } from "./config.ts";
+import { defaults, helpText, rawValue } from "./config-variables.ts";
 import { isBrokerError } from "./errors.ts";
 import { start } from "./main.ts";
+import { healthcheckTimeoutMs, shutdownDeadline } from "./policy.ts";
 
 /*
  * `token-broker`: the sidecar in the foreground. Exit codes: 0 after a clean stop, 2 for bad
@@ -8,18 +10,18 @@ import { start } from "./main.ts";
  * `token-broker doctor` checks the federation chain instead (broker/doctor/cli.ts).
  */
 
-const shutdownDeadlineMs = 1_000;
-
 /**
  * `--healthcheck`: the container health probe, so images need no curl or shell. It asks the ops
  * listener where the broker's settings put it; a wildcard address is reached on loopback.
  */
 async function healthcheck(env: NodeJS.ProcessEnv): Promise<number> {
-  const port = env.BROKER_OPS_PORT?.trim() || defaults.BROKER_OPS_PORT;
-  const host = env.BROKER_OPS_HOST?.trim() || defaults.BROKER_OPS_HOST;
+  const port = rawValue(env, "BROKER_OPS_PORT") ?? defaults.BROKER_OPS_PORT;
+  const host = rawValue(env, "BROKER_OPS_HOST") ?? defaults.BROKER_OPS_HOST;
   const target = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
   try {
-    const response = await fetch(`http://${target}:${port}/healthz`, { signal: AbortSignal.timeout(2_000) });
+    const response = await fetch(`http://${target}:${port}/healthz`, {
+      signal: AbortSignal.timeout(healthcheckTimeoutMs),
+    });
     return response.ok ? 0 : 1;
   } catch {
     return 1;
@@ -74,10 +76,10 @@ async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<vo
     if (stopping) return;
     stopping = true;
     // Exit once the listeners are closed: idle upstream keep-alive sockets would otherwise hold
-    // the process. Requests in flight get most of the promised second; the timer keeps the promise.
+    // the process. The timer keeps the deadline whatever the close does.
     const exit = () => process.exit(0);
-    setTimeout(exit, shutdownDeadlineMs).unref();
-    void broker.close(shutdownDeadlineMs - 100).then(exit);
+    setTimeout(exit, shutdownDeadline.deadlineMs).unref();
+    void broker.close(shutdownDeadline.deadlineMs - shutdownDeadline.exitMarginMs).then(exit);
   };
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);

@@ -1,12 +1,10 @@
 import { gaxios } from "google-auth-library";
 import type { Clock } from "./clock.ts";
 import { BrokerError, type BrokerErrorCode } from "./errors.ts";
-import type { UpstreamStep } from "./upstream-steps.ts";
+import { googleAttemptTimeoutMs } from "./policy.ts";
 import { retryAfterMs, ThrottledError } from "./throttling.ts";
 import type { UpstreamCalls } from "./upstream-calls.ts";
-
-/** Each HTTP attempt's own limit; the chain's signal bounds the chain as a whole. */
-const attemptTimeoutMs = 5_000;
+import type { UpstreamStep } from "./upstream-steps.ts";
 
 /*
  * Every Google call of the chain is a plain POST through google-auth-library's transport (gaxios):
@@ -152,7 +150,7 @@ export class GoogleRequests {
       data: request.body,
       responseType: "json",
       signal,
-      timeout: attemptTimeoutMs,
+      timeout: googleAttemptTimeoutMs,
     });
     // gaxios hands back the text when a JSON answer does not parse.
     if (typeof response.data !== "object" || response.data === null) {

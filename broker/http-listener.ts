@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from "node:net";
 import { defaults } from "./config.ts";
 import { BrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
+import { listenerTimeouts } from "./policy.ts";
 
 export interface RunningListener {
   /** `http://host:port`, no trailing slash. */
@@ -60,20 +61,13 @@ export function connectionLimits(
 }
 
 /**
- * Limits for a listener that serves tiny GET requests to a workload on the same host or task.
- * Even there a client can be slow or broken (a half-written request, a huge header), and each
- * such connection must not hold memory or a socket for long: headers must arrive within 5 s and
- * stay under 16 KiB (GCE requests carry a few hundred bytes), and a whole request within 10 s.
- * An idle keep-alive socket is kept 5 s, the SDKs' reuse window, and never delays shutdown
- * because `close` drops idle sockets at once.
+ * Limits for a listener that serves tiny GET requests to a workload on the same host or task:
+ * the timeouts of `listenerTimeouts` (policy.ts), and headers under 16 KiB (GCE requests carry a
+ * few hundred bytes). An idle keep-alive socket never delays shutdown: `close` drops it at once.
  */
 const serverLimits = {
-  headersTimeout: 5_000,
-  requestTimeout: 10_000,
-  keepAliveTimeout: 5_000,
+  ...listenerTimeouts,
   maxHeaderSize: 16 * 1024,
-  // How often Node checks the two timeouts above (default 30 s, which would make them 30 s).
-  connectionsCheckingInterval: 1_000,
   // Node would answer an HTTP/1.1 request without Host itself, without the listener's protocol
   // headers; the app refuses it with its own answer instead (the metadata listener's Host check).
   requireHostHeader: false,

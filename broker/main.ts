@@ -11,7 +11,8 @@ import { createLogger, type Logger, lineWriter } from "./logger.ts";
 import { createMetadataApp, type MetadataIdentity } from "./metadata-server.ts";
 import type { BrokerState } from "./metric-events.ts";
 import { BrokerMetrics } from "./metrics.ts";
-import { type RefreshPolicy, TokenCache, type TokenFetcher } from "./token-cache.ts";
+import { emfWindowMs, type RefreshPolicy } from "./policy.ts";
+import { TokenCache, type TokenFetcher } from "./token-cache.ts";
 import type { TokenSource } from "./tokens.ts";
 
 /** The Lambda extension loads the broker as one file after registering and logs through it. */
@@ -34,9 +35,6 @@ export interface StartOptions {
    */
   readonly lambda?: { readonly functionName: string };
 }
-
-/** How long an EMF window lasts outside Lambda: CloudWatch's standard resolution. */
-export const emfWindowMs = 60_000;
 
 export interface BrokerHandle {
   readonly metadataUrl: string;

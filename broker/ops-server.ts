@@ -8,6 +8,7 @@ import type { Clock } from "./clock.ts";
 import { isBrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import type { BrokerMetrics } from "./metrics.ts";
+import { readinessDeadlineMs } from "./policy.ts";
 import type { TokenSource } from "./tokens.ts";
 
 export interface OpsDeps {
@@ -16,13 +17,6 @@ export interface OpsDeps {
   readonly clock: Clock;
   readonly logger: Logger;
 }
-
-/**
- * How long `/readyz` waits for a token. Well inside the 5 s default timeout of ECS container and
- * load-balancer health checks, so the checker records our 503 and its reason, not its own timeout;
- * long enough for a cold chain (AWS STS, Google STS, impersonation) on a healthy network.
- */
-export const readinessDeadlineMs = 2_000;
 
 const textType = "text/plain; charset=utf-8";
 export const prometheusOffMessage =

@@ -1,5 +1,6 @@
 import type { Clock } from "./clock.ts";
 import { BrokerError } from "./errors.ts";
+import { jwtReuseMarginMs } from "./policy.ts";
 import { SingleFlight } from "./singleflight.ts";
 
 /** The JWT a Google STS exchange trades (the AWS web identity token) and when it stops being valid. */
@@ -16,12 +17,6 @@ export interface SubjectTokenSource {
   /** Google refused `token`: never offer that one again. */
   reject?(token: string): void;
 }
-
-/**
- * Google STS must find the JWT valid when the exchange arrives; a minute covers the exchange's
- * own deadline and clock skew between AWS, Google and this machine.
- */
-export const subjectTokenMarginMs = 60_000;
 
 /**
  * Races shared `work` against the caller's `signal` (its chain deadline), so the caller stops
@@ -50,7 +45,8 @@ export function untilAborted<T>(
 }
 
 /**
- * One AWS JWT for every exchange while it has at least a minute left: a sandbox's scope sets
+ * One AWS JWT for every exchange while it has at least min(60 s, half its lifetime) left (see
+ * `jwtReuseMarginMs`): a sandbox's scope sets
  * (and the retries of a failing exchange) share one GetWebIdentityToken. Validity is judged on
  * the wall clock when a chain asks (a Lambda sandbox is frozen between invocations, so no timer
  * could keep it fresh); concurrent chains share one mint (singleflight), which is cancelled only
@@ -63,7 +59,8 @@ export class CachedSubjectToken implements SubjectTokenSource {
   readonly #flight = new SingleFlight<SubjectToken>();
   /** The mint in flight: who still waits on it, and how to cancel it when nobody does. */
   #mint: { readonly controller: AbortController; waiters: number } | undefined;
-  #current: SubjectToken | undefined;
+  /** The JWT offered to every exchange until `reuseUntilMs`. */
+  #current: { readonly jwt: SubjectToken; readonly reuseUntilMs: number } | undefined;
   readonly call: string;
 
   constructor(source: SubjectTokenSource, clock: Clock) {
@@ -76,17 +73,20 @@ export class CachedSubjectToken implements SubjectTokenSource {
     const timedOut = () => new BrokerError("UPSTREAM_TIMEOUT", `${this.call} did not answer in time`);
     if (signal.aborted) return Promise.reject(timedOut());
     const current = this.#current;
-    if (current !== undefined && this.#clock.now() <= current.expiresAtMs - subjectTokenMarginMs) {
-      return Promise.resolve(current);
+    if (current !== undefined && this.#clock.now() <= current.reuseUntilMs) {
+      return Promise.resolve(current.jwt);
     }
     const minted = this.#flight.run("jwt", () => {
       const mint = { controller: new AbortController(), waiters: 0 };
       this.#mint = mint;
+      // The lifetime is counted from when we asked, which errs long: the margin errs safe.
+      const requestedAtMs = this.#clock.now();
       return this.#source
         .subjectToken(mint.controller.signal)
-        .then((token) => {
-          this.#current = token;
-          return token;
+        .then((jwt) => {
+          const reuseUntilMs = jwt.expiresAtMs - jwtReuseMarginMs(jwt.expiresAtMs - requestedAtMs);
+          this.#current = { jwt, reuseUntilMs };
+          return jwt;
         })
         .finally(() => {
           if (this.#mint === mint) this.#mint = undefined;
@@ -109,6 +109,6 @@ export class CachedSubjectToken implements SubjectTokenSource {
   }
 
   reject(token: string): void {
-    if (this.#current?.token === token) this.#current = undefined;
+    if (this.#current?.jwt.token === token) this.#current = undefined;
   }
 }

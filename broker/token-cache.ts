@@ -4,6 +4,14 @@ import type { Clock, Random } from "./clock.ts";
 import { BrokerError, isBrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import type { BrokerMetrics } from "./metrics.ts";
+import {
+  backoffMs,
+  defaultRefreshPolicy,
+  frozenSlackMs,
+  type RefreshPolicy,
+  refreshWindows,
+  retryDelayMs,
+} from "./policy.ts";
 import { SingleFlight } from "./singleflight.ts";
 import { ThrottledError } from "./throttling.ts";
 import type {
@@ -17,79 +25,11 @@ import type {
 } from "./tokens.ts";
 
 /*
- * Refresh policy. Every decision is made on the wall clock when a request arrives: a Lambda
- * sandbox is frozen between invocations and its timers do not run, so no timer keeps a token
- * fresh. For a cached token expiring at E, received with lifetime L:
- *
- *   fresh      now < E - advisory            serve it.
- *   advisory   up to E - mandatory           serve it; one background refresh (singleflight).
- *   mandatory  up to E                       wait (at most `waitMs`) for the refresh; if that
- *                                            fails or is slow, serve the old token, which is still
- *                                            valid, and report degraded.
- *   expired    now >= E, or nothing cached   wait (at most `waitMs`); failure → 503.
- *
- * mandatory = min(6 min, L/2): Google's SDKs treat a token with under 5 minutes left as expired
- * (Node: 5 min, Python/Go/Java: 3m45s) and would ask again at once, so a healthy broker never
- * serves one; the extra minute covers `expires_in` rounding and clock skew.
- * advisory = mandatory + min(9 min, (L - mandatory)/2), shortened by up to `jitter` so that many
- * brokers started together do not refresh in lockstep. A 1 h token: background refresh from
- * about 15 min before expiry, blocking refresh from 6 min before.
- *
- * One chain runs per key at a time; it makes up to `attempts` tries with short jittered
- * retries inside `chainDeadlineMs`. After a failed chain the key backs off (exponential from
- * `backoffBaseMs` to `backoffMaxMs`, each wait drawn from its upper half): no new chain starts before then, requests get
- * the still-valid token or, with nothing valid, the remembered error at once (a fast 503).
- * A spent quota (ThrottledError) ends the chain at its first answer, and the backoff lasts at
- * least the answer's Retry-After when that is sane.
- *
- * Bounds, since callers choose scope sets and audiences: at most `maxChains` chains run at once
- * and `maxWaitingKeys` more keys wait for a slot (beyond that: BROKER_BUSY at once, see
- * chain-gate.ts); at most `maxEntries` tokens are kept, least recently used out first, except the
- * default-scope token, which is kept apart and never pushed out. A failure counts as degraded
- * (gauge, `/readyz`) for the default token, and for any other only while someone asked for it
- * within `servedWindowMs`: a key nobody uses any more does not keep the broker degraded.
+ * The token cache: the fresh / advisory / mandatory / expired windows, singleflight, retries,
+ * backoff and stale-on-error that `RefreshPolicy` (policy.ts) describes and sets.
  */
-export interface RefreshPolicy {
-  readonly mandatoryMs: number;
-  readonly advisorySpanMs: number;
-  readonly jitter: number;
-  readonly waitMs: number;
-  readonly chainDeadlineMs: number;
-  readonly attempts: number;
-  readonly retryBaseMs: number;
-  readonly backoffBaseMs: number;
-  readonly backoffMaxMs: number;
-  readonly maxEntries: number;
-  readonly maxChains: number;
-  readonly maxWaitingKeys: number;
-  readonly servedWindowMs: number;
-}
 
-export const defaultRefreshPolicy: RefreshPolicy = Object.freeze({
-  mandatoryMs: 6 * 60_000,
-  advisorySpanMs: 9 * 60_000,
-  jitter: 0.2,
-  // Well under the 3 s that the SDKs give the metadata server.
-  waitMs: 2_000,
-  chainDeadlineMs: 10_000,
-  attempts: 3,
-  retryBaseMs: 100,
-  backoffBaseMs: 1_000,
-  backoffMaxMs: 30_000,
-  // Audiences of ID tokens are chosen by callers; the bound keeps memory flat whatever they ask.
-  maxEntries: 256,
-  // A chain is two or three upstream calls; four at once serve a cold start of several scope sets.
-  maxChains: 4,
-  maxWaitingKeys: 32,
-  servedWindowMs: 5 * 60_000,
-});
-
-/**
- * How far past its deadline a chain may end, on the wall clock, before it counts as frozen rather
- * than failed: far above a timer's lateness in a running process, even on a throttled 128 MB
- * function (its CPU share runs in 100 ms periods), far below any freeze worth telling apart.
- */
-const frozenSlackMs = 1_000;
+// For the modules that still import the policy from here; its home is policy.ts.
 
 /** Where tokens come from. `signal` aborts the whole chain (all steps, all retries). */
 export interface TokenFetcher {
@@ -442,9 +382,8 @@ export class TokenCache implements TokenSource {
     try {
       for (let attempt = 0; attempt < policy.attempts; attempt += 1) {
         if (attempt > 0) {
-          const delay = policy.retryBaseMs * 2 ** (attempt - 1) * (0.5 + random() / 2);
           try {
-            await clock.sleep(delay, signal);
+            await clock.sleep(retryDelayMs(policy, attempt, random), signal);
           } catch {
             break;
           }
@@ -476,14 +415,11 @@ export class TokenCache implements TokenSource {
     const policy = this.#policy;
     const now = clock.now();
     const lifetime = token.expiresAtMs - now;
-    const mandatory = Math.min(policy.mandatoryMs, lifetime / 2);
-    const advisory =
-      mandatory +
-      Math.min(policy.advisorySpanMs, (lifetime - mandatory) / 2) * (1 - policy.jitter * random());
+    const windows = refreshWindows(policy, lifetime, random);
     if (lifetime <= policy.mandatoryMs) {
       logger.warn(
         { lifetimeSeconds: Math.round(lifetime / 1000) },
-        "upstream issued a token that lives under 6 minutes; clients will refresh it often",
+        `upstream issued a token that lives under ${policy.mandatoryMs / 60_000} minutes; clients will refresh it often`,
       );
     }
     const previous = this.#entry(key, false);
@@ -492,8 +428,8 @@ export class TokenCache implements TokenSource {
     this.#setEntry(key, {
       token,
       storedAtMs: now,
-      refreshAtMs: token.expiresAtMs - advisory,
-      mandatoryAtMs: token.expiresAtMs - mandatory,
+      refreshAtMs: token.expiresAtMs - windows.advisoryMs,
+      mandatoryAtMs: token.expiresAtMs - windows.mandatoryMs,
       askedAtMs: previous?.askedAtMs ?? now,
     });
   }
@@ -508,11 +444,8 @@ export class TokenCache implements TokenSource {
       askedAtMs: clock.now(),
     };
     const count = (entry.failure?.count ?? 0) + 1;
-    const own = Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (count - 1)) * (0.5 + random() / 2);
-    // A quota answer's Retry-After is the earliest the quota takes us back: wait at least that,
-    // spread over a further fifth so a fleet told the same instant does not return in step.
     const retryAfter = error instanceof ThrottledError ? error.retryAfterMs : undefined;
-    const backoff = retryAfter === undefined ? own : Math.max(own, retryAfter * (1 + 0.2 * random()));
+    const backoff = backoffMs(policy, count, random, retryAfter);
     entry.failure = { error, count, retryAtMs: clock.now() + backoff };
     this.#setEntry(key, entry);
     metrics.refreshFailed(kind);

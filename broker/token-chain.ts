@@ -10,8 +10,9 @@ import { IdTokens } from "./id-tokens.ts";
 import { Impersonation } from "./impersonation.ts";
 import type { Logger } from "./logger.ts";
 import type { BrokerMetrics } from "./metrics.ts";
+import { defaultRefreshPolicy, type RefreshPolicy } from "./policy.ts";
 import { CachedSubjectToken, untilAborted } from "./subject-token.ts";
-import { defaultRefreshPolicy, type RefreshPolicy, TokenCache, type TokenFetcher } from "./token-cache.ts";
+import { TokenCache, type TokenFetcher } from "./token-cache.ts";
 import { UpstreamCalls } from "./upstream-calls.ts";
 
 /**

@@ -1,21 +1,17 @@
 import { BrokerError } from "./errors.ts";
+import { googleTokenLifetime } from "./policy.ts";
 
 /*
  * When a token from Google expires, read from the answer that issued it and checked before the
  * token is cached. Read here rather than from the library's `expiry_date` so that every freshness
  * decision uses one clock.
  *
- * A lifetime of 10 s or less, or over 12 hours (IAM Credentials' longest), or an expiry already
- * past when the answer arrives, is no token Google issues: a broken proxy, a clock or a fault.
- * Cached, it would go to callers as `expires_in: 0` and send every request into a new chain; so
- * it is UPSTREAM_MALFORMED, retried with backoff like any bad answer, and never served. Absolute
- * expiries are compared with this machine's clock, so they get 5 minutes of grace for clock skew
- * past 12 hours.
+ * A lifetime outside `googleTokenLifetime` (policy.ts), or an expiry already past when the answer
+ * arrives, is no token Google issues: it is UPSTREAM_MALFORMED, retried with backoff like any bad
+ * answer, and never served. Absolute expiries get the policy's grace for clock skew.
  */
 
-const minLifetimeMs = 10_000;
-const maxLifetimeMs = 12 * 3_600_000;
-const clockSkewGraceMs = 5 * 60_000;
+const { minMs, maxMs, clockSkewGraceMs } = googleTokenLifetime;
 
 /** A value from an upstream answer, short enough for the one error line. */
 function shown(value: unknown): string {
@@ -37,8 +33,8 @@ function checked(
 ): number {
   if (expiresAtMs <= nowMs) return fail(`had already passed when the answer arrived`);
   const lifetimeMs = expiresAtMs - fromMs;
-  if (lifetimeMs <= minLifetimeMs) return fail("is a lifetime of 10 s or less");
-  if (lifetimeMs > maxLifetimeMs + graceMs) return fail("is a lifetime over 12 hours");
+  if (lifetimeMs <= minMs) return fail(`is a lifetime of ${minMs / 1000} s or less`);
+  if (lifetimeMs > maxMs + graceMs) return fail(`is a lifetime over ${maxMs / 3_600_000} hours`);
   return expiresAtMs;
 
   function fail(problem: string): never {

@@ -1,4 +1,5 @@
 import type { Clock } from "../broker/clock.ts";
+import { refreshAheadWaitMs } from "../broker/policy.ts";
 
 /** What the timer needs of the broker. */
 export interface RefreshAheadTarget {
@@ -7,10 +8,6 @@ export interface RefreshAheadTarget {
   /** When the default-scope token next needs a chain; undefined while none is cached yet. */
   defaultRefreshDueAtMs(): number | undefined;
 }
-
-/** Bounds of a wait between looks: a due time in the past or far ahead is looked at again within these. */
-const minWaitMs = 1_000;
-const maxWaitMs = 60_000;
 
 /**
  * Keeps the default-scope token fresh on a timer, for sandboxes that are never frozen (Lambda
@@ -27,7 +24,8 @@ export function refreshAhead(target: RefreshAheadTarget, clock: Clock): () => vo
   const schedule = () => {
     if (stopped) return;
     const due = target.defaultRefreshDueAtMs();
-    const wait = due === undefined ? minWaitMs : Math.min(maxWaitMs, Math.max(minWaitMs, due - clock.now()));
+    const { minMs, maxMs } = refreshAheadWaitMs;
+    const wait = due === undefined ? minMs : Math.min(maxMs, Math.max(minMs, due - clock.now()));
     timer = setTimeout(() => void target.prewarm().then(schedule), wait);
     timer.unref();
   };

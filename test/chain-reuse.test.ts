@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { BrokerHandle } from "../broker/main.ts";
-import { defaultRefreshPolicy } from "../broker/token-cache.ts";
+import { defaultRefreshPolicy } from "../broker/policy.ts";
 import { impersonatedServiceAccount } from "./cloud/cloud.ts";
 import {
   accessTokenOf,
@@ -19,8 +19,8 @@ import { ManualClock } from "./support/manual-clock.ts";
 import { workloadEnv } from "./support/workload-env.ts";
 
 /*
- * The intermediate credentials of the chain: one AWS JWT for every exchange while it has a minute
- * left, one federated token for every impersonation, and what a spent quota does. Counts come
+ * The intermediate credentials of the chain: one AWS JWT for every exchange while it has
+ * min(60 s, half its lifetime) left, one federated token for every impersonation, and what a spent quota does. Counts come
  * from the hermetic cloud's fakes; Bearers are the ones on the wire.
  */
 
@@ -169,7 +169,7 @@ describe("the federated token, with a service account", () => {
 });
 
 describe("the AWS JWT", () => {
-  it("is reused for every exchange while it has at least 60 s left, then minted again", async () => {
+  it("is reused for every exchange while it has at least 60 s left (of 300 s), then minted again", async () => {
     const clock = new FakeClock(Date.now());
     const broker = await startBroker(false, { clock, random: () => 0.5 });
     accessTokenOf(await scoped(broker, storageScopes));
@@ -187,6 +187,30 @@ describe("the AWS JWT", () => {
         .slice(-2)
         .map((jwt) => jwt.durationSeconds),
     ).toEqual([300, 300]);
+  });
+
+  it("at BROKER_AWS_TOKEN_DURATION's floor of 60 s, is reused while it has half its lifetime left", async () => {
+    const clock = new FakeClock(Date.now());
+    const broker = await suite.start({
+      impersonate: false,
+      env: { BROKER_AWS_TOKEN_DURATION: "60" },
+      start: { clock, random: () => 0.5 },
+    });
+    accessTokenOf(await scoped(broker, storageScopes));
+    // AWS states the expiry to the second, so the JWT lives a little under 60 s: at 29 s it has
+    // over half its lifetime left, at 31 s it has not.
+    await clock.advance(29_000);
+    accessTokenOf(await scoped(broker, bigqueryScopes));
+    expect(upstream()).toMatchObject({ jwts: 1, exchanges: 2 });
+    await clock.advance(2_000);
+    accessTokenOf(await scoped(broker, ["https://www.googleapis.com/auth/pubsub"]));
+    expect(upstream()).toMatchObject({ jwts: 2, exchanges: 3 });
+    expect(
+      suite.cloud.awsSts
+        .issued()
+        .slice(-2)
+        .map((jwt) => jwt.durationSeconds),
+    ).toEqual([60, 60]);
   });
 
   it("is not offered again once Google STS has rejected it", async () => {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../broker/config.ts";
+import { isVariableName, parseVariable, variables } from "../broker/config-variables.ts";
 import { BrokerError } from "../broker/errors.ts";
 
 const audience =
@@ -44,6 +45,22 @@ describe("configuration", () => {
       warnings: [],
     });
     expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it("takes every variable of the table without a warning, and warns of any other BROKER_ name", () => {
+    const named = Object.fromEntries(variables.map((variable) => [variable.name, ""]));
+    expect(loadConfig({ ...named, ...base }).warnings).toEqual([]);
+    expect(loadConfig({ ...named, ...base, BROKER_AUDIENCES: audience }).warnings).toEqual([
+      "BROKER_AUDIENCES is not a token-broker setting and is ignored (see token-broker --help)",
+    ]);
+  });
+
+  it("has a default that its own parser accepts for every variable that has one", () => {
+    for (const { name, defaultText } of variables) {
+      if (!isVariableName(name)) throw new Error(`${name} is listed but not in the table`);
+      const value = parseVariable(name, undefined);
+      if (value !== undefined) expect(defaultText, name).not.toMatch(/^(required|unset)/);
+    }
   });
 
   it("reads every variable", () => {

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { gceRouteSpecs } from "../broker/metadata-routes.ts";
-import { defaultRefreshPolicy } from "../broker/token-cache.ts";
+import { awsTokenDurationSeconds, defaultRefreshPolicy, jwtReuseMarginMs } from "../broker/policy.ts";
 import { repoRoot } from "./support/child.ts";
 
 /*
@@ -71,7 +71,7 @@ describe("docs/", () => {
   });
 
   it("states the refresh policy's values as the code sets them", () => {
-    const text = read("docs/token-refresh.md");
+    const text = read("docs/token-refresh.md").replace(/\s+/g, " ");
     const minutes = (ms: number) => `${ms / 60_000} min`;
     const seconds = (ms: number) => `${ms / 1000} s`;
     expect(text).toContain(`mandatory = min(${minutes(defaultRefreshPolicy.mandatoryMs)}, L/2)`);
@@ -87,6 +87,10 @@ describe("docs/", () => {
     expect(text).toContain(`at most ${defaultRefreshPolicy.maxChains} chains run at once`);
     expect(text).toContain(`${defaultRefreshPolicy.maxWaitingKeys} more keys wait`);
     expect(text).toContain(`within the last ${minutes(defaultRefreshPolicy.servedWindowMs)}`);
+    const floorMs = awsTokenDurationSeconds.min * 1000;
+    expect(text).toContain(
+      `at least min(${seconds(jwtReuseMarginMs(Number.POSITIVE_INFINITY))}, half its lifetime) left, so even a ${seconds(floorMs)} JWT (\`BROKER_AWS_TOKEN_DURATION\`'s floor) serves the exchanges of its first ${seconds(floorMs - jwtReuseMarginMs(floorMs))}`,
+    );
   });
 });
 

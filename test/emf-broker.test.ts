@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
-import { emfWindowMs } from "../broker/main.ts";
 import { prometheusOffMessage } from "../broker/ops-server.ts";
+import { emfWindowMs } from "../broker/policy.ts";
 import { getToken } from "./support/broker-probes.ts";
 import { type CapturedLog, captureLog } from "./support/capture-log.ts";
 import { type EmfDocument, emfDocuments, emfProblems } from "./support/emf-spec.ts";

@@ -1,6 +1,6 @@
 import { describe, expect, it, type TestContext } from "vitest";
 import type { BrokerHandle } from "../broker/main.ts";
-import { defaultRefreshPolicy } from "../broker/token-cache.ts";
+import { defaultRefreshPolicy } from "../broker/policy.ts";
 import { getToken, scrapeMetrics } from "./support/broker-probes.ts";
 import { hermeticBrokers } from "./support/hermetic-brokers.ts";
 import { httpGet } from "./support/http-client.ts";

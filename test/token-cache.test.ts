@@ -3,12 +3,8 @@ import { describe, expect, it } from "vitest";
 import { BrokerError } from "../broker/errors.ts";
 import { createLogger } from "../broker/logger.ts";
 import { BrokerMetrics } from "../broker/metrics.ts";
-import {
-  defaultRefreshPolicy,
-  type RefreshPolicy,
-  TokenCache,
-  type TokenFetcher,
-} from "../broker/token-cache.ts";
+import { defaultRefreshPolicy, type RefreshPolicy } from "../broker/policy.ts";
+import { TokenCache, type TokenFetcher } from "../broker/token-cache.ts";
 import type { AccessToken, IdToken, IdTokenRequest } from "../broker/tokens.ts";
 import { FakeClock, settle } from "./support/fake-clock.ts";
 

@@ -2,13 +2,15 @@ import { Token } from "aws-cdk-lib";
 import {
   audiencePattern,
   defaults,
+  isVariableName,
   type LogLevel,
-  loadConfig,
   metadataEndpoint,
+  readVariable,
   type SigningAlgorithm,
   serviceAccountPattern,
-} from "../../broker/config.ts";
+} from "../../broker/config-variables.ts";
 import { isBrokerError } from "../../broker/errors.ts";
+import { awsTokenDurationSeconds } from "../../broker/policy.ts";
 
 export { metadataEndpoint, type SigningAlgorithm };
 
@@ -59,8 +61,8 @@ export function providerAudience(parts: ProviderAudienceParts): string {
 
 /**
  * Checks the settings at synth time, so a typo fails `cdk synth` instead of a deployed function
- * that cannot get a token: first the settings named as this API names them, then, once no value
- * is a deploy-time token, the broker's own `loadConfig` on the environment it will get.
+ * that cannot get a token: first the settings named as this API names them, then each variable of
+ * the environment the broker will get (but deploy-time tokens) with the broker's own parser for it.
  */
 export function validateBrokerSettings(
   settings: BrokerSettings,
@@ -79,16 +81,21 @@ export function validateBrokerSettings(
     );
   }
   const duration = settings.tokenDurationSeconds;
-  if (duration !== undefined && !(Number.isInteger(duration) && duration >= 60 && duration <= 3600)) {
-    throw new Error(`token-broker: tokenDurationSeconds ${duration} is outside 60..3600; e.g. 300`);
+  const { min, max } = awsTokenDurationSeconds;
+  if (duration !== undefined && !(Number.isInteger(duration) && duration >= min && duration <= max)) {
+    throw new Error(
+      `token-broker: tokenDurationSeconds ${duration} is outside ${min}..${max}; e.g. ${defaultTokenDurationSeconds}`,
+    );
   }
   const environment = { ...brokerEnvironment(settings), ...constructEnvironment };
-  if (Object.values(environment).some((value) => Token.isUnresolved(value))) return;
-  try {
-    // Any valid region: the broker requires one, the construct's own comes from its stack.
-    loadConfig({ ...environment, AWS_REGION: "us-east-1" });
-  } catch (error) {
-    throw new Error(`token-broker: ${isBrokerError(error) ? error.message : String(error)}`);
+  for (const [name, value] of Object.entries(environment)) {
+    if (!isVariableName(name)) throw new Error(`token-broker: ${name} is not a token-broker setting`);
+    if (Token.isUnresolved(value)) continue;
+    try {
+      readVariable({ [name]: value }, name);
+    } catch (error) {
+      throw new Error(`token-broker: ${isBrokerError(error) ? error.message : String(error)}`);
+    }
   }
 }
 

@@ -14,7 +14,7 @@ import {
 } from "aws-cdk-lib/aws-ecs";
 import { type ILogGroup, LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
-import { defaults } from "../../broker/config.ts";
+import { defaults } from "../../broker/config-variables.ts";
 import {
   type BrokerSettings,
   brokerEnvironment,

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { BrokerHandle } from "../../broker/main.ts";
-import { defaultRefreshPolicy } from "../../broker/token-cache.ts";
+import { defaultRefreshPolicy } from "../../broker/policy.ts";
 import type { UpstreamOutcome, UpstreamStep } from "../../broker/upstream-steps.ts";
 import { type Cloud, startCloud } from "../cloud/cloud.ts";
 import {

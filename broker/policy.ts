@@ -1,0 +1,214 @@
+import type { Random } from "./clock.ts";
+
+/*
+ * Every timing setting of the broker with its reason: refresh windows, reuse margins, deadlines,
+ * retries, backoff and bounds. Configuration bounds are read from here; docs/token-refresh.md
+ * states these values (test/docs.test.ts checks it).
+ */
+
+/**
+ * How a token cache (token-cache.ts) refreshes. Every decision is made on the wall clock when a
+ * request arrives: a Lambda sandbox is frozen between invocations and its timers do not run, so no
+ * timer keeps a token fresh. For a cached token expiring at E, received with lifetime L:
+ *
+ *   fresh      now < E - advisory            serve it.
+ *   advisory   up to E - mandatory           serve it; one background refresh (singleflight).
+ *   mandatory  up to E                       wait (at most `waitMs`) for the refresh; if that
+ *                                            fails or is slow, serve the old token, which is still
+ *                                            valid, and report degraded.
+ *   expired    now >= E, or nothing cached   wait (at most `waitMs`); failure → 503.
+ *
+ * mandatory = min(`mandatoryMs`, L/2); advisory = mandatory + min(`advisorySpanMs`,
+ * (L - mandatory)/2), shortened by up to `jitter`. A 1 h token: background refresh from about
+ * 15 min before expiry, blocking refresh from 6 min before.
+ *
+ * One chain runs per key at a time; it makes up to `attempts` tries with short jittered retries
+ * inside `chainDeadlineMs`. After a failed chain the key backs off (exponential from
+ * `backoffBaseMs` to `backoffMaxMs`, each wait drawn from its upper half): no new chain starts
+ * before then, requests get the still-valid token or, with nothing valid, the remembered error at
+ * once (a fast 503). A spent quota (ThrottledError) ends the chain at its first answer, and the
+ * backoff lasts at least the answer's Retry-After when that is sane.
+ *
+ * Bounds, since callers choose scope sets and audiences: at most `maxChains` chains run at once
+ * and `maxWaitingKeys` more keys wait for a slot (beyond that: BROKER_BUSY at once, see
+ * chain-gate.ts); at most `maxEntries` tokens are kept, least recently used out first, except the
+ * default-scope token, which is kept apart and never pushed out.
+ */
+export interface RefreshPolicy {
+  /**
+   * Longest mandatory window. Google's SDKs treat a token with under 5 minutes left as expired
+   * (Node: 5 min, Python/Go/Java: 3m45s) and would ask again at once, so a healthy broker never
+   * serves one; the extra minute covers `expires_in` rounding and clock skew.
+   */
+  readonly mandatoryMs: number;
+  /** Longest advisory span before the mandatory window: time for a background refresh to land. */
+  readonly advisorySpanMs: number;
+  /** Share of the advisory span cut at random, so brokers started together do not refresh in lockstep. */
+  readonly jitter: number;
+  /** Longest wait of a request for a chain: well under the 3 s the SDKs give the metadata server. */
+  readonly waitMs: number;
+  /** Deadline of one chain, all steps and retries: a hung upstream never holds a key longer. */
+  readonly chainDeadlineMs: number;
+  /** Tries per chain: a dropped connection or a 5xx is retried at once, within the deadline. */
+  readonly attempts: number;
+  /** First retry delay inside a chain (doubling, jittered): short, the deadline bounds the rest. */
+  readonly retryBaseMs: number;
+  /** First backoff after a failed chain: a burst of requests does not hammer a failing upstream. */
+  readonly backoffBaseMs: number;
+  /** Longest backoff: a recovered upstream is noticed within this. */
+  readonly backoffMaxMs: number;
+  /** Tokens kept: audiences of ID tokens are chosen by callers; the bound keeps memory flat. */
+  readonly maxEntries: number;
+  /** Chains at once: a chain is two or three upstream calls; four serve a cold start of several scope sets. */
+  readonly maxChains: number;
+  /** Keys waiting for a chain slot before further ones get BROKER_BUSY. */
+  readonly maxWaitingKeys: number;
+  /** A failure counts as degraded only for keys asked for within this: an unused key does not keep the broker degraded. */
+  readonly servedWindowMs: number;
+}
+
+export const defaultRefreshPolicy: RefreshPolicy = Object.freeze({
+  mandatoryMs: 6 * 60_000,
+  advisorySpanMs: 9 * 60_000,
+  jitter: 0.2,
+  waitMs: 2_000,
+  chainDeadlineMs: 10_000,
+  attempts: 3,
+  retryBaseMs: 100,
+  backoffBaseMs: 1_000,
+  backoffMaxMs: 30_000,
+  maxEntries: 256,
+  maxChains: 4,
+  maxWaitingKeys: 32,
+  servedWindowMs: 5 * 60_000,
+});
+
+/** How long before expiry a token of `lifetimeMs` enters its advisory and its mandatory window. */
+export function refreshWindows(
+  policy: RefreshPolicy,
+  lifetimeMs: number,
+  random: Random,
+): { readonly advisoryMs: number; readonly mandatoryMs: number } {
+  const mandatoryMs = Math.min(policy.mandatoryMs, lifetimeMs / 2);
+  const spanMs = Math.min(policy.advisorySpanMs, (lifetimeMs - mandatoryMs) / 2);
+  return { advisoryMs: mandatoryMs + spanMs * (1 - policy.jitter * random()), mandatoryMs };
+}
+
+/** The wait before try `attempt` (from 1) of a chain: doubling from `retryBaseMs`, drawn from its upper half. */
+export function retryDelayMs(policy: RefreshPolicy, attempt: number, random: Random): number {
+  return policy.retryBaseMs * 2 ** (attempt - 1) * (0.5 + random() / 2);
+}
+
+/**
+ * Share of a quota answer's Retry-After added at random: a fleet told the same instant does not
+ * come back in step.
+ */
+const retryAfterSpread = 0.2;
+
+/**
+ * The backoff after `failures` failed chains in a row: doubling from `backoffBaseMs` up to
+ * `backoffMaxMs`, drawn from its upper half; at least a quota answer's `retryAfterMs` (the
+ * earliest the quota takes us back), spread by `retryAfterSpread`.
+ */
+export function backoffMs(
+  policy: RefreshPolicy,
+  failures: number,
+  random: Random,
+  retryAfterMs: number | undefined,
+): number {
+  const own =
+    Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (failures - 1)) * (0.5 + random() / 2);
+  return retryAfterMs === undefined ? own : Math.max(own, retryAfterMs * (1 + retryAfterSpread * random()));
+}
+
+/**
+ * How far past its deadline a chain may end, on the wall clock, before it counts as frozen rather
+ * than failed: far above a timer's lateness in a running process, even on a throttled 128 MB
+ * function (its CPU share runs in 100 ms periods), far below any freeze worth telling apart.
+ */
+export const frozenSlackMs = 1_000;
+
+/** `DurationSeconds` of `GetWebIdentityToken`: AWS's own limits, the range of BROKER_AWS_TOKEN_DURATION. */
+export const awsTokenDurationSeconds = Object.freeze({ min: 60, max: 3_600 });
+
+/** Longest JWT reuse margin: the exchange's own deadline and clock skew between AWS, Google and us. */
+const jwtReuseMarginMaxMs = 60_000;
+
+/**
+ * How much life the AWS JWT must have left to be offered to Google STS again: min(60 s, half its
+ * lifetime), so that even the shortest JWT AWS issues serves the exchanges of its first half.
+ */
+export function jwtReuseMarginMs(lifetimeMs: number): number {
+  return Math.min(jwtReuseMarginMaxMs, lifetimeMs / 2);
+}
+
+/**
+ * What an answer from Google may state as a token's lifetime (upstream-expiry.ts): anything else
+ * is a broken proxy, a clock or a fault, refused as UPSTREAM_MALFORMED rather than cached.
+ */
+export const googleTokenLifetime = Object.freeze({
+  /** At or under this, a cached token would go out as `expires_in: 0` and every request would start a chain. */
+  minMs: 10_000,
+  /** IAM Credentials' longest lifetime. */
+  maxMs: 12 * 3_600_000,
+  /** Absolute expiries are read on this machine's clock: grace for clock skew past `maxMs`. */
+  clockSkewGraceMs: 5 * 60_000,
+});
+
+/**
+ * `service_account_impersonation.token_lifetime_seconds` of a credential configuration: the range
+ * `gcloud iam workload-identity-pools create-cred-config` accepts, up to IAM Credentials' longest.
+ */
+export const impersonationLifetimeSeconds = Object.freeze({
+  min: 600,
+  max: googleTokenLifetime.maxMs / 1000,
+  /** What IAM Credentials issues when none is asked for. */
+  default: 3_600,
+});
+
+/**
+ * One AWS STS attempt (the SDK's request handler): connecting is local-network quick, the call a
+ * signing round trip; both well inside the chain deadline so a retry still fits.
+ */
+export const awsAttemptTimeouts = Object.freeze({ connectionTimeoutMs: 2_000, requestTimeoutMs: 5_000 });
+
+/** One Google call (STS exchange, generateAccessToken, generateIdToken): half the chain deadline, so a retry still fits. */
+export const googleAttemptTimeoutMs = 5_000;
+
+/**
+ * Bounds of the refresh-ahead timer's sleep (lambda-extension/refresh-ahead.ts): a due time in the
+ * past is looked at again after `minMs` (no busy loop while a chain runs), one far ahead within
+ * `maxMs` (a clock step is noticed).
+ */
+export const refreshAheadWaitMs = Object.freeze({ minMs: 1_000, maxMs: 60_000 });
+
+/**
+ * How long `/readyz` waits for a token. Well inside the 5 s default timeout of ECS container and
+ * load-balancer health checks, so the checker records our 503 and its reason, not its own timeout;
+ * long enough for a cold chain (AWS STS, Google STS, impersonation) on a healthy network.
+ */
+export const readinessDeadlineMs = 2_000;
+
+/** `token-broker --healthcheck`'s wait for `/healthz`: inside the image's HEALTHCHECK timeout. */
+export const healthcheckTimeoutMs = 2_000;
+
+/**
+ * Node's HTTP server timeouts of both listeners (http-listener.ts): a slow or broken client on the
+ * same host must not hold a socket for long; an idle keep-alive socket is kept for the SDKs' reuse.
+ */
+export const listenerTimeouts = Object.freeze({
+  headersTimeout: 5_000,
+  requestTimeout: 10_000,
+  keepAliveTimeout: 5_000,
+  /** How often Node checks the timeouts above (its default would stretch them to that period). */
+  connectionsCheckingInterval: 1_000,
+});
+
+/**
+ * The sidecar's stop on SIGTERM (cli.ts): within a second (infra/README.md), far inside the grace
+ * ECS and Docker give before SIGKILL; requests in flight get all but `exitMarginMs` of it.
+ */
+export const shutdownDeadline = Object.freeze({ deadlineMs: 1_000, exitMarginMs: 100 });
+
+/** How long an EMF window lasts outside Lambda: CloudWatch's standard resolution. */
+export const emfWindowMs = 60_000;
