@@ -108,7 +108,12 @@ describe("fake AWS STS: the claims that tell workloads of one role apart", () =>
   it("puts the Tags in request_tags once the role may tag", async () => {
     cloud.awsSts.allowTagging(world.awsPrincipals[0]?.roleArn ?? "", {});
     const claims = await claimsOf(
-      { Tags: [{ Key: "service", Value: "orders" }, { Key: "job-id", Value: "" }] },
+      {
+        Tags: [
+          { Key: "service", Value: "orders" },
+          { Key: "job-id", Value: "" },
+        ],
+      },
       client(writer),
     );
     expect(claims).toMatchObject({ request_tags: { service: "orders", "job-id": "" } });
@@ -127,7 +132,10 @@ describe("fake AWS STS: the claims that tell workloads of one role apart", () =>
 
   it("holds the tag statement's conditions on aws:TagKeys and aws:RequestTag/KEY", async () => {
     const role = world.awsPrincipals[0]?.roleArn ?? "";
-    cloud.awsSts.allowTagging(role, { tagKeys: ["service"], requestTags: { service: ["orders", "billing"] } });
+    cloud.awsSts.allowTagging(role, {
+      tagKeys: ["service"],
+      requestTags: { service: ["orders", "billing"] },
+    });
     expect(await claimsOf({ Tags: [{ Key: "service", Value: "billing" }] })).toMatchObject({
       request_tags: { service: "billing" },
     });

@@ -23,7 +23,11 @@ describe("Google's CEL: extract()", () => {
   });
 
   it.each([
-    { text: "arn:aws:lambda:eu-west-1:123456789012:function:orders", template: ":function:{name}", want: "orders" },
+    {
+      text: "arn:aws:lambda:eu-west-1:123456789012:function:orders",
+      template: ":function:{name}",
+      want: "orders",
+    },
     { text: sessionArn, template: "assumed-role/{role}/", want: "token-broker-demo" },
     { text: sessionArn, template: "{prefix}:assumed-role", want: "arn:aws:sts::123456789012" },
     { text: "projects/p/datasets/d/tables/t", template: "datasets/{dataset}/", want: "d" },
