@@ -134,10 +134,9 @@ describe("infra/gcp per-function grants", () => {
     expect(module.resource.google_service_account_iam_member?.federated_user?.[0].for_each).toBe(
       "${local.impersonate ? local.granted_principals : {}}",
     );
-    const [lifecycle] = module.resource.google_iam_workload_identity_pool_provider?.aws?.[0].lifecycle as [
-      { precondition: { condition: string }[] },
-    ];
-    expect(lifecycle.precondition[0]?.condition).toBe(
+    const provider = module.resource.google_iam_workload_identity_pool_provider?.aws?.[0] ?? {};
+    const [lifecycle] = (provider.lifecycle ?? []) as { precondition: { condition: string }[] }[];
+    expect(lifecycle?.precondition[0]?.condition).toBe(
       "${alltrue([for arn in local.role_grant_arns : contains(var.aws_role_arns, arn)])}",
     );
   });
