@@ -190,7 +190,11 @@ export async function startGoogleSts(options: GoogleStsOptions): Promise<GoogleS
     if ("error" in verification) return sendOAuthError(res, verification);
 
     const token = `ya29.d.${randomBytes(48).toString("base64url")}`;
-    const { subject, attributes } = verification;
+    const { subject } = verification;
+    // An attribute mapped to '' is unset: no principal set can name it.
+    const attributes = Object.fromEntries(
+      Object.entries(verification.attributes).filter(([, value]) => value !== ""),
+    );
     ledger.recordAccessToken({
       token,
       principal: {

@@ -130,9 +130,9 @@ export function functionArn(world: World, role: AwsPrincipal, name: string): str
  */
 export function iamMembers(world: World, principal: GooglePrincipal): string[] {
   if (principal.kind === "serviceAccount") return [`serviceAccount:${principal.email}`];
-  const sets = Object.entries(principal.attributes ?? {})
-    .filter(([, value]) => value !== "")
-    .map(([name, value]) => principalSet(world, name, value));
+  const sets = Object.entries(principal.attributes ?? {}).map(([name, value]) =>
+    principalSet(world, name, value),
+  );
   return [principal.principal, ...sets, `principalSet://${poolName(world)}/*`];
 }
 
