@@ -25,12 +25,17 @@ import {
  * Two functions share the demo role. With per-function grants (withFunctionGrants) Google STS
  * maps attribute.lambda_function from the JWT's lambda_source_function_arn with the provider's
  * CEL mapping (extract()), and GCS, BigQuery and IAM Credentials grant by principal set, so only
- * the writer may write. A task without a function claim carries its service as a request tag.
+ * the writer may write (the reader may read). A task without a function claim carries its service
+ * as a request tag.
  */
 
 const perFunction: World = (() => {
   const world = withFunctionGrants(demoWorld);
-  return { ...world, dataWriters: [...world.dataWriters, principalSet(world, "service", "orders")] };
+  return {
+    ...world,
+    dataWriters: [...world.dataWriters, principalSet(world, "service", "orders")],
+    dataReaders: [principalSet(world, "lambda_function", demoFunctionNames.reader)],
+  };
 })();
 
 type Caller = SessionCredentials | { accessKeyId: string; secretAccessKey: string };
@@ -146,6 +151,12 @@ describe("per-function grants (withFunctionGrants)", () => {
     expect(refused).toBeInstanceOf(ApiError);
     expect(refused).toMatchObject({ code: 403, message: createDenied });
     expect(cloud.gcs.object(perFunction.grantedBucket, "by-reader.txt")).toBeUndefined();
+    // The reader's own grant is to read (dataReaders), which it may.
+    const [read] = await storage(cloud, reader)
+      .bucket(perFunction.grantedBucket)
+      .file("by-writer.txt")
+      .download();
+    expect(read.toString()).toBe("w");
     const name = `${perFunction.googleProjectId}:${perFunction.dataset}.${perFunction.table}`;
     expect(await rejection(table(cloud, reader).insert([row]))).toMatchObject({
       code: 403,
