@@ -15,11 +15,9 @@ resource "google_iam_workload_identity_pool_provider" "aws" {
   workload_identity_pool_id          = google_iam_workload_identity_pool.aws.workload_identity_pool_id
   workload_identity_pool_provider_id = var.provider_id
   display_name                       = "AWS outbound federation"
-  # google.subject is the role ARN. attribute.lambda_function is the calling function's name
-  # (from lambda_source_function_arn) and attribute.service the `service` request tag; each is ''
-  # for a caller without that claim. The local cloud's provider has the same strings (test/cloud).
-  # Bounded by the variables' checks (127-byte ARN, 64-character name, 256-character tag), they
-  # stay far inside Google's 8 KB for all mapped attributes together.
+  # google.subject is the role ARN; attribute.lambda_function the calling function's name and
+  # attribute.service the `service` request tag, '' without that claim (word for word as the local
+  # cloud's provider). With the variables' checks they stay far inside Google's 8 KB in all.
   attribute_mapping = {
     "google.subject"            = "assertion.sub"
     "attribute.lambda_function" = "has(assertion['https://sts.amazonaws.com/'].lambda_source_function_arn) ? assertion['https://sts.amazonaws.com/'].lambda_source_function_arn.extract(':function:{name}') : ''"
@@ -49,9 +47,8 @@ locals {
   # principalSet://iam.googleapis.com/projects/<NUMBER>/locations/global/workloadIdentityPools/<POOL>
   pool_principal_set = "principalSet://iam.googleapis.com/${google_iam_workload_identity_pool.aws.name}"
   role_grant_arns    = var.role_grant_arns == null ? var.aws_role_arns : var.role_grant_arns
-  # Who gets the data grants (with impersonation: who may impersonate): whole roles, single
-  # functions, services by request tag. Keys are known at plan time (for_each needs that); the
-  # principals are known only after apply.
+  # Who gets the data grants (with impersonation: may impersonate): roles, functions, services.
+  # Keys are known at plan time (for_each needs that); the principals only after apply.
   granted_principals = merge(
     { for arn in local.role_grant_arns : arn => "${local.principal_prefix}${arn}" },
     { for name in var.lambda_function_names : "function:${name}" => "${local.pool_principal_set}/attribute.lambda_function/${name}" },

@@ -2,10 +2,9 @@ import { type CelInput, CelScalar, celMethod, mapType, parse } from "@bufbuild/c
 import { evaluateCel } from "./google-cel.ts";
 
 /**
- * Credential Access Boundaries, as Google STS accepts them in the downscoping exchange's
- * `options` and as Cloud Storage then enforces them: each rule makes some permissions available
- * on one bucket, optionally under a CEL condition on the resource (`resource.name`,
- * `resource.type`) and on the request (`api.getAttribute('storage.googleapis.com/objectListPrefix', '')`).
+ * Credential Access Boundaries, as Google STS accepts them and Cloud Storage enforces them: a rule
+ * makes a role's permissions available on one bucket, maybe under a CEL condition on `resource`
+ * and `api.getAttribute('storage.googleapis.com/objectListPrefix', '')`.
  */
 
 /** One rule, checked: the bucket, the permissions its roles hold, the condition's expression. */

@@ -25,10 +25,8 @@ function refused(error: "invalid_grant" | "invalid_request" | "unauthorized_clie
 }
 
 /**
- * A provider's attribute mapping and condition, evaluated as Google STS evaluates them: every
- * mapping over `assertion`, then the limits, then the condition over `assertion`, `google` and
- * `attribute`. The subject texts are Google's as reported by its users; Google's texts for a
- * mapping that fails to evaluate and for the 8 KB total are not on record and read alike here.
+ * A provider's mapping, limits and condition, in Google STS's order. The subject texts are Google's
+ * as its users report them; its texts for a mapping in error and for the 8 KB total are not on record.
  */
 export function mapAttributes(
   mapping: Readonly<Record<string, string>>,

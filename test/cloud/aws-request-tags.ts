@@ -1,11 +1,8 @@
 import type { PolicyDecision } from "./aws-sts.ts";
 
 /**
- * The `Tags` of `GetWebIdentityToken` (they become the JWT's `request_tags`): STS's constraints
- * on them from its API model (at most 50; keys of 1..128 and values of 0..256 characters of
- * letters, separators, digits and `_.:/=+-@`), keys unique whatever their case, and the
- * `sts:TagGetWebIdentityToken` permission they need, with its `aws:TagKeys` and `aws:RequestTag/…`
- * conditions.
+ * The `Tags` of `GetWebIdentityToken` (the JWT's `request_tags`): the limits of STS's API model,
+ * keys unique whatever their case, and the `sts:TagGetWebIdentityToken` permission they need.
  */
 
 export const MAX_TAGS = 50;
@@ -92,10 +89,9 @@ export interface TagPolicy {
 const TAG_STATEMENT = "AllowTagGetWebIdentityToken";
 
 /**
- * IAM's decision on `sts:TagGetWebIdentityToken` for these tag keys (`aws:TagKeys`) and values
- * (`aws:RequestTag/…`, which the simulator may leave out): implicitly denied without a
- * statement; a statement's conditions all hold, or it does not apply. A tag a condition names
- * but the request lacks is reported as a missing context value, as the policy simulator does.
+ * IAM's decision on `sts:TagGetWebIdentityToken` for these keys (`aws:TagKeys`) and the values
+ * known of them (`aws:RequestTag/…`): every condition holds, or it is denied; a value a condition
+ * needs but nobody gave is a missing context value, as the policy simulator reports it.
  */
 export function decideTagging(
   policy: TagPolicy | undefined,

@@ -14,10 +14,8 @@ import { type Cloud, startCloud } from "./cloud.ts";
 import { demoFunctionNames, demoWorld, providerAudience, type World } from "./world.ts";
 
 /*
- * The claims AWS STS puts under https://sts.amazonaws.com/ beyond the account and the role:
- * lambda_source_function_arn for a function's execution-role session, principal_tags from the
- * role's tags, request_tags from the Tags parameter (validated, and allowed only with
- * sts:TagGetWebIdentityToken). The SDK sends Tags.member.N.Key/Value as the Query protocol does.
+ * AWS STS's claims beyond the account and role: lambda_source_function_arn for a function's
+ * session, principal_tags (role tags), request_tags (Tags, validated, with sts:TagGetWebIdentityToken).
  */
 
 const [demoRole, other] = demoWorld.awsPrincipals;

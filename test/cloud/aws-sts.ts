@@ -67,16 +67,15 @@ export interface SessionCredentials {
 }
 
 /**
- * What AWS knows of a session beyond its role, as its session context holds it: Lambda names a
- * function's execution-role session after the function and records the function's ARN
- * (`lambda:SourceFunctionArn`), which STS puts in the JWT as `lambda_source_function_arn`.
+ * A session's context beyond its role: Lambda names a function's session after it and records its
+ * ARN (`lambda:SourceFunctionArn`), which STS puts in the JWT as `lambda_source_function_arn`.
  */
 export interface SessionContext {
   readonly sessionName?: string;
   readonly sourceFunctionArn?: string;
 }
 
-/** A session STS accepts, with whose it is. */
+/** A session STS accepts, and whose it is. */
 export interface Session {
   readonly credentials: SessionCredentials;
   readonly principal: AwsPrincipal;

@@ -62,10 +62,8 @@ export interface Cloud {
   /** The container credentials endpoint (SnapStart, ECS): sessions of the demo role. */
   readonly containerCredentials: ContainerCredentials;
   /**
-   * The credentials Lambda gives a function (its environment's AWS_ACCESS_KEY_ID,
-   * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN): a session of its role (the world's, else the demo
-   * role) named after it, which the AWS STS fake knows as the function's
-   * (`lambda_source_function_arn` in its JWTs).
+   * What Lambda gives a function (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN): a
+   * session of its role (else the demo role) that STS knows as the function's (`lambda_source_function_arn`).
    */
   lambdaFunctionCredentials(functionName: string): SessionCredentials;
   /** `impersonate: true` adds the service account the demo role may impersonate. */

@@ -13,10 +13,8 @@ import { bearerClient, federatedWriter, issueToken } from "./google-clients.ts";
 import { demoWorld as world } from "./world.ts";
 
 /*
- * Google STS's Credential Access Boundary exchange, and GCS enforcing a downscoped token's
- * boundary on top of its principal's grants. google-auth-library's DownscopedClient posts to the
- * fixed https://sts.googleapis.com/v1/token through its own transport, so the tests send its
- * request (the fields of its refreshAccessTokenAsync) with fetch.
+ * Downscoping at Google STS, and GCS enforcing the boundary on top of the principal's grants.
+ * DownscopedClient posts to a fixed https address through its own transport: fetch sends its fields.
  */
 
 const bucket = `//storage.googleapis.com/projects/_/buckets/${world.grantedBucket}`;

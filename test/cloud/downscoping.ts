@@ -3,11 +3,8 @@ import { parseAccessBoundary } from "./access-boundary.ts";
 import type { Ledger } from "./ledger.ts";
 
 /**
- * Google STS's Credential Access Boundary exchange (RFC 8693 with a Google access token as the
- * subject and the boundary in `options`), as google-auth-library's DownscopedClient sends it.
- * The downscoped token stands for the same principal with the same scopes and expires with its
- * source: `expires_in` is what is left of the source's lifetime. A token that already carries a
- * boundary cannot take another. Google's texts for these refusals are not on record.
+ * Google STS's downscoping (an access token as subject, the boundary in `options`): same principal
+ * and scopes, expiring with the source; never a second boundary. Its refusal texts are not on record.
  */
 
 export const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";

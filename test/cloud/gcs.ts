@@ -21,13 +21,10 @@ import { iamMembers, type World } from "./world.ts";
 export type { StoredObject } from "./gcs-objects.ts";
 
 /**
- * Fake of the GCS JSON API, as `@google-cloud/storage` calls it: uploads (multipart, media,
- * resumable), object metadata and media reads, listing. Grants follow the demo: the data writers
- * of the world may create, read and list objects in `world.grantedBucket`, its data readers may
- * read and list there, nobody may do anything in any other bucket. A member may be a principal, a
- * principal set (`principalSet://…/attribute.lambda_function/NAME`) or a service account.
- * Overwriting is allowed to writers (the fake models no `storage.objects.delete`). A downscoped
- * token may do only what both its principal and its access boundary allow.
+ * Fake of the GCS JSON API, as `@google-cloud/storage` calls it: uploads, reads, listing. In
+ * `world.grantedBucket` data writers (principals, principal sets, service accounts) may write,
+ * read and list (overwrite too: no `storage.objects.delete` here), data readers read and list;
+ * nowhere else anything. A downscoped token may only what both principal and boundary allow.
  */
 export type GcsOperation =
   | "objects.insert"
@@ -100,9 +97,8 @@ export async function startGcs({ world, ledger }: { world: World; ledger: Ledger
   });
 
   /**
-   * Authenticates, then checks scopes, the bucket's existence, the IAM grant and, given the
-   * resource, the token's boundary, in GCS's order. An upload learns its object's name from its
-   * body, so it checks the boundary itself once it has parsed it.
+   * Authentication, scopes, the bucket, the IAM grant, then (given the resource) the boundary, in
+   * GCS's order; an upload checks the boundary itself once its body has named the object.
    */
   const authorize = (
     req: Request,
