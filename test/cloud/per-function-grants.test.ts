@@ -16,6 +16,7 @@ import {
   demoFunctionNames,
   demoWorld,
   federatedPrincipal,
+  iamMembers,
   principalSet,
   type World,
   withFunctionGrants,
@@ -130,6 +131,28 @@ describe("per-function grants (withFunctionGrants)", () => {
       principal: federatedPrincipal(perFunction, role),
       attributes: { lambda_function: "token-broker-demo-writer" },
     });
+  });
+
+  it("matches a federated identity by subject, by each mapped attribute and as one of the pool", () => {
+    const role = demoPrincipal(perFunction).roleArn;
+    const pool =
+      "principalSet://iam.googleapis.com/projects/987654321098/locations/global/workloadIdentityPools/aws-pool";
+    expect(
+      iamMembers(perFunction, {
+        kind: "federated",
+        subject: role,
+        principal: federatedPrincipal(perFunction, role),
+        attributes: { lambda_function: "f", service: "s" },
+      }),
+    ).toEqual([
+      federatedPrincipal(perFunction, role),
+      `${pool}/attribute.lambda_function/f`,
+      `${pool}/attribute.service/s`,
+      `${pool}/*`,
+    ]);
+    expect(iamMembers(perFunction, { kind: "serviceAccount", email: "a@b.iam.gserviceaccount.com" })).toEqual(
+      ["serviceAccount:a@b.iam.gserviceaccount.com"],
+    );
   });
 
   it("lets the writer function write the bucket and the table, and refuses the reader sharing its role", async () => {
