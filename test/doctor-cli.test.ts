@@ -63,7 +63,7 @@ describe("token-broker doctor on a healthy setup", () => {
       ),
     );
     expect(run.check("provider").detail).toBe(
-      `issuer and audience match; google.subject="${role}" (48 bytes); the attribute condition holds`,
+      `issuer and audience match; google.subject="${role}" attribute.lambda_function="" attribute.service="" (48 bytes); the attribute condition holds`,
     );
     expect(run.check("impersonation").detail).toBe(
       `${federatedPrincipal(cloud.world, role)} may impersonate ${sa}`,

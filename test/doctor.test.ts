@@ -230,7 +230,7 @@ const cases: readonly Case[] = [
       }),
     failing: "provider",
     detail: () =>
-      'the attribute condition is false at `assertion.sub == "arn:aws:iam::123456789012:role/other"` (google.subject="arn:aws:iam::123456789012:role/token-broker-demo")',
+      'the attribute condition is false at `assertion.sub == "arn:aws:iam::123456789012:role/other"` (google.subject="arn:aws:iam::123456789012:role/token-broker-demo" attribute.lambda_function="" attribute.service="")',
     fix: (c) =>
       `admit this role: ${updateOidc} --attribute-condition='assertion["https://sts.amazonaws.com/"].aws_account == "123456789012" && (assertion.sub == "arn:aws:iam::123456789012:role/other" || assertion.sub == "${role(c)}")'`,
   },
@@ -267,7 +267,7 @@ const cases: readonly Case[] = [
       c.googleIam.updateProvider({ attributeMapping: { "google.subject": longSubjectMapping } }),
     failing: "google-sts",
     detail: () =>
-      "the provider's attribute mapping gives an unusable google.subject; Google STS: invalid_grant: The mapped attribute google.subject exceeds the 127 bytes limit.",
+      "the provider's attribute mapping gives an unusable google.subject; Google STS: invalid_request: The size of mapped attribute google.subject exceeds the 127 bytes limit. Either modify your attribute mapping or the incoming assertion to produce a mapped attribute that is less than 127 bytes.",
     fix: () => `${updateOidc} --attribute-mapping=google.subject=assertion.sub`,
   },
   {

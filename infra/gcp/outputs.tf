@@ -13,6 +13,11 @@ output "federated_principals" {
   value       = local.federated_principals
 }
 
+output "granted_principals" {
+  description = "Who gets the demo's data grants (with a service account: who may impersonate it): roles, functions by name, services by request tag."
+  value       = local.granted_principals
+}
+
 output "service_account_email" {
   description = "The service account the broker impersonates (BROKER_SERVICE_ACCOUNT), or empty."
   value       = local.broker_service_account

@@ -50,7 +50,7 @@ function synthesizeWith(context: Record<string, unknown>): Record<string, unknow
 describe("infra/gcp", () => {
   it("trusts the AWS account's issuer and maps google.subject to the JWT's sub", () => {
     const provider = block("google_iam_workload_identity_pool_provider", "aws");
-    expect(provider.attribute_mapping).toEqual({ "google.subject": "assertion.sub" });
+    expect(provider.attribute_mapping).toMatchObject({ "google.subject": "assertion.sub" });
     expect(evaluator().resolve(provider.oidc)).toEqual([
       { issuer_uri: "https://a1b2c3d4-0000-4000-8000-000000000000.tokens.sts.global.api.aws" },
     ]);
@@ -71,7 +71,7 @@ describe("infra/gcp", () => {
 
   it("refuses a role ARN longer than google.subject's 127 bytes, which the ARN is mapped to", () => {
     const provider = block("google_iam_workload_identity_pool_provider", "aws");
-    expect(provider.attribute_mapping).toEqual({ "google.subject": "assertion.sub" });
+    expect(provider.attribute_mapping).toMatchObject({ "google.subject": "assertion.sub" });
     const validations = (module.variable.aws_role_arns?.[0]?.validation ?? []) as {
       condition: string;
       error_message: string;
@@ -174,7 +174,7 @@ describe("infra/gcp", () => {
     );
     const user = block("google_service_account_iam_member", "federated_user");
     expect(user).toMatchObject({
-      for_each: "${local.impersonate ? local.federated_principals : {}}",
+      for_each: "${local.impersonate ? local.granted_principals : {}}",
       role: "roles/iam.workloadIdentityUser",
       member: "${each.value}",
     });

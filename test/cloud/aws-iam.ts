@@ -13,8 +13,9 @@ export type AwsIamOperation = "GetOutboundWebIdentityFederationInfo" | "Simulate
 /**
  * Fake AWS IAM (the global Query-protocol API, SigV4 service `iam`) serving
  * what `token-broker doctor` reads: the account's outbound federation state and issuer, and the
- * policy simulator for `sts:GetWebIdentityToken`. Both answer from the AWS STS fake's switches, so
- * IAM and STS always agree about an account and a role.
+ * policy simulator for `sts:GetWebIdentityToken` and `sts:TagGetWebIdentityToken`. Both answer
+ * from the AWS STS fake's switches (and accept the sessions it accepts), so IAM and STS always
+ * agree about an account and a role.
  */
 export interface AwsIam extends RunningServer {
   readonly calls: CallCounter<AwsIamOperation>;
@@ -60,18 +61,30 @@ function members(form: URLSearchParams, prefix: string): string[] {
   return found.sort(([a], [b]) => a - b).map(([, value]) => value);
 }
 
-/** `ContextEntries.member.N.{ContextKeyName,ContextKeyValues.member.M}` → the STS context keys. */
-function tokenContext(form: URLSearchParams): WebIdentityTokenContext {
-  const context: { audiences?: string[]; signingAlgorithm?: string; durationSeconds?: number } = {};
+/** The context keys a simulation gives: STS's for the token, `aws:TagKeys` and `aws:RequestTag/…` for its tags. */
+interface SimulationContext {
+  readonly token: WebIdentityTokenContext;
+  readonly tagKeys: readonly string[];
+  readonly requestTags: Readonly<Record<string, string>>;
+}
+
+/** `ContextEntries.member.N.{ContextKeyName,ContextKeyValues.member.M}` → the context keys. */
+function simulationContext(form: URLSearchParams): SimulationContext {
+  const token: { audiences?: string[]; signingAlgorithm?: string; durationSeconds?: number } = {};
+  const requestTags: Record<string, string> = {};
+  let tagKeys: string[] | undefined;
   for (let n = 1; form.has(`ContextEntries.member.${n}.ContextKeyName`); n += 1) {
-    const name = form.get(`ContextEntries.member.${n}.ContextKeyName`)?.toLowerCase();
+    const given = form.get(`ContextEntries.member.${n}.ContextKeyName`) ?? "";
+    const name = given.toLowerCase();
     const values = members(form, `ContextEntries.member.${n}.ContextKeyValues`);
-    if (name === "sts:identitytokenaudience") context.audiences = values;
-    if (name === "sts:signingalgorithm") context.signingAlgorithm = values[0];
-    if (name === "sts:durationseconds" && values[0] !== undefined)
-      context.durationSeconds = Number(values[0]);
+    if (name === "sts:identitytokenaudience") token.audiences = values;
+    if (name === "sts:signingalgorithm") token.signingAlgorithm = values[0];
+    if (name === "sts:durationseconds" && values[0] !== undefined) token.durationSeconds = Number(values[0]);
+    if (name === "aws:tagkeys") tagKeys = values;
+    const tag = /^aws:requesttag\/(.+)$/i.exec(given)?.[1];
+    if (tag !== undefined && values[0] !== undefined) requestTags[tag] = values[0];
   }
-  return context;
+  return { token, tagKeys: tagKeys ?? Object.keys(requestTags), requestTags };
 }
 
 function roleArnOf(principal: AwsPrincipal): string {
@@ -98,14 +111,27 @@ export async function startAwsIam({
   app.post("/", async (req: Request, res: Response) => {
     const body = await readBody(req);
     const form = new URLSearchParams(body.toString("utf8"));
+    // Session credentials (a Lambda function's, a container's) are the ones STS accepts.
+    const liveSession = (accessKeyId: string) => {
+      const session = awsSts.sessionFor(accessKeyId);
+      const live =
+        session !== undefined &&
+        !session.revoked &&
+        session.credentials.expiresAtMs > Date.now() &&
+        req.get("x-amz-security-token") === session.credentials.sessionToken;
+      return live ? session : undefined;
+    };
     const auth = await verifySigV4(
       { method: req.method, url: req.url, headers: req.headers, body },
       // IAM's own endpoint is signed for us-east-1; the SDK signs a custom endpoint for the client's region.
       { region: world.region, service: "iam" },
-      (accessKeyId) => principalByKey.get(accessKeyId)?.secretAccessKey,
+      (accessKeyId) =>
+        principalByKey.get(accessKeyId)?.secretAccessKey ??
+        liveSession(accessKeyId)?.credentials.secretAccessKey,
     );
     if (!auth.ok) return sendError(res, auth.status, auth.code, auth.message);
-    const caller = principalByKey.get(auth.accessKeyId) as AwsPrincipal;
+    const session = liveSession(auth.accessKeyId);
+    const caller = (principalByKey.get(auth.accessKeyId) ?? session?.principal) as AwsPrincipal;
     const action = form.get("Action") ?? "";
     if (
       form.get("Version") !== API_VERSION ||
@@ -120,12 +146,13 @@ export async function startAwsIam({
     }
     calls.increment(action);
     if (denied.has(`${caller.roleArn} ${action}`)) {
-      const session = `arn:aws:sts::${caller.accountId}:assumed-role/${caller.roleArn.split("/").at(-1)}/${caller.principalId.split(":")[1]}`;
+      const sessionName = session?.context.sessionName ?? caller.principalId.split(":")[1];
+      const callerArn = `arn:aws:sts::${caller.accountId}:assumed-role/${caller.roleArn.split("/").at(-1)}/${sessionName}`;
       return sendError(
         res,
         403,
         "AccessDenied",
-        `User: ${session} is not authorized to perform: iam:${action} on resource: * because no identity-based policy allows the iam:${action} action`,
+        `User: ${callerArn} is not authorized to perform: iam:${action} on resource: * because no identity-based policy allows the iam:${action} action`,
       );
     }
 
@@ -160,12 +187,15 @@ export async function startAwsIam({
     if (actions.length === 0) {
       return sendError(res, 400, "InvalidInput", "ActionNames must list at least one action.");
     }
-    const context = tokenContext(form);
+    const context = simulationContext(form);
     const results = actions.map((name) => {
+      const action = name.toLowerCase();
       const outcome =
-        name.toLowerCase() === "sts:getwebidentitytoken"
-          ? awsSts.decide(source, context)
-          : { decision: "implicitDeny" as const, missingContextValues: [] };
+        action === "sts:getwebidentitytoken"
+          ? awsSts.decide(source, context.token)
+          : action === "sts:taggetwebidentitytoken"
+            ? awsSts.decideTagging(source, context.tagKeys, context.requestTags)
+            : { decision: "implicitDeny" as const, missingContextValues: [] };
       const statement =
         outcome.statement === undefined
           ? ""

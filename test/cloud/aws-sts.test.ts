@@ -65,6 +65,7 @@ async function verifyThroughDiscovery(token: string, issuer: string) {
 describe("fake AWS STS GetWebIdentityToken through @aws-sdk/client-sts", () => {
   it("mints an ES384 JWT that verifies through the account issuer's discovery document, with AWS's claims", async () => {
     const before = Math.floor(Date.now() / 1000);
+    sts.allowTagging(demo.roleArn, {});
     const response = await mint({ DurationSeconds: 900, Tags: [{ Key: "team", Value: "data" }] });
     const token = response.WebIdentityToken as string;
     const issuer = sts.issuerFor(demo.accountId);

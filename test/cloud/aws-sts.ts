@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { AccountIssuers, SIGNING_ALGORITHMS, type SigningAlgorithm } from "./aws-issuer.ts";
+import { DUPLICATE_TAG_KEYS, decideTagging, readRequestTags, type TagPolicy } from "./aws-request-tags.ts";
 import { verifySigV4 } from "./aws-sigv4.ts";
 import { CallCounter } from "./call-counter.ts";
 import { type Fault, FaultInjector } from "./faults.ts";
@@ -53,6 +54,8 @@ export interface IssuedWebIdentityToken {
   readonly requestTags: Readonly<Record<string, string>>;
   /** The access key that signed the request (a long-term key, or session credentials). */
   readonly accessKeyId: string;
+  /** The Lambda function whose execution-role session signed the request, if one did. */
+  readonly sourceFunctionArn?: string;
 }
 
 /** Temporary credentials of a role session, as a container credentials endpoint hands them out. */
@@ -61,6 +64,23 @@ export interface SessionCredentials {
   readonly secretAccessKey: string;
   readonly sessionToken: string;
   readonly expiresAtMs: number;
+}
+
+/**
+ * A session's context beyond its role: Lambda names a function's session after it and records its
+ * ARN (`lambda:SourceFunctionArn`), which STS puts in the JWT as `lambda_source_function_arn`.
+ */
+export interface SessionContext {
+  readonly sessionName?: string;
+  readonly sourceFunctionArn?: string;
+}
+
+/** A session STS accepts, and whose it is. */
+export interface Session {
+  readonly credentials: SessionCredentials;
+  readonly principal: AwsPrincipal;
+  readonly context: SessionContext;
+  readonly revoked: boolean;
 }
 
 export interface AwsSts extends RunningServer {
@@ -79,17 +99,34 @@ export interface AwsSts extends RunningServer {
   /** Acts as a policy denying any request for this audience (`sts:IdentityTokenAudience`). */
   denyAudience(audience: string): void;
   /** Accepts these session credentials for `principal` until they expire or are revoked. */
-  acceptSessionCredentials(credentials: SessionCredentials, principal: AwsPrincipal): void;
+  acceptSessionCredentials(
+    credentials: SessionCredentials,
+    principal: AwsPrincipal,
+    context?: SessionContext,
+  ): void;
+  /** The session these credentials belong to, for the other AWS fakes that verify signatures. */
+  sessionFor(accessKeyId: string): Session | undefined;
   /** From now on requests signed with this session's key fail with ExpiredToken. */
   revokeSessionCredentials(accessKeyId: string): void;
   /** Gives the role's allowing statement these conditions (default: none, any request is allowed). */
   setTokenPolicy(roleArn: string, policy: WebIdentityTokenPolicy): void;
+  /**
+   * Gives the role a statement allowing `sts:TagGetWebIdentityToken` under these conditions
+   * (`{}`: any tags). Until then a request with `Tags` is denied, as without such a statement.
+   */
+  allowTagging(roleArn: string, policy: TagPolicy): void;
   /** Whether the account may vend JWTs (what IAM's GetOutboundWebIdentityFederationInfo reports). */
   federationEnabled(accountId: string): boolean;
   /** Takes the account's discovery document and JWKS offline (404), as a blocked issuer URL would be. */
   hideIssuer(accountId: string): void;
   /** Evaluates the role's policies for `sts:GetWebIdentityToken`, as STS and the IAM simulator do. */
   decide(roleArn: string, context: WebIdentityTokenContext): PolicyDecision;
+  /** The same for `sts:TagGetWebIdentityToken`: the tag keys, and the values known of them. */
+  decideTagging(
+    roleArn: string,
+    keys: readonly string[],
+    tags: Readonly<Record<string, string>>,
+  ): PolicyDecision;
   /** Clears switches, faults and counters, as a freshly started fake. */
   reset(): void;
 }
@@ -165,15 +202,6 @@ function memberList(form: URLSearchParams, name: string): string[] {
   return members.sort(([a], [b]) => a - b).map(([, value]) => value);
 }
 
-/** `Tags.member.N.Key` / `Tags.member.N.Value` pairs, N counting from 1. */
-function requestTags(form: URLSearchParams): Record<string, string> {
-  const tags: Record<string, string> = {};
-  for (let n = 1; form.has(`Tags.member.${n}.Key`); n += 1) {
-    tags[form.get(`Tags.member.${n}.Key`) ?? ""] = form.get(`Tags.member.${n}.Value`) ?? "";
-  }
-  return tags;
-}
-
 interface ValidInput {
   readonly audiences: string[];
   readonly signingAlgorithm: SigningAlgorithm;
@@ -181,8 +209,13 @@ interface ValidInput {
   readonly tags: Record<string, string>;
 }
 
-/** The request's constraint violations, worded as AWS words them, or the valid input. */
-function validate(form: URLSearchParams): { errors: string[] } | { input: ValidInput } {
+/**
+ * The request's constraint violations, worded as AWS words them, or the valid input;
+ * `duplicateTags` when the input is valid but for two tag keys that differ only in case.
+ */
+function validate(
+  form: URLSearchParams,
+): { errors: string[] } | { duplicateTags: true } | { input: ValidInput } {
   const errors: string[] = [];
   const violation = (value: string | null, field: string, constraint: string) =>
     errors.push(
@@ -215,14 +248,11 @@ function validate(form: URLSearchParams): { errors: string[] } | { input: ValidI
       "SubjectMode OriginIdentity needs aws:OriginIdentity/Subject in the session's identity context",
     );
   if (form.has("Scope")) errors.push("Scope can be specified only when SubjectMode is OriginIdentity");
+  const tags = readRequestTags(form, violation);
   if (errors.length > 0) return { errors };
+  if (tags === "duplicate") return { duplicateTags: true };
   return {
-    input: {
-      audiences,
-      signingAlgorithm: algorithm as SigningAlgorithm,
-      durationSeconds,
-      tags: requestTags(form),
-    },
+    input: { audiences, signingAlgorithm: algorithm as SigningAlgorithm, durationSeconds, tags },
   };
 }
 
@@ -276,10 +306,16 @@ function decideTokenRequest(
     : { decision: "implicitDeny", missingContextValues: [...missing] };
 }
 
-function sessionArn(principal: AwsPrincipal): string {
+/** The caller as STS names it: the role session, named by its context or the principal's own session. */
+function sessionArn(principal: AwsPrincipal, context: SessionContext = {}): string {
   const roleName = principal.roleArn.split("/").at(-1);
-  const sessionName = principal.principalId.split(":")[1];
+  const sessionName = context.sessionName ?? principal.principalId.split(":")[1];
   return `arn:aws:sts::${principal.accountId}:assumed-role/${roleName}/${sessionName}`;
+}
+
+function userId(principal: AwsPrincipal, context: SessionContext): string {
+  const roleId = principal.principalId.split(":")[0];
+  return context.sessionName === undefined ? principal.principalId : `${roleId}:${context.sessionName}`;
 }
 
 /**
@@ -295,6 +331,7 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
   const deniedRoles = new Set<string>();
   const deniedAudiences = new Set<string>();
   const tokenPolicies = new Map<string, WebIdentityTokenPolicy>();
+  const tagPolicies = new Map<string, TagPolicy>();
   const hiddenIssuers = new Set<string>();
   const decide = (roleArn: string, context: WebIdentityTokenContext) =>
     decideTokenRequest(!deniedRoles.has(roleArn), tokenPolicies.get(roleArn) ?? {}, deniedAudiences, context);
@@ -304,10 +341,9 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
     world.awsPrincipals.map((p) => p.accountId),
   );
   const principalByKey = new Map(world.awsPrincipals.map((p) => [p.accessKeyId, p]));
-  const sessions = new Map<
-    string,
-    { credentials: SessionCredentials; principal: AwsPrincipal; revoked: boolean }
-  >();
+  const sessions = new Map<string, Session>();
+  const decideTags = (roleArn: string, keys: readonly string[], tags: Readonly<Record<string, string>>) =>
+    decideTagging(tagPolicies.get(roleArn), keys, tags);
 
   async function getWebIdentityToken(
     res: ServerResponse,
@@ -321,7 +357,9 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
       const summary = `${n} validation error${n > 1 ? "s" : ""} detected: ${checked.errors.join("; ")}`;
       return sendError(res, 400, "ValidationError", summary);
     }
+    if ("duplicateTags" in checked) return sendError(res, 400, "InvalidParameterValue", DUPLICATE_TAG_KEYS);
     const { audiences, signingAlgorithm, durationSeconds, tags } = checked.input;
+    const context = sessions.get(accessKeyId)?.context ?? {};
     const { decision } = decide(principal.roleArn, { audiences, signingAlgorithm, durationSeconds });
     if (decision !== "allowed") {
       const deniedAudience = audiences.find((audience) => deniedAudiences.has(audience));
@@ -333,7 +371,18 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
         res,
         403,
         "AccessDenied",
-        `User: ${sessionArn(principal)} is not authorized to perform: sts:GetWebIdentityToken because ${why}`,
+        `User: ${sessionArn(principal, context)} is not authorized to perform: sts:GetWebIdentityToken because ${why}`,
+      );
+    }
+    if (
+      Object.keys(tags).length > 0 &&
+      decideTags(principal.roleArn, Object.keys(tags), tags).decision !== "allowed"
+    ) {
+      return sendError(
+        res,
+        403,
+        "AccessDenied",
+        `User: ${sessionArn(principal, context)} is not authorized to perform: sts:TagGetWebIdentityToken because no identity-based policy allows the sts:TagGetWebIdentityToken action`,
       );
     }
     if (federationDisabled.has(principal.accountId)) {
@@ -356,6 +405,10 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
         aws_account: principal.accountId,
         source_region: world.region,
         principal_id: principal.roleArn,
+        ...(Object.keys(principal.tags ?? {}).length > 0 ? { principal_tags: principal.tags } : {}),
+        ...(context.sourceFunctionArn === undefined
+          ? {}
+          : { lambda_source_function_arn: context.sourceFunctionArn }),
         ...(Object.keys(tags).length > 0 ? { request_tags: tags } : {}),
       },
     });
@@ -368,6 +421,7 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
       durationSeconds,
       requestTags: tags,
       accessKeyId,
+      ...(context.sourceFunctionArn === undefined ? {} : { sourceFunctionArn: context.sourceFunctionArn }),
     });
     sendXml(
       res,
@@ -382,13 +436,13 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
   }
 
   /** Needs no permission: any valid signature learns who it is. */
-  function getCallerIdentity(res: ServerResponse, principal: AwsPrincipal) {
+  function getCallerIdentity(res: ServerResponse, principal: AwsPrincipal, context: SessionContext) {
     sendXml(
       res,
       200,
       (requestId) =>
         `<GetCallerIdentityResponse xmlns="${XMLNS}"><GetCallerIdentityResult>` +
-        `<Arn>${sessionArn(principal)}</Arn><UserId>${xmlEscape(principal.principalId)}</UserId>` +
+        `<Arn>${sessionArn(principal, context)}</Arn><UserId>${xmlEscape(userId(principal, context))}</UserId>` +
         `<Account>${principal.accountId}</Account></GetCallerIdentityResult>` +
         `<ResponseMetadata><RequestId>${requestId}</RequestId></ResponseMetadata></GetCallerIdentityResponse>`,
     );
@@ -436,7 +490,8 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
     }
     const version = form.get("Version") ?? "";
     const caller = (principalByKey.get(auth.accessKeyId) ?? session?.principal) as AwsPrincipal;
-    if (action === "GetCallerIdentity" && version === API_VERSION) return getCallerIdentity(res, caller);
+    if (action === "GetCallerIdentity" && version === API_VERSION)
+      return getCallerIdentity(res, caller, session?.context ?? {});
     if (action !== "GetWebIdentityToken" || version !== API_VERSION) {
       return sendError(
         res,
@@ -495,21 +550,25 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
     },
     denyRole: (roleArn) => deniedRoles.add(roleArn),
     denyAudience: (audience) => deniedAudiences.add(audience),
-    acceptSessionCredentials: (credentials, principal) => {
-      sessions.set(credentials.accessKeyId, { credentials, principal, revoked: false });
+    acceptSessionCredentials: (credentials, principal, context = {}) => {
+      sessions.set(credentials.accessKeyId, { credentials, principal, context, revoked: false });
       ledger.recordSecret("aws-sts", credentials.secretAccessKey);
       ledger.recordSecret("aws-sts", credentials.sessionToken);
     },
+    sessionFor: (accessKeyId) => sessions.get(accessKeyId),
     revokeSessionCredentials: (accessKeyId) => {
       const session = sessions.get(accessKeyId);
-      if (session !== undefined) session.revoked = true;
+      if (session !== undefined) sessions.set(accessKeyId, { ...session, revoked: true });
     },
     setTokenPolicy: (roleArn, policy) => tokenPolicies.set(roleArn, policy),
+    allowTagging: (roleArn, policy) => tagPolicies.set(roleArn, policy),
     federationEnabled: (accountId) => !federationDisabled.has(accountId),
     hideIssuer: (accountId) => hiddenIssuers.add(accountId),
     decide,
+    decideTagging: decideTags,
     reset: () => {
       tokenPolicies.clear();
+      tagPolicies.clear();
       hiddenIssuers.clear();
       faults.clear();
       calls.reset();

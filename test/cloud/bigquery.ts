@@ -10,15 +10,16 @@ import {
   parseJsonBody,
   pathParam,
 } from "./google-api.ts";
-import type { GooglePrincipal, Ledger } from "./ledger.ts";
-import { iamMember, type World } from "./world.ts";
+import type { IssuedAccessToken, Ledger } from "./ledger.ts";
+import { iamMembers, type World } from "./world.ts";
 
 /**
  * Fake of BigQuery's streaming insert (`tabledata.insertAll`), as `@google-cloud/bigquery`'s
  * `table.insert(rows)` sends it (no request precedes the POST). One table exists, the demo's, with
  * a fixed schema; rows are checked against it as BigQuery does (unknown fields, unparsable
  * timestamps), deduplicated by `insertId`, and kept for inspection. Only the world's data writers
- * may insert, and only into `world.dataset` of the world's project.
+ * (any of a caller's members: principal, principal set, service account) may insert, and only into
+ * `world.dataset` of the world's project.
  */
 export type BigQueryOperation = "tabledata.insertAll" | "tables.testIamPermissions" | "unrouted";
 
@@ -96,15 +97,15 @@ export async function startBigQuery({
   });
 
   const revoked = new Set<string>();
-  const grantedOn = (principal: GooglePrincipal, project: string, dataset: string) => {
-    const member = iamMember(principal);
-    return (
-      world.dataWriters.includes(member) &&
-      !revoked.has(member) &&
-      project === world.googleProjectId &&
-      dataset === world.dataset
+  // A downscoped token holds Cloud Storage permissions only (its boundary names nothing else), so
+  // BigQuery denies it whatever its principal may do.
+  const grantedOn = (token: IssuedAccessToken, project: string, dataset: string) =>
+    token.accessBoundary === undefined &&
+    project === world.googleProjectId &&
+    dataset === world.dataset &&
+    iamMembers(world, token.principal).some(
+      (member) => world.dataWriters.includes(member) && !revoked.has(member),
     );
-  };
 
   /** Authenticates, checks scopes, then the demo's grant, then that the table exists. */
   const authorizeInsert = (req: Request, project: string, dataset: string, tableId: string): Table => {
@@ -112,7 +113,7 @@ export async function startBigQuery({
     if (caller.kind !== "token") throw new GoogleApiError(unauthenticated(caller.kind === "anonymous"));
     if (!hasAnyScope(caller.token, insertScopes)) throw new GoogleApiError(insufficientScopes);
     const name = `${project}:${dataset}.${tableId}`;
-    if (!grantedOn(caller.token.principal, project, dataset)) {
+    if (!grantedOn(caller.token, project, dataset)) {
       throw new GoogleApiError({
         code: 403,
         message: `Access Denied: Table ${name}: Permission bigquery.tables.updateData denied on table ${name} (or it may not exist).`,
@@ -190,7 +191,7 @@ export async function startBigQuery({
       }
       const body = parseJsonBody(req) as { permissions?: unknown };
       const asked = Array.isArray(body.permissions) ? body.permissions.map(String) : [];
-      const held: readonly string[] = grantedOn(caller.token.principal, project, dataset)
+      const held: readonly string[] = grantedOn(caller.token, project, dataset)
         ? ["bigquery.tables.updateData", "bigquery.tables.getData", "bigquery.tables.get"]
         : [];
       const permissions = asked.filter((permission) => held.includes(permission));

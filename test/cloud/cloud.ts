@@ -1,5 +1,5 @@
 import { type AwsIam, startAwsIam } from "./aws-iam.ts";
-import { type AwsSts, startAwsSts } from "./aws-sts.ts";
+import { type AwsSts, type SessionCredentials, startAwsSts } from "./aws-sts.ts";
 import { type BigQueryFake, startBigQuery } from "./bigquery.ts";
 import { type ContainerCredentials, startContainerCredentials } from "./container-credentials.ts";
 import { type GcsFake, startGcs } from "./gcs.ts";
@@ -8,7 +8,15 @@ import { type GoogleSts, startGoogleSts } from "./google-sts.ts";
 import type { RunningServer } from "./http.ts";
 import { type IamCredentials, startIamCredentials } from "./iam-credentials.ts";
 import { Ledger } from "./ledger.ts";
-import { type AwsPrincipal, demoWorld, providerAudience, type World } from "./world.ts";
+import { mintSessionCredentials } from "./session-credentials.ts";
+import {
+  type AwsPrincipal,
+  demoWorld,
+  functionArn,
+  principalSet,
+  providerAudience,
+  type World,
+} from "./world.ts";
 
 /** The fakes whose port can be fixed (the others always take an ephemeral one). */
 export type FixedPortService = "awsSts" | "googleSts" | "iamCredentials";
@@ -53,6 +61,11 @@ export interface Cloud {
   readonly bigquery: BigQueryFake;
   /** The container credentials endpoint (SnapStart, ECS): sessions of the demo role. */
   readonly containerCredentials: ContainerCredentials;
+  /**
+   * What Lambda gives a function (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN): a
+   * session of its role (else the demo role) that STS knows as the function's (`lambda_source_function_arn`).
+   */
+  lambdaFunctionCredentials(functionName: string): SessionCredentials;
   /** `impersonate: true` adds the service account the demo role may impersonate. */
   brokerEnv(options: { impersonate: boolean }): BrokerEnv;
   doctorEnv(options: { impersonate: boolean }): DoctorEnv;
@@ -70,10 +83,18 @@ export function demoPrincipal(world: World): AwsPrincipal {
   return principal;
 }
 
-/** The service account the demo role may impersonate. */
+/** The service account the demo role, or one of its functions (per-function grants), may impersonate. */
 export function impersonatedServiceAccount(world: World): string {
   const { roleArn } = demoPrincipal(world);
-  const account = world.serviceAccounts.find((candidate) => candidate.impersonators.includes(roleArn));
+  const callers = [
+    roleArn,
+    ...world.lambdaFunctions
+      .filter((fn) => fn.roleArn === roleArn)
+      .map((fn) => principalSet(world, "lambda_function", fn.name)),
+  ];
+  const account = world.serviceAccounts.find((candidate) =>
+    candidate.impersonators.some((who) => callers.includes(who)),
+  );
   if (account === undefined) throw new Error(`no service account lists ${roleArn} as impersonator`);
   return account.email;
 }
@@ -134,6 +155,16 @@ export async function startCloud(options: CloudOptions = {}): Promise<Cloud> {
       gcs,
       bigquery,
       containerCredentials,
+      lambdaFunctionCredentials: (functionName) => {
+        const fn = world.lambdaFunctions.find((candidate) => candidate.name === functionName);
+        const principal = world.awsPrincipals.find((candidate) => candidate.roleArn === fn?.roleArn) ?? demo;
+        const credentials = mintSessionCredentials();
+        awsSts.acceptSessionCredentials(credentials, principal, {
+          sessionName: functionName,
+          sourceFunctionArn: functionArn(world, principal, functionName),
+        });
+        return credentials;
+      },
       brokerEnv,
       doctorEnv: (options) => ({
         ...brokerEnv(options),

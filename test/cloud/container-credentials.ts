@@ -4,6 +4,7 @@ import type { AwsSts, SessionCredentials } from "./aws-sts.ts";
 import { CallCounter } from "./call-counter.ts";
 import { FaultInjector } from "./faults.ts";
 import { listen, type RunningServer } from "./http.ts";
+import { mintSessionCredentials, SESSION_LIFETIME_MS } from "./session-credentials.ts";
 import type { AwsPrincipal } from "./world.ts";
 
 /**
@@ -52,31 +53,19 @@ export interface ContainerCredentialsOptions {
 }
 
 const path = "/2021-04-23/credentials";
-const defaultLifetimeMs = 3_600_000;
-
-function randomKey(): string {
-  // Session keys start ASIA; the rest is upper-case base32-like, 16 characters.
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  return `ASIA${[...randomBytes(16)].map((byte) => alphabet[byte % 32]).join("")}`;
-}
 
 export async function startContainerCredentials(
   options: ContainerCredentialsOptions,
 ): Promise<ContainerCredentials> {
   const { awsSts, principal } = options;
-  const lifetimeMs = options.lifetimeMs ?? defaultLifetimeMs;
+  const lifetimeMs = options.lifetimeMs ?? SESSION_LIFETIME_MS;
   const faults = new FaultInjector();
   const calls = new CallCounter<ContainerCredentialsOperation>();
   const authorizationToken = randomBytes(24).toString("base64url");
   const handedOut: string[] = [];
 
   const issue = (clockAheadMs = 0): SessionCredentials => {
-    const credentials: SessionCredentials = {
-      accessKeyId: randomKey(),
-      secretAccessKey: randomBytes(30).toString("base64"),
-      sessionToken: randomBytes(96).toString("base64"),
-      expiresAtMs: Date.now() + clockAheadMs + lifetimeMs,
-    };
+    const credentials = mintSessionCredentials(lifetimeMs, clockAheadMs);
     awsSts.acceptSessionCredentials(credentials, principal);
     return credentials;
   };

@@ -1,4 +1,5 @@
 import type { Request, Response } from "express";
+import { boundaryAllows, type StorageAccess } from "./access-boundary.ts";
 import { etagOf, type NewObject, ObjectStore, objectResource, type StoredObject } from "./gcs-objects.ts";
 import { ResumableUploads } from "./gcs-resumable.ts";
 import {
@@ -15,15 +16,15 @@ import {
 } from "./google-api.ts";
 import type { GooglePrincipal, IssuedAccessToken, Ledger } from "./ledger.ts";
 import { parseMultipartRelated } from "./multipart-related.ts";
-import { iamMember, type World } from "./world.ts";
+import { iamMembers, type World } from "./world.ts";
 
 export type { StoredObject } from "./gcs-objects.ts";
 
 /**
- * Fake of the GCS JSON API, as `@google-cloud/storage` calls it: uploads (multipart, media,
- * resumable), object metadata and media reads, listing. Grants follow the demo: the data writers
- * of the world may create, read and list objects in `world.grantedBucket`, nobody may do anything
- * in any other bucket. Overwriting is allowed to them (the fake models no `storage.objects.delete`).
+ * Fake of the GCS JSON API, as `@google-cloud/storage` calls it: uploads, reads, listing. In
+ * `world.grantedBucket` data writers (principals, principal sets, service accounts) may write,
+ * read and list (overwrite too: no `storage.objects.delete` here), data readers read and list;
+ * nowhere else anything. A downscoped token may only what both principal and boundary allow.
  */
 export type GcsOperation =
   | "objects.insert"
@@ -59,9 +60,31 @@ export async function startGcs({ world, ledger }: { world: World; ledger: Ledger
   const store = new ObjectStore([world.grantedBucket, world.forbiddenBucket]);
   const uploads = new ResumableUploads();
   const revoked = new Set<string>();
-  const granted = (principal: GooglePrincipal, bucket: string) => {
-    const member = iamMember(principal);
-    return world.dataWriters.includes(member) && !revoked.has(member) && bucket === world.grantedBucket;
+  /** The principal's own grant, through any of its members (the fake grants whole buckets). */
+  const granted = (token: IssuedAccessToken, access: StorageAccess) => {
+    if (access.bucket !== world.grantedBucket) return false;
+    const members = iamMembers(world, token.principal).filter((member) => !revoked.has(member));
+    const grantees =
+      access.permission === "storage.objects.create"
+        ? world.dataWriters
+        : [...world.dataWriters, ...(world.dataReaders ?? [])];
+    return members.some((member) => grantees.includes(member));
+  };
+  const withinBoundary = (token: IssuedAccessToken, access: StorageAccess) =>
+    token.accessBoundary === undefined || boundaryAllows(token.accessBoundary, access);
+  /** GCS's answer when the principal or the token's boundary lacks the permission. */
+  const deny = (token: IssuedAccessToken, permission: Permission): never => {
+    throw new GoogleApiError({
+      code: 403,
+      message: denial(callerName(token.principal), permission),
+      reason: "forbidden",
+    });
+  };
+  const requireWithinBoundary = (
+    token: IssuedAccessToken,
+    access: StorageAccess & { permission: Permission },
+  ) => {
+    if (!withinBoundary(token, access)) deny(token, access.permission);
   };
   const api = googleApi<GcsOperation>({
     unrouted: "unrouted",
@@ -73,8 +96,16 @@ export async function startGcs({ world, ledger }: { world: World; ledger: Ledger
     },
   });
 
-  /** Authenticates, then checks scopes, the bucket's existence and the demo's IAM grant, in GCS's order. */
-  const authorize = (req: Request, bucket: string, permission: Permission): IssuedAccessToken => {
+  /**
+   * Authentication, scopes, the bucket, the IAM grant, then (given the resource) the boundary, in
+   * GCS's order; an upload checks the boundary itself once its body has named the object.
+   */
+  const authorize = (
+    req: Request,
+    bucket: string,
+    permission: Permission,
+    resource?: Pick<StorageAccess, "object" | "listPrefix">,
+  ): IssuedAccessToken => {
     const caller = callerOf(req, ledger);
     if (caller.kind === "anonymous") {
       throw new GoogleApiError({
@@ -101,13 +132,9 @@ export async function startGcs({ world, ledger }: { world: World; ledger: Ledger
         reason: "notFound",
       });
     }
-    if (!granted(caller.token.principal, bucket)) {
-      throw new GoogleApiError({
-        code: 403,
-        message: denial(callerName(caller.token.principal), permission),
-        reason: "forbidden",
-      });
-    }
+    const access = { bucket, permission, ...resource };
+    if (!granted(caller.token, access)) deny(caller.token, permission);
+    if (resource !== undefined) requireWithinBoundary(caller.token, access);
     return caller.token;
   };
 
@@ -135,7 +162,8 @@ export async function startGcs({ world, ledger }: { world: World; ledger: Ledger
 
   api.route("post", "/upload/storage/v1/b/:bucket/o", "objects.insert", (req, res) => {
     const bucket = pathParam(req, "bucket");
-    authorize(req, bucket, "storage.objects.create");
+    const permission: Permission = "storage.objects.create";
+    const token = authorize(req, bucket, permission);
     const uploadType = queryParam(req, "uploadType");
     const ifGenerationMatch = queryParam(req, "ifGenerationMatch");
     if (uploadType === "resumable") {
@@ -145,6 +173,7 @@ export async function startGcs({ world, ledger }: { world: World; ledger: Ledger
         contentType: req.get("x-upload-content-type") ?? metadata.contentType ?? "application/octet-stream",
         metadata: metadata.metadata,
       };
+      requireWithinBoundary(token, { bucket, permission, object: object.name });
       const session = uploads.open(bucket, object, ifGenerationMatch);
       const location = new URL(`${baseUrlOf(req)}/upload/storage/v1/b/${bucket}/o`);
       location.search = new URLSearchParams({
@@ -156,6 +185,7 @@ export async function startGcs({ world, ledger }: { world: World; ledger: Ledger
       return;
     }
     const { input, claimed } = uploadType === "media" ? mediaUpload(req) : multipartUpload(req, uploadType);
+    requireWithinBoundary(token, { bucket, permission, object: input.name });
     res.json(objectResource(write(bucket, input, ifGenerationMatch, claimed), baseUrlOf(req)));
   });
 
@@ -183,9 +213,10 @@ export async function startGcs({ world, ledger }: { world: World; ledger: Ledger
 
   api.route("get", "/storage/v1/b/:bucket/o", "objects.list", (req, res) => {
     const bucket = pathParam(req, "bucket");
-    authorize(req, bucket, "storage.objects.list");
+    const prefix = queryParam(req, "prefix") ?? "";
+    authorize(req, bucket, "storage.objects.list", { listPrefix: prefix });
     const page = store.list(bucket, {
-      prefix: queryParam(req, "prefix") ?? "",
+      prefix,
       delimiter: queryParam(req, "delimiter") || undefined,
       maxResults: Math.min(Number(queryParam(req, "maxResults") ?? 1000) || 1000, 1000),
       pageToken: queryParam(req, "pageToken"),
@@ -201,7 +232,7 @@ export async function startGcs({ world, ledger }: { world: World; ledger: Ledger
   const getObject = (req: Request, res: Response, mediaOnly: boolean) => {
     const bucket = pathParam(req, "bucket");
     const name = pathParam(req, "object");
-    authorize(req, bucket, "storage.objects.get");
+    authorize(req, bucket, "storage.objects.get", { object: name });
     const object = store.get(bucket, name);
     const generation = queryParam(req, "generation");
     if (object === undefined || (generation !== undefined && generation !== object.generation)) {
@@ -247,10 +278,10 @@ export async function startGcs({ world, ledger }: { world: World; ledger: Ledger
         reason: "notFound",
       });
     }
-    const held: readonly string[] = granted(caller.token.principal, bucket)
-      ? ["storage.objects.create", "storage.objects.get", "storage.objects.list"]
-      : [];
-    const permissions = asked.filter((permission) => held.includes(permission));
+    const permissions = asked.filter(
+      (permission) =>
+        granted(caller.token, { bucket, permission }) && withinBoundary(caller.token, { bucket, permission }),
+    );
     res.json({
       kind: "storage#testIamPermissionsResponse",
       ...(permissions.length > 0 ? { permissions } : {}),

@@ -1,7 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { type CelInput, isCelError, run } from "@bufbuild/cel";
 import express, { type NextFunction, type Request, type Response } from "express";
-import type { JWTPayload } from "jose";
 import { CallCounter } from "./call-counter.ts";
 import { BEARER_CHALLENGE, sendRpcError } from "./google-rpc-error.ts";
 import { listen, type RunningServer } from "./http.ts";
@@ -23,66 +21,6 @@ export interface WorkloadIdentityPoolProvider {
   readonly oidc: { readonly issuerUri: string; readonly allowedAudiences?: readonly string[] };
 }
 
-/** What Google STS makes of a verified assertion: the mapped attributes, or why it refused. */
-export type AttributeOutcome =
-  | { readonly ok: true; readonly subject: string }
-  | {
-      readonly ok: false;
-      readonly error: "invalid_grant" | "unauthorized_client";
-      readonly description: string;
-    };
-
-/** Google caps `google.subject` at 127 bytes. */
-const MAX_SUBJECT_BYTES = 127;
-
-/**
- * The provider's attribute mapping and condition, evaluated in CEL as Google STS evaluates them:
- * every mapping over `assertion`, then the condition over `assertion`, `google` and `attribute`.
- */
-export function mapAttributes(provider: WorkloadIdentityPoolProvider, claims: JWTPayload): AttributeOutcome {
-  // JSON objects are CEL maps as they are, so `assertion['https://sts.amazonaws.com/']` indexes.
-  const assertion = claims as CelInput;
-  const google: Record<string, CelInput> = {};
-  const attribute: Record<string, CelInput> = {};
-  for (const [target, expression] of Object.entries(provider.attributeMapping)) {
-    const value = run(expression, { assertion });
-    if (isCelError(value) || value instanceof Error) {
-      return {
-        ok: false,
-        error: "invalid_grant",
-        description: `The attribute mapping for ${target} could not be evaluated: ${value.message}.`,
-      };
-    }
-    const [namespace, key = ""] = target.split(".", 2);
-    (namespace === "google" ? google : attribute)[key] = value as CelInput;
-  }
-  const subject = google.subject;
-  if (typeof subject !== "string" || subject === "") {
-    return {
-      ok: false,
-      error: "invalid_grant",
-      description: "The mapped attribute google.subject is missing.",
-    };
-  }
-  if (Buffer.byteLength(subject) > MAX_SUBJECT_BYTES) {
-    return {
-      ok: false,
-      error: "invalid_grant",
-      description: `The mapped attribute google.subject exceeds the ${MAX_SUBJECT_BYTES} bytes limit.`,
-    };
-  }
-  if (provider.attributeCondition !== undefined && provider.attributeCondition !== "") {
-    if (run(provider.attributeCondition, { assertion, google, attribute }) !== true) {
-      return {
-        ok: false,
-        error: "unauthorized_client",
-        description: "The given credential is rejected by the attribute condition.",
-      };
-    }
-  }
-  return { ok: true, subject };
-}
-
 export interface GoogleIam extends RunningServer {
   readonly calls: CallCounter<"providers.get">;
   /** The provider as it is configured now; Google STS reads it on every exchange. */
@@ -100,16 +38,33 @@ export interface GoogleIam extends RunningServer {
   reset(): void;
 }
 
-/** The provider infra/gcp creates: the subject is the role ARN, and only the demo role is admitted. */
+const stsClaims = "assertion['https://sts.amazonaws.com/']";
+
+/**
+ * The mapping infra/gcp configures (word for word, checked by infra/test/gcp-per-function.test.ts):
+ * the subject is the role ARN; `attribute.lambda_function` is the calling function's name and
+ * `attribute.service` the `service` request tag, each `''` for a caller without that claim.
+ */
+export const demoAttributeMapping: Readonly<Record<string, string>> = {
+  "google.subject": "assertion.sub",
+  "attribute.lambda_function": `has(${stsClaims}.lambda_source_function_arn) ? ${stsClaims}.lambda_source_function_arn.extract(':function:{name}') : ''`,
+  "attribute.service": `has(${stsClaims}.request_tags) && has(${stsClaims}.request_tags.service) ? ${stsClaims}.request_tags.service : ''`,
+};
+
+/** infra/gcp's attribute condition: only these roles (the JWT's `sub`) are admitted. */
+export function roleCondition(roleArns: readonly string[]): string {
+  return `assertion.sub in ${JSON.stringify(roleArns)}`;
+}
+
+/** The provider infra/gcp creates, admitting the demo role only. */
 export function demoProvider(world: World, issuerUri: string): WorkloadIdentityPoolProvider {
-  const roles = JSON.stringify(world.awsPrincipals.slice(0, 1).map((principal) => principal.roleArn));
   return {
     name: providerAudience(world).replace(/^\/\/iam\.googleapis\.com\//, ""),
     displayName: "AWS outbound federation",
     state: "ACTIVE",
     disabled: false,
-    attributeMapping: { "google.subject": "assertion.sub" },
-    attributeCondition: `assertion.sub in ${roles}`,
+    attributeMapping: demoAttributeMapping,
+    attributeCondition: roleCondition(world.awsPrincipals.slice(0, 1).map((principal) => principal.roleArn)),
     oidc: { issuerUri },
   };
 }

@@ -2,9 +2,11 @@ import { randomBytes } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
 import type { JWTPayload } from "jose";
+import { mapAttributes } from "./attribute-mapping.ts";
 import { CallCounter } from "./call-counter.ts";
+import { ACCESS_TOKEN_TYPE, downscope } from "./downscoping.ts";
 import { FaultInjector } from "./faults.ts";
-import { mapAttributes, type WorkloadIdentityPoolProvider } from "./google-iam.ts";
+import type { WorkloadIdentityPoolProvider } from "./google-iam.ts";
 import { sendRpcError, sendRpcFault } from "./google-rpc-error.ts";
 import { listen, type RunningServer } from "./http.ts";
 import type { Ledger } from "./ledger.ts";
@@ -51,7 +53,6 @@ type TokenError =
   | { error: "invalid_request" | "invalid_target" | "unsupported_grant_type"; error_description: string };
 
 const GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange";
-const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
 const SUBJECT_TOKEN_TYPES = [
   "urn:ietf:params:oauth:token-type:jwt",
   "urn:ietf:params:oauth:token-type:id_token",
@@ -69,14 +70,16 @@ function sendOAuthError(res: ServerResponse, error: TokenError): void {
   res.end(JSON.stringify(error));
 }
 
+function checkGrantType(form: URLSearchParams): TokenError | undefined {
+  if (form.get("grant_type") === GRANT_TYPE) return undefined;
+  return {
+    error: "unsupported_grant_type",
+    error_description: `Unsupported grant_type; use "${GRANT_TYPE}".`,
+  };
+}
+
 /** Checks the RFC 8693 parameters in Google's order; the subject token itself is checked later. */
 function checkParameters(form: URLSearchParams, provider: string, active: boolean): TokenError | undefined {
-  if (form.get("grant_type") !== GRANT_TYPE) {
-    return {
-      error: "unsupported_grant_type",
-      error_description: `Unsupported grant_type; use "${GRANT_TYPE}".`,
-    };
-  }
   const audience = form.get("audience") ?? "";
   if (!WORKLOAD_PROVIDER_NAME.test(audience)) {
     return {
@@ -110,7 +113,8 @@ function checkParameters(form: URLSearchParams, provider: string, active: boolea
 
 /**
  * Fake Google STS `POST /v1/token` (RFC 8693) in front of one workload identity pool provider.
- * Federated tokens are opaque and land in the ledger under the mapped principal.
+ * Federated tokens are opaque and land in the ledger under the mapped principal and attributes.
+ * An access token as the subject asks for downscoping instead (downscoping.ts).
  */
 export async function startGoogleSts(options: GoogleStsOptions): Promise<GoogleSts> {
   const { world, ledger } = options;
@@ -135,7 +139,7 @@ export async function startGoogleSts(options: GoogleStsOptions): Promise<GoogleS
         mapAttributes: (assertion) => {
           const current = configured();
           if (current === undefined) throw new Error("the provider was deleted during the exchange");
-          return mapAttributes(current, assertion);
+          return mapAttributes(current.attributeMapping, current.attributeCondition, assertion);
         },
         clockOffsetSeconds: () => clockOffsetSeconds,
       })
@@ -172,16 +176,33 @@ export async function startGoogleSts(options: GoogleStsOptions): Promise<GoogleS
       });
     }
     const form = new URLSearchParams((await readBody(req)).toString("utf8"));
-    const invalid = checkParameters(form, provider, active());
+    const invalid =
+      checkGrantType(form) ??
+      (form.get("subject_token_type") === ACCESS_TOKEN_TYPE
+        ? undefined
+        : checkParameters(form, provider, active()));
     if (invalid !== undefined) return sendOAuthError(res, invalid);
+    if (form.get("subject_token_type") === ACCESS_TOKEN_TYPE) {
+      const downscoped = downscope(form, ledger);
+      return "error" in downscoped ? sendOAuthError(res, downscoped) : res.json(downscoped);
+    }
     const verification = await oidc.verify(form.get("subject_token") ?? "");
     if ("error" in verification) return sendOAuthError(res, verification);
 
     const token = `ya29.d.${randomBytes(48).toString("base64url")}`;
     const { subject } = verification;
+    // An attribute mapped to '' is unset: no principal set can name it.
+    const attributes = Object.fromEntries(
+      Object.entries(verification.attributes).filter(([, value]) => value !== ""),
+    );
     ledger.recordAccessToken({
       token,
-      principal: { kind: "federated", subject, principal: federatedPrincipal(world, subject) },
+      principal: {
+        kind: "federated",
+        subject,
+        principal: federatedPrincipal(world, subject),
+        ...(Object.keys(attributes).length > 0 ? { attributes } : {}),
+      },
       scopes: (form.get("scope") ?? "").split(" ").filter(Boolean),
       expiresAtMs: Date.now() + expiresIn * 1000,
       issuedBy: "google-sts",

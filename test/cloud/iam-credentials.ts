@@ -8,7 +8,7 @@ import { listen, type RunningServer } from "./http.ts";
 import type { IssuedAccessToken, Ledger } from "./ledger.ts";
 import { iamCredentialsQuota, RateQuota, sendGoogleQuotaError } from "./quotas.ts";
 import { BodyTooLargeError, bearerToken, readBody } from "./requests.ts";
-import type { World } from "./world.ts";
+import { iamMembers, type World } from "./world.ts";
 
 export type IamCredentialsOperation = "generateAccessToken" | "generateIdToken" | "certs";
 
@@ -154,7 +154,8 @@ function lifetimeSeconds(value: unknown): number {
 
 /**
  * Fake IAM Service Account Credentials API: `generateAccessToken` and `generateIdToken` for the
- * world's service accounts, allowed to federated principals listed as their impersonators.
+ * world's service accounts, allowed to federated identities listed as their impersonators (by
+ * subject, principal or principal set).
  */
 export async function startIamCredentials(options: IamCredentialsOptions): Promise<IamCredentials> {
   const { world, ledger } = options;
@@ -171,7 +172,12 @@ export async function startIamCredentials(options: IamCredentialsOptions): Promi
     const account = world.serviceAccounts.find((candidate) => candidate.email === email);
     if (account === undefined) throw new RpcError(404, `Not found; Gaia id not found for email ${email}`);
     const { principal } = caller;
-    if (principal.kind !== "federated" || !account.impersonators.includes(principal.subject)) {
+    // Impersonators are named by subject or by IAM member; a downscoped token holds no IAM permission.
+    const admitted =
+      principal.kind === "federated" &&
+      caller.accessBoundary === undefined &&
+      [principal.subject, ...iamMembers(world, principal)].some((who) => account.impersonators.includes(who));
+    if (!admitted) {
       const permission = PERMISSIONS[method];
       throw new RpcError(403, `Permission '${permission}' denied on resource (or it may not exist).`, {
         reason: "IAM_PERMISSION_DENIED",

@@ -1,6 +1,16 @@
-/** Who a Google credential stands for, as Google's IAM sees it. */
+import type { AccessBoundary } from "./access-boundary.ts";
+
+/**
+ * Who a Google credential stands for, as Google's IAM sees it; a federated identity carries the
+ * `attribute.*` values its provider mapped (they decide its `principalSet://…` memberships).
+ */
 export type GooglePrincipal =
-  | { kind: "federated"; subject: string; principal: string }
+  | {
+      kind: "federated";
+      subject: string;
+      principal: string;
+      attributes?: Readonly<Record<string, string>>;
+    }
   | { kind: "serviceAccount"; email: string };
 
 /** A Google access token one of the fakes issued. */
@@ -10,6 +20,8 @@ export interface IssuedAccessToken {
   readonly scopes: readonly string[];
   readonly expiresAtMs: number;
   readonly issuedBy: "google-sts" | "iam-credentials";
+  /** A downscoped token's Credential Access Boundary: the most it may do, whatever its principal may. */
+  readonly accessBoundary?: AccessBoundary;
 }
 
 /** Which fake produced a secret, for leak reports that say where a leaked value came from. */

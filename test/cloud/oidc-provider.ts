@@ -6,10 +6,11 @@ import {
   type JWTVerifyGetKey,
   jwtVerify,
 } from "jose";
+import { type AttributeOutcome, mapAttributes } from "./attribute-mapping.ts";
 
 /** The OAuth error Google STS answers when it refuses a subject token. */
 export interface OAuthError {
-  readonly error: "invalid_grant" | "unauthorized_client";
+  readonly error: "invalid_grant" | "invalid_request" | "unauthorized_client";
   readonly error_description: string;
 }
 
@@ -22,24 +23,20 @@ export interface OidcProviderConfig {
   /** `attributeCondition`, as a predicate over the verified claims instead of CEL. */
   readonly attributeCondition: (assertion: JWTPayload) => boolean;
   /**
-   * The provider's attribute mapping and condition in CEL (google-iam.ts); when set, it decides
-   * `google.subject` and admission instead of `sub` and `attributeCondition`.
+   * The provider's attribute mapping and condition in CEL (attribute-mapping.ts); when set, it
+   * decides `google.subject`, the attributes and admission instead of `sub` and `attributeCondition`.
    */
-  readonly mapAttributes?: (
-    assertion: JWTPayload,
-  ) =>
-    | { readonly ok: true; readonly subject: string }
-    | { readonly ok: false; readonly error: OAuthError["error"]; readonly description: string };
+  readonly mapAttributes?: (assertion: JWTPayload) => AttributeOutcome;
   /** Seconds Google's clock runs ahead of this machine's (negative: behind); default 0. */
   readonly clockOffsetSeconds?: () => number;
 }
 
-export type Verification = { readonly subject: string } | OAuthError;
+export type Verification =
+  | { readonly subject: string; readonly attributes: Readonly<Record<string, string>> }
+  | OAuthError;
 
 /** Google allows about a minute of clock skew between the issuer and itself. */
 const CLOCK_SKEW_SECONDS = 60;
-/** Google caps `google.subject` at 127 bytes. */
-const MAX_SUBJECT_BYTES = 127;
 const ISSUER_TIMEOUT_MS = 2000;
 
 function invalidGrant(error_description: string): OAuthError {
@@ -50,7 +47,7 @@ function invalidGrant(error_description: string): OAuthError {
  * Verifies a subject token the way Google STS does for an OIDC provider: the issuer must be the
  * configured one; its keys come from `${iss}/.well-known/openid-configuration` → `jwks_uri`,
  * fetched over HTTP and cached per issuer; then signature, lifetime and audience are checked, and
- * `google.subject = assertion.sub` is mapped and put through the attribute condition.
+ * the attribute mapping (by default `google.subject = assertion.sub`) and condition are applied.
  */
 export class OidcProvider {
   readonly #config: OidcProviderConfig;
@@ -100,22 +97,18 @@ export class OidcProvider {
     if (this.#config.mapAttributes !== undefined) {
       const mapped = this.#config.mapAttributes(assertion);
       return mapped.ok
-        ? { subject: mapped.subject }
+        ? { subject: mapped.subject, attributes: mapped.attributes }
         : { error: mapped.error, error_description: mapped.description };
     }
-    const subject = String(assertion.sub);
-    if (Buffer.byteLength(subject) > MAX_SUBJECT_BYTES) {
-      return invalidGrant(
-        `The mapped attribute google.subject exceeds the ${MAX_SUBJECT_BYTES} bytes limit.`,
-      );
-    }
+    const mapped = mapAttributes({ "google.subject": "assertion.sub" }, undefined, assertion);
+    if (!mapped.ok) return { error: mapped.error, error_description: mapped.description };
     if (!this.#config.attributeCondition(assertion)) {
       return {
         error: "unauthorized_client",
         error_description: "The given credential is rejected by the attribute condition.",
       };
     }
-    return { subject };
+    return { subject: mapped.subject, attributes: {} };
   }
 
   /** The issuer's JWKS through its discovery document; a failed fetch is not cached. */

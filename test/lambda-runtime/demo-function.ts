@@ -2,7 +2,7 @@ import { fileURLToPath } from "node:url";
 import { type Cloud, impersonatedServiceAccount } from "../cloud/cloud.ts";
 import { freePort } from "../support/free-port.ts";
 import type { FunctionBundle } from "./function-bundle.ts";
-import { LocalLambda, type LocalLambdaOptions } from "./local-lambda.ts";
+import { DEFAULT_FUNCTION_NAME, LocalLambda, type LocalLambdaOptions } from "./local-lambda.ts";
 
 /** The demo function's source, as infra/ deploys it. */
 export const demoHandlerPath = fileURLToPath(new URL("../../client-demo/handler.ts", import.meta.url));
@@ -30,22 +30,33 @@ export function demoAppSettings(demo: Cloud): Record<string, string> {
  * The demo function's configuration as a deployment gives it (see infra/: broker settings, the
  * metadata variables for Google SDKs, the demo's own settings), pointed at the hermetic cloud
  * through the broker's upstream URLs and the libraries' endpoint settings. The broker's ports
- * are picked free so sandboxes can run side by side; the ops listener stays on loopback.
+ * are picked free so sandboxes can run side by side; the ops listener stays on loopback. Its AWS
+ * credentials are, as Lambda's are, a session of its role that AWS knows as this function's.
  */
 export async function demoFunctionEnvironment(
   demo: Cloud,
-  options: { impersonate: boolean; awsCredentials?: AwsCredentialSource },
+  options: { impersonate: boolean; awsCredentials?: AwsCredentialSource; functionName?: string },
 ): Promise<Record<string, string>> {
   const metadataPort = await freePort();
   const metadata = `127.0.0.1:${metadataPort}`;
-  const { AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...broker } = demo.brokerEnv({
+  const {
+    AWS_ACCESS_KEY_ID: _key,
+    AWS_SECRET_ACCESS_KEY: _secret,
+    ...broker
+  } = demo.brokerEnv({
     impersonate: options.impersonate,
   });
+  const session = () => {
+    const credentials = demo.lambdaFunctionCredentials(options.functionName ?? DEFAULT_FUNCTION_NAME);
+    return {
+      AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+      AWS_SESSION_TOKEN: credentials.sessionToken,
+    };
+  };
   return {
     ...broker,
-    ...(options.awsCredentials === "container"
-      ? demo.containerCredentials.environment()
-      : { AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY }),
+    ...(options.awsCredentials === "container" ? demo.containerCredentials.environment() : session()),
     BROKER_PORT: String(metadataPort),
     BROKER_OPS_HOST: "127.0.0.1",
     BROKER_OPS_PORT: String(await freePort()),
@@ -58,8 +69,9 @@ export async function demoFunctionEnvironment(
 }
 
 /**
- * Where the function's AWS credentials come from: keys in the environment (on-demand functions)
- * or the container credentials endpoint (SnapStart functions, whose environment has no keys).
+ * Where the function's AWS credentials come from: the environment (on-demand functions: the
+ * function's role session) or the container credentials endpoint (SnapStart functions, whose
+ * environment has no keys; these are the role's session without the function's identity).
  */
 export type AwsCredentialSource = "environment" | "container";
 
@@ -73,6 +85,7 @@ export interface DemoLambdaOptions
     | "initializationType"
     | "maxConcurrency"
     | "runtime"
+    | "functionName"
   > {
   readonly demo: Cloud;
   readonly layer: string;
@@ -88,6 +101,7 @@ export interface DemoLambdaOptions
 export async function startDemoLambda(options: DemoLambdaOptions): Promise<LocalLambda> {
   const environment: Record<string, string> = await demoFunctionEnvironment(options.demo, {
     impersonate: options.impersonate,
+    ...(options.functionName === undefined ? {} : { functionName: options.functionName }),
     awsCredentials:
       options.awsCredentials ?? (options.initializationType === "snap-start" ? "container" : "environment"),
   });

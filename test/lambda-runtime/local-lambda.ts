@@ -63,6 +63,9 @@ import { type LogLine, SandboxProcess } from "./sandbox-process.ts";
  * Any other value behaves as on-demand (the variable still carries it, for extensions to judge).
  */
 
+/** The function name a sandbox runs under unless told. */
+export const DEFAULT_FUNCTION_NAME = "token-broker-demo";
+
 export interface LocalLambdaOptions {
   /** Layer zips, unpacked in order into one folder (a later layer's files win, as in Lambda). */
   readonly layers: readonly string[];
@@ -378,7 +381,7 @@ export class LocalLambda implements ControlPlane {
   }
 
   get #functionName(): string {
-    return this.#options.functionName ?? "token-broker-demo";
+    return this.#options.functionName ?? DEFAULT_FUNCTION_NAME;
   }
 
   get #region(): string {
