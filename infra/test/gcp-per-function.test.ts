@@ -14,7 +14,7 @@ import {
   functionArn,
   principalSet,
 } from "../../test/cloud/world.ts";
-import { demoRoleNames } from "../lib/demo-context.ts";
+import { demoRoleNames } from "../demo/demo-context.ts";
 import { loadModule, loadTfvars, TerraformEvaluator, type TerraformModule } from "./terraform.ts";
 
 /*
