@@ -87,25 +87,29 @@ export interface Failure {
   readonly fix: string;
 }
 
+interface Holds<F> {
+  readonly status: "pass" | "skip";
+  readonly detail: string;
+  readonly provided: F;
+}
+
 /** What one check concludes; a link that holds (or is skipped) hands on the facts it provides. */
-export type Outcome<P extends Fact> =
-  | Failure
-  | { readonly status: "pass" | "skip"; readonly detail: string; readonly provided: Pick<Facts, P> };
+export type Outcome<P extends Fact> = Failure | Holds<Pick<Facts, P>>;
 
 /** How a link explains the broker's own failure, for the verdict the broker logs. */
-export interface Explanation<E extends Fact> {
+interface Explanation<N extends Fact, Known> {
   /** The broker's error codes that mean this link is broken. */
   readonly codes: readonly BrokerErrorCode[];
   /** The facts the explanation reads; the broker's verdict gathers them from the failure. */
-  readonly needs: readonly E[];
-  explain(error: BrokerError, facts: Pick<Facts, E>, signal: AbortSignal): Promise<Failure> | Failure;
+  readonly needs: readonly N[];
+  explain(error: BrokerError, facts: Known, signal: AbortSignal): Promise<Failure> | Failure;
 }
 
-export interface CheckSpec<N extends Fact, P extends Fact, E extends N> {
+interface CheckSpec<N extends Fact, P extends Fact, E extends N> {
   readonly id: string;
   readonly needs: readonly N[];
   readonly provides: readonly P[];
-  readonly explains?: Explanation<E>;
+  readonly explains?: Explanation<E, Pick<Facts, E>>;
   run(facts: Pick<Facts, N>, signal: AbortSignal): Promise<Outcome<P>>;
 }
 
@@ -114,17 +118,8 @@ export interface Check {
   readonly id: string;
   readonly needs: readonly Fact[];
   readonly provides: readonly Fact[];
-  readonly explains?: {
-    readonly codes: readonly BrokerErrorCode[];
-    readonly needs: readonly Fact[];
-    explain(error: BrokerError, facts: Partial<Facts>, signal: AbortSignal): Promise<Failure> | Failure;
-  };
-  run(
-    facts: Partial<Facts>,
-    signal: AbortSignal,
-  ): Promise<
-    Failure | { readonly status: "pass" | "skip"; readonly detail: string; readonly provided: Partial<Facts> }
-  >;
+  readonly explains?: Explanation<Fact, Partial<Facts>>;
+  run(facts: Partial<Facts>, signal: AbortSignal): Promise<Failure | Holds<Partial<Facts>>>;
 }
 
 /** Types a check's facts from its declared needs and provides; the runner checks their order. */

@@ -4,22 +4,10 @@ import { exitCode, humanReport, jsonReport } from "./output.ts";
 import { parseResource } from "./resource-checks.ts";
 import { chain, runDoctor } from "./run.ts";
 
-/** The checks in the order they run, as lines of at most `width` characters. */
+/** The registered checks in the order they run, wrapped at `width` columns. */
 function checkList(width: number): string {
-  const words = [
-    "Checks,",
-    "in",
-    "order:",
-    ...[...chain.map((check) => check.id), "resource:<uri>."].join(", ").split(" "),
-  ];
-  const lines = [""];
-  for (const word of words) {
-    const last = lines.length - 1;
-    if (lines[last] === "") lines[last] = word;
-    else if (`${lines[last]} ${word}`.length <= width) lines[last] = `${lines[last]} ${word}`;
-    else lines.push(word);
-  }
-  return lines.join("\n");
+  const text = `Checks, in order: ${[...chain.map((check) => check.id), "resource:<uri>"].join(", ")}.`;
+  return text.replace(new RegExp(`(.{1,${width}})( |$)`, "g"), "$1\n").trimEnd();
 }
 
 export const doctorHelp = `token-broker doctor: walks the federation chain and names the first broken link and its fix.

@@ -67,10 +67,10 @@ export function namedCredentialChain(
         ? []
         : [link("EC2 instance metadata (instance profile)", fromInstanceMetadata())]),
   );
-  const provider: Provider = async (properties) => {
-    try {
-      return await chain(properties);
-    } catch (error) {
+  let resolved: ReturnType<Provider> | undefined;
+  // Resolved once for the run: the doctor's STS and IAM clients share the answer.
+  const provider: Provider = (properties) => {
+    resolved ??= chain(properties).catch((error: unknown) => {
       const said =
         error instanceof Error ? (error.message.split("\n")[0] ?? "").slice(0, 200) : String(error);
       throw new CredentialsNotFound(
@@ -79,7 +79,8 @@ export function namedCredentialChain(
           cause: error,
         },
       );
-    }
+    });
+    return resolved;
   };
   return { provider, answeredBy: () => answered };
 }
