@@ -12,23 +12,11 @@ import { brokerFacts } from "../broker/doctor/verdict.ts";
  * run before the facts it reads exist.
  */
 
-const ids = (checks: readonly Check[]) => checks.map((check) => check.id);
 const given = { env: { ROLE: "arn:aws:iam::123456789012:role/demo" }, providerSource: undefined };
 
 describe("the doctor's runner, checked when it is built", () => {
-  it("accepts the registered chain, in the broker's order", () => {
+  it("accepts the registered chain", () => {
     expect(() => new ChainRunner(chain)).not.toThrow();
-    expect(ids(chain)).toEqual([
-      "config",
-      "aws-credentials",
-      "outbound-federation",
-      "web-identity-token",
-      "jwt-claims",
-      "issuer-discovery",
-      "provider",
-      "google-sts",
-      "impersonation",
-    ]);
   });
 
   it("throws when a check comes before the one that provides what it needs", () => {

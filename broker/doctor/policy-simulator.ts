@@ -53,10 +53,9 @@ export function policySource(callerArn: string): string {
 }
 
 /**
- * Which condition of the role's policy refuses the request. The simulator gives a decision, not
- * the failing condition, so the request is simulated again with one value changed at a time: the
- * other algorithm, the shortest duration; a remaining denial whose statement needs the audience
- * key is the audience condition.
+ * The simulator gives a decision, not the failing condition, so the request is simulated again with
+ * one value changed at a time (the other algorithm, the shortest duration); a denial left whose
+ * statement needs the audience key is the audience condition.
  */
 export async function whyDenied(
   iam: IAMClient,

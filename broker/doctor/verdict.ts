@@ -10,11 +10,9 @@ import { chain } from "./run.ts";
 import { ChainRunner } from "./runner.ts";
 
 /*
- * In Lambda and ECS nobody runs a command: when the broker's first chain fails, it logs the
- * doctor's verdict once, as one line next to the failure it explains. The verdict starts from the
- * failure itself rather than walking the chain again: a fleet started with a broken setting would
- * otherwise double its calls to STS and Google while the broker backs off. The check that explains
- * the failure's code names the facts it reads; the verdict gathers only those, from the failure.
+ * When the broker's first chain fails, it logs the doctor's verdict once. The check that explains the
+ * failure's code names the facts it reads; only those are gathered, never by walking the chain again
+ * (a fleet started with a broken setting would double its calls to STS and Google).
  */
 
 type Gatherers = { readonly [F in Fact]?: () => Promise<Facts[F] | undefined> };
