@@ -16,8 +16,8 @@ import {
  * given or provided before it, each fact and each explained error code has one owner.
  */
 
-/** Per check; a hung upstream fails its link instead of the whole run. */
-const checkTimeoutMs = 15_000;
+/** Per check (and per verdict); a hung upstream fails its link instead of the whole run. */
+export const checkTimeoutMs = 15_000;
 
 export class ChainRunner {
   readonly #checks: readonly Check[];

@@ -7,7 +7,7 @@ import { type AwsClients, awsClients } from "./aws-clients.ts";
 import { type CheckResult, type Fact, type Facts, fail } from "./check.ts";
 import { policySource } from "./policy-simulator.ts";
 import { chain } from "./run.ts";
-import { ChainRunner } from "./runner.ts";
+import { ChainRunner, checkTimeoutMs } from "./runner.ts";
 
 /*
  * When the broker's first chain fails, it logs the doctor's verdict once. The check that explains the
@@ -100,7 +100,12 @@ export async function logVerdict(
   sts: STSClient | undefined,
 ): Promise<void> {
   const verdict: CheckResult = isBrokerError(error)
-    ? await verdictOf(error, config, awsClients(config.awsRegion, { sts }), AbortSignal.timeout(15_000))
+    ? await verdictOf(
+        error,
+        config,
+        awsClients(config.awsRegion, { sts }),
+        AbortSignal.timeout(checkTimeoutMs),
+      )
     : {
         id: "upstream",
         status: "fail",
