@@ -1,4 +1,7 @@
 import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { doctor } from "../broker/doctor/cli.ts";
@@ -126,6 +129,77 @@ describe("token-broker doctor on a healthy setup", () => {
       );
       expect(["pass", "fail", "skip"]).toContain(check.status);
     }
+  });
+});
+
+describe("token-broker doctor names where the AWS SDK's chain found credentials", () => {
+  const noFiles = () => {
+    const dir = mkdtempSync(join(tmpdir(), "doctor-aws-"));
+    return { AWS_SHARED_CREDENTIALS_FILE: join(dir, "credentials"), AWS_CONFIG_FILE: join(dir, "config") };
+  };
+
+  it("takes the profile AWS_PROFILE names over keys in the environment, as the SDK does", async () => {
+    const files = noFiles();
+    const { AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY } = cloud.doctorEnv({ impersonate: false });
+    writeFileSync(
+      files.AWS_SHARED_CREDENTIALS_FILE,
+      `[doctor]\naws_access_key_id = ${AWS_ACCESS_KEY_ID}\naws_secret_access_key = ${AWS_SECRET_ACCESS_KEY}\n`,
+    );
+    const run = await runDoctorCli(cloud, {
+      impersonate: false,
+      // Keys in the environment that STS would refuse: the run passes only on the profile's.
+      env: {
+        ...files,
+        AWS_PROFILE: "doctor",
+        AWS_SECRET_ACCESS_KEY: "wrong-secret-access-key-for-the-demo-00000",
+      },
+      scan,
+    });
+    expect(run.code).toBe(0);
+    expect(run.check("aws-credentials").detail).toBe(
+      "arn:aws:sts::123456789012:assumed-role/token-broker-demo/token-broker-demo-session (credentials from shared config profile doctor)",
+    );
+  });
+
+  it("names the container credentials endpoint, and mints with its credentials", async () => {
+    const run = await runDoctorCli(cloud, {
+      impersonate: false,
+      env: {
+        ...noFiles(),
+        ...cloud.containerCredentials.environment(),
+        AWS_ACCESS_KEY_ID: undefined,
+        AWS_SECRET_ACCESS_KEY: undefined,
+      },
+      scan,
+    });
+    expect(run.code).toBe(0);
+    expect(run.check("aws-credentials").detail).toMatch(
+      /^arn:aws:sts::123456789012:assumed-role\/token-broker-demo\/\S+ \(credentials from container credentials endpoint \(ECS task role or Lambda\)\)$/,
+    );
+    expect(run.check("web-identity-token").status).toBe("pass");
+    expect(cloud.containerCredentials.calls.get("GetCredentials")).toBe(1);
+  });
+
+  it("fails aws-credentials naming every link it asked when none has credentials", async () => {
+    const run = await runDoctorCli(cloud, {
+      impersonate: false,
+      env: {
+        ...noFiles(),
+        AWS_ACCESS_KEY_ID: undefined,
+        AWS_SECRET_ACCESS_KEY: undefined,
+        AWS_EC2_METADATA_DISABLED: "true",
+      },
+      scan,
+    });
+    expect(run.code).toBe(1);
+    expect(run.check("aws-credentials")).toEqual({
+      id: "aws-credentials",
+      status: "fail",
+      detail:
+        "no AWS credentials found (asked environment (AWS_ACCESS_KEY_ID), shared config profile default, credential_process, web identity token file (AWS_WEB_IDENTITY_TOKEN_FILE); the last said: Web identity configuration not specified)",
+      fix: "give it the function's role: aws sts assume-role --role-arn <ROLE_ARN> --role-session-name doctor, then export the three credentials it prints (infra/README, 'When it does not work')",
+    });
+    expect(cloud.awsSts.calls.get("GetCallerIdentity")).toBe(0);
   });
 });
 

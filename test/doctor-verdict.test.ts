@@ -3,8 +3,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../broker/config.ts";
 import { createLogger } from "../broker/logger.ts";
 import { type BrokerHandle, start } from "../broker/main.ts";
-import { type Cloud, demoPrincipal, startCloud } from "./cloud/cloud.ts";
-import { providerAudience } from "./cloud/world.ts";
+import { type BrokerEnv, type Cloud, demoPrincipal, startCloud } from "./cloud/cloud.ts";
+import { federatedPrincipal, providerAudience } from "./cloud/world.ts";
 import { captureLog } from "./support/capture-log.ts";
 import { secretScan } from "./support/secret-scan.ts";
 
@@ -38,8 +38,8 @@ interface Verdict {
 }
 
 /** The broker in this process, its AWS SDK configured through the environment as in Lambda. */
-async function startBroker(impersonate = false) {
-  const env = cloud.brokerEnv({ impersonate });
+async function startBroker(impersonate = false, overrides: Partial<BrokerEnv> = {}) {
+  const env = { ...cloud.brokerEnv({ impersonate }), ...overrides };
   for (const name of [
     "AWS_ENDPOINT_URL_STS",
     "AWS_ENDPOINT_URL_IAM",
@@ -141,6 +141,38 @@ describe("the broker's verdict on its first failed chain", () => {
       `make the condition hold for assertion.sub == "${role()}"; token-broker doctor --google-provider (or --provider FILE) names the false clause and prints the update-oidc command`,
     );
     expect(cloud.googleSts.calls.get("token")).toBe(1);
+  });
+
+  it("names the credentials link from the failure alone, asking nothing more", async () => {
+    const { broker, verdict } = await startBroker(false, {
+      AWS_SECRET_ACCESS_KEY: "wrong-secret-access-key-for-the-demo-00000",
+    });
+    broker.prewarm();
+    const line = await verdict();
+    expect(line.doctor).toEqual({
+      check: "aws-credentials",
+      detail:
+        "AWS credentials are missing or rejected (SignatureDoesNotMatch); run under a Lambda execution role or ECS task role, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+      fix: "attach the role to the function or task; to check it by hand, give it the function's role: aws sts assume-role --role-arn <ROLE_ARN> --role-session-name doctor, then export the three credentials it prints (infra/README, 'When it does not work')",
+    });
+    expect(cloud.awsSts.calls.get("GetCallerIdentity")).toBe(0);
+    expect(cloud.awsIam.calls.get("GetOutboundWebIdentityFederationInfo")).toBe(0);
+  });
+
+  it("names the member to grant on a refused impersonation, the subject taken from the caller's role", async () => {
+    const { broker, verdict } = await startBroker(true, {
+      BROKER_SERVICE_ACCOUNT: "nobody@demo-project.iam.gserviceaccount.com",
+    });
+    broker.prewarm();
+    const line = await verdict();
+    const member = federatedPrincipal(cloud.world, role());
+    expect(line.doctor).toEqual({
+      check: "impersonation",
+      detail: `${member} may not impersonate nobody@demo-project.iam.gserviceaccount.com (HTTP 403: Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).) (google.subject assumed to be assertion.sub; pass --provider to evaluate the mapping)`,
+      fix: `gcloud iam service-accounts add-iam-policy-binding nobody@demo-project.iam.gserviceaccount.com --project=demo-project --role=roles/iam.workloadIdentityUser --member="${member}"`,
+    });
+    expect(cloud.awsSts.calls.get("GetCallerIdentity")).toBe(1);
+    expect(cloud.awsIam.calls.get("GetOutboundWebIdentityFederationInfo")).toBe(0);
   });
 
   it("logs no verdict when the first chain succeeds, even if a later one fails", async () => {

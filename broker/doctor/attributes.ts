@@ -3,11 +3,9 @@ import { strings } from "@bufbuild/cel/ext";
 import type { JWTPayload } from "jose";
 
 /*
- * A workload identity provider's attribute mapping and condition, evaluated in CEL against the
- * JWT's claims as Google STS evaluates them: each mapping over `assertion`, then the condition
- * over `assertion`, `google` and `attribute`. @bufbuild/cel is a full CEL evaluator, with the
- * strings extension (`split`, `lowerAscii`, …); Google adds one function of its own, `extract`,
- * which it does not have: such an expression is reported as not evaluable rather than guessed at.
+ * A provider's attribute mapping, then its condition, evaluated in CEL on the JWT's claims as Google
+ * STS does (@bufbuild/cel with its strings extension). Google's own `extract` is not in it: such an
+ * expression is reported as not evaluable rather than guessed at.
  */
 
 /** Google caps `google.subject` at 127 bytes. */

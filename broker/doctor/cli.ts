@@ -1,17 +1,21 @@
 import { parseArgs } from "node:util";
-import type { ResourceUri } from "./check.ts";
+import type { ProviderSource, ResourceUri } from "./check.ts";
 import { exitCode, humanReport, jsonReport } from "./output.ts";
-import type { ProviderSource } from "./provider-check.ts";
 import { parseResource } from "./resource-checks.ts";
-import { runDoctor } from "./run.ts";
+import { chain, runDoctor } from "./run.ts";
+
+/** The registered checks in the order they run, wrapped at `width` columns. */
+function checkList(width: number): string {
+  const text = `Checks, in order: ${[...chain.map((check) => check.id), "resource:<uri>"].join(", ")}.`;
+  return text.replace(new RegExp(`(.{1,${width}})( |$)`, "g"), "$1\n").trimEnd();
+}
 
 export const doctorHelp = `token-broker doctor: walks the federation chain and names the first broken link and its fix.
 
   token-broker doctor [--provider FILE | --google-provider] [--check gs://BUCKET] [--check bq://PROJECT.DATASET.TABLE] [--json]
 
 It reads the broker's own environment (BROKER_*, AWS_*): run it with the function's settings and role.
-Checks, in order: config, aws-credentials, outbound-federation, web-identity-token, jwt-claims,
-issuer-discovery, provider, google-sts, impersonation, resource:<uri>.
+${checkList(100)}
 
   --provider FILE      the provider as \`gcloud iam workload-identity-pools providers describe --format=json\` prints it
   --google-provider    read the provider through the IAM API with Google application-default credentials
@@ -93,7 +97,7 @@ export async function doctor(
     out.write(`${doctorHelp}\n`);
     return 0;
   }
-  const report = await runDoctor({ env, provider: parsed.provider, resources: parsed.resources });
+  const report = await runDoctor({ env, providerSource: parsed.provider, resources: parsed.resources });
   const colour = out.isTTY === true && env.NO_COLOR === undefined;
   out.write(parsed.json ? jsonReport(report) : humanReport(report, colour));
   return exitCode(report);

@@ -1,17 +1,15 @@
 import { isBrokerError } from "../errors.ts";
 import type { TokenFetcher } from "../token-cache.ts";
 
-/**
- * Calls `onFailure` once, for the first failure that is a setup mistake (not worth retrying)
- * before the broker ever got a token; never once a token came back, and never for an outage
- * (throttling, 5xx, timeouts), which the token cache retries and logs as such. Imports nothing
- * heavy: the broker loads the doctor only when this fires.
- */
 /** Missing credentials count as retryable (a container's credentials can come late), but are a setup mistake too. */
 function isSetupMistake(error: unknown): boolean {
   return !isBrokerError(error) || !error.retryable || error.code === "AWS_CREDENTIALS_MISSING";
 }
 
+/**
+ * Calls `onFailure` once, for the first setup mistake before the broker ever got a token; never for
+ * an outage (throttling, 5xx, timeouts), which the token cache retries. Imports nothing heavy.
+ */
 export function onFirstChainFailure(
   fetcher: TokenFetcher,
   onFailure: (error: unknown) => void,

@@ -1,32 +1,16 @@
 import { systemClock } from "../clock.ts";
-import type { Config } from "../config.ts";
 import { type BrokerError, isBrokerError } from "../errors.ts";
 import { FederatedExchange } from "../federated-exchange.ts";
 import { GoogleRequests } from "../google-request.ts";
 import { federatedScopes, IamCredentials } from "../iam-credentials.ts";
 import { Impersonation } from "../impersonation.ts";
-import type { SubjectTokenSource } from "../subject-token.ts";
-import type { UpstreamCalls } from "../upstream-calls.ts";
-import {
-  type ChainFacts,
-  type Check,
-  fail,
-  federatedMember,
-  need,
-  otherFailure,
-  pass,
-  providerCommand,
-  skip,
-  type Verdict,
-} from "./check.ts";
-
-export interface GoogleClients {
-  readonly calls: () => UpstreamCalls;
-}
+import type { SubjectToken, SubjectTokenSource } from "../subject-token.ts";
+import { defineCheck, type Facts, type Failure, fail, otherFailure, pass, skip } from "./check.ts";
+import { federatedMember, providerCommand } from "./gcloud-names.ts";
+import { silentCalls } from "./silent-calls.ts";
 
 /** The JWT the web-identity-token link minted, offered to Google STS as the broker offers its own. */
-function mintedJwt(facts: ChainFacts): SubjectTokenSource {
-  const jwt = need(facts.jwt, "the AWS JWT");
+function mintedJwt(jwt: SubjectToken): SubjectTokenSource {
   return { call: "AWS STS GetWebIdentityToken", subjectToken: async () => jwt };
 }
 
@@ -50,8 +34,10 @@ function answerOf(error: BrokerError): GoogleAnswer {
 }
 
 /** Google STS's refusals, recognised by their text, with the cause and the fix each names. */
-function stsCause(answer: GoogleAnswer, facts: ChainFacts, config: Config): { cause: string; fix: string } {
-  const claims = facts.claims ?? {};
+function stsCause(
+  answer: GoogleAnswer,
+  { config, claims }: Pick<Facts, "config" | "claims">,
+): { cause: string; fix: string } {
   const update = (flags: string) => providerCommand(config.audience, "update-oidc", flags);
   const text = answer.description;
   if (answer.error === "invalid_target") {
@@ -79,7 +65,8 @@ function stsCause(answer: GoogleAnswer, facts: ChainFacts, config: Config): { ca
     };
   }
   if (/stale to sign-in|in the future|expired/i.test(text)) {
-    const skew = typeof claims.iat === "number" ? Math.round(Date.now() / 1000 - claims.iat) : undefined;
+    const skew =
+      typeof claims.iat === "number" ? Math.round(systemClock.now() / 1000 - claims.iat) : undefined;
     return {
       cause: `Google judged the JWT expired or not yet valid (iat ${claims.iat}, exp ${claims.exp}; this machine is ${skew} s past iat): a clock is off`,
       fix: "sync this machine's clock (chrony/NTP); if it is right, keep BROKER_AWS_TOKEN_DURATION at 300 or more so the JWT outlives the skew",
@@ -106,43 +93,40 @@ function stsCause(answer: GoogleAnswer, facts: ChainFacts, config: Config): { ca
 }
 
 /** What a failed Google STS exchange means, and its fix. */
-export function exchangeRefusal(error: unknown, facts: ChainFacts, config: Config): Verdict {
+function exchangeRefusal(error: unknown, facts: Pick<Facts, "config" | "claims">): Failure {
   if (!isBrokerError(error) || error.code !== "GOOGLE_STS_REJECTED")
     return otherFailure(error, "the exchange");
   const answer = answerOf(error);
-  const { cause, fix } = stsCause(answer, facts, config);
+  const { cause, fix } = stsCause(answer, facts);
   return fail(`${cause}; Google STS: ${answer.error}: ${answer.description}`, fix);
 }
 
-export function googleStsCheck(clients: GoogleClients): Check {
-  return {
-    id: "google-sts",
-    async run(facts, signal) {
-      const config = need(facts.config, "the configuration");
-      try {
-        // With a service account the broker exchanges for cloud-platform and impersonates with that.
-        const scopes = config.serviceAccount === undefined ? config.scopes : federatedScopes;
-        const exchange = new FederatedExchange({
-          config,
-          google: new GoogleRequests({ calls: clients.calls(), clock: systemClock }),
-          clock: systemClock,
-          subject: mintedJwt(facts),
-        });
-        const federated = await exchange.accessToken(scopes, signal);
-        facts.federatedToken = federated;
-        facts.subject ??= String(facts.claims?.sub ?? "");
-        if (config.serviceAccount === undefined) {
-          facts.servedToken = federated;
-          facts.servedMember = federatedMember(config.audience, facts.subject);
-        }
-        const lifetime = Math.round((federated.expiresAtMs - Date.now()) / 1000);
-        return pass(`exchanged the JWT for a federated access token (expires in ${lifetime} s)`);
-      } catch (error) {
-        return exchangeRefusal(error, facts, config);
-      }
-    },
-  };
-}
+export const googleStsCheck = defineCheck({
+  id: "google-sts",
+  needs: ["config", "jwt", "claims"],
+  provides: ["federatedToken"],
+  explains: { codes: ["GOOGLE_STS_REJECTED"], needs: ["config", "claims"], explain: exchangeRefusal },
+  async run(facts, signal) {
+    const { config, jwt } = facts;
+    try {
+      // With a service account the broker exchanges for cloud-platform and impersonates with that.
+      const scopes = config.serviceAccount === undefined ? config.scopes : federatedScopes;
+      const exchange = new FederatedExchange({
+        config,
+        google: new GoogleRequests({ calls: silentCalls(), clock: systemClock }),
+        clock: systemClock,
+        subject: mintedJwt(jwt),
+      });
+      const federatedToken = await exchange.accessToken(scopes, signal);
+      const lifetime = Math.round((federatedToken.expiresAtMs - systemClock.now()) / 1000);
+      return pass(`exchanged the JWT for a federated access token (expires in ${lifetime} s)`, {
+        federatedToken,
+      });
+    } catch (error) {
+      return exchangeRefusal(error, facts);
+    }
+  },
+});
 
 /** `SA@PROJECT.iam.gserviceaccount.com` → `PROJECT`. */
 function projectOf(serviceAccount: string): string {
@@ -150,13 +134,11 @@ function projectOf(serviceAccount: string): string {
 }
 
 /** What a refused impersonation means: the service account is missing, or the member to grant. */
-export function impersonationRefusal(
+function impersonationRefusal(
   error: unknown,
-  config: Config & { readonly serviceAccount: string },
-  subject: string,
-  subjectFromProvider: boolean,
-): Verdict {
-  const { serviceAccount } = config;
+  { config, subject }: Pick<Facts, "config" | "subject">,
+): Failure {
+  const serviceAccount = config.serviceAccount ?? "";
   if (!isBrokerError(error) || error.code !== "IMPERSONATION_DENIED")
     return otherFailure(error, "impersonation");
   const answer = answerOf(error);
@@ -166,8 +148,8 @@ export function impersonationRefusal(
       `create it (gcloud iam service-accounts create ${serviceAccount.split("@")[0]} --project=${projectOf(serviceAccount)}) or correct BROKER_SERVICE_ACCOUNT`,
     );
   }
-  const member = federatedMember(config.audience, subject);
-  const assumed = subjectFromProvider
+  const member = federatedMember(config.audience, subject.value);
+  const assumed = subject.fromProvider
     ? ""
     : " (google.subject assumed to be assertion.sub; pass --provider to evaluate the mapping)";
   return fail(
@@ -176,37 +158,34 @@ export function impersonationRefusal(
   );
 }
 
-export function impersonationCheck(clients: GoogleClients): Check {
-  return {
-    id: "impersonation",
-    async run(facts, signal) {
-      const config = need(facts.config, "the configuration");
-      const serviceAccount = config.serviceAccount;
-      if (serviceAccount === undefined) {
-        return skip("BROKER_SERVICE_ACCOUNT is unset: SDKs get the federated token itself");
-      }
-      const subject = facts.subject ?? String(facts.claims?.sub ?? "");
-      try {
-        const federated = need(facts.federatedToken, "the federated token");
-        const iam = new IamCredentials({
-          config,
-          serviceAccount,
-          google: new GoogleRequests({ calls: clients.calls(), clock: systemClock }),
-          federated: async () => federated,
-        });
-        const impersonation = new Impersonation({ iam, clock: systemClock, config });
-        const token = await impersonation.accessToken(config.scopes, signal);
-        facts.servedToken = token;
-        facts.servedMember = `serviceAccount:${serviceAccount}`;
-        return pass(`${federatedMember(config.audience, subject)} may impersonate ${serviceAccount}`);
-      } catch (error) {
-        return impersonationRefusal(
-          error,
-          { ...config, serviceAccount },
-          subject,
-          facts.subjectFromProvider === true,
-        );
-      }
-    },
-  };
-}
+/** generateAccessToken as the broker calls it; it provides the token the broker would serve. */
+export const impersonationCheck = defineCheck({
+  id: "impersonation",
+  needs: ["config", "federatedToken", "subject"],
+  provides: ["served"],
+  explains: { codes: ["IMPERSONATION_DENIED"], needs: ["config", "subject"], explain: impersonationRefusal },
+  async run(facts, signal) {
+    const { config, federatedToken, subject } = facts;
+    const serviceAccount = config.serviceAccount;
+    if (serviceAccount === undefined) {
+      return skip("BROKER_SERVICE_ACCOUNT is unset: SDKs get the federated token itself", {
+        served: { token: federatedToken, member: federatedMember(config.audience, subject.value) },
+      });
+    }
+    try {
+      const iam = new IamCredentials({
+        config,
+        serviceAccount,
+        google: new GoogleRequests({ calls: silentCalls(), clock: systemClock }),
+        federated: async () => federatedToken,
+      });
+      const impersonation = new Impersonation({ iam, clock: systemClock, config });
+      const token = await impersonation.accessToken(config.scopes, signal);
+      return pass(`${federatedMember(config.audience, subject.value)} may impersonate ${serviceAccount}`, {
+        served: { token, member: `serviceAccount:${serviceAccount}` },
+      });
+    } catch (error) {
+      return impersonationRefusal(error, facts);
+    }
+  },
+});

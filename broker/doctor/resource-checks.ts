@@ -1,6 +1,6 @@
 import { OAuth2Client } from "google-auth-library";
 import type { AccessToken } from "../tokens.ts";
-import { type Check, type DoctorEndpoints, fail, need, pass, type ResourceUri } from "./check.ts";
+import { type Check, type DoctorEndpoints, defineCheck, fail, pass, type ResourceUri } from "./check.ts";
 
 /** What a workload needs on each kind of resource, and the role that grants it. */
 const kinds = {
@@ -25,6 +25,7 @@ async function held(
   uri: ResourceUri,
   token: AccessToken,
   endpoints: DoctorEndpoints,
+  signal: AbortSignal,
 ): Promise<readonly string[]> {
   // The token the broker would serve, presented as an SDK presents it; never refreshed.
   const client = new OAuth2Client();
@@ -35,6 +36,7 @@ async function held(
       url: `${endpoints.storageUrl}/storage/v1/b/${bucket}/iam/testPermissions`,
       params: { permissions: kinds.gs.permission },
       retry: false,
+      signal,
     });
     return response.data.permissions ?? [];
   }
@@ -44,6 +46,7 @@ async function held(
     method: "POST",
     data: { permissions: [kinds.bq.permission] },
     retry: false,
+    signal,
   });
   return response.data.permissions ?? [];
 }
@@ -57,15 +60,15 @@ function grantCommand(uri: ResourceUri, member: string): string {
 }
 
 /** `testIamPermissions` on the resource with the token SDKs would get from the broker. */
-export function resourceCheck(uri: ResourceUri, endpoints: () => DoctorEndpoints): Check {
+export function resourceCheck(uri: ResourceUri): Check {
   const { permission } = uri.startsWith("gs://") ? kinds.gs : kinds.bq;
-  return {
+  return defineCheck({
     id: `resource:${uri}`,
-    async run(facts) {
-      const token = need(facts.servedToken, "the served token");
-      const member = need(facts.servedMember, "the served identity");
+    needs: ["served", "endpoints"],
+    provides: [],
+    async run({ served: { token, member }, endpoints }, signal) {
       try {
-        const granted = await held(uri, token, endpoints());
+        const granted = await held(uri, token, endpoints, signal);
         if (granted.includes(permission)) return pass(`${member} holds ${permission}`);
         return fail(`${member} lacks ${permission} on ${uri}`, grantCommand(uri, member));
       } catch (error) {
@@ -81,5 +84,5 @@ export function resourceCheck(uri: ResourceUri, endpoints: () => DoctorEndpoints
         );
       }
     },
-  };
+  });
 }

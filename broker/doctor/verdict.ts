@@ -1,112 +1,96 @@
-import { GetOutboundWebIdentityFederationInfoCommand, IAMClient } from "@aws-sdk/client-iam";
+import { GetOutboundWebIdentityFederationInfoCommand } from "@aws-sdk/client-iam";
 import { GetCallerIdentityCommand, type STSClient } from "@aws-sdk/client-sts";
-import { createStsClient } from "../aws-identity.ts";
 import type { Config } from "../config.ts";
-import { type BrokerErrorCode, isBrokerError } from "../errors.ts";
+import { type BrokerError, isBrokerError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import { enableFederation, policySource, runAsRole, tokenRefusal } from "./aws-checks.ts";
-import { type CheckResult, fail, type Verdict } from "./check.ts";
-import { exchangeRefusal, impersonationRefusal } from "./google-checks.ts";
+import { type AwsClients, awsClients } from "./aws-clients.ts";
+import { type CheckResult, type Fact, type Facts, fail } from "./check.ts";
+import { policySource } from "./policy-simulator.ts";
+import { chain } from "./run.ts";
+import { ChainRunner, checkTimeoutMs } from "./runner.ts";
 
 /*
- * In Lambda and ECS nobody runs a command: when the broker's first chain fails, it logs the
- * doctor's verdict once, as one line next to the failure it explains. The verdict starts from the
- * failure itself rather than walking the chain again: a fleet started with a broken setting would
- * otherwise double its calls to STS and Google while the broker backs off. It asks only what the
- * failure leaves open: the caller's role (sts:GetCallerIdentity), the account's issuer and, for
- * AccessDenied, the policy simulator (IAM).
+ * When the broker's first chain fails, it logs the doctor's verdict once. The check that explains the
+ * failure's code names the facts it reads; only those are gathered, never by walking the chain again
+ * (a fleet started with a broken setting would double its calls to STS and Google).
  */
 
-/** The link of the chain each failure belongs to. */
-const links: Partial<Record<BrokerErrorCode, string>> = {
-  AWS_CREDENTIALS_MISSING: "aws-credentials",
-  AWS_FEDERATION_DISABLED: "outbound-federation",
-  AWS_ACCESS_DENIED: "web-identity-token",
-  AWS_STS_INVALID_REQUEST: "web-identity-token",
-  GOOGLE_STS_REJECTED: "google-sts",
-  IMPERSONATION_DENIED: "impersonation",
-};
+type Gatherers = { readonly [F in Fact]?: () => Promise<Facts[F] | undefined> };
 
-interface Clients {
-  readonly sts: STSClient;
-  readonly iam: IAMClient;
+function once<T>(make: () => Promise<T>): () => Promise<T> {
+  let made: Promise<T> | undefined;
+  return () => {
+    made ??= make();
+    return made;
+  };
 }
 
-async function callerRole(clients: Clients, signal: AbortSignal): Promise<string | undefined> {
-  try {
-    const identity = await clients.sts.send(new GetCallerIdentityCommand({}), { abortSignal: signal });
-    return identity.Arn;
-  } catch {
-    return undefined;
-  }
+/**
+ * The facts the broker can tell without the chain: its settings, the caller's role
+ * (sts:GetCallerIdentity), the account's issuer (IAM); claims and `google.subject` as the JWT
+ * would carry them for that role.
+ */
+export function brokerFacts(config: Config, aws: AwsClients, signal: AbortSignal): Gatherers {
+  const callerArn = once(async () => {
+    try {
+      return (await aws.sts.send(new GetCallerIdentityCommand({}), { abortSignal: signal })).Arn;
+    } catch {
+      return undefined;
+    }
+  });
+  const issuer = once(async () => {
+    try {
+      const info = await aws.iam.send(new GetOutboundWebIdentityFederationInfoCommand({}), {
+        abortSignal: signal,
+      });
+      return info.IssuerIdentifier ?? "<the account's issuer URL>";
+    } catch {
+      return "<the account's issuer URL (aws iam get-outbound-web-identity-federation-info)>";
+    }
+  });
+  return {
+    config: async () => config,
+    aws: async () => aws,
+    callerArn,
+    claims: async () => {
+      const caller = await callerArn();
+      return { iss: await issuer(), ...(caller === undefined ? {} : { sub: policySource(caller) }) };
+    },
+    subject: async () => {
+      const caller = await callerArn();
+      return { value: caller === undefined ? "<google.subject>" : policySource(caller), fromProvider: false };
+    },
+  };
 }
 
-async function accountIssuer(clients: Clients, signal: AbortSignal): Promise<string> {
-  try {
-    const info = await clients.iam.send(new GetOutboundWebIdentityFederationInfoCommand({}), {
-      abortSignal: signal,
-    });
-    return info.IssuerIdentifier ?? "<the account's issuer URL>";
-  } catch {
-    return "<the account's issuer URL (aws iam get-outbound-web-identity-federation-info)>";
+/** Each fact from its gatherer, or undefined when one cannot be told. */
+async function gather(needs: readonly Fact[], gatherers: Gatherers): Promise<Partial<Facts> | undefined> {
+  const facts: Record<string, unknown> = {};
+  for (const fact of needs) {
+    const gatherer = gatherers[fact];
+    if (gatherer === undefined) throw new Error(`doctor: the broker's verdict cannot gather ${fact}`);
+    const value = await gatherer();
+    if (value === undefined) return undefined;
+    facts[fact] = value;
   }
+  return facts as Partial<Facts>;
 }
 
 async function verdictOf(
-  error: unknown,
+  error: BrokerError,
   config: Config,
-  clients: Clients,
+  aws: AwsClients,
   signal: AbortSignal,
 ): Promise<CheckResult> {
-  if (!isBrokerError(error)) {
-    return {
-      id: "upstream",
-      status: "fail",
-      detail: "the token chain failed unexpectedly",
-      fix: "run token-broker doctor with the same settings",
-    };
+  const check = new ChainRunner(chain).explaining(error.code);
+  if (check?.explains === undefined) {
+    return { id: "upstream", ...fail(error.message, "run token-broker doctor with the same settings") };
   }
-  const id = links[error.code] ?? "upstream";
-  const result = (verdict: Verdict): CheckResult => ({ id, ...verdict });
-  switch (error.code) {
-    case "AWS_CREDENTIALS_MISSING":
-      return result(
-        fail(error.message, `attach the role to the function or task; to check it by hand, ${runAsRole}`),
-      );
-    case "AWS_FEDERATION_DISABLED":
-      return result(
-        fail("AWS STS: outbound web identity federation is not enabled in this account", enableFederation),
-      );
-    case "AWS_ACCESS_DENIED":
-    case "AWS_STS_INVALID_REQUEST": {
-      const caller = await callerRole(clients, signal);
-      if (caller === undefined)
-        return result(fail(error.message, "run token-broker doctor with the function's role"));
-      return result(await tokenRefusal(error, clients.iam, caller, config, signal));
-    }
-    case "GOOGLE_STS_REJECTED": {
-      const caller = await callerRole(clients, signal);
-      const claims = {
-        iss: await accountIssuer(clients, signal),
-        ...(caller === undefined ? {} : { sub: policySource(caller) }),
-      };
-      return result(exchangeRefusal(error, { claims }, config));
-    }
-    case "IMPERSONATION_DENIED": {
-      const caller = await callerRole(clients, signal);
-      const serviceAccount = config.serviceAccount ?? "";
-      return result(
-        impersonationRefusal(
-          error,
-          { ...config, serviceAccount },
-          caller === undefined ? "<google.subject>" : policySource(caller),
-          false,
-        ),
-      );
-    }
-    default:
-      return result(fail(error.message, "run token-broker doctor with the same settings"));
+  const facts = await gather(check.explains.needs, brokerFacts(config, aws, signal));
+  if (facts === undefined) {
+    return { id: check.id, ...fail(error.message, "run token-broker doctor with the function's role") };
   }
+  return { id: check.id, ...(await check.explains.explain(error, facts, signal)) };
 }
 
 export async function logVerdict(
@@ -115,15 +99,19 @@ export async function logVerdict(
   logger: Logger,
   sts: STSClient | undefined,
 ): Promise<void> {
-  const clients = {
-    sts: sts ?? createStsClient(config.awsRegion),
-    iam: new IAMClient({
-      region: config.awsRegion,
-      maxAttempts: 1,
-      requestHandler: { connectionTimeout: 2_000, requestTimeout: 5_000, throwOnRequestTimeout: true },
-    }),
-  };
-  const verdict = await verdictOf(error, config, clients, AbortSignal.timeout(15_000));
+  const verdict: CheckResult = isBrokerError(error)
+    ? await verdictOf(
+        error,
+        config,
+        awsClients(config.awsRegion, { sts }),
+        AbortSignal.timeout(checkTimeoutMs),
+      )
+    : {
+        id: "upstream",
+        status: "fail",
+        detail: "the token chain failed unexpectedly",
+        fix: "run token-broker doctor with the same settings",
+      };
   logger.error(
     { doctor: { check: verdict.id, detail: verdict.detail, fix: verdict.fix } },
     `doctor: the chain breaks at ${verdict.id}: ${verdict.detail}; fix: ${verdict.fix}`,

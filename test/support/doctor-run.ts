@@ -7,15 +7,31 @@ import type { Cloud, DoctorEnv } from "../cloud/cloud.ts";
 import { captureLog } from "./capture-log.ts";
 import type { SecretScan } from "./secret-scan.ts";
 
-/** What the AWS SDK and google-auth-library read from the process environment itself. */
+/** What the AWS SDK (its credential providers too) and google-auth-library read from the process environment. */
 const processVariables = [
   "AWS_ENDPOINT_URL_STS",
   "AWS_ENDPOINT_URL_IAM",
   "AWS_ACCESS_KEY_ID",
   "AWS_SECRET_ACCESS_KEY",
   "AWS_REGION",
+  "AWS_PROFILE",
+  "AWS_SHARED_CREDENTIALS_FILE",
+  "AWS_CONFIG_FILE",
+  "AWS_WEB_IDENTITY_TOKEN_FILE",
+  "AWS_ROLE_ARN",
+  "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+  "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+  "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+  "AWS_EC2_METADATA_DISABLED",
   "GOOGLE_APPLICATION_CREDENTIALS",
 ] as const;
+
+export type ProcessVariable = (typeof processVariables)[number];
+
+function setProcessVariable(name: string, value: string | undefined): void {
+  if (value === undefined) delete process.env[name];
+  else process.env[name] = value;
+}
 
 export interface DoctorRun {
   readonly code: number;
@@ -35,8 +51,12 @@ export async function runDoctorCli(
   options: {
     impersonate: boolean;
     args?: readonly string[];
+    /** Over the cloud's settings; an undefined value removes the variable. */
     env?: Partial<
-      Record<keyof DoctorEnv | "BROKER_AWS_TOKEN_DURATION" | "BROKER_AWS_SIGNING_ALGORITHM", string>
+      Record<
+        keyof DoctorEnv | ProcessVariable | "BROKER_AWS_TOKEN_DURATION" | "BROKER_AWS_SIGNING_ALGORITHM",
+        string | undefined
+      >
     >;
     scan?: SecretScan;
     human?: boolean;
@@ -51,7 +71,7 @@ export async function runDoctorCli(
     ...options.env,
   };
   const saved = processVariables.map((name) => [name, process.env[name]] as const);
-  for (const name of processVariables) process.env[name] = env[name];
+  for (const name of processVariables) setProcessVariable(name, env[name]);
   const stdout = captureLog();
   const stderr = captureLog();
   try {
@@ -74,9 +94,6 @@ export async function runDoctorCli(
       },
     };
   } finally {
-    for (const [name, value] of saved) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
+    for (const [name, value] of saved) setProcessVariable(name, value);
   }
 }
