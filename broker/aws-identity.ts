@@ -126,13 +126,13 @@ export function awsError(error: unknown, settings: AwsIdentitySettings, nowMs = 
 }
 
 /**
- * The STS client the broker uses: the region's own endpoint (GetWebIdentityToken is not served by
+ * The settings of every AWS client the broker and doctor build: the region's own endpoint (GetWebIdentityToken is not served by
  * the global one), credentials and `AWS_ENDPOINT_URL_STS` from the SDK's default chain, and no
  * SDK retries: retries and backoff belong to the token cache, and the SDK's would stack on top.
  * `throwOnRequestTimeout` makes the request timeout an error instead of a logged warning.
  */
-export function createStsClient(region: string): STSClient {
-  return new STSClient({
+export function awsClientSettings(region: string) {
+  return {
     region,
     maxAttempts: 1,
     requestHandler: {
@@ -140,7 +140,11 @@ export function createStsClient(region: string): STSClient {
       requestTimeout: awsAttemptTimeouts.requestTimeoutMs,
       throwOnRequestTimeout: true,
     },
-  });
+  };
+}
+
+export function createStsClient(region: string): STSClient {
+  return new STSClient(awsClientSettings(region));
 }
 
 /**

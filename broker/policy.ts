@@ -210,5 +210,11 @@ export const listenerTimeouts = Object.freeze({
  */
 export const shutdownDeadline = Object.freeze({ deadlineMs: 1_000, exitMarginMs: 100 });
 
+/** Each doctor check (and the broker's verdict): a hung upstream fails its link, not the whole run. */
+export const doctorCheckTimeoutMs = 15_000;
+
+/** The doctor's fetch of the JWT issuer's discovery document and keys: one plain HTTPS round trip. */
+export const issuerDiscoveryTimeoutMs = 5_000;
+
 /** How long an EMF window lasts outside Lambda: CloudWatch's standard resolution. */
 export const emfWindowMs = 60_000;

@@ -1,5 +1,6 @@
 import { IAMClient } from "@aws-sdk/client-iam";
 import { STSClient } from "@aws-sdk/client-sts";
+import { awsClientSettings } from "../aws-identity.ts";
 
 /** The AWS clients the doctor asks: STS (who am I, mint) and IAM (federation, policy simulator). */
 export interface AwsClients {
@@ -19,9 +20,7 @@ export function awsClients(
   options: { readonly credentials?: AwsCredentialsProvider; readonly sts?: STSClient },
 ): AwsClients {
   const settings = {
-    region,
-    maxAttempts: 1,
-    requestHandler: { connectionTimeout: 2_000, requestTimeout: 5_000, throwOnRequestTimeout: true },
+    ...awsClientSettings(region),
     ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
   };
   return { sts: options.sts ?? new STSClient(settings), iam: new IAMClient(settings) };

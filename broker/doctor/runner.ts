@@ -1,4 +1,5 @@
 import type { BrokerErrorCode } from "../errors.ts";
+import { doctorCheckTimeoutMs } from "../policy.ts";
 import {
   type Check,
   type CheckResult,
@@ -15,9 +16,6 @@ import {
  * cannot be judged. The order is checked when the runner is built: a check runs only on facts
  * given or provided before it, each fact and each explained error code has one owner.
  */
-
-/** Per check (and per verdict); a hung upstream fails its link instead of the whole run. */
-export const checkTimeoutMs = 15_000;
 
 export class ChainRunner {
   readonly #checks: readonly Check[];
@@ -61,7 +59,7 @@ export class ChainRunner {
         results.push({ id, status: "skip", detail: `blocked by ${blockedBy}` });
         continue;
       }
-      const signal = AbortSignal.timeout(checkTimeoutMs);
+      const signal = AbortSignal.timeout(doctorCheckTimeoutMs);
       let outcome: Awaited<ReturnType<Check["run"]>>;
       try {
         outcome = await check.run(facts, signal);
@@ -70,7 +68,7 @@ export class ChainRunner {
         const kind = error instanceof Error ? error.name : typeof error;
         outcome = signal.aborted
           ? fail(
-              `no answer within ${checkTimeoutMs} ms`,
+              `no answer within ${doctorCheckTimeoutMs} ms`,
               "check network access to the service this link calls",
             )
           : fail(`the check failed unexpectedly (${kind})`, "run the doctor again; report it if it persists");

@@ -1,9 +1,9 @@
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors, jwtVerify } from "jose";
 import { systemClock } from "../clock.ts";
+import { issuerDiscoveryTimeoutMs } from "../policy.ts";
 import { defineCheck, fail, pass } from "./check.ts";
 
 const stsNamespace = "https://sts.amazonaws.com/";
-const discoveryTimeoutMs = 5_000;
 
 function audiences(aud: unknown): string[] {
   if (typeof aud === "string") return [aud];
@@ -60,7 +60,7 @@ export const issuerDiscoveryCheck = defineCheck({
     let jwksUri: string;
     try {
       const response = await fetch(discoveryUrl, {
-        signal: AbortSignal.any([signal, AbortSignal.timeout(discoveryTimeoutMs)]),
+        signal: AbortSignal.any([signal, AbortSignal.timeout(issuerDiscoveryTimeoutMs)]),
       });
       if (!response.ok) return fail(`${discoveryUrl} answered HTTP ${response.status}`, unreachable);
       const document = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
@@ -78,10 +78,14 @@ export const issuerDiscoveryCheck = defineCheck({
     }
     const { alg, kid } = decodeProtectedHeader(jwt);
     try {
-      await jwtVerify(jwt, createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: discoveryTimeoutMs }), {
-        issuer,
-        audience: config.audience,
-      });
+      await jwtVerify(
+        jwt,
+        createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: issuerDiscoveryTimeoutMs }),
+        {
+          issuer,
+          audience: config.audience,
+        },
+      );
       return pass(`${discoveryUrl} → ${jwksUri}; the ${alg} signature (kid ${kid}) verifies`);
     } catch (error) {
       if (error instanceof errors.JWKSNoMatchingKey) {

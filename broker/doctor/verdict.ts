@@ -3,11 +3,12 @@ import { GetCallerIdentityCommand, type STSClient } from "@aws-sdk/client-sts";
 import type { Config } from "../config.ts";
 import { type BrokerError, isBrokerError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
+import { doctorCheckTimeoutMs } from "../policy.ts";
 import { type AwsClients, awsClients } from "./aws-clients.ts";
 import { type CheckResult, type Fact, type Facts, fail } from "./check.ts";
 import { policySource } from "./policy-simulator.ts";
 import { chain } from "./run.ts";
-import { ChainRunner, checkTimeoutMs } from "./runner.ts";
+import { ChainRunner } from "./runner.ts";
 
 /*
  * When the broker's first chain fails, it logs the doctor's verdict once. The check that explains the
@@ -104,7 +105,7 @@ export async function logVerdict(
         error,
         config,
         awsClients(config.awsRegion, { sts }),
-        AbortSignal.timeout(checkTimeoutMs),
+        AbortSignal.timeout(doctorCheckTimeoutMs),
       )
     : {
         id: "upstream",
