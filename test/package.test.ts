@@ -1,12 +1,13 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { repoRoot } from "./support/child.ts";
+import { type PackedPackage, packRepository } from "./support/packed-package.ts";
 
 /*
  * The package as a user gets it: `npm pack` of the repository's files (in a copy, so its
@@ -21,7 +22,7 @@ const audience =
   "//iam.googleapis.com/projects/987654321098/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider";
 let work: string;
 let app: string;
-let packed: { filename: string; files: { path: string }[] };
+let packed: PackedPackage;
 /** The app's lockfile entries (`node_modules/…`) that installing the tarball added. */
 let addedByPackage: string[];
 
@@ -97,23 +98,7 @@ console.log(JSON.stringify({ sidecarImageError }));
 
 beforeAll(async () => {
   work = await mkdtemp(path.join(tmpdir(), "token-broker-package-"));
-  // The repository's own files, as a clone has them (tracked and new, nothing ignored).
-  const source = path.join(work, "source");
-  const { stdout } = await run("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], {
-    cwd: repoRoot,
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  for (const file of new Set(stdout.split("\0").filter(Boolean))) {
-    await cp(path.join(repoRoot, file), path.join(source, file), { recursive: true }).catch(
-      (error: NodeJS.ErrnoException) => {
-        if (error.code !== "ENOENT") throw error; // a file deleted but not yet committed
-      },
-    );
-  }
-  await symlink(path.join(repoRoot, "node_modules"), path.join(source, "node_modules"));
-  const { stdout: json } = await npm(["pack", "--json", "--pack-destination", work], source, 300_000);
-  // The prepack builds print to stdout too; npm's JSON report is the last thing it writes.
-  packed = (JSON.parse(json.slice(json.search(/^\[$/m))) as (typeof packed)[])[0] as typeof packed;
+  packed = await packRepository(work);
 
   app = path.join(work, "app");
   await mkdir(app);
@@ -138,7 +123,7 @@ beforeAll(async () => {
     );
   await install(`aws-cdk-lib@${await version("aws-cdk-lib")}`, `constructs@${await version("constructs")}`);
   const before = new Set(await installed());
-  await install(path.join(work, packed.filename));
+  await install(packed.tarball);
   addedByPackage = (await installed()).filter((entry) => !before.has(entry));
   await writeFile(path.join(app, "one-function.ts"), oneFunctionApp);
   await writeFile(path.join(app, "app.ts"), consumerApp);
