@@ -165,6 +165,35 @@ describe("npm pack", () => {
     ).toEqual([]);
   });
 
+  it("builds the layers saying each step: bundling, each standalone flavour's Node and where it came from, each zip", () => {
+    const steps = packed.buildOutput.split("\n").filter((line) => /^(bundling|standalone|wrote) /.test(line));
+    const version = /Node (\d+\.\d+\.\d+)/.exec(packed.buildOutput)?.[1] ?? "(none)";
+    const cache = "node_modules/.cache/token-broker-layer";
+    // Fetched from the registry on a machine's first layer build, from the cache after that.
+    const node = (architecture: string, npmArch: string) =>
+      expect.toBeOneOf([
+        `standalone ${architecture}: fetching Node ${version} from the npm registry (package node-linux-${npmArch}@${version}, checked against its integrity hash) into ${cache}`,
+        `standalone ${architecture}: Node ${version} from ${cache}/node-linux-${npmArch}-${version} (fetched before)`,
+      ]);
+    const training = (architecture: string) =>
+      architecture === (process.arch === "arm64" ? "arm64" : "x86_64")
+        ? [
+            `standalone ${architecture}: training the V8 code cache (one start-up of the extension against a stand-in Extensions API)`,
+          ]
+        : [];
+    expect(steps).toEqual([
+      "bundling the extension with esbuild (lambda-extension/ and broker/, split into lazily loaded parts)",
+      "wrote dist/layers/token-broker-nodejs-x86_64.zip",
+      "wrote dist/layers/token-broker-nodejs-arm64.zip",
+      node("x86_64", "x64"),
+      ...training("x86_64"),
+      "wrote dist/layers/token-broker-standalone-x86_64.zip",
+      node("arm64", "arm64"),
+      ...training("arm64"),
+      "wrote dist/layers/token-broker-standalone-arm64.zip",
+    ]);
+  });
+
   it("lets the Terraform module find the layer zips in the installed package, as in a clone", () => {
     const installed = path.join(app, "node_modules", "token-broker");
     // infra/terraform/aws's default layers_directory: "${path.module}/../../../dist/layers".

@@ -14,6 +14,8 @@ export interface PackedPackage {
   readonly size: number;
   readonly unpackedSize: number;
   readonly files: readonly { readonly path: string; readonly size: number }[];
+  /** What the prepack builds printed. */
+  readonly buildOutput: string;
 }
 
 /**
@@ -41,10 +43,11 @@ export async function packRepository(work: string): Promise<PackedPackage> {
     maxBuffer: 16 * 1024 * 1024,
   });
   // The prepack builds print to stdout too; npm's JSON report is the last thing it writes.
-  const [report] = JSON.parse(json.slice(json.search(/^\[$/m))) as (Omit<PackedPackage, "tarball"> & {
+  const reportStart = json.search(/^\[$/m);
+  const [report] = JSON.parse(json.slice(reportStart)) as (Omit<PackedPackage, "tarball" | "buildOutput"> & {
     filename: string;
   })[];
   if (report === undefined) throw new Error("npm pack reported no tarball");
   const { filename, ...sizes } = report;
-  return { ...sizes, tarball: path.join(work, filename) };
+  return { ...sizes, tarball: path.join(work, filename), buildOutput: json.slice(0, reportStart) };
 }
