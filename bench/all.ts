@@ -7,6 +7,7 @@ import { benchColdBurst, coldBurstSection, defaultColdBurstOptions } from "./col
 import { benchDaySimulation, daySimulationSection, defaultDaySimulationOptions } from "./day-simulation.ts";
 import { benchFleetBurst, defaultFleetBurstOptions, fleetBurstSection } from "./fleet-burst.ts";
 import { benchLambda, defaultLambdaOptions, lambdaSections } from "./lambda.ts";
+import { measurePackage, packageSection } from "./package-size.ts";
 import { cpuCount } from "./proc.ts";
 import { markdownTable, printSection, progress, type Section, sectionMarkdown } from "./report.ts";
 import { benchServe, defaultServeOptions, serveSection } from "./serve.ts";
@@ -16,7 +17,7 @@ import { defaultSoakOptions, runSoak, soakSection } from "./soak.ts";
  * `npm run bench`: every benchmark in one go, then BENCHMARKS.md (with the run's duration)
  * with the machine, each figure as median (min–max) with its ratio to a baseline measured in the
  * same run, the targets from the issues judged against them, and the command behind each figure.
- * `--only serve,lambda,cold-burst,fleet-burst,day,soak` runs a subset and prints it without writing the file.
+ * `--only serve,lambda,cold-burst,fleet-burst,day,soak,package` runs a subset and prints it without writing the file.
  */
 
 const benchmarks = {
@@ -32,6 +33,7 @@ const benchmarks = {
     daySimulationSection(await benchDaySimulation(defaultDaySimulationOptions), defaultDaySimulationOptions),
   ],
   soak: async () => [soakSection(await runSoak(defaultSoakOptions))],
+  package: async () => [packageSection(await measurePackage())],
 } satisfies Record<string, () => Promise<Section[]>>;
 
 type BenchmarkName = keyof typeof benchmarks;

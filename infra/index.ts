@@ -11,12 +11,11 @@
 export {
   type BrokerSettings,
   metadataEndpoint,
-  type ProviderAudienceParts,
-  providerAudience,
   type SigningAlgorithm,
 } from "./constructs/broker-settings.ts";
 export { LambdaTokenBroker, type LambdaTokenBrokerProps } from "./constructs/lambda-token-broker.ts";
 export { OutboundFederation, type OutboundFederationProps } from "./constructs/outbound-federation.ts";
+export { type ProviderAudienceParts, providerAudience } from "./constructs/provider-audience.ts";
 export {
   type LayerFlavour,
   layerZipName,

@@ -296,9 +296,8 @@ async function checkDemoApp(
   const config = await imageConfig(buildah, images.demoApp);
   console.log(`# demo app image: ${megabytes(total(await imageFiles(buildah, images.demoApp)))} unpacked`);
   check(
-    config.User === "65532:65532" &&
-      JSON.stringify(config.Entrypoint) === '["node","client-demo/ecs-app.ts"]',
-    "buildah built the ECS demo app image (npm in its build stage), non-root, exec form",
+    config.User === "65532:65532" && JSON.stringify(config.Entrypoint) === '["node","/app/ecs-app.mjs"]',
+    "buildah built the ECS demo app image (npm and its bundle in the build stage), non-root, exec form",
     `${buildSeconds} s`,
   );
   const { world } = cloud;
@@ -339,7 +338,7 @@ async function checkDemoApp(
     logged?.object ?? `app said: ${firstLines(app.output())}`,
   );
   // As ECS stops a task: SIGTERM to the container's process, which ends after the run in progress.
-  process.kill(await containerPid("client-demo/ecs-app.ts", `GCE_METADATA_HOST=${endpoint}`), "SIGTERM");
+  process.kill(await containerPid("/app/ecs-app.mjs", `GCE_METADATA_HOST=${endpoint}`), "SIGTERM");
   const code = await Promise.race([app.exited, sleep(5_000).then(() => "timeout" as const)]);
   check(
     code === 0 && app.output().includes('"stopped"'),

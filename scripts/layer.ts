@@ -11,7 +11,7 @@ import {
   stat,
   utimes,
 } from "node:fs/promises";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { build } from "esbuild";
@@ -64,7 +64,11 @@ export interface BuildLayersOptions {
   readonly outDir?: string;
   readonly flavours?: readonly Flavour[];
   readonly architectures?: readonly Architecture[];
+  /** Told one line per step (bundling, fetching Node, training, zipping). @default - silent */
+  readonly progress?: (line: string) => void;
 }
+
+type Progress = (line: string) => void;
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const run = promisify(execFile);
@@ -116,15 +120,26 @@ async function projectNodeVersion(): Promise<string> {
  * with `npm pack` (which checks the registry's integrity hash) into a cache and only two files
  * are taken out of it.
  */
-async function nodeDistribution(architecture: Architecture): Promise<{ binary: string; licence: string }> {
+async function nodeDistribution(
+  architecture: Architecture,
+  progress: Progress,
+): Promise<{ binary: string; licence: string }> {
   const version = await projectNodeVersion();
   const packageName = `node-linux-${nodePackageArch[architecture]}`;
   const cacheDir = join(root, "node_modules/.cache/token-broker-layer");
   const extracted = join(cacheDir, `${packageName}-${version}`);
   const binary = join(extracted, "package/bin/node");
   const licence = join(extracted, "package/LICENSE");
-  if (await exists(binary)) return { binary, licence };
+  if (await exists(binary)) {
+    progress(
+      `standalone ${architecture}: Node ${version} from ${relative(root, extracted)} (fetched before)`,
+    );
+    return { binary, licence };
+  }
 
+  progress(
+    `standalone ${architecture}: fetching Node ${version} from the npm registry (package ${packageName}@${version}, checked against its integrity hash) into ${relative(root, cacheDir)}`,
+  );
   await mkdir(cacheDir, { recursive: true });
   // Two builds may run at once (test workers): each unpacks privately, the first rename wins.
   const scratch = await mkdtemp(join(cacheDir, "fetch-"));
@@ -174,6 +189,7 @@ async function stageLayer(
   flavour: Flavour,
   architecture: Architecture,
   code: ExtensionCode,
+  progress: Progress,
 ): Promise<string[]> {
   const entries = [`extensions/${extensionName}`];
   await place(join(dir, "extensions", extensionName), 0o755, join(root, "lambda-extension/launcher.sh"));
@@ -182,11 +198,14 @@ async function stageLayer(
     entries.push(`token-broker/${name}`);
   }
   if (flavour === "standalone") {
-    const node = await nodeDistribution(architecture);
+    const node = await nodeDistribution(architecture, progress);
     await place(join(dir, "token-broker/node"), 0o755, node.binary);
     await place(join(dir, "token-broker/LICENSE.node"), 0o644, node.licence);
     entries.push("token-broker/node", "token-broker/LICENSE.node");
     if (architecture === hostArchitecture) {
+      progress(
+        `standalone ${architecture}: training the V8 code cache (one start-up of the extension against a stand-in Extensions API)`,
+      );
       await trainCodeCache(join(dir, "extensions", extensionName));
       // One cache per file the training run ran, next to it.
       const caches = (await readdir(join(dir, "token-broker")))
@@ -215,19 +234,24 @@ export function layerFileName(flavour: Flavour, architecture: Architecture): str
 export async function buildLayers(options: BuildLayersOptions = {}): Promise<Layer[]> {
   const outDir = options.outDir ?? join(root, "dist/layers");
   await mkdir(outDir, { recursive: true });
+  const progress = options.progress ?? (() => {});
   const work = await mkdtemp(join(outDir, ".build-"));
   try {
+    progress(
+      "bundling the extension with esbuild (lambda-extension/ and broker/, split into lazily loaded parts)",
+    );
     const code = await bundleExtension(work);
     const layers: Layer[] = [];
     for (const flavour of options.flavours ?? flavours) {
       for (const architecture of options.architectures ?? architectures) {
         const stage = join(work, `${flavour}-${architecture}`);
-        const entries = await stageLayer(stage, flavour, architecture, code);
+        const entries = await stageLayer(stage, flavour, architecture, code, progress);
         const zipPath = join(outDir, layerFileName(flavour, architecture));
         const partial = join(work, layerFileName(flavour, architecture));
         // Debian's Info-ZIP keeps Unix modes; -X leaves out uid/gid and extended timestamps.
         await run("zip", ["-q", "-X", "-D", partial, ...entries], { cwd: stage });
         await rename(partial, zipPath);
+        progress(`wrote ${relative(process.cwd(), zipPath)}`);
         layers.push({
           flavour,
           architecture,

@@ -1,17 +1,19 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { repoRoot } from "./support/child.ts";
+import { type PackedPackage, packRepository } from "./support/packed-package.ts";
 
 /*
  * The package as a user gets it: `npm pack` of the repository's files (in a copy, so its
- * prepack builds write nowhere near this checkout's dist/), installed into a throwaway CDK app
- * with npm from the local cache, then the app is type-checked, synthesized offline, and the
+ * prepack builds write nowhere near this checkout's dist/), installed with npm from the local
+ * cache into a throwaway CDK app that already has aws-cdk-lib and constructs; then the app's two
+ * entries (one function; every construct) are type-checked and synthesized offline, and the
  * `token-broker` bin is run through npx.
  */
 
@@ -20,11 +22,35 @@ const audience =
   "//iam.googleapis.com/projects/987654321098/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider";
 let work: string;
 let app: string;
-let packed: { filename: string; files: { path: string }[] };
+let packed: PackedPackage;
+/** The app's lockfile entries (`node_modules/…`) that installing the tarball added. */
+let addedByPackage: string[];
 
 async function npm(args: readonly string[], cwd: string, timeout = 120_000) {
   return run("npm", [...args], { cwd, timeout, maxBuffer: 16 * 1024 * 1024 });
 }
+
+/** The smallest use: one Python function, the stack's shared layer, an audience from providerAudience. */
+const oneFunctionApp = `import { App, Stack } from "aws-cdk-lib";
+import { Architecture, Code, Function as LambdaFunction, Runtime } from "aws-cdk-lib/aws-lambda";
+import { LambdaTokenBroker, providerAudience } from "token-broker/cdk";
+
+const app = new App();
+const stack = new Stack(app, "OneFunction", { env: { account: "123456789012", region: "eu-west-1" } });
+const fn = new LambdaFunction(stack, "Python", {
+  runtime: Runtime.PYTHON_3_13,
+  architecture: Architecture.ARM_64,
+  handler: "index.handler",
+  code: Code.fromInline("def handler(event, context):\\n    return 1\\n"),
+});
+new LambdaTokenBroker(stack, "Broker", {
+  function: fn,
+  broker: {
+    audience: providerAudience({ projectNumber: "987654321098", poolId: "aws-pool", providerId: "aws-provider" }),
+  },
+});
+app.synth();
+`;
 
 const consumerApp = `import { App, Stack } from "aws-cdk-lib";
 import { ContainerImage, FargateTaskDefinition } from "aws-cdk-lib/aws-ecs";
@@ -72,23 +98,7 @@ console.log(JSON.stringify({ sidecarImageError }));
 
 beforeAll(async () => {
   work = await mkdtemp(path.join(tmpdir(), "token-broker-package-"));
-  // The repository's own files, as a clone has them (tracked and new, nothing ignored).
-  const source = path.join(work, "source");
-  const { stdout } = await run("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], {
-    cwd: repoRoot,
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  for (const file of new Set(stdout.split("\0").filter(Boolean))) {
-    await cp(path.join(repoRoot, file), path.join(source, file), { recursive: true }).catch(
-      (error: NodeJS.ErrnoException) => {
-        if (error.code !== "ENOENT") throw error; // a file deleted but not yet committed
-      },
-    );
-  }
-  await symlink(path.join(repoRoot, "node_modules"), path.join(source, "node_modules"));
-  const { stdout: json } = await npm(["pack", "--json", "--pack-destination", work], source, 300_000);
-  // The prepack builds print to stdout too; npm's JSON report is the last thing it writes.
-  packed = (JSON.parse(json.slice(json.search(/^\[$/m))) as (typeof packed)[])[0] as typeof packed;
+  packed = await packRepository(work);
 
   app = path.join(work, "app");
   await mkdir(app);
@@ -104,19 +114,18 @@ beforeAll(async () => {
     ).version;
   // Tarballs come from npm's cache (every package here is in the repository's lockfile, which
   // `npm ci` installed); only the registry's package metadata may be fetched, once.
-  await npm(
-    [
-      "install",
-      "--prefer-offline",
-      "--ignore-scripts",
-      "--no-audit",
-      "--no-fund",
-      path.join(work, packed.filename),
-      `aws-cdk-lib@${await version("aws-cdk-lib")}`,
-      `constructs@${await version("constructs")}`,
-    ],
-    app,
-  );
+  const install = (...specs: string[]) =>
+    npm(["install", "--prefer-offline", "--ignore-scripts", "--no-audit", "--no-fund", ...specs], app);
+  const installed = async () =>
+    Object.keys(
+      (JSON.parse(await readFile(path.join(app, "package-lock.json"), "utf8")) as { packages: object })
+        .packages,
+    );
+  await install(`aws-cdk-lib@${await version("aws-cdk-lib")}`, `constructs@${await version("constructs")}`);
+  const before = new Set(await installed());
+  await install(packed.tarball);
+  addedByPackage = (await installed()).filter((entry) => !before.has(entry));
+  await writeFile(path.join(app, "one-function.ts"), oneFunctionApp);
   await writeFile(path.join(app, "app.ts"), consumerApp);
 }, 400_000);
 
@@ -156,6 +165,35 @@ describe("npm pack", () => {
     ).toEqual([]);
   });
 
+  it("builds the layers saying each step: bundling, each standalone flavour's Node and where it came from, each zip", () => {
+    const steps = packed.buildOutput.split("\n").filter((line) => /^(bundling|standalone|wrote) /.test(line));
+    const version = /Node (\d+\.\d+\.\d+)/.exec(packed.buildOutput)?.[1] ?? "(none)";
+    const cache = "node_modules/.cache/token-broker-layer";
+    // Fetched from the registry on a machine's first layer build, from the cache after that.
+    const node = (architecture: string, npmArch: string) =>
+      expect.toBeOneOf([
+        `standalone ${architecture}: fetching Node ${version} from the npm registry (package node-linux-${npmArch}@${version}, checked against its integrity hash) into ${cache}`,
+        `standalone ${architecture}: Node ${version} from ${cache}/node-linux-${npmArch}-${version} (fetched before)`,
+      ]);
+    const training = (architecture: string) =>
+      architecture === (process.arch === "arm64" ? "arm64" : "x86_64")
+        ? [
+            `standalone ${architecture}: training the V8 code cache (one start-up of the extension against a stand-in Extensions API)`,
+          ]
+        : [];
+    expect(steps).toEqual([
+      "bundling the extension with esbuild (lambda-extension/ and broker/, split into lazily loaded parts)",
+      "wrote dist/layers/token-broker-nodejs-x86_64.zip",
+      "wrote dist/layers/token-broker-nodejs-arm64.zip",
+      node("x86_64", "x64"),
+      ...training("x86_64"),
+      "wrote dist/layers/token-broker-standalone-x86_64.zip",
+      node("arm64", "arm64"),
+      ...training("arm64"),
+      "wrote dist/layers/token-broker-standalone-arm64.zip",
+    ]);
+  });
+
   it("lets the Terraform module find the layer zips in the installed package, as in a clone", () => {
     const installed = path.join(app, "node_modules", "token-broker");
     // infra/terraform/aws's default layers_directory: "${path.module}/../../../dist/layers".
@@ -164,6 +202,10 @@ describe("npm pack", () => {
     for (const zip of packed.files.filter((file) => file.path.startsWith("dist/layers/"))) {
       expect(existsSync(path.join(layers, path.basename(zip.path))), zip.path).toBe(true);
     }
+  });
+
+  it("adds only itself to an app that has aws-cdk-lib and constructs: the bin is bundled, the constructs import no other package", () => {
+    expect(addedByPackage).toEqual(["node_modules/token-broker"]);
   });
 
   it("installs a token-broker bin that npx runs", async () => {
@@ -176,13 +218,65 @@ describe("npm pack", () => {
   });
 });
 
-describe("token-broker/cdk in a CDK app of its own", () => {
-  let template: {
-    Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
-  };
-  let logged: { sidecarImageError: string };
-  const outdir = () => path.join(work, "cdk.out");
+interface Template {
+  Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
+}
 
+/** What one entry of the app synthesizes: its template, the files staged for upload, its output. */
+interface Synthesized {
+  template: Template;
+  /** Each staged file asset by its S3 key's hash, the template itself left out. */
+  staged: Map<string, string>;
+  outdir: string;
+  stdout: string;
+}
+
+async function synthesize(entry: string, stack: string): Promise<Synthesized> {
+  const outdir = path.join(work, `${stack}.out`);
+  const { stdout } = await run(process.execPath, [entry], {
+    cwd: app,
+    env: { ...process.env, CDK_OUTDIR: outdir },
+    timeout: 60_000,
+  });
+  const template = JSON.parse(
+    await readFile(path.join(outdir, `${stack}.template.json`), "utf8"),
+  ) as Template;
+  const assets = JSON.parse(await readFile(path.join(outdir, `${stack}.assets.json`), "utf8")) as {
+    files: Record<string, { source: { path: string } }>;
+  };
+  const staged = new Map(
+    Object.entries(assets.files)
+      .filter(([, file]) => file.source.path !== `${stack}.template.json`)
+      .map(([hash, file]) => [hash, path.join(outdir, file.source.path)]),
+  );
+  return { template, staged, outdir, stdout };
+}
+
+function resources(template: Template, type: string) {
+  return Object.entries(template.Resources).filter(([, resource]) => resource.Type === type);
+}
+
+const sha256 = async (file: string) =>
+  createHash("sha256")
+    .update(await readFile(file))
+    .digest("hex");
+
+/** Each layer version's description, and whether its staged zip is the one the package ships. */
+async function publishedLayers(synthesized: Synthesized) {
+  const shipped = path.join(app, "node_modules", "token-broker", "dist", "layers");
+  return Promise.all(
+    resources(synthesized.template, "AWS::Lambda::LayerVersion").map(async ([, layer]) => {
+      const { S3Key } = layer.Properties.Content as { S3Key: string };
+      const description = String(layer.Properties.Description);
+      const [, flavour, architecture] = /(\w+) flavour, (\w+)$/.exec(description) ?? [];
+      const staged = synthesized.staged.get(S3Key.replace(/\.zip$/, "")) ?? "(none)";
+      const zip = path.join(shipped, `token-broker-${flavour}-${architecture}.zip`);
+      return { description, stagedFromPackage: (await sha256(staged)) === (await sha256(zip)) };
+    }),
+  );
+}
+
+describe("token-broker/cdk in a CDK app of its own", () => {
   beforeAll(async () => {
     // The app's own tsc settings, strict and without allowImportingTsExtensions, as a consumer's would be.
     await writeFile(
@@ -197,17 +291,10 @@ describe("token-broker/cdk in a CDK app of its own", () => {
           skipLibCheck: true,
           types: [],
         },
-        files: ["app.ts"],
+        files: ["one-function.ts", "app.ts"],
       }),
     );
-    const { stdout } = await run(process.execPath, ["app.ts"], {
-      cwd: app,
-      env: { ...process.env, CDK_OUTDIR: outdir() },
-      timeout: 60_000,
-    });
-    logged = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}");
-    template = JSON.parse(await readFile(path.join(outdir(), "Consumer.template.json"), "utf8"));
-  }, 120_000);
+  });
 
   it("type-checks against the shipped declarations", async () => {
     const tsc = path.join(repoRoot, "node_modules", "typescript", "bin", "tsc");
@@ -218,73 +305,91 @@ describe("token-broker/cdk in a CDK app of its own", () => {
     expect(result.stdout).toBe("");
   });
 
-  function resources(type: string) {
-    return Object.entries(template.Resources).filter(([, resource]) => resource.Type === type);
-  }
+  describe("one function", () => {
+    let synthesized: Synthesized;
+    beforeAll(async () => {
+      synthesized = await synthesize("one-function.ts", "OneFunction");
+    }, 120_000);
 
-  it("publishes the four layer versions from the zips inside the installed package", async () => {
-    const layers = resources("AWS::Lambda::LayerVersion");
-    expect(layers).toHaveLength(4);
-    const installed = path.join(app, "node_modules", "token-broker", "dist", "layers");
-    const assets = JSON.parse(await readFile(path.join(outdir(), "Consumer.assets.json"), "utf8")) as {
-      files: Record<string, { source: { path: string } }>;
-    };
-    for (const [, layer] of layers) {
-      const { S3Key } = layer.Properties.Content as { S3Key: string };
-      const staged = path.join(outdir(), assets.files[S3Key.replace(/\.zip$/, "")]?.source.path ?? "(none)");
-      const description = String(layer.Properties.Description);
-      const [, flavour, architecture] = /(\w+) flavour, (\w+)$/.exec(description) ?? [];
-      const shipped = path.join(installed, `token-broker-${flavour}-${architecture}.zip`);
-      const sha256 = async (file: string) =>
-        createHash("sha256")
-          .update(await readFile(file))
-          .digest("hex");
-      expect(await sha256(staged), description).toBe(await sha256(shipped));
-    }
-  });
+    it("stages exactly one layer asset, the standalone arm64 zip the package ships", async () => {
+      expect(await publishedLayers(synthesized)).toEqual([
+        { description: "token-broker Lambda extension, standalone flavour, arm64", stagedFromPackage: true },
+      ]);
+      expect([...synthesized.staged.values()]).toHaveLength(1);
+      const staged = (await readdir(synthesized.outdir)).filter((entry) => entry.startsWith("asset."));
+      expect(staged).toHaveLength(1);
+    });
 
-  it("gives each function the layer for its runtime and the broker's environment", () => {
-    const functions = Object.fromEntries(
-      resources("AWS::Lambda::Function").map(([, fn]) => [String(fn.Properties.Runtime), fn.Properties]),
-    );
-    const layerOf = (runtime: string) => {
-      const [reference] = (functions[runtime]?.Layers ?? []) as { Ref: string }[];
-      return String(template.Resources[reference?.Ref ?? ""]?.Properties.Description);
-    };
-    expect(layerOf("python3.13")).toBe("token-broker Lambda extension, standalone flavour, arm64");
-    expect(layerOf("nodejs24.x")).toBe("token-broker Lambda extension, nodejs flavour, x86_64");
-    const { Variables: environment } = (functions["nodejs24.x"]?.Environment ?? {}) as {
-      Variables: Record<string, string>;
-    };
-    expect(environment).toMatchObject({
-      BROKER_AUDIENCE: audience,
-      GCE_METADATA_HOST: "127.0.0.1:8181",
-      METADATA_SERVER_DETECTION: "assume-present",
+    it("configures the broker with the audience providerAudience built", () => {
+      const [[, fn] = []] = resources(synthesized.template, "AWS::Lambda::Function");
+      expect(fn?.Properties.Environment).toMatchObject({
+        Variables: { BROKER_AUDIENCE: audience, GCE_METADATA_HOST: "127.0.0.1:8181" },
+      });
     });
   });
 
-  it("grants sts:GetWebIdentityToken for the audience only, and turns on outbound federation", () => {
-    const statements = resources("AWS::IAM::Policy").flatMap(
-      ([, policy]) =>
-        (policy.Properties.PolicyDocument as { Statement: Record<string, unknown>[] }).Statement,
-    );
-    const minting = statements.filter((statement) => statement.Action === "sts:GetWebIdentityToken");
-    expect(minting).toHaveLength(3); // two functions and the task role
-    for (const statement of minting) {
-      expect(statement.Condition).toMatchObject({
-        "ForAllValues:StringEquals": { "sts:IdentityTokenAudience": audience },
-        Null: { "sts:IdentityTokenAudience": "false" },
-      });
-    }
-    expect(resources("Custom::AWS")).toHaveLength(2);
-  });
+  describe("every construct", () => {
+    let synthesized: Synthesized;
+    let logged: { sidecarImageError: string };
+    beforeAll(async () => {
+      synthesized = await synthesize("app.ts", "Consumer");
+      logged = JSON.parse(synthesized.stdout.trim().split("\n").at(-1) ?? "{}");
+    }, 120_000);
 
-  it("runs the sidecar from the given image, and says why an installed package cannot build one", () => {
-    const [[, task] = []] = resources("AWS::ECS::TaskDefinition");
-    const [container] = (task?.Properties.ContainerDefinitions ?? []) as { Image: string; Name: string }[];
-    expect(container).toMatchObject({ Name: "token-broker", Image: "registry.example/token-broker:0.1.0" });
-    expect(logged.sidecarImageError).toBe(
-      `TokenBrokerSidecar: ${path.join(app, "node_modules", "token-broker")} is an installed package, which cannot build the broker image; build it from a clone (docker build .), push it, and pass image: ContainerImage.fromRegistry("<registry>/token-broker:<tag>")`,
-    );
+    it("publishes the layer versions its two functions run, from the zips inside the installed package", async () => {
+      expect(await publishedLayers(synthesized)).toEqual([
+        { description: "token-broker Lambda extension, standalone flavour, arm64", stagedFromPackage: true },
+        { description: "token-broker Lambda extension, nodejs flavour, x86_64", stagedFromPackage: true },
+      ]);
+    });
+
+    it("gives each function the layer for its runtime and the broker's environment", () => {
+      const { template } = synthesized;
+      const functions = Object.fromEntries(
+        resources(template, "AWS::Lambda::Function").map(([, fn]) => [
+          String(fn.Properties.Runtime),
+          fn.Properties,
+        ]),
+      );
+      const layerOf = (runtime: string) => {
+        const [reference] = (functions[runtime]?.Layers ?? []) as { Ref: string }[];
+        return String(template.Resources[reference?.Ref ?? ""]?.Properties.Description);
+      };
+      expect(layerOf("python3.13")).toBe("token-broker Lambda extension, standalone flavour, arm64");
+      expect(layerOf("nodejs24.x")).toBe("token-broker Lambda extension, nodejs flavour, x86_64");
+      const { Variables: environment } = (functions["nodejs24.x"]?.Environment ?? {}) as {
+        Variables: Record<string, string>;
+      };
+      expect(environment).toMatchObject({
+        BROKER_AUDIENCE: audience,
+        GCE_METADATA_HOST: "127.0.0.1:8181",
+        METADATA_SERVER_DETECTION: "assume-present",
+      });
+    });
+
+    it("grants sts:GetWebIdentityToken for the audience only, and turns on outbound federation", () => {
+      const statements = resources(synthesized.template, "AWS::IAM::Policy").flatMap(
+        ([, policy]) =>
+          (policy.Properties.PolicyDocument as { Statement: Record<string, unknown>[] }).Statement,
+      );
+      const minting = statements.filter((statement) => statement.Action === "sts:GetWebIdentityToken");
+      expect(minting).toHaveLength(3); // two functions and the task role
+      for (const statement of minting) {
+        expect(statement.Condition).toMatchObject({
+          "ForAllValues:StringEquals": { "sts:IdentityTokenAudience": audience },
+          Null: { "sts:IdentityTokenAudience": "false" },
+        });
+      }
+      expect(resources(synthesized.template, "Custom::AWS")).toHaveLength(2);
+    });
+
+    it("runs the sidecar from the given image, and says why an installed package cannot build one", () => {
+      const [[, task] = []] = resources(synthesized.template, "AWS::ECS::TaskDefinition");
+      const [container] = (task?.Properties.ContainerDefinitions ?? []) as { Image: string; Name: string }[];
+      expect(container).toMatchObject({ Name: "token-broker", Image: "registry.example/token-broker:0.1.0" });
+      expect(logged.sidecarImageError).toBe(
+        `TokenBrokerSidecar: ${path.join(app, "node_modules", "token-broker")} is an installed package, which cannot build the broker image; build it from a clone (docker build .), push it, and pass image: ContainerImage.fromRegistry("<registry>/token-broker:<tag>")`,
+      );
+    });
   });
 });

@@ -1,6 +1,5 @@
 import { Token } from "aws-cdk-lib";
 import {
-  audiencePattern,
   defaults,
   isVariableName,
   type LogLevel,
@@ -11,7 +10,9 @@ import {
 } from "../../broker/config-variables.ts";
 import { isBrokerError } from "../../broker/errors.ts";
 import { awsTokenDurationSeconds } from "../../broker/policy.ts";
+import { audienceProblem } from "./provider-audience.ts";
 
+export { type ProviderAudienceParts, providerAudience } from "./provider-audience.ts";
 export { metadataEndpoint, type SigningAlgorithm };
 
 /**
@@ -45,19 +46,8 @@ export interface BrokerSettings {
   readonly maxConnections?: number;
 }
 
-/** The parts of a provider audience, as Terraform in infra/gcp names them. */
-export interface ProviderAudienceParts {
-  readonly projectNumber: string;
-  readonly poolId: string;
-  readonly providerId: string;
-}
-
 export const defaultTokenDurationSeconds = Number(defaults.BROKER_AWS_TOKEN_DURATION);
 export const defaultSigningAlgorithm = defaults.BROKER_AWS_SIGNING_ALGORITHM satisfies SigningAlgorithm;
-
-export function providerAudience(parts: ProviderAudienceParts): string {
-  return `//iam.googleapis.com/projects/${parts.projectNumber}/locations/global/workloadIdentityPools/${parts.poolId}/providers/${parts.providerId}`;
-}
 
 /**
  * Checks the settings at synth time, so a typo fails `cdk synth` instead of a deployed function
@@ -69,11 +59,8 @@ export function validateBrokerSettings(
   /** Further `BROKER_*` variables the construct sets itself (its network settings). */
   constructEnvironment: Readonly<Record<string, string>> = {},
 ): void {
-  if (!Token.isUnresolved(settings.audience) && !audiencePattern.test(settings.audience)) {
-    throw new Error(
-      `token-broker: audience "${settings.audience}" is not a provider audience; use providerAudience({ projectNumber, poolId, providerId }), e.g. //iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider`,
-    );
-  }
+  const audience = audienceProblem(settings.audience);
+  if (audience !== undefined) throw new Error(audience);
   const account = settings.serviceAccount;
   if (account !== undefined && !Token.isUnresolved(account) && !serviceAccountPattern.test(account)) {
     throw new Error(

@@ -11,14 +11,17 @@ import {
   validateBrokerSettings,
   workloadEnvironment,
 } from "./broker-settings.ts";
-import type { TokenBrokerLayer } from "./token-broker-layer.ts";
+import { TokenBrokerLayer } from "./token-broker-layer.ts";
 import { webIdentityTokenPolicy } from "./web-identity-token-policy.ts";
 
 export interface LambdaTokenBrokerProps {
   /** The function that gets Google credentials; any runtime, either architecture. */
   readonly function: LambdaFunction;
-  /** The layers to choose from; one `TokenBrokerLayer` can serve every function of a stack. */
-  readonly layer: TokenBrokerLayer;
+  /**
+   * The layers to choose from; the function gets the one version that fits it, created on first use.
+   * @default - the function's stack's shared layer, `TokenBrokerLayer.of(function)`
+   */
+  readonly layer?: TokenBrokerLayer;
   /** Audience, service account and token settings of the broker. */
   readonly broker: BrokerSettings;
 }
@@ -29,12 +32,13 @@ function onManagedInstances(fn: LambdaFunction): boolean {
 }
 
 /**
- * Attaches the broker to a Lambda function: the layer flavour and architecture that fit its
- * runtime, the `BROKER_*` settings, the variables that point Google SDKs at the extension, and
- * the narrowly conditioned `sts:GetWebIdentityToken` permission on its role.
+ * Attaches the broker to a Lambda function: the layer version that fits its runtime and
+ * architecture (a stack publishes only the versions its functions use), the `BROKER_*` settings,
+ * the variables that point Google SDKs at the extension, and the narrowly conditioned
+ * `sts:GetWebIdentityToken` permission on its role.
  *
  * ```ts
- * new LambdaTokenBroker(this, "Broker", { function: fn, layer, broker: { audience } });
+ * new LambdaTokenBroker(this, "Broker", { function: fn, broker: { audience } });
  * ```
  *
  * Every Lambda mode takes the same layer: the extension reads `AWS_LAMBDA_INITIALIZATION_TYPE`
@@ -61,7 +65,8 @@ export class LambdaTokenBroker extends Construct {
       );
     }
 
-    fn.addLayers(props.layer.forFunction(fn.runtime, fn.architecture));
+    const layer = props.layer ?? TokenBrokerLayer.of(fn);
+    fn.addLayers(layer.forFunction(fn.runtime, fn.architecture));
     const managedInstances = onManagedInstances(fn);
     const environment = {
       ...brokerEnvironment(props.broker),

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { RemovalPolicy } from "aws-cdk-lib";
-import { Architecture, Code, LayerVersion, Runtime, RuntimeFamily } from "aws-cdk-lib/aws-lambda";
+import { RemovalPolicy, Stack } from "aws-cdk-lib";
+import { type Architecture, Code, LayerVersion, Runtime, RuntimeFamily } from "aws-cdk-lib/aws-lambda";
 import { Construct } from "constructs";
 import { packageRoot } from "./package-root.ts";
 
@@ -22,11 +22,11 @@ export interface TokenBrokerLayerProps {
   readonly removalPolicy?: RemovalPolicy;
 }
 
-const flavours: readonly LayerFlavour[] = ["nodejs", "standalone"];
-const architectures: readonly Architecture[] = [Architecture.X86_64, Architecture.ARM_64];
-
 /** Node majors whose runtime can run the `nodejs` flavour (the Google SDK majors need Node >= 22). */
 const nodejsFlavourRuntimes: readonly Runtime[] = [Runtime.NODEJS_22_X, Runtime.NODEJS_24_X];
+
+/** The id of the layer {@link TokenBrokerLayer.of} shares in a stack. */
+const sharedId = "TokenBrokerLayer";
 
 /** The zip file name `npm run build:layer` gives a flavour for an architecture. */
 export function layerZipName(flavour: LayerFlavour, architecture: Architecture): string {
@@ -34,44 +34,56 @@ export function layerZipName(flavour: LayerFlavour, architecture: Architecture):
 }
 
 /**
- * The broker as a Lambda extension: one layer version per flavour and architecture (four in all).
- * Use {@link TokenBrokerLayer.forFunction} (or the `LambdaTokenBroker` construct) to pick the one
- * that fits a function.
+ * The broker as a Lambda extension: a layer version per flavour and architecture, each created
+ * when the first function that needs it asks ({@link TokenBrokerLayer.forFunction}, which the
+ * `LambdaTokenBroker` construct calls), so an app stages and publishes only the zips its
+ * functions run.
  */
 export class TokenBrokerLayer extends Construct {
+  readonly #directory: string;
+  readonly #removalPolicy: RemovalPolicy;
   readonly #versions = new Map<string, LayerVersion>();
+
+  /**
+   * The stack's shared layer, what `LambdaTokenBroker` takes by default: the `TokenBrokerLayer`
+   * with id `TokenBrokerLayer` directly in the stack, created with the defaults on first use
+   * (create it under that id first to give it props).
+   */
+  static of(scope: Construct): TokenBrokerLayer {
+    const stack = Stack.of(scope);
+    const existing = stack.node.tryFindChild(sharedId);
+    return existing instanceof TokenBrokerLayer ? existing : new TokenBrokerLayer(stack, sharedId);
+  }
 
   constructor(scope: Construct, id: string, props: TokenBrokerLayerProps = {}) {
     super(scope, id);
-    const directory = props.layersDirectory ?? path.join(packageRoot, "dist", "layers");
-    for (const flavour of flavours) {
-      for (const architecture of architectures) {
-        const zip = path.join(directory, layerZipName(flavour, architecture));
-        if (!existsSync(zip)) {
-          throw new Error(
-            `TokenBrokerLayer: ${zip} does not exist; run \`npm run build:layer\` first (or pass layersDirectory)`,
-          );
-        }
-        const version = new LayerVersion(this, `${flavour}-${architecture.name}`, {
-          code: Code.fromAsset(zip),
-          compatibleArchitectures: [architecture],
-          // The standalone flavour brings its own Node, so it declares no runtime list: any list
-          // would be capped at 15 entries by CloudFormation and make CDK refuse the layer for
-          // every runtime left out (java11, python3.10, provided, ...), although it runs there.
-          compatibleRuntimes: flavour === "nodejs" ? [...nodejsFlavourRuntimes] : undefined,
-          description: `token-broker Lambda extension, ${flavour} flavour, ${architecture.name}`,
-          license: "Apache-2.0",
-          removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
-        });
-        this.#versions.set(`${flavour}/${architecture.name}`, version);
-      }
-    }
+    this.#directory = props.layersDirectory ?? path.join(packageRoot, "dist", "layers");
+    this.#removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
   }
 
-  /** The layer version of one flavour and architecture. */
+  /** The layer version of one flavour and architecture, created on the first call. */
   version(flavour: LayerFlavour, architecture: Architecture): LayerVersion {
-    const version = this.#versions.get(`${flavour}/${architecture.name}`);
-    if (!version) throw new Error(`TokenBrokerLayer: no layer for ${flavour}/${architecture.name}`);
+    const key = `${flavour}-${architecture.name}`;
+    const known = this.#versions.get(key);
+    if (known) return known;
+    const zip = path.join(this.#directory, layerZipName(flavour, architecture));
+    if (!existsSync(zip)) {
+      throw new Error(
+        `TokenBrokerLayer: ${zip} does not exist; run \`npm run build:layer\` first (or pass layersDirectory)`,
+      );
+    }
+    const version = new LayerVersion(this, key, {
+      code: Code.fromAsset(zip),
+      compatibleArchitectures: [architecture],
+      // The standalone flavour brings its own Node, so it declares no runtime list: any list
+      // would be capped at 15 entries by CloudFormation and make CDK refuse the layer for
+      // every runtime left out (java11, python3.10, provided, ...), although it runs there.
+      compatibleRuntimes: flavour === "nodejs" ? [...nodejsFlavourRuntimes] : undefined,
+      description: `token-broker Lambda extension, ${flavour} flavour, ${architecture.name}`,
+      license: "Apache-2.0",
+      removalPolicy: this.#removalPolicy,
+    });
+    this.#versions.set(key, version);
     return version;
   }
 

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { Duration, RemovalPolicy, Stack } from "aws-cdk-lib";
+import { Duration, Stack } from "aws-cdk-lib";
 import { Platform } from "aws-cdk-lib/aws-ecr-assets";
 import {
   type ContainerDefinition,
@@ -50,7 +50,7 @@ export interface TokenBrokerSidecarProps {
    * (linux/arm64 for a Graviton task, else linux/amd64); see {@link TokenBrokerSidecar.image}
    */
   readonly image?: ContainerImage;
-  /** @default - a new log group kept for one month */
+  /** @default - a new log group whose events are kept for one month, and which outlives the stack */
   readonly logGroup?: ILogGroup;
   /** @default 64 */
   readonly memoryReservationMiB?: number;
@@ -113,12 +113,8 @@ export class TokenBrokerSidecar extends Construct {
       : {};
     validateBrokerSettings(props.broker, networkEnvironment);
 
-    const logGroup =
-      props.logGroup ??
-      new LogGroup(this, "Logs", {
-        retention: RetentionDays.ONE_MONTH,
-        removalPolicy: RemovalPolicy.DESTROY,
-      });
+    // Kept when the stack is deleted (LogGroup's default): the logs are what explains a failure.
+    const logGroup = props.logGroup ?? new LogGroup(this, "Logs", { retention: RetentionDays.ONE_MONTH });
     this.container = task.addContainer("TokenBroker", {
       containerName: "token-broker",
       image:

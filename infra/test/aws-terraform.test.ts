@@ -148,7 +148,12 @@ describe("infra/terraform/aws", () => {
     );
     const layer = only(module.resource.aws_lambda_layer_version, "broker");
     const stack = new Stack(testApp(), "Layers");
-    new TokenBrokerLayer(stack, "Layer", { layersDirectory: makeLayerFixtures() });
+    // The construct publishes a version when a function asks for it; the module publishes all four.
+    const cdkLayer = new TokenBrokerLayer(stack, "Layer", { layersDirectory: makeLayerFixtures() });
+    for (const flavour of ["nodejs", "standalone"] as const) {
+      for (const architecture of [Architecture.X86_64, Architecture.ARM_64])
+        cdkLayer.version(flavour, architecture);
+    }
     const cdkLayers = Object.values(Template.fromStack(stack).findResources("AWS::Lambda::LayerVersion")).map(
       (resource) => resource.Properties as Record<string, unknown>,
     );

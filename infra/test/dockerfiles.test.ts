@@ -39,11 +39,6 @@ function finalStage(file: string): Instruction[] {
   return all.slice(lastFrom);
 }
 
-/** The name each file gives its build stage. */
-function buildStage(file: string): string {
-  return file === "Dockerfile" ? "build" : "dependencies";
-}
-
 function argument(stage: Instruction[], keyword: string): string[] {
   return stage
     .filter((instruction) => instruction.keyword === keyword)
@@ -67,10 +62,9 @@ describe.each(["Dockerfile", "client-demo/Dockerfile"])("%s", (file) => {
         argument(instructions("Dockerfile"), "ARG").map((declaration) => declaration.split("=", 2)),
       ),
     );
-    const stage = buildStage(file);
     // biome-ignore lint/suspicious/noTemplateCurlyInString: Dockerfile variables, compared verbatim
     const [build, runtime] = ["${BUILD_IMAGE}", "${BASE_IMAGE}"];
-    expect(argument(instructions(file), "FROM")).toEqual([`${build} AS ${stage}`, runtime]);
+    expect(argument(instructions(file), "FROM")).toEqual([`${build} AS build`, runtime]);
   });
 
   it("runs as a numeric non-root user, with an exec-form entrypoint", () => {
@@ -133,6 +127,24 @@ describe("the sidecar Dockerfile", () => {
   });
 });
 
+describe("the demo app Dockerfile", () => {
+  it("bundles the app with the locked dependencies, and copies the bundle alone into the image", () => {
+    const stages = instructions("client-demo/Dockerfile");
+    const build = stages.slice(0, stages.map((instruction) => instruction.keyword).lastIndexOf("FROM"));
+    expect(argument(build, "RUN")).toEqual([
+      "npm ci --ignore-scripts --no-audit --no-fund",
+      "node scripts/build-demo-app.ts",
+    ]);
+    expect(argument(finalStage("client-demo/Dockerfile"), "COPY")).toEqual([
+      "--from=build /src/dist/ecs-app.mjs /app/ecs-app.mjs",
+    ]);
+    const script = readFileSync(path.join(repositoryRoot, "scripts", "build-demo-app.ts"), "utf8");
+    expect([...script.matchAll(/"\.\/([\w-]+\.ts)"/g)].map(([, imported]) => imported)).toEqual([
+      "bundle-options.ts",
+    ]);
+  });
+});
+
 describe(".dockerignore", () => {
   it("lets in exactly what the Dockerfiles copy from the context", () => {
     const patterns = readFileSync(path.join(repositoryRoot, ".dockerignore"), "utf8")
@@ -146,14 +158,15 @@ describe(".dockerignore", () => {
       "!scripts/build.ts",
       "!scripts/bundle-options.ts",
       "!scripts/fetch-globals.ts",
+      "!scripts/build-demo-app.ts",
       "!client-demo/",
       "**/*.test.ts",
     ]);
     expect(argument(instructions("client-demo/Dockerfile"), "COPY")).toEqual([
       "package.json package-lock.json ./",
-      "--from=dependencies /app/node_modules ./node_modules",
-      "package.json ./",
       "client-demo/*.ts ./client-demo/",
+      "scripts/build-demo-app.ts scripts/bundle-options.ts ./scripts/",
+      "--from=build /src/dist/ecs-app.mjs /app/ecs-app.mjs",
     ]);
   });
 });

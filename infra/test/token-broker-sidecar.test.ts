@@ -102,8 +102,14 @@ describe("TokenBrokerSidecar", () => {
     });
   });
 
-  it("logs to CloudWatch", () => {
+  it("logs to CloudWatch, in a log group kept for a month that outlives the stack", () => {
     const logGroup = sidecar.node.findChild("Logs").node.defaultChild as CfnElement;
+    expect(template.toJSON().Resources[stack.getLogicalId(logGroup)]).toMatchObject({
+      Type: "AWS::Logs::LogGroup",
+      Properties: { RetentionInDays: 30 },
+      DeletionPolicy: "Retain",
+      UpdateReplacePolicy: "Retain",
+    });
     expect(containers["token-broker"]?.LogConfiguration).toEqual({
       LogDriver: "awslogs",
       Options: {
