@@ -68,11 +68,14 @@ async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<vo
     return;
   }
   broker.prewarm();
+  // The sidecar is never frozen: a timer refreshes every token in use before a client needs it.
+  const stopRefreshAhead = broker.refreshAhead();
 
   let stopping = false;
   const stop = () => {
     if (stopping) return;
     stopping = true;
+    stopRefreshAhead();
     // Exit once the listeners are closed: idle upstream keep-alive sockets would otherwise hold
     // the process. Requests in flight get most of the promised second; the timer keeps the promise.
     const exit = () => process.exit(0);
