@@ -7,7 +7,7 @@ import { repoRoot } from "../support/child.ts";
 import { goProgram } from "../support/go-metadata.ts";
 import { pythonGoogleAuths } from "../support/python-google-auth.ts";
 import { workloadEnv } from "../support/workload-env.ts";
-import { type ChainsByKey, chainsByKey } from "./issued-chains.ts";
+import { type ChainsByKey, chainsByKey, chainsSince } from "./issued-chains.ts";
 import { startSharedClock } from "./shared-clock.ts";
 
 /*
@@ -49,7 +49,11 @@ export interface CadenceRun {
   readonly waited: number;
   /** Token requests answered with a token whose refresh had failed. */
   readonly stale: number;
-  /** Per key, the expiry of every token IAM Credentials issued (issued-chains.ts). */
+  /**
+   * Per key, the expiry of every token IAM Credentials issued once every client had its first
+   * token (issued-chains.ts): the steady state, without a start-up whose attempts cut short on a
+   * fast clock still had the cloud issue tokens.
+   */
   readonly chains: ChainsByKey;
   readonly lifetimeMs: number;
   /** How much faster than real time the run's clock went (1: real time). */
@@ -66,7 +70,8 @@ interface ClientSpec {
 
 /** A client that prints {"event":"first"} and then {"event":"done",...} (see the client programs). */
 interface RunningClient {
-  readonly first: Promise<void>;
+  /** Resolves with the instant of its first token, on the run's clock. */
+  readonly first: Promise<number>;
   readonly done: Promise<ClientRun>;
   readonly child: ChildProcess;
 }
@@ -81,11 +86,11 @@ function startClient(spec: ClientSpec, env: Readonly<Record<string, string>>): R
   child.stderr?.on("data", (chunk: Buffer) => {
     stderr = (stderr + chunk.toString("utf8")).slice(-4_000);
   });
-  const first = Promise.withResolvers<void>();
+  const first = Promise.withResolvers<number>();
   const done = Promise.withResolvers<ClientRun>();
   createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
-    const event = JSON.parse(line) as { event: string; fetches?: Fetch[]; errors?: number };
-    if (event.event === "first") first.resolve();
+    const event = JSON.parse(line) as { event: string; atMs?: number; fetches?: Fetch[]; errors?: number };
+    if (event.event === "first") first.resolve(event.atMs ?? 0);
     if (event.event === "done")
       done.resolve({ sdk: spec.sdk, fetches: event.fetches ?? [], errors: event.errors ?? 0, stderr });
   });
@@ -117,19 +122,38 @@ async function lookups(broker: BrokerProcess): Promise<{ miss: number; stale: nu
   return { miss: count("miss"), stale: count("stale") };
 }
 
+/** Resolves once the broker has its default token (`/readyz` answers 200): its start-up is over. */
+async function ready(broker: BrokerProcess): Promise<void> {
+  for (let attempt = 0; attempt < 300; attempt += 1) {
+    const status = await fetch(`${broker.opsUrl}/readyz`, { signal: AbortSignal.timeout(5_000) }).then(
+      (response) => response.status,
+      () => 0,
+    );
+    if (status === 200) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`the broker was not ready within 30 s:\n${broker.output()}`);
+}
+
 /**
- * Starts the clients, takes the broker's counts once each has its first token (a key's first
- * token is a chain nobody could have fetched ahead) and again when all are done.
+ * Starts the clients once the broker is ready, takes the broker's counts once each has its first
+ * token (a key's first token is a chain nobody could have fetched ahead) and again when all are
+ * done.
  */
 async function observe(
   broker: BrokerProcess,
   specs: readonly ClientSpec[],
   clientEnv: Readonly<Record<string, string>>,
   realMs: number,
-): Promise<{ clients: ClientRun[]; waited: number; stale: number }> {
+): Promise<{ clients: ClientRun[]; waited: number; stale: number; steadyFromMs: number }> {
+  await ready(broker);
   const clients = specs.map((spec) => startClient(spec, workloadEnv(broker.metadataHost, clientEnv)));
   try {
-    await within(Promise.all(clients.map((client) => client.first)), 60_000, "every client's first token");
+    const firsts = await within(
+      Promise.all(clients.map((client) => client.first)),
+      60_000,
+      "every client's first token",
+    );
     const before = await lookups(broker);
     const runs = await within(
       Promise.all(clients.map((client) => client.done)),
@@ -137,7 +161,12 @@ async function observe(
       "the clients' runs",
     );
     const after = await lookups(broker);
-    return { clients: runs, waited: after.miss - before.miss, stale: after.stale - before.stale };
+    return {
+      clients: runs,
+      waited: after.miss - before.miss,
+      stale: after.stale - before.stale,
+      steadyFromMs: Math.max(...firsts),
+    };
   } finally {
     for (const client of clients) if (client.child.exitCode === null) client.child.kill("SIGKILL");
   }
@@ -213,7 +242,13 @@ export async function runMovedClock(options: MovedClockOptions): Promise<Cadence
     cloud.stdin?.end();
     const ended = await within(lines.next(), 10_000, "the cloud process's report");
     const { chains } = JSON.parse(String(ended.value)) as { chains: ChainsByKey };
-    return { ...observed, chains, lifetimeMs: options.lifetimeSeconds * 1000, speed: options.speed };
+    const lifetimeMs = options.lifetimeSeconds * 1000;
+    return {
+      ...observed,
+      chains: chainsSince(chains, observed.steadyFromMs, lifetimeMs),
+      lifetimeMs,
+      speed: options.speed,
+    };
   } finally {
     await broker?.stop();
     if (cloud.exitCode === null) cloud.kill("SIGTERM");
@@ -265,10 +300,11 @@ export async function runGoRealTime(options: RealTimeOptions): Promise<CadenceRu
       cadenceEnv(runMs, options.tickMs),
       runMs,
     );
+    const lifetimeMs = options.lifetimeSeconds * 1000;
     return {
       ...observed,
-      chains: chainsByKey(cloud.ledger, "iam-credentials"),
-      lifetimeMs: options.lifetimeSeconds * 1000,
+      chains: chainsSince(chainsByKey(cloud.ledger, "iam-credentials"), observed.steadyFromMs, lifetimeMs),
+      lifetimeMs,
       speed: 1,
     };
   } finally {

@@ -29,6 +29,16 @@ export function chainsByKey(ledger: Ledger, source: SecretSource): ChainsByKey {
   return byKey;
 }
 
+/** The chains of each key issued from `fromMs` on (IAM Credentials states expiries in whole seconds). */
+export function chainsSince(chains: ChainsByKey, fromMs: number, lifetimeMs: number): ChainsByKey {
+  return Object.fromEntries(
+    Object.entries(chains).map(([key, expiries]) => [
+      key,
+      expiries.filter((expiresAtMs) => expiresAtMs - lifetimeMs >= fromMs - 1_000),
+    ]),
+  );
+}
+
 /**
  * Chains per token lifetime of one key, from its second chain on: how many lifetimes' worth of
  * tokens the broker fetched while one lifetime passed. Undefined with fewer than two chains.

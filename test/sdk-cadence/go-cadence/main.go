@@ -2,8 +2,8 @@
 // google.ComputeTokenSource sources (the default scopes, and CADENCE_SCOPES) for a token, as each
 // API call would; a source goes to the metadata server only when its copy has 10 s or less left.
 // Each of those fetches is recorded: how long it took and how long the token it brought had left.
-// Prints {"event":"first"} once both have a token, then runs CADENCE_RUN_MS more and prints
-// {"event":"done",...}.
+// Prints {"event":"first"} once both have had a token (asking every tick until then), then runs
+// CADENCE_RUN_MS more and prints {"event":"done",...} with the fetches and errors of that run.
 package main
 
 import (
@@ -49,12 +49,14 @@ func main() {
 	}
 	fetches := []fetch{}
 	errors := 0
-	ask := func() {
+	ask := func() bool {
+		ok := true
 		for _, s := range sources {
 			started := time.Now()
 			token, err := s.tokens.Token()
 			if err != nil {
 				errors++
+				ok = false
 				fmt.Fprintln(os.Stderr, err)
 				continue
 			}
@@ -68,9 +70,14 @@ func main() {
 				s.last = token
 			}
 		}
+		return ok
 	}
-	ask()
-	fmt.Println(`{"event":"first"}`)
+	for !ask() {
+		time.Sleep(tick)
+	}
+	fetches = fetches[:0]
+	errors = 0
+	fmt.Printf("{\"event\":\"first\",\"atMs\":%d}\n", time.Now().UnixMilli())
 	end := time.Now().Add(run)
 	for time.Now().Before(end) {
 		time.Sleep(tick)
