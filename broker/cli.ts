@@ -70,11 +70,14 @@ async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<vo
     return;
   }
   broker.prewarm();
+  // The sidecar is never frozen: a timer refreshes every token in use before a client needs it.
+  const stopRefreshAhead = broker.refreshAhead();
 
   let stopping = false;
   const stop = () => {
     if (stopping) return;
     stopping = true;
+    stopRefreshAhead();
     // Exit once the listeners are closed: idle upstream keep-alive sockets would otherwise hold
     // the process. The timer keeps the deadline whatever the close does.
     const exit = () => process.exit(0);

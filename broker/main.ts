@@ -12,6 +12,7 @@ import { createMetadataApp, type MetadataIdentity } from "./metadata-server.ts";
 import type { BrokerState } from "./metric-events.ts";
 import { BrokerMetrics } from "./metrics.ts";
 import { emfWindowMs, type RefreshPolicy } from "./policy.ts";
+import { refreshAhead } from "./refresh-ahead.ts";
 import { TokenCache, type TokenFetcher } from "./token-cache.ts";
 import type { TokenSource } from "./tokens.ts";
 
@@ -46,6 +47,11 @@ export interface BrokerHandle {
    * once that chain has settled, never rejects. Callers need not wait.
    */
   prewarm(): Promise<void>;
+  /**
+   * Starts the timer that refreshes every key in use ahead of its mandatory window
+   * (refresh-ahead.ts), for a process that is never frozen; returns a function that stops it.
+   */
+  refreshAhead(): () => void;
   /** Loads the upstream chain's code without calling upstream; resolves when it is loaded or failed. */
   loadChain(): Promise<void>;
   /**
@@ -306,6 +312,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     tokens: cache,
     metrics,
     prewarm: () => cache.prewarm(),
+    refreshAhead: () => refreshAhead(cache, clock),
     loadChain: () =>
       chain.get().then(
         () => undefined,

@@ -63,8 +63,6 @@ export interface RefreshPolicy {
   readonly maxChains: number;
   /** Keys waiting for a chain slot before further ones get BROKER_BUSY. */
   readonly maxWaitingKeys: number;
-  /** A failure counts as degraded only for keys asked for within this: an unused key does not keep the broker degraded. */
-  readonly servedWindowMs: number;
 }
 
 export const defaultRefreshPolicy: RefreshPolicy = Object.freeze({
@@ -80,7 +78,6 @@ export const defaultRefreshPolicy: RefreshPolicy = Object.freeze({
   maxEntries: 256,
   maxChains: 4,
   maxWaitingKeys: 32,
-  servedWindowMs: 5 * 60_000,
 });
 
 /** How long before expiry a token of `lifetimeMs` enters its advisory and its mandatory window. */
@@ -176,9 +173,9 @@ export const awsAttemptTimeouts = Object.freeze({ connectionTimeoutMs: 2_000, re
 export const googleAttemptTimeoutMs = 5_000;
 
 /**
- * Bounds of the refresh-ahead timer's sleep (lambda-extension/refresh-ahead.ts): a due time in the
- * past is looked at again after `minMs` (no busy loop while a chain runs), one far ahead within
- * `maxMs` (a clock step is noticed).
+ * Bounds of the refresh-ahead timer's sleep (refresh-ahead.ts): a due time in the past is looked
+ * at again after `minMs` (no busy loop while a chain runs), one far ahead within `maxMs` (a wall
+ * clock that jumped is noticed in time).
  */
 export const refreshAheadWaitMs = Object.freeze({ minMs: 1_000, maxMs: 60_000 });
 

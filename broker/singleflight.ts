@@ -7,6 +7,11 @@
 export class SingleFlight<T> {
   readonly #inflight = new Map<string, Promise<T>>();
 
+  /** Whether a call for `key` is in flight. */
+  has(key: string): boolean {
+    return this.#inflight.has(key);
+  }
+
   run(key: string, fn: () => Promise<T>): Promise<T> {
     const existing = this.#inflight.get(key);
     if (existing !== undefined) return existing;

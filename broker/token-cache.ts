@@ -25,11 +25,10 @@ import type {
 } from "./tokens.ts";
 
 /*
- * The token cache: the fresh / advisory / mandatory / expired windows, singleflight, retries,
- * backoff and stale-on-error that `RefreshPolicy` (policy.ts) describes and sets.
+ * The token cache: the windows, singleflight, retries, backoff and stale-on-error that
+ * `RefreshPolicy` (policy.ts) sets; keys in use are refreshed ahead by `refreshDue()` and alone
+ * count as degraded (docs/token-refresh.md, "Keys in use").
  */
-
-// For the modules that still import the policy from here; its home is policy.ts.
 
 /** Where tokens come from. `signal` aborts the whole chain (all steps, all retries). */
 export interface TokenFetcher {
@@ -38,6 +37,12 @@ export interface TokenFetcher {
 }
 
 type Token = AccessToken | IdToken;
+
+/** How a key's token is fetched, kept with its entry so that the key can be refreshed unasked. */
+interface KeySource {
+  readonly kind: TokenKind;
+  fetch(signal: AbortSignal): Promise<Token>;
+}
 
 interface Failure {
   readonly error: BrokerError;
@@ -52,8 +57,9 @@ interface Entry {
   refreshAtMs: number;
   mandatoryAtMs: number;
   failure?: Failure;
-  /** When a caller last asked for this key (prewarm does not count). */
+  /** When a caller last asked for this key (prewarm and refreshes ahead do not count). */
   askedAtMs: number;
+  readonly source: KeySource;
 }
 
 export interface TokenCacheDeps {
@@ -66,6 +72,17 @@ export interface TokenCacheDeps {
   readonly policy?: RefreshPolicy;
   /** What its access tokens count as in the metrics; `federated` for the chain's own cache of those. */
   readonly accessKind?: Extract<TokenKind, "access" | "federated">;
+}
+
+/**
+ * When a key in use needs a chain with nobody asking: the end of its backoff, or the middle of its
+ * advisory window, which leaves room for retries before the mandatory window and lets a token
+ * serve longer than a refresh at the window's start would. Undefined while a first chain runs.
+ */
+function refreshAheadAtMs(entry: Entry): number | undefined {
+  if (entry.failure !== undefined) return entry.failure.retryAtMs;
+  if (entry.token === undefined) return undefined;
+  return entry.refreshAtMs + (entry.mandatoryAtMs - entry.refreshAtMs) / 2;
 }
 
 /** In the fresh window, with nothing failing: served as it is, nothing to start. */
@@ -101,7 +118,11 @@ export class TokenCache implements TokenSource {
   readonly #flights = new SingleFlight<Token>();
   readonly #gate: ChainGate;
   readonly #defaultKey: string;
+  readonly #defaultSource: KeySource;
   readonly #accessKind: TokenKind;
+  /** Lifetime of the last token stored, for keys that have none yet (see the policy). */
+  #lastLifetimeMs: number | undefined;
+  readonly #settledListeners = new Set<() => void>();
   /** Bumped by `forget()`: a chain that began under an older generation starts again. */
   #generation = 0;
   #forgotten = new AbortController();
@@ -111,6 +132,7 @@ export class TokenCache implements TokenSource {
     this.#accessKind = deps.accessKind ?? "access";
     this.#policy = deps.policy ?? defaultRefreshPolicy;
     this.#defaultKey = scopeKey(deps.defaultScopes);
+    this.#defaultSource = this.#accessSource(deps.defaultScopes);
     this.#entries = new LRUCache<string, Entry>({ max: this.#policy.maxEntries });
     this.#gate = new ChainGate({
       maxRunning: this.#policy.maxChains,
@@ -129,19 +151,26 @@ export class TokenCache implements TokenSource {
     else this.#entries.set(key, entry);
   }
 
-  /** Entries whose failure is the broker's concern now: the default one, and those asked for lately. */
-  *#servedEntries(now: number): Generator<Entry> {
-    if (this.#defaultEntry !== undefined) yield this.#defaultEntry;
-    for (const entry of this.#entries.values()) {
-      if (now - entry.askedAtMs < this.#policy.servedWindowMs) yield entry;
+  /** The keys in use (see the policy), with their entries: the default one first. */
+  *#inUse(now: number): Generator<[string, Entry]> {
+    if (this.#defaultEntry !== undefined) yield [this.#defaultKey, this.#defaultEntry];
+    for (const [key, entry] of this.#entries.entries()) {
+      const lifetimeMs =
+        entry.token === undefined
+          ? (this.#lastLifetimeMs ?? Number.POSITIVE_INFINITY)
+          : entry.token.expiresAtMs - entry.storedAtMs;
+      if (now - entry.askedAtMs < lifetimeMs) yield [key, entry];
     }
   }
 
+  #accessSource(scopes: readonly string[]): KeySource {
+    return { kind: this.#accessKind, fetch: (signal) => this.#deps.fetcher.accessToken(scopes, signal) };
+  }
+
   accessToken(scopes?: readonly string[]): Promise<AccessToken> {
-    const wanted = scopes === undefined || scopes.length === 0 ? this.#deps.defaultScopes : scopes;
-    return this.#get(this.#accessKey(scopes), this.#accessKind, (signal) =>
-      this.#deps.fetcher.accessToken(wanted, signal),
-    );
+    const key = this.#accessKey(scopes);
+    if (key === this.#defaultKey) return this.#get(key, this.#defaultSource);
+    return this.#get(key, this.#accessSource(scopes ?? []));
   }
 
   freshAccessToken(scopes?: readonly string[]): AccessToken | undefined {
@@ -158,7 +187,10 @@ export class TokenCache implements TokenSource {
   }
 
   idToken(request: IdTokenRequest): Promise<IdToken> {
-    return this.#get(idKey(request), "id", (signal) => this.#deps.fetcher.idToken(request, signal));
+    return this.#get(idKey(request), {
+      kind: "id",
+      fetch: (signal) => this.#deps.fetcher.idToken(request, signal),
+    });
   }
 
   /** Expiry of the cached default-scope token, for the expiry gauge. */
@@ -172,7 +204,7 @@ export class TokenCache implements TokenSource {
   }
 
   #servedFailure(now: number): Failure | undefined {
-    for (const entry of this.#servedEntries(now)) if (entry.failure !== undefined) return entry.failure;
+    for (const [, entry] of this.#inUse(now)) if (entry.failure !== undefined) return entry.failure;
     return undefined;
   }
 
@@ -186,25 +218,40 @@ export class TokenCache implements TokenSource {
     const entry = this.#defaultEntry;
     const now = this.#deps.clock.now();
     if (entry !== undefined && (isFresh(entry, now) || (entry.failure?.retryAtMs ?? 0) > now)) return;
-    const scopes = this.#deps.defaultScopes;
-    await this.#refresh(this.#defaultKey, this.#accessKind, (signal) =>
-      this.#deps.fetcher.accessToken(scopes, signal),
-    ).then(
-      () => undefined,
-      () => undefined,
-    );
+    await this.#refresh(this.#defaultKey, this.#defaultSource).catch(() => undefined);
   }
 
   /**
-   * When the default-scope token next needs a chain: the start of its advisory window, or the end
-   * of a backoff; undefined while nothing is cached (or a first chain runs). For a sandbox that is
-   * never frozen (Lambda Managed Instances), whose timers can refresh ahead of any request.
+   * Starts a chain for every key in use whose refresh ahead is due (`refreshAheadAtMs`) and that
+   * none runs for, most urgent first, at most half the chain slots at once so that callers'
+   * chains always find one; resolves once they have settled with how many it started, never
+   * rejects. Not a lookup: the cache metrics do not count it, and a key does not stay in use by it.
    */
-  defaultRefreshDueAtMs(): number | undefined {
-    const entry = this.#defaultEntry;
-    if (entry === undefined) return undefined;
-    if (entry.failure !== undefined) return entry.failure.retryAtMs;
-    return entry.token === undefined ? undefined : entry.refreshAtMs;
+  async refreshDue(): Promise<number> {
+    const now = this.#deps.clock.now();
+    const due = [...this.#inUse(now)]
+      .map(([key, entry]) => ({ key, entry, atMs: refreshAheadAtMs(entry) }))
+      .filter(({ key, atMs }) => atMs !== undefined && atMs <= now && !this.#flights.has(key))
+      .sort((a, b) => (a.atMs ?? 0) - (b.atMs ?? 0))
+      .slice(0, Math.max(1, Math.floor(this.#policy.maxChains / 2)));
+    await Promise.all(due.map(({ key, entry }) => this.#refresh(key, entry.source).catch(() => undefined)));
+    return due.length;
+  }
+
+  /** When `refreshDue()` next has something to start, unless a caller gets there first; undefined: nothing planned. */
+  nextRefreshDueAtMs(): number | undefined {
+    let next: number | undefined;
+    for (const [key, entry] of this.#inUse(this.#deps.clock.now())) {
+      const atMs = refreshAheadAtMs(entry);
+      if (atMs !== undefined && !this.#flights.has(key) && (next === undefined || atMs < next)) next = atMs;
+    }
+    return next;
+  }
+
+  /** Calls `listener` after each chain ends, stored or failed (a timer re-plans); returns the unsubscribe. */
+  onChainSettled(listener: () => void): () => void {
+    this.#settledListeners.add(listener);
+    return () => this.#settledListeners.delete(listener);
   }
 
   /**
@@ -235,15 +282,12 @@ export class TokenCache implements TokenSource {
     return { ready: false, reason: entry?.failure?.error.message ?? "no token has been fetched yet" };
   }
 
-  async #get<T extends Token>(
-    key: string,
-    kind: TokenKind,
-    fetch: (signal: AbortSignal) => Promise<T>,
-  ): Promise<T> {
+  async #get(key: string, source: KeySource): Promise<Token> {
     const now = this.#deps.clock.now();
     const entry = this.#entry(key, true);
     if (entry !== undefined) entry.askedAtMs = now;
-    const token = entry?.token as T | undefined;
+    const { kind } = source;
+    const token = entry?.token;
     const backingOff = entry?.failure !== undefined && now < entry.failure.retryAtMs;
     const { metrics } = this.#deps;
     const served = (result: CacheResult, storedAtMs: number, waited?: boolean) =>
@@ -257,12 +301,12 @@ export class TokenCache implements TokenSource {
       }
       if (now < entry.mandatoryAtMs || entry.failure !== undefined) {
         // Advisory window, or upstream already known to be failing: never make the caller wait.
-        if (!backingOff) this.#refresh(key, kind, fetch).catch(() => undefined);
+        if (!backingOff) this.#refresh(key, source).catch(() => undefined);
         served(entry.failure === undefined ? "refresh" : "stale", storedAtMs);
         return token;
       }
       try {
-        const refreshed = await this.#wait(this.#refresh(key, kind, fetch));
+        const refreshed = await this.#wait(this.#refresh(key, source));
         served("miss", this.#storedAt(key, refreshed));
         return refreshed;
       } catch {
@@ -276,7 +320,7 @@ export class TokenCache implements TokenSource {
       throw entry.failure.error;
     }
     try {
-      const fetched = await this.#wait(this.#refresh(key, kind, fetch));
+      const fetched = await this.#wait(this.#refresh(key, source));
       served("miss", this.#storedAt(key, fetched));
       return fetched;
     } catch (error) {
@@ -308,14 +352,10 @@ export class TokenCache implements TokenSource {
     }
   }
 
-  #refresh<T extends Token>(
-    key: string,
-    kind: TokenKind,
-    fetch: (signal: AbortSignal) => Promise<T>,
-  ): Promise<T> {
+  #refresh(key: string, source: KeySource): Promise<Token> {
     return this.#flights.run(key, () =>
-      this.#gate.run(key === this.#defaultKey, () => this.#chain(key, kind, fetch)),
-    ) as Promise<T>;
+      this.#gate.run(key === this.#defaultKey, () => this.#chain(key, source)),
+    );
   }
 
   /**
@@ -326,20 +366,17 @@ export class TokenCache implements TokenSource {
    * it too: no backoff, no failure logged or counted, nothing degraded. So does a chain that
    * began before `forget()`, and nothing it obtained is kept.
    */
-  async #chain<T extends Token>(
-    key: string,
-    kind: TokenKind,
-    fetch: (signal: AbortSignal) => Promise<T>,
-  ): Promise<T> {
+  async #chain(key: string, source: KeySource): Promise<Token> {
     const { clock, logger } = this.#deps;
     const policy = this.#policy;
     for (;;) {
       const generation = this.#generation;
       const startedAtMs = clock.now();
-      const outcome = await this.#attempts(fetch, this.#forgotten.signal);
+      const outcome = await this.#attempts(source.fetch, this.#forgotten.signal);
       if (generation !== this.#generation) continue;
       if (outcome.ok) {
-        this.#store(key, outcome.token);
+        this.#store(key, outcome.token, source);
+        this.#settled();
         return outcome.token;
       }
       const spanMs = clock.now() - startedAtMs;
@@ -353,16 +390,21 @@ export class TokenCache implements TokenSource {
         await new Promise((resolve) => setImmediate(resolve));
         continue;
       }
-      this.#recordFailure(key, kind, outcome.error);
+      this.#recordFailure(key, source, outcome.error);
+      this.#settled();
       throw outcome.error;
     }
   }
 
+  #settled(): void {
+    for (const listener of this.#settledListeners) listener();
+  }
+
   /** Up to `attempts` tries inside one deadline, timed on the broker clock, until `forgotten`. */
-  async #attempts<T extends Token>(
-    fetch: (signal: AbortSignal) => Promise<T>,
+  async #attempts(
+    fetch: KeySource["fetch"],
     forgotten: AbortSignal,
-  ): Promise<{ ok: true; token: T } | { ok: false; error: BrokerError }> {
+  ): Promise<{ ok: true; token: Token } | { ok: false; error: BrokerError }> {
     const { clock, random } = this.#deps;
     const policy = this.#policy;
     const deadline = new AbortController();
@@ -410,11 +452,12 @@ export class TokenCache implements TokenSource {
     };
   }
 
-  #store(key: string, token: Token): void {
+  #store(key: string, token: Token, source: KeySource): void {
     const { clock, random, logger } = this.#deps;
     const policy = this.#policy;
     const now = clock.now();
     const lifetime = token.expiresAtMs - now;
+    this.#lastLifetimeMs = lifetime;
     const windows = refreshWindows(policy, lifetime, random);
     if (lifetime <= policy.mandatoryMs) {
       logger.warn(
@@ -431,17 +474,20 @@ export class TokenCache implements TokenSource {
       refreshAtMs: token.expiresAtMs - windows.advisoryMs,
       mandatoryAtMs: token.expiresAtMs - windows.mandatoryMs,
       askedAtMs: previous?.askedAtMs ?? now,
+      source,
     });
   }
 
-  #recordFailure(key: string, kind: TokenKind, error: BrokerError): void {
+  #recordFailure(key: string, source: KeySource, error: BrokerError): void {
     const { clock, random, logger, metrics } = this.#deps;
+    const { kind } = source;
     const policy = this.#policy;
     const entry: Entry = this.#entry(key, true) ?? {
       storedAtMs: 0,
       refreshAtMs: 0,
       mandatoryAtMs: 0,
       askedAtMs: clock.now(),
+      source,
     };
     const count = (entry.failure?.count ?? 0) + 1;
     const retryAfter = error instanceof ThrottledError ? error.retryAfterMs : undefined;

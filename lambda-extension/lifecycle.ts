@@ -13,7 +13,6 @@ import type { BrokerHandle } from "../broker/main.ts";
 import { ClockJump } from "./clock-jump.ts";
 import { ExtensionsApiClient, ExtensionsApiError } from "./extensions-api.ts";
 import { type LambdaMode, lambdaMode } from "./lambda-mode.ts";
-import { refreshAhead } from "./refresh-ahead.ts";
 
 /**
  * The Lambda extension's life, in the order Lambda requires. Lambda starts the function's runtime
@@ -39,7 +38,8 @@ import { refreshAhead } from "./refresh-ahead.ts";
  *                     the function's init fetched is forgotten (see below).
  *   after next        loop on `event/next`: each INVOKE looks the token up (a thawed sandbox's
  *                     timers have not run); on Managed Instances, which get no INVOKE, a timer
- *                     refreshes ahead instead; SHUTDOWN closes the listeners within its deadline.
+ *                     refreshes every token in use ahead instead (broker/refresh-ahead.ts);
+ *                     SHUTDOWN closes the listeners within its deadline.
  *
  * SnapStart restores a snapshot taken after init, days later and in many sandboxes at once, with
  * other credentials, and with every connection from before gone. The extension forgets everything
@@ -239,8 +239,7 @@ async function eventLoop(
   mode: LambdaMode,
   logger: Logger,
 ): Promise<number> {
-  const stopTimer =
-    mode === "lambda-managed-instances" ? refreshAhead(broker.tokens, systemClock) : undefined;
+  const stopTimer = mode === "lambda-managed-instances" ? broker.refreshAhead() : undefined;
   const clockJump = new ClockJump(systemClock);
   let invokes = 0;
   // The init window's EMF is written now, while init has the CPU, rather than at the first

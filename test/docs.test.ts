@@ -86,7 +86,6 @@ describe("docs/", () => {
     expect(text).toContain(`at most ${defaultRefreshPolicy.maxEntries} keys`);
     expect(text).toContain(`at most ${defaultRefreshPolicy.maxChains} chains run at once`);
     expect(text).toContain(`${defaultRefreshPolicy.maxWaitingKeys} more keys wait`);
-    expect(text).toContain(`within the last ${minutes(defaultRefreshPolicy.servedWindowMs)}`);
     const floorMs = awsTokenDurationSeconds.min * 1000;
     expect(text).toContain(
       `at least min(${seconds(jwtReuseMarginMs(Number.POSITIVE_INFINITY))}, half its lifetime) left, so even a ${seconds(floorMs)} JWT (\`BROKER_AWS_TOKEN_DURATION\`'s floor) serves the exchanges of its first ${seconds(floorMs - jwtReuseMarginMs(floorMs))}`,

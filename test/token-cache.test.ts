@@ -4,8 +4,9 @@ import { BrokerError } from "../broker/errors.ts";
 import { createLogger } from "../broker/logger.ts";
 import { BrokerMetrics } from "../broker/metrics.ts";
 import { defaultRefreshPolicy, type RefreshPolicy } from "../broker/policy.ts";
+import { refreshAhead } from "../broker/refresh-ahead.ts";
 import { TokenCache, type TokenFetcher } from "../broker/token-cache.ts";
-import type { AccessToken, IdToken, IdTokenRequest } from "../broker/tokens.ts";
+import type { AccessToken, CacheResult, IdToken, IdTokenRequest, TokenKind } from "../broker/tokens.ts";
 import { FakeClock, settle } from "./support/fake-clock.ts";
 
 const minute = 60_000;
@@ -62,19 +63,30 @@ class ScriptedUpstream implements TokenFetcher {
   }
 }
 
+/** The cache's answers to lookups, in order: a `miss` made its caller wait for a chain. */
+class RecordingMetrics extends BrokerMetrics {
+  readonly served: CacheResult[] = [];
+
+  override tokenServed(kind: TokenKind, result: CacheResult, ageMs: number, waited?: boolean): void {
+    this.served.push(result);
+    super.tokenServed(kind, result, ageMs, waited);
+  }
+}
+
 function setup(policy: Partial<RefreshPolicy> = {}, random = () => 0.5) {
   const clock = new FakeClock();
   const upstream = new ScriptedUpstream(clock);
+  const metrics = new RecordingMetrics();
   const cache = new TokenCache({
     fetcher: upstream,
     defaultScopes: ["https://www.googleapis.com/auth/cloud-platform"],
     clock,
     random,
-    metrics: new BrokerMetrics(),
+    metrics,
     logger: createLogger("silent"),
     policy: { ...defaultRefreshPolicy, ...policy },
   });
-  return { clock, upstream, cache };
+  return { clock, upstream, cache, metrics };
 }
 
 const unavailable = () =>
@@ -343,7 +355,34 @@ describe("token cache bounds", () => {
     expect((await cache.accessToken(["e"])).token).toMatch(/^token-/);
   });
 
-  it("counts a failure as degraded while its key is being asked for, not after everyone stopped asking", async () => {
+  it("counts a failure as degraded while its key is in use, not after a lifetime without a caller", async () => {
+    const { clock, upstream, cache } = setup({ attempts: 1 });
+    const bigquery = ["https://www.googleapis.com/auth/bigquery"];
+    await cache.accessToken();
+    await cache.accessToken(bigquery);
+    upstream.failure = unavailable();
+    // Asked once, at the start: the token's lifetime is how long the key stays in use. Its refresh
+    // ahead is due from the middle of the advisory window: 10.05 min before expiry with random 0.5.
+    await clock.advance(hour - 10 * minute);
+    expect(await cache.refreshDue()).toBe(2);
+    expect(cache.readiness()).toEqual({
+      ready: true,
+      degraded: true,
+      reason: "Google STS is unavailable (HTTP 503); retrying",
+    });
+    // The default key is always in use; the other one only until a lifetime passed without a caller.
+    upstream.failure = undefined;
+    await clock.advance(1_000); // past the default key's backoff
+    await cache.prewarm();
+    expect(cache.anyRefreshFailing()).toBe(true);
+    await clock.advance(10 * minute - 1_000 - 1);
+    expect(cache.anyRefreshFailing()).toBe(true);
+    await clock.advance(1);
+    expect(cache.anyRefreshFailing()).toBe(false);
+    expect(cache.readiness()).toEqual({ ready: true, degraded: false });
+  });
+
+  it("judges a key that never got a token by the lifetime of the last token stored", async () => {
     const { clock, upstream, cache } = setup({ attempts: 1 });
     await cache.accessToken();
     upstream.failure = unavailable();
@@ -351,16 +390,10 @@ describe("token cache bounds", () => {
       "Google STS is unavailable",
     );
     expect(cache.anyRefreshFailing()).toBe(true);
-    expect(cache.readiness()).toEqual({
-      ready: true,
-      degraded: true,
-      reason: "Google STS is unavailable (HTTP 503); retrying",
-    });
-    await clock.advance(defaultRefreshPolicy.servedWindowMs - 1);
+    await clock.advance(hour - 1);
     expect(cache.anyRefreshFailing()).toBe(true);
     await clock.advance(1);
     expect(cache.anyRefreshFailing()).toBe(false);
-    expect(cache.readiness()).toEqual({ ready: true, degraded: false });
   });
 
   it("keeps the default token's failure as degraded whether or not anyone asked lately", async () => {
@@ -369,7 +402,7 @@ describe("token cache bounds", () => {
     cache.prewarm();
     await settle();
     expect(cache.anyRefreshFailing()).toBe(true);
-    await clock.advance(defaultRefreshPolicy.servedWindowMs * 3);
+    await clock.advance(3 * hour);
     expect(cache.anyRefreshFailing()).toBe(true);
     expect(cache.readiness()).toEqual({
       ready: false,
@@ -408,5 +441,108 @@ describe("token cache bounds", () => {
       ),
       { seed: 20_261_203, numRuns: 60 },
     );
+  });
+});
+
+describe("token cache: refresh ahead of every key in use", () => {
+  const defaultScope = "access:https://www.googleapis.com/auth/cloud-platform";
+  const audience = {
+    audience: "https://api.example.com",
+    format: "standard",
+    includeLicenses: false,
+  } as const;
+  // With random 0.5 the advisory window of an hour-long token opens 14.1 min before expiry and the
+  // mandatory one 6 min before: a refresh ahead is due from the middle, 10.05 min before expiry.
+  const aheadMs = hour - 10.05 * minute;
+
+  it("is due from the middle of the advisory window, most urgent first, at most half the chain slots at a time", async () => {
+    const { clock, upstream, cache, metrics } = setup();
+    const start = clock.now();
+    await cache.accessToken();
+    await clock.advance(minute);
+    await cache.accessToken(["a"]);
+    await clock.advance(minute);
+    await cache.idToken(audience);
+    expect(cache.nextRefreshDueAtMs()).toBe(start + aheadMs);
+    await clock.advance(aheadMs - 2 * minute - 1);
+    expect(await cache.refreshDue()).toBe(0);
+    await clock.advance(2 * minute + 1);
+    expect(await cache.refreshDue()).toBe(2);
+    expect(upstream.calls.slice(3)).toEqual([defaultScope, "access:a"]);
+    expect(await cache.refreshDue()).toBe(1);
+    expect(upstream.calls.slice(5)).toEqual(["id:https://api.example.com"]);
+    expect(await cache.refreshDue()).toBe(0);
+    expect(cache.nextRefreshDueAtMs()).toBe(clock.now() + aheadMs);
+    // Not lookups: only the three first requests were counted.
+    expect(metrics.served).toEqual(["miss", "miss", "miss"]);
+    expect(cache.freshAccessToken(["a"])?.token).toBe("token-5");
+  });
+
+  it("drops a key nobody asked for during its token's lifetime", async () => {
+    const { clock, upstream, cache } = setup();
+    await cache.accessToken(["a"]);
+    await cache.accessToken(["b"]);
+    await clock.advance(aheadMs);
+    expect(await cache.refreshDue()).toBe(2);
+    // A client at the SDKs' cadence asks again with 5 minutes left of its copy; nobody asks for b.
+    await clock.advance(hour - 5 * minute - aheadMs);
+    await cache.accessToken(["a"]);
+    await clock.advance(aheadMs - (hour - 5 * minute - aheadMs));
+    expect(await cache.refreshDue()).toBe(1);
+    expect(upstream.calls.slice(4)).toEqual(["access:a"]);
+    expect(cache.nextRefreshDueAtMs()).toBe(clock.now() + aheadMs);
+  });
+
+  it("waits out a key's backoff", async () => {
+    const { clock, upstream, cache } = setup({ attempts: 1 });
+    await cache.accessToken(["a"]);
+    upstream.failure = unavailable();
+    await clock.advance(aheadMs);
+    expect(await cache.refreshDue()).toBe(1);
+    // Backoff after the first failure: 1 s × (0.5 + 0.5/2).
+    expect(cache.nextRefreshDueAtMs()).toBe(clock.now() + 750);
+    expect(await cache.refreshDue()).toBe(0);
+    upstream.failure = undefined;
+    await clock.advance(750);
+    expect(await cache.refreshDue()).toBe(1);
+    expect(upstream.calls).toHaveLength(3);
+    expect(cache.anyRefreshFailing()).toBe(false);
+  });
+
+  it("on a timer, keeps every key fresh for clients at the SDKs' cadence: none of their requests waits, 1.2 chains per lifetime", async () => {
+    const { clock, upstream, cache, metrics } = setup();
+    const stop = refreshAhead(cache, clock);
+    // Each client keeps its copy and asks again once it has 5 minutes or less left.
+    const clients = [
+      { key: defaultScope, ask: () => cache.accessToken() },
+      { key: "access:a", ask: () => cache.accessToken(["a"]) },
+      { key: "id:https://api.example.com", ask: () => cache.idToken(audience) },
+    ].map((client) => ({
+      ...client,
+      copy: undefined as { expiresAtMs: number } | undefined,
+      leastLeftMs: hour,
+    }));
+    for (let elapsed = 0; elapsed < 3 * hour; elapsed += 10_000) {
+      for (const client of clients) {
+        if (client.copy !== undefined && client.copy.expiresAtMs - clock.now() > 5 * minute) continue;
+        client.copy = await client.ask();
+        client.leastLeftMs = Math.min(client.leastLeftMs, client.copy.expiresAtMs - clock.now());
+      }
+      await clock.advance(10_000);
+    }
+    stop();
+    // Each key's first request waited for its first chain; every later one found a fresh token.
+    expect(metrics.served.slice(0, 3)).toEqual(["miss", "miss", "miss"]);
+    expect(new Set(metrics.served.slice(3))).toEqual(new Set(["hit"]));
+    for (const client of clients) {
+      expect(client.leastLeftMs, client.key).toBeGreaterThan(45 * minute);
+      // Chains at 0, 49.95, 99.9 and 149.85 minutes.
+      expect(
+        upstream.calls.filter((call) => call === client.key),
+        client.key,
+      ).toHaveLength(4);
+    }
+    await clock.advance(hour);
+    expect(upstream.calls).toHaveLength(12);
   });
 });
