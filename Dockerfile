@@ -1,17 +1,13 @@
 # The token broker as an ECS, EKS or any other container's sidecar: `docker build .` from a clone.
-#
-# Two stages. The build stage installs the locked dependencies and runs `npm run build`, which
-# bundles the broker into one file (dist/token-broker.mjs, no node_modules). The image itself is
-# the runtime base with that one file added, nothing else.
-#
-# Both bases are pinned by digest, so a build is reproducible and a moved tag cannot change it;
-# both stay build arguments. To rebuild for a Node security release, pass the new digests:
-#   docker build --build-arg BASE_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot@sha256:<new> .
-# (README, "Rebuilding for a Node security release", shows how to look them up.)
-#
-# BASE_IMAGE must provide Node 24 as `node` on the PATH below; the default is distroless (no shell,
-# no package manager), which puts it at /nodejs/bin/node; official node images use /usr/local/bin.
-# BUILD_IMAGE needs Node 24 with npm and a shell.
+# The build stage bundles the broker (`npm run build`: dist/token-broker.mjs, no node_modules); the
+# image is the runtime base with that one file added, nothing else.
+
+# Both bases are pinned by digest, so a moved tag cannot change a build, and stay build arguments;
+# README, "Rebuilding the image for a Node security release", shows how to move them.
+
+# BASE_IMAGE must provide Node 24 as `node` on the PATH below (distroless, the default, has no shell
+# and keeps it at /nodejs/bin/node; official node images at /usr/local/bin). BUILD_IMAGE needs Node
+# 24 with npm and a shell.
 ARG BUILD_IMAGE=node:24-bookworm-slim@sha256:3638d9a6fe4030bd716be989438248074489337ba3275657f93595428be4fc03
 ARG BASE_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot@sha256:14d42e2511532589a7c7e01a753667a74fcc96266e137e8125006b87b0c32d0a
 

@@ -126,10 +126,9 @@ export function awsError(error: unknown, settings: AwsIdentitySettings, nowMs = 
 }
 
 /**
- * The settings of every AWS client the broker and doctor build: the region's own endpoint (GetWebIdentityToken is not served by
- * the global one), credentials and `AWS_ENDPOINT_URL_STS` from the SDK's default chain, and no
- * SDK retries: retries and backoff belong to the token cache, and the SDK's would stack on top.
- * `throwOnRequestTimeout` makes the request timeout an error instead of a logged warning.
+ * Settings of every AWS client the broker and doctor build: the region's own endpoint (the global
+ * one does not serve GetWebIdentityToken), no SDK retries (the token cache owns retries and
+ * backoff), and a request timeout that throws instead of only logging a warning.
  */
 export function awsClientSettings(region: string) {
   return {
@@ -148,10 +147,8 @@ export function createStsClient(region: string): STSClient {
 }
 
 /**
- * The AWS half of the chain: a JWT from STS `GetWebIdentityToken` whose audience is the
- * Workload Identity provider, the subject token of the Google STS exchange.
- *
- * Every call mints a new JWT; `CachedSubjectToken` (subject-token.ts) is what reuses one.
+ * The AWS half of the chain: a JWT from STS `GetWebIdentityToken` for the Workload Identity
+ * provider, the subject token of the Google exchange. Each call mints one; `CachedSubjectToken` reuses it.
  */
 export class AwsIdentity implements SubjectTokenSource {
   readonly #sts: STSClient;

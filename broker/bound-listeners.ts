@@ -3,12 +3,10 @@ import type { Config } from "./config.ts";
 import { type ListenOptions, listen, type RunningListener } from "./http-listener.ts";
 import { metadataResponseHeaders } from "./metadata-server.ts";
 
-/**
- * The broker's two listeners, bound before the code that answers on them is loaded. The Lambda
- * extension binds them, registers, and only then loads the broker: Lambda starts the function's
- * runtime once every extension has registered, and the function may ask for a token at once. A
- * request that arrives before the broker is attached is accepted and parsed like any other and
- * waits (never refused, never lost); it is answered as soon as `attach` hands over the app.
+/*
+ * The broker's two listeners, bound before the code that answers on them is loaded; a request
+ * arriving before `attach` waits and is never refused.
+ * Why: docs/lambda-extension.md#listening-before-the-broker-loads
  */
 
 type RefusedReport = NonNullable<ListenOptions["onConnectionsRefused"]>;

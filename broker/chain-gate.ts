@@ -1,15 +1,9 @@
 import { BrokerError } from "./errors.ts";
 
 /**
- * Bounds the token chains that run at once and the distinct tokens waiting for one. Callers pick
- * scope sets and ID-token audiences freely; without a bound, a caller cycling through them would
- * start one upstream chain per value at once (and meet Google's and AWS's quotas), and queue
- * without end. Past `maxWaiting` a new key is refused at once (`BROKER_BUSY`, a fast 503) rather
- * than made to wait. The default token is never refused and goes first: a flood of other keys
- * must not starve the token the workload uses.
- *
- * Written here rather than taken from p-limit: that has neither a bounded queue nor priorities.
- * Callers sharing one key are already one call (singleflight), so every queued call is a distinct key.
+ * Bounds the chains that run at once and the keys waiting for one; past `maxWaiting` a new key gets
+ * BROKER_BUSY at once, the default token never (docs/token-refresh.md#one-chain-per-key-bounded).
+ * Hand-written: p-limit has neither a bounded queue nor priorities.
  */
 export class ChainGate {
   readonly #maxRunning: number;

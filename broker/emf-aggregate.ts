@@ -1,31 +1,9 @@
 import type { UpstreamOutcome, UpstreamStep } from "./upstream-steps.ts";
 
 /*
- * CloudWatch Embedded Metric Format: one JSON object per log line, whose `_aws` member tells
- * CloudWatch Logs which root members are metrics (numbers, or arrays of up to 100 numbers), which
- * are dimensions (strings) and in which namespace they go; at most 100 metrics per document.
- *
- * Written by hand rather than with AWS's `aws-embedded-metrics`: loading that library in the
- * extension's Node (with the launcher's flags) costs tens of milliseconds and several MB of
- * resident memory, more than the layer's memory target has left; it writes through
- * `console.log`, beside pino's own buffered stream on the same stdout; outside Lambda it probes
- * the EC2 instance metadata service; and it sends each metric context as it is, so aggregating a
- * window would be ours to do anyway. What is left is building a few small objects.
- *
- * The aggregate holds one window (a Lambda invoke and the idle time after it, or a sidecar's
- * minute): counts of token requests by answer, the oldest token served, every upstream call's
- * latency by step and outcome. `drain` turns it into documents and starts the next window:
- *
- *   one document with the base dimensions (e.g. FunctionName): TokenRequestsFromMemory,
- *     TokenRequestsWaited, TokenRequestsFailed (Count), Degraded (0/1, the state at the drain)
- *     and, if any token was served, ServedTokenAgeMax (Seconds);
- *   one per upstream step and outcome that occurred, with Step and Outcome added to the base
- *     dimensions: UpstreamCalls (Count) and UpstreamLatency (Milliseconds, every call's value,
- *     so CloudWatch has the samples for percentiles; past 100 calls a further document).
- *
- * A window with nothing in it, while nothing is degraded, writes nothing. The documents carry
- * the time of the window's last event: in Lambda a window is written at the next event, which
- * may come after hours of a frozen sandbox, and the metrics belong to when things happened.
+ * One window of metrics as CloudWatch Embedded Metric Format documents, stamped with the window's
+ * last event. Hand-written: aws-embedded-metrics costs the extension start-up and memory, and
+ * aggregates nothing. Layout and why: docs/lambda-extension.md#metrics-as-cloudwatch-emf
  */
 
 export interface EmfSettings {

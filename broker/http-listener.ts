@@ -73,11 +73,9 @@ const serverLimits = {
   requireHostHeader: false,
 } as const;
 /*
- * No cap on the number of headers: a request is bounded by `maxHeaderSize` already, and Node
- * releases before the fix for CVE-2026-58044 (22.23.2, 24.18.1, 26.5.1) do not refuse a request
- * over `maxHeadersCount` but drop the headers past it, so padding could hide `X-Forwarded-For`
- * or a second `Host` from the checks. With 0 nothing is ever dropped, on any release the Lambda
- * layer's `nodejs` flavour may run on.
+ * No cap on the number of headers (`maxHeaderSize` bounds a request): some Node releases drop the
+ * headers past the cap, which could hide `X-Forwarded-For` or a second `Host` from the checks.
+ * Why: docs/metadata-server.md#checks-on-every-request
  */
 const maxHeadersCount = 0;
 
@@ -90,10 +88,8 @@ export async function listen(
   options: ListenOptions = {},
 ): Promise<RunningListener> {
   let closing = false;
-  // The response each open connection answers now (or answered last), for `close` to find the
-  // ones in flight. Kept per connection, updated in place: a Set that gained and lost an entry per
-  // request reallocated its table all the time, and under load that garbage, promoted to the old
-  // generation, cost a full collection every second, which set the serving p99.
+  // The response each open connection answers now (or answered last), for `close` to find those in
+  // flight; kept per connection and updated in place, so that serving a request allocates nothing here.
   const lastResponse = new Map<Socket, ServerResponse | undefined>();
   const server = createServer(serverLimits, (req, res) => {
     lastResponse.set(req.socket, res);

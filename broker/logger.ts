@@ -55,10 +55,9 @@ export function createLogger(level: Level | "silent", destination?: NodeJS.Writa
 }
 
 /**
- * Writes whole lines (EMF documents) into the stream `logger` writes to, whatever its level. One
- * buffered stream for both keeps every line whole and in order: a second writer on the same
- * stdout could land between the pieces of a log line that pino's asynchronous stream writes
- * in more than one go. A logger made elsewhere gets stdout.
+ * Writes whole lines (EMF documents) into `logger`'s own stream, whatever its level: a second writer
+ * on stdout could land between the pieces of a log line pino writes in more than one go.
+ * A logger made elsewhere gets stdout.
  */
 export function lineWriter(logger: Logger): (line: string) => void {
   const stream = destinations.get(logger) ?? process.stdout;

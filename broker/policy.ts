@@ -7,32 +7,9 @@ import type { Random } from "./clock.ts";
  */
 
 /**
- * How a token cache (token-cache.ts) refreshes. Every decision is made on the wall clock when a
- * request arrives: a Lambda sandbox is frozen between invocations and its timers do not run, so no
- * timer keeps a token fresh. For a cached token expiring at E, received with lifetime L:
- *
- *   fresh      now < E - advisory            serve it.
- *   advisory   up to E - mandatory           serve it; one background refresh (singleflight).
- *   mandatory  up to E                       wait (at most `waitMs`) for the refresh; if that
- *                                            fails or is slow, serve the old token, which is still
- *                                            valid, and report degraded.
- *   expired    now >= E, or nothing cached   wait (at most `waitMs`); failure → 503.
- *
- * mandatory = min(`mandatoryMs`, L/2); advisory = mandatory + min(`advisorySpanMs`,
- * (L - mandatory)/2), shortened by up to `jitter`. A 1 h token: background refresh from about
- * 15 min before expiry, blocking refresh from 6 min before.
- *
- * One chain runs per key at a time; it makes up to `attempts` tries with short jittered retries
- * inside `chainDeadlineMs`. After a failed chain the key backs off (exponential from
- * `backoffBaseMs` to `backoffMaxMs`, each wait drawn from its upper half): no new chain starts
- * before then, requests get the still-valid token or, with nothing valid, the remembered error at
- * once (a fast 503). A spent quota (ThrottledError) ends the chain at its first answer, and the
- * backoff lasts at least the answer's Retry-After when that is sane.
- *
- * Bounds, since callers choose scope sets and audiences: at most `maxChains` chains run at once
- * and `maxWaitingKeys` more keys wait for a slot (beyond that: BROKER_BUSY at once, see
- * chain-gate.ts); at most `maxEntries` tokens are kept, least recently used out first, except the
- * default-scope token, which is kept apart and never pushed out.
+ * How a token cache (token-cache.ts) refreshes: its fresh, advisory, mandatory and expired windows,
+ * decided on the wall clock when a request arrives; one chain per key, its retries, backoff and bounds.
+ * The windows and why: docs/token-refresh.md#the-windows
  */
 export interface RefreshPolicy {
   /**
@@ -120,8 +97,8 @@ export function backoffMs(
 
 /**
  * How far past its deadline a chain may end, on the wall clock, before it counts as frozen rather
- * than failed: far above a timer's lateness in a running process, even on a throttled 128 MB
- * function (its CPU share runs in 100 ms periods), far below any freeze worth telling apart.
+ * than failed: far above a timer's lateness in a running process, even on a CPU-throttled function,
+ * and far below any freeze worth telling apart.
  */
 export const frozenSlackMs = 1_000;
 

@@ -1,13 +1,7 @@
-/**
- * Which `Host` a metadata request may name. A page rendered inside the workload (a headless
- * browser in a function) can have its own domain re-resolved to 127.0.0.1 ("DNS rebinding"); it
- * is then same-origin with the broker and may send any header, `Metadata-Flavor` included. What
- * it cannot change is the `Host` its browser sends: the attacker's domain. So only names and
- * addresses that no outsider can own are answered: loopback addresses, `localhost`, GCE's
- * metadata names and the addresses the broker was told it listens on.
- *
- * Host text is canonicalised with the WHATWG URL parser, the one browsers use, so `127.1`,
- * `[0:0:0:0:0:0:0:1]` or `LOCALHOST` are what a browser would make of them.
+/*
+ * Which `Host` a metadata request may name: only names no outsider can own, against DNS rebinding,
+ * read with the WHATWG URL parser as a browser reads them.
+ * Why: docs/metadata-server.md#checks-on-every-request
  */
 
 /** Names a Google SDK may use for the metadata server (GCE's own, and where GCE_METADATA_HOST points). */

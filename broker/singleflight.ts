@@ -1,8 +1,7 @@
 /**
- * One in-flight call per key: concurrent callers of `run(key, fn)` share the first caller's
- * promise. Hand-written because it is a dozen lines and the npm offerings add nothing but a
- * dependency. The shared call never sees a caller's cancellation: callers bound their own wait
- * (see `TokenCache`), so one impatient client cannot abort the fetch everyone else is waiting on.
+ * One in-flight call per key: concurrent callers of `run(key, fn)` share the first one's promise,
+ * which no caller can cancel (each bounds its own wait). Hand-written: a dozen lines, where a
+ * package would add only a dependency.
  */
 export class SingleFlight<T> {
   readonly #inflight = new Map<string, Promise<T>>();

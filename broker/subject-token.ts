@@ -45,13 +45,9 @@ export function untilAborted<T>(
 }
 
 /**
- * One AWS JWT for every exchange while it has at least min(60 s, half its lifetime) left (see
- * `jwtReuseMarginMs`): a sandbox's scope sets
- * (and the retries of a failing exchange) share one GetWebIdentityToken. Validity is judged on
- * the wall clock when a chain asks (a Lambda sandbox is frozen between invocations, so no timer
- * could keep it fresh); concurrent chains share one mint (singleflight), which is cancelled only
- * when every chain waiting on it has given up, so one chain's deadline never fails another's.
- * A failed mint is not remembered: the token cache's backoff decides when the next chain runs.
+ * One AWS JWT for every exchange while it has `jwtReuseMarginMs` left, judged on the wall clock;
+ * concurrent chains share one mint, cancelled only when all of them gave up.
+ * Why: docs/token-refresh.md#intermediate-credentials-are-reused
  */
 export class CachedSubjectToken implements SubjectTokenSource {
   readonly #source: SubjectTokenSource;

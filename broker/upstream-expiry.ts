@@ -2,13 +2,9 @@ import { BrokerError } from "./errors.ts";
 import { googleTokenLifetime } from "./policy.ts";
 
 /*
- * When a token from Google expires, read from the answer that issued it and checked before the
- * token is cached. Read here rather than from the library's `expiry_date` so that every freshness
- * decision uses one clock.
- *
- * A lifetime outside `googleTokenLifetime` (policy.ts), or an expiry already past when the answer
- * arrives, is no token Google issues: it is UPSTREAM_MALFORMED, retried with backoff like any bad
- * answer, and never served. Absolute expiries get the policy's grace for clock skew.
+ * When a token from Google expires, read from the answer that issued it (one clock for every
+ * freshness decision); a lifetime outside `googleTokenLifetime` is UPSTREAM_MALFORMED, never cached.
+ * Why: docs/token-refresh.md#expiries-as-google-states-them
  */
 
 const { minMs, maxMs, clockSkewGraceMs } = googleTokenLifetime;

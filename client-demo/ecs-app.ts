@@ -3,11 +3,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createClients, googleErrorMessage, writeGreeting } from "./greeting.ts";
 import { readDemoSettings } from "./settings.ts";
 
-/**
- * The ECS variant of the demo, run beside the token-broker sidecar: it does the Lambda handler's
- * job on a timer, every GREETING_INTERVAL_SECONDS (default 60), and writes one JSON line per run.
- * No credentials code: the task definition points GCE_METADATA_HOST at the sidecar. SIGTERM (ECS
- * stopping the task) ends it after the run in progress.
+/*
+ * The ECS demo beside the token-broker sidecar: the Lambda handler's job every GREETING_INTERVAL_SECONDS
+ * (default 60), one JSON line per run, no credentials code (the task points GCE_METADATA_HOST at the
+ * sidecar). SIGTERM, as ECS stops the task, ends it after the run in progress.
  */
 
 function intervalSeconds(raw: string | undefined): number {

@@ -21,10 +21,9 @@ export interface Greeting {
 }
 
 /**
- * The two clients, with the libraries' documented endpoint setting when one is configured.
- * Without `auth` each library finds its credentials itself (Application Default Credentials: on
- * Lambda and ECS with the broker, the metadata server) and asks for its own scopes; only the
- * benchmark baseline, which mints its token by hand, passes one.
+ * The two clients, with the libraries' endpoint setting when one is configured. Without `auth` each
+ * finds its credentials itself (with the broker: the metadata server) and asks for its own scopes;
+ * only the benchmark baseline, which mints its token by hand, passes one.
  */
 export function createClients(settings: DemoSettings, auth?: AuthClient): DemoClients {
   const credentials = auth === undefined ? {} : { authClient: auth };

@@ -7,11 +7,10 @@ import {
 } from "./lambda-greeting.ts";
 import { readDemoSettings } from "./settings.ts";
 
-/**
- * The demo Lambda function: writes a greeting object to GCS and a row to BigQuery with the
- * unmodified Google libraries and no credentials code. The token broker layer serves Google
- * tokens on the metadata endpoint the libraries look for (GCE_METADATA_HOST), as on Google's
- * own compute.
+/*
+ * The demo Lambda function: a greeting object to GCS and a row to BigQuery through the unmodified
+ * Google libraries, with no credentials code: the broker layer serves their tokens on the metadata
+ * endpoint they look for (GCE_METADATA_HOST), as on Google's own compute.
  */
 
 // Created once per sandbox, during Lambda's init, and reused by every invocation.

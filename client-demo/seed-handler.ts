@@ -10,17 +10,12 @@ import {
 import { readDemoSettings } from "./settings.ts";
 
 /*
- * BENCHMARK BASELINE ONLY. Do not deploy this: deploy handler.ts with the token broker layer.
- *
- * The seed walk-through's way, kept so `npm run bench:lambda` can measure what the broker saves:
- * on every invocation it mints an AWS JWT (GetWebIdentityToken), exchanges it at Google STS,
- * optionally impersonates a service account, and wires the token into new clients.
- *
- * Settings beyond the demo's: GOOGLE_WIF_AUDIENCE (the provider audience, required),
- * GOOGLE_STS_URL, GOOGLE_SERVICE_ACCOUNT (optional), GOOGLE_IAM_CREDENTIALS_URL. AWS settings are
- * the SDK's own (AWS_REGION, credentials, AWS_ENDPOINT_URL_STS).
+ * BENCHMARK BASELINE ONLY: deploy handler.ts with the token broker layer instead. The seed
+ * walk-through's way, so `npm run bench:lambda` can measure what the broker saves: every invocation
+ * mints an AWS JWT, exchanges it at Google STS, may impersonate, and wires the token into new clients.
  */
 
+// Settings beyond the demo's; AWS's are the SDK's own (AWS_REGION, credentials, AWS_ENDPOINT_URL_STS).
 const cloudPlatform = "https://www.googleapis.com/auth/cloud-platform";
 const settings = readDemoSettings(process.env);
 const audience = process.env.GOOGLE_WIF_AUDIENCE ?? "";

@@ -1,20 +1,22 @@
 /**
- * The demo workload's settings, read from the environment once per sandbox or container.
- *
- *   GOOGLE_BUCKET, GOOGLE_BQ_DATASET, GOOGLE_BQ_TABLE, GOOGLE_PROJECT_ID   required
- *   GOOGLE_STORAGE_ENDPOINT, GOOGLE_BIGQUERY_ENDPOINT   optional: the libraries' `apiEndpoint`
- *     setting, for a private endpoint (Private Service Connect) or an emulator. Unset = Google's
- *     public endpoints.
- *
- * There is no credential setting: the Google libraries find the token broker through
- * GCE_METADATA_HOST and METADATA_SERVER_DETECTION, which the layer's deployment sets.
+ * The demo workload's settings, read from the environment once per sandbox or container. None is a
+ * credential: the libraries find the broker through GCE_METADATA_HOST and METADATA_SERVER_DETECTION.
  */
 export interface DemoSettings {
+  /** GOOGLE_BUCKET, required. */
   readonly bucket: string;
+  /** GOOGLE_BQ_DATASET, required. */
   readonly dataset: string;
+  /** GOOGLE_BQ_TABLE, required. */
   readonly table: string;
+  /** GOOGLE_PROJECT_ID, required. */
   readonly projectId: string;
+  /**
+   * GOOGLE_STORAGE_ENDPOINT: the library's `apiEndpoint`, for Private Service Connect or an
+   * emulator; unset = Google's public endpoint.
+   */
   readonly storageEndpoint: string | undefined;
+  /** GOOGLE_BIGQUERY_ENDPOINT: as `storageEndpoint`, for BigQuery. */
   readonly bigqueryEndpoint: string | undefined;
 }
 

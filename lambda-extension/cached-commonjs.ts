@@ -5,17 +5,9 @@ import { constants, Script } from "node:vm";
 import type { CodeCacheStatus } from "./lifecycle.ts";
 
 /*
- * Runs one of the layer's CommonJS files (`extension.cjs`, `chain.cjs`, `ops.cjs`) with V8's
- * code cache when the layer ships one next to it (`<file>.v8cache`, made at build time by the
- * very Node binary the standalone layer carries). Every new sandbox pays the extension's
- * start-up before its function may run; with the cache V8 skips compiling the functions start-up
- * runs, a large share of start-up's instructions (callgrind shows it). Node's own compile
- * cache cannot be shipped prebuilt: it names its folders after the user id, which Lambda does
- * not promise. A cache V8 rejects (another Node) costs only the compile that happens anyway.
- *
- * The layer build's training run sets TOKEN_BROKER_WRITE_CODE_CACHE: every file run here then
- * writes its cache next to itself, holding every function that run compiled, at exit. A cache carries a hash of V8's code-generation flags and
- * is rejected under others, so the training run goes through the launcher, with its flags.
+ * Runs one of the layer's CommonJS files with V8's code cache when the layer ships one beside it
+ * (`<file>.v8cache`); with TOKEN_BROKER_WRITE_CODE_CACHE set (the build's training run) writes it.
+ * Why: docs/layer-build.md#v8s-code-cache
  */
 
 type Wrapper = (

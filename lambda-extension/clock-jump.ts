@@ -1,13 +1,9 @@
 import type { Clock } from "../broker/clock.ts";
 
 /**
- * Tells a sandbox restored from a snapshot from one that was only frozen. External extensions get
- * no event for a restore (the Extensions API has INVOKE and SHUTDOWN; restore hooks belong to the
- * runtime): their pending `event/next` is answered with an INVOKE as after any thaw. A freeze
- * stops the process but not the machine's clocks, so wall-clock and monotonic time advance
- * together; a restored snapshot resumes its monotonic clock where the snapshot stopped it while
- * the wall clock shows the time that passed since. A wall clock ahead of the monotonic one by
- * more than `slackMs` since the last mark means a restore.
+ * Tells a sandbox restored from a snapshot from one only frozen: a restore leaves the wall clock
+ * ahead of the monotonic one by more than `slackMs` since the last look; a freeze moves both.
+ * Why: docs/lambda-extension.md#telling-a-restore-from-a-thaw
  */
 export class ClockJump {
   readonly #clock: Clock;
@@ -30,7 +26,7 @@ export class ClockJump {
 
   #offset(): number {
     // The global, not node:perf_hooks: importing that module loads it before the extension
-    // registers (about a millisecond of every cold start); the global loads on first use.
+    // registers, on every cold start; the global loads on first use.
     return this.#clock.now() - globalThis.performance.now();
   }
 }

@@ -1,12 +1,9 @@
 import { Agent, request } from "node:http";
 
-/**
- * A typed client of the Lambda Extensions API (version 2020-01-01). The base address is the
- * `AWS_LAMBDA_RUNTIME_API` value (`host:port`) handed to the constructor, so tests point it at a
- * local runtime. Requests go through `node:http` rather than `fetch`: `event/next` must have no
- * client timeout (it stays open for as long as the sandbox is idle or frozen), and undici's
- * default header and body timeouts (300 s on the monotonic clock, which keeps running while the
- * sandbox is frozen) would end it. The agent is our own, without the global agent's idle timeout.
+/*
+ * A typed client of the Lambda Extensions API; its base address (`AWS_LAMBDA_RUNTIME_API`) is handed
+ * in, so tests use a local runtime. Over `node:http`, not `fetch`: `event/next` must never time out.
+ * Why: docs/lambda-extension.md#the-extensions-api-client
  */
 
 export type ExtensionEventType = "INVOKE" | "SHUTDOWN";

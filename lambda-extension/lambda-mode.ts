@@ -1,17 +1,8 @@
 import type { ExtensionEventType } from "./extensions-api.ts";
 
-/**
- * How Lambda runs the function, from `AWS_LAMBDA_INITIALIZATION_TYPE`, and what the extension does
- * differently in each mode:
- *
- *   on-demand, provisioned-concurrency   a sandbox per invocation at a time, frozen between them:
- *              INVOKE and SHUTDOWN; every INVOKE looks the token up (timers do not run frozen).
- *   lambda-managed-instances   many concurrent invocations per sandbox, never frozen, and Lambda
- *              refuses an extension that registers for INVOKE: SHUTDOWN only, and a timer
- *              refreshes the token ahead of its advisory window.
- *   snap-start   init runs once, at publish; the sandbox is snapshotted and restored, possibly days
- *              later and many times over: nothing fetched before the snapshot may serve after a
- *              restore.
+/*
+ * How Lambda runs the function, from `AWS_LAMBDA_INITIALIZATION_TYPE`, and the events the extension
+ * registers for in each mode. The modes and what changes in each: docs/lambda-extension.md#modes
  */
 
 export type LambdaMode = "on-demand" | "provisioned-concurrency" | "lambda-managed-instances" | "snap-start";

@@ -16,21 +16,10 @@ import {
   startBuildah,
 } from "./buildah.ts";
 
-/**
- * Builds the images of this repository without a Docker daemon and runs them against the
- * hermetic cloud: Debian's buildah, chroot isolation, vfs storage in a temporary folder that is
- * removed at the end. No image registry is reachable, so the base images are assembled here from
- * the Node 24 binary running this script (the `node` npm package) and the shared libraries it
- * links, at the distroless path /nodejs/bin/node; the build stages' base adds npm and a shell.
- *
- * The sidecar (root Dockerfile): its config (numeric non-root user, exec-form entrypoint,
- * shell-free health check), that it adds nothing but the bundle, /healthz, the image's own
- * HEALTHCHECK command, a token on the metadata port issued to the demo role's federated principal,
- * the process uid, a clean exit on SIGTERM.
- * The ECS demo app (client-demo/Dockerfile) beside it: an object in the bucket and a row in the
- * table, written with the sidecar's token.
- *
- * Run as root, with buildah installed (`apt-get install -y buildah`): `node scripts/image-smoke.ts`.
+/*
+ * `npm run image:smoke`: builds the sidecar and the ECS demo app images with buildah (no Docker
+ * daemon, no registry) and runs them against the hermetic cloud. Run as root with buildah installed.
+ * What it checks: docs/layer-build.md#checking-the-images-without-docker
  */
 
 const root = fileURLToPath(new URL("..", import.meta.url));

@@ -3,14 +3,10 @@ import { once } from "node:events";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 
-/**
- * The training run that makes the standalone layer's V8 code cache: the staged layer's own
- * launcher (its Node, with its V8 flags: V8 rejects a cache made under other flags) starts the
- * extension against a stand-in Extensions API (register, one INVOKE, then SHUTDOWN),
- * so the cache holds what a real start-up compiles: config, listeners, registration, the first
- * token fetch (refused fast here: no upstream runs, but it runs `chain.cjs`), an INVOKE and the
- * shutdown. Each CommonJS file writes its cache next to itself at exit
- * (TOKEN_BROKER_WRITE_CODE_CACHE, lambda-extension/cached-commonjs.ts).
+/*
+ * The training run that makes the standalone layer's V8 code caches: the staged layer's own launcher
+ * (its V8 flags) runs the extension against a stand-in Extensions API: register, INVOKE, SHUTDOWN.
+ * Why: docs/layer-build.md#v8s-code-cache
  */
 
 const trainingLimitMs = 20_000;

@@ -21,16 +21,10 @@ import {
 } from "./buildah.ts";
 import { type Architecture, type Flavour, flavours, layerFileName } from "./layer.ts";
 
-/**
- * `npm run image:layer` (after `npm run build:layer`): the layer zips of this machine's
- * architecture as OCI images for container-image functions (scripts/images/layer.Dockerfile:
- * FROM scratch, the zip's files under /opt), and a sample function image built from the
- * nodejs one (scripts/images/function.Dockerfile: `COPY --from=<layer image> /opt /opt`) on a
- * Lambda-like Node.js base assembled here from this machine's files, as no registry is
- * reachable. Checks: each layer image holds exactly the zip's files, with their modes; the
- * function image is exactly base + layer + handler; and the extension, started from the
- * function image as Lambda starts /opt/extensions/*, registers and serves a token from the
- * hermetic cloud. Run as root with buildah installed.
+/*
+ * `npm run image:layer` (after `npm run build:layer`): the layer zips as OCI images and a function
+ * image built on them, checked with buildah against the hermetic cloud. Run as root with buildah.
+ * What it checks: docs/layer-build.md#checking-the-images-without-docker
  */
 
 const root = fileURLToPath(new URL("..", import.meta.url));

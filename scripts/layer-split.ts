@@ -1,27 +1,10 @@
 import { join, relative, resolve } from "node:path";
 import { type BuildOptions, build, type Plugin } from "esbuild";
 
-/**
- * Splits the Lambda extension into CommonJS files, one per part that is imported only on first
- * use. V8 reads, compiles and keeps every byte of a script it runs, so each file holds only what
- * its moment needs:
- *
- *   extension.cjs  lambda-extension/index.ts: config, the metadata port, registration with the
- *                  Extensions API: everything the extension does before Lambda may start the runtime
- *   broker.cjs     broker/main.ts: the broker (token cache, metadata routes, metrics, logger),
- *                  run right after registering
- *   chain.cjs      broker/token-chain.ts: the AWS SDK, google-auth-library and the code around
- *                  them, run on the first token request (the prewarm)
- *   ops.cjs        broker/ops-server.ts: express and the ops routes, run on the first ops request
- *   emf.cjs        broker/emf-aggregate.ts: the CloudWatch EMF window, run on the first event
- *   prometheus.cjs broker/prometheus-metrics.ts: prom-client, run at start only when
- *                  BROKER_METRICS asks for Prometheus (the extension's default is EMF)
- *   doctor.cjs     broker/doctor/verdict.ts: the doctor's verdict, run only if the first chain fails
- *
- * A project module that a file already loaded holds (`broker/errors.ts`: `instanceof BrokerError`
- * must hold across the files) is not copied into a part that loads later: the part requires it
- * under a `token-broker:` id, and the file that runs the part hands it its own instance. What
- * only a part uses goes into that part.
+/*
+ * Splits the Lambda extension into CommonJS files, one per part imported only on first use; a part
+ * takes the project modules an earlier file holds from that file, so each has one instance.
+ * Which files and why: docs/layer-build.md#files-loaded-on-first-use
  */
 
 export interface LazyPart {

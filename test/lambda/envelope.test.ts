@@ -137,7 +137,7 @@ describe.skipIf(skip !== undefined)(
           periodUs: 100_000,
         });
         expect((await cpuStat(lambda)).nr_throttled).toBeGreaterThan(0);
-        // 7 % of a vCPU: 40 ms of CPU take many periods of 100 ms.
+        // 128/1769 of a vCPU: 40 ms of CPU take many periods of 100 ms.
         expect(spun.wallMs).toBeGreaterThan((spun.cpuMs ?? 0) * 5);
       } finally {
         await lambda.close();
