@@ -1,7 +1,18 @@
-import { LRUCache } from "lru-cache";
+import {
+  CacheEntries,
+  type Entry,
+  type Failure,
+  idKey,
+  isFresh,
+  type KeySource,
+  refreshAheadAtMs,
+  scopeKey,
+  type Token,
+} from "./cache-entry.ts";
+import { runAttempts } from "./chain-attempts.ts";
 import { ChainGate } from "./chain-gate.ts";
 import type { Clock, Random } from "./clock.ts";
-import { BrokerError, isBrokerError } from "./errors.ts";
+import { BrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import {
@@ -10,7 +21,6 @@ import {
   frozenSlackMs,
   type RefreshPolicy,
   refreshWindows,
-  retryDelayMs,
 } from "./policy.ts";
 import { SingleFlight } from "./singleflight.ts";
 import { ThrottledError } from "./throttling.ts";
@@ -36,32 +46,6 @@ export interface TokenFetcher {
   idToken(request: IdTokenRequest, signal: AbortSignal): Promise<IdToken>;
 }
 
-type Token = AccessToken | IdToken;
-
-/** How a key's token is fetched, kept with its entry so that the key can be refreshed unasked. */
-interface KeySource {
-  readonly kind: TokenKind;
-  fetch(signal: AbortSignal): Promise<Token>;
-}
-
-interface Failure {
-  readonly error: BrokerError;
-  readonly count: number;
-  readonly retryAtMs: number;
-}
-
-interface Entry {
-  token?: Token;
-  /** When `token` was stored: the age of a served token is counted from here. */
-  storedAtMs: number;
-  refreshAtMs: number;
-  mandatoryAtMs: number;
-  failure?: Failure;
-  /** When a caller last asked for this key (prewarm and refreshes ahead do not count). */
-  askedAtMs: number;
-  readonly source: KeySource;
-}
-
 export interface TokenCacheDeps {
   readonly fetcher: TokenFetcher;
   readonly defaultScopes: readonly string[];
@@ -74,54 +58,15 @@ export interface TokenCacheDeps {
   readonly accessKind?: Extract<TokenKind, "access" | "federated">;
 }
 
-/**
- * When a key in use needs a chain with nobody asking: the end of its backoff, or the middle of its
- * advisory window, which leaves room for retries before the mandatory window and lets a token
- * serve longer than a refresh at the window's start would. Undefined while a first chain runs.
- */
-function refreshAheadAtMs(entry: Entry): number | undefined {
-  if (entry.failure !== undefined) return entry.failure.retryAtMs;
-  if (entry.token === undefined) return undefined;
-  return entry.refreshAtMs + (entry.mandatoryAtMs - entry.refreshAtMs) / 2;
-}
-
-/** In the fresh window, with nothing failing: served as it is, nothing to start. */
-function isFresh(entry: Entry, now: number): entry is Entry & { token: Token } {
-  return entry.token !== undefined && entry.failure === undefined && now < entry.refreshAtMs;
-}
-
-/** Normalised scope set: order and duplicates do not make a different token. */
-function scopeKey(scopes: readonly string[]): string {
-  return `access|${[...new Set(scopes)].sort().join(" ")}`;
-}
-
-function idKey(request: IdTokenRequest): string {
-  return `id|${request.format}|${request.includeLicenses ? 1 : 0}|${request.audience}`;
-}
-
-/**
- * Anything but a BrokerError is a fault of ours or of a library; its message may quote an
- * upstream body, so only its class reaches the log and the client.
- */
-function asBrokerError(error: unknown): BrokerError {
-  if (isBrokerError(error)) return error;
-  const kind = error instanceof Error ? error.constructor.name : typeof error;
-  return new BrokerError("UPSTREAM_MALFORMED", `the token chain failed unexpectedly (${kind}); retrying`);
-}
-
 export class TokenCache implements TokenSource {
   readonly #deps: TokenCacheDeps;
   readonly #policy: RefreshPolicy;
-  /** Every key but the default one, which lives in `#defaultEntry` so that no other key evicts it. */
-  readonly #entries: LRUCache<string, Entry>;
-  #defaultEntry: Entry | undefined;
+  readonly #entries: CacheEntries;
   readonly #flights = new SingleFlight<Token>();
   readonly #gate: ChainGate;
   readonly #defaultKey: string;
   readonly #defaultSource: KeySource;
   readonly #accessKind: TokenKind;
-  /** Lifetime of the last token stored, for keys that have none yet (see the policy). */
-  #lastLifetimeMs: number | undefined;
   readonly #settledListeners = new Set<() => void>();
   /** Bumped by `forget()`: a chain that began under an older generation starts again. */
   #generation = 0;
@@ -133,34 +78,11 @@ export class TokenCache implements TokenSource {
     this.#policy = deps.policy ?? defaultRefreshPolicy;
     this.#defaultKey = scopeKey(deps.defaultScopes);
     this.#defaultSource = this.#accessSource(deps.defaultScopes);
-    this.#entries = new LRUCache<string, Entry>({ max: this.#policy.maxEntries });
+    this.#entries = new CacheEntries(this.#defaultKey, this.#policy.maxEntries);
     this.#gate = new ChainGate({
       maxRunning: this.#policy.maxChains,
       maxWaiting: this.#policy.maxWaitingKeys,
     });
-  }
-
-  /** The entry for `key`; `touch` marks it recently used in the LRU. */
-  #entry(key: string, touch: boolean): Entry | undefined {
-    if (key === this.#defaultKey) return this.#defaultEntry;
-    return touch ? this.#entries.get(key) : this.#entries.peek(key);
-  }
-
-  #setEntry(key: string, entry: Entry): void {
-    if (key === this.#defaultKey) this.#defaultEntry = entry;
-    else this.#entries.set(key, entry);
-  }
-
-  /** The keys in use (see the policy), with their entries: the default one first. */
-  *#inUse(now: number): Generator<[string, Entry]> {
-    if (this.#defaultEntry !== undefined) yield [this.#defaultKey, this.#defaultEntry];
-    for (const [key, entry] of this.#entries.entries()) {
-      const lifetimeMs =
-        entry.token === undefined
-          ? (this.#lastLifetimeMs ?? Number.POSITIVE_INFINITY)
-          : entry.token.expiresAtMs - entry.storedAtMs;
-      if (now - entry.askedAtMs < lifetimeMs) yield [key, entry];
-    }
   }
 
   #accessSource(scopes: readonly string[]): KeySource {
@@ -174,7 +96,7 @@ export class TokenCache implements TokenSource {
   }
 
   freshAccessToken(scopes?: readonly string[]): AccessToken | undefined {
-    const entry = this.#entry(this.#accessKey(scopes), true);
+    const entry = this.#entries.get(this.#accessKey(scopes), true);
     const now = this.#deps.clock.now();
     if (entry === undefined || !isFresh(entry, now)) return undefined;
     entry.askedAtMs = now;
@@ -195,7 +117,7 @@ export class TokenCache implements TokenSource {
 
   /** Expiry of the cached default-scope token, for the expiry gauge. */
   defaultTokenExpiresAtMs(): number | undefined {
-    return this.#defaultEntry?.token?.expiresAtMs;
+    return this.#entries.defaultEntry?.token?.expiresAtMs;
   }
 
   /** Whether the last refresh of a token being served failed (see the policy), for the degraded gauge. */
@@ -204,7 +126,7 @@ export class TokenCache implements TokenSource {
   }
 
   #servedFailure(now: number): Failure | undefined {
-    for (const [, entry] of this.#inUse(now)) if (entry.failure !== undefined) return entry.failure;
+    for (const [, entry] of this.#entries.inUse(now)) if (entry.failure !== undefined) return entry.failure;
     return undefined;
   }
 
@@ -215,7 +137,7 @@ export class TokenCache implements TokenSource {
    * metrics do not count it.
    */
   async prewarm(): Promise<void> {
-    const entry = this.#defaultEntry;
+    const entry = this.#entries.defaultEntry;
     const now = this.#deps.clock.now();
     if (entry !== undefined && (isFresh(entry, now) || (entry.failure?.retryAtMs ?? 0) > now)) return;
     await this.#refresh(this.#defaultKey, this.#defaultSource).catch(() => undefined);
@@ -229,7 +151,7 @@ export class TokenCache implements TokenSource {
    */
   async refreshDue(): Promise<number> {
     const now = this.#deps.clock.now();
-    const due = [...this.#inUse(now)]
+    const due = [...this.#entries.inUse(now)]
       .map(([key, entry]) => ({ key, entry, atMs: refreshAheadAtMs(entry) }))
       .filter(({ key, atMs }) => atMs !== undefined && atMs <= now && !this.#flights.has(key))
       .sort((a, b) => (a.atMs ?? 0) - (b.atMs ?? 0))
@@ -241,7 +163,7 @@ export class TokenCache implements TokenSource {
   /** When `refreshDue()` next has something to start, unless a caller gets there first; undefined: nothing planned. */
   nextRefreshDueAtMs(): number | undefined {
     let next: number | undefined;
-    for (const [key, entry] of this.#inUse(this.#deps.clock.now())) {
+    for (const [key, entry] of this.#entries.inUse(this.#deps.clock.now())) {
       const atMs = refreshAheadAtMs(entry);
       if (atMs !== undefined && !this.#flights.has(key) && (next === undefined || atMs < next)) next = atMs;
     }
@@ -261,7 +183,6 @@ export class TokenCache implements TokenSource {
    */
   forget(): void {
     this.#entries.clear();
-    this.#defaultEntry = undefined;
     this.#generation += 1;
     this.#forgotten.abort(
       new BrokerError("UPSTREAM_TIMEOUT", "the token chain was restarted after a snapshot restore"),
@@ -270,7 +191,7 @@ export class TokenCache implements TokenSource {
   }
 
   readiness(): Readiness {
-    const entry = this.#defaultEntry;
+    const entry = this.#entries.defaultEntry;
     const now = this.#deps.clock.now();
     const valid = entry?.token !== undefined && now < entry.token.expiresAtMs;
     if (valid) {
@@ -284,7 +205,7 @@ export class TokenCache implements TokenSource {
 
   async #get(key: string, source: KeySource): Promise<Token> {
     const now = this.#deps.clock.now();
-    const entry = this.#entry(key, true);
+    const entry = this.#entries.get(key, true);
     if (entry !== undefined) entry.askedAtMs = now;
     const { kind } = source;
     const token = entry?.token;
@@ -331,7 +252,7 @@ export class TokenCache implements TokenSource {
 
   /** When `token` was stored under `key`; now, if it has already been replaced or evicted. */
   #storedAt(key: string, token: Token): number {
-    const entry = this.#entries.peek(key);
+    const entry = this.#entries.get(key, false);
     return entry?.token === token ? entry.storedAtMs : this.#deps.clock.now();
   }
 
@@ -372,7 +293,7 @@ export class TokenCache implements TokenSource {
     for (;;) {
       const generation = this.#generation;
       const startedAtMs = clock.now();
-      const outcome = await this.#attempts(source.fetch, this.#forgotten.signal);
+      const outcome = await runAttempts(source.fetch, this.#deps, policy, this.#forgotten.signal);
       if (generation !== this.#generation) continue;
       if (outcome.ok) {
         this.#store(key, outcome.token, source);
@@ -400,64 +321,11 @@ export class TokenCache implements TokenSource {
     for (const listener of this.#settledListeners) listener();
   }
 
-  /** Up to `attempts` tries inside one deadline, timed on the broker clock, until `forgotten`. */
-  async #attempts(
-    fetch: KeySource["fetch"],
-    forgotten: AbortSignal,
-  ): Promise<{ ok: true; token: Token } | { ok: false; error: BrokerError }> {
-    const { clock, random } = this.#deps;
-    const policy = this.#policy;
-    const deadline = new AbortController();
-    const ended = new AbortController();
-    clock.sleep(policy.chainDeadlineMs, ended.signal).then(
-      () =>
-        deadline.abort(
-          new BrokerError(
-            "UPSTREAM_TIMEOUT",
-            `the token chain did not finish within ${policy.chainDeadlineMs} ms`,
-          ),
-        ),
-      () => undefined,
-    );
-    const signal = AbortSignal.any([deadline.signal, forgotten]);
-    let lastError: BrokerError | undefined;
-    try {
-      for (let attempt = 0; attempt < policy.attempts; attempt += 1) {
-        if (attempt > 0) {
-          try {
-            await clock.sleep(retryDelayMs(policy, attempt, random), signal);
-          } catch {
-            break;
-          }
-        }
-        try {
-          return { ok: true, token: await fetch(signal) };
-        } catch (error) {
-          lastError = asBrokerError(error);
-          // A spent quota is not retried within the chain: the backoff waits it out.
-          if (!lastError.retryable || lastError instanceof ThrottledError || signal.aborted) break;
-        }
-      }
-    } finally {
-      ended.abort();
-    }
-    return {
-      ok: false,
-      error:
-        lastError ??
-        new BrokerError(
-          "UPSTREAM_TIMEOUT",
-          `the token chain did not finish within ${policy.chainDeadlineMs} ms`,
-        ),
-    };
-  }
-
   #store(key: string, token: Token, source: KeySource): void {
     const { clock, random, logger } = this.#deps;
     const policy = this.#policy;
     const now = clock.now();
     const lifetime = token.expiresAtMs - now;
-    this.#lastLifetimeMs = lifetime;
     const windows = refreshWindows(policy, lifetime, random);
     if (lifetime <= policy.mandatoryMs) {
       logger.warn(
@@ -465,10 +333,10 @@ export class TokenCache implements TokenSource {
         `upstream issued a token that lives under ${policy.mandatoryMs / 60_000} minutes; clients will refresh it often`,
       );
     }
-    const previous = this.#entry(key, false);
+    const previous = this.#entries.get(key, false);
     if (previous?.failure !== undefined)
       logger.info({ failures: previous.failure.count }, "token chain recovered");
-    this.#setEntry(key, {
+    this.#entries.set(key, {
       token,
       storedAtMs: now,
       refreshAtMs: token.expiresAtMs - windows.advisoryMs,
@@ -482,7 +350,7 @@ export class TokenCache implements TokenSource {
     const { clock, random, logger, metrics } = this.#deps;
     const { kind } = source;
     const policy = this.#policy;
-    const entry: Entry = this.#entry(key, true) ?? {
+    const entry: Entry = this.#entries.get(key, true) ?? {
       storedAtMs: 0,
       refreshAtMs: 0,
       mandatoryAtMs: 0,
@@ -493,7 +361,7 @@ export class TokenCache implements TokenSource {
     const retryAfter = error instanceof ThrottledError ? error.retryAfterMs : undefined;
     const backoff = backoffMs(policy, count, random, retryAfter);
     entry.failure = { error, count, retryAtMs: clock.now() + backoff };
-    this.#setEntry(key, entry);
+    this.#entries.set(key, entry);
     metrics.refreshFailed(kind);
     logger.warn(
       {
