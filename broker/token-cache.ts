@@ -8,6 +8,7 @@ import {
   backoffMs,
   defaultRefreshPolicy,
   frozenSlackMs,
+  maxFreezeRestarts,
   type RefreshPolicy,
   refreshWindows,
   retryDelayMs,
@@ -66,6 +67,12 @@ export interface TokenCacheDeps {
   readonly policy?: RefreshPolicy;
   /** What its access tokens count as in the metrics; `federated` for the chain's own cache of those. */
   readonly accessKind?: Extract<TokenKind, "access" | "federated">;
+  /**
+   * Whether the process can be frozen mid-chain (a Lambda sandbox on demand or SnapStart), as its
+   * composition root knows: only then is a chain that overran its deadline taken as cut short by
+   * a freeze. Elsewhere (sidecar, Managed Instances) that is a lagging event loop, and a failure.
+   */
+  readonly freezable?: boolean;
 }
 
 /** In the fresh window, with nothing failing: served as it is, nothing to start. */
@@ -222,6 +229,14 @@ export class TokenCache implements TokenSource {
     this.#forgotten = new AbortController();
   }
 
+  /**
+   * Upstream refused `token` though it had time left (IAM Credentials refusing a federated token):
+   * unless a newer one replaced it, the default-scope token is dropped and the next lookup waits.
+   */
+  dropDefault(token: string): void {
+    if (this.#defaultEntry?.token?.token === token) this.#defaultEntry = undefined;
+  }
+
   readiness(): Readiness {
     const entry = this.#defaultEntry;
     const now = this.#deps.clock.now();
@@ -230,9 +245,9 @@ export class TokenCache implements TokenSource {
       const failure = this.#servedFailure(now);
       return failure === undefined
         ? { ready: true, degraded: false }
-        : { ready: true, degraded: true, reason: failure.error.message };
+        : { ready: true, degraded: true, failure: failure.error };
     }
-    return { ready: false, reason: entry?.failure?.error.message ?? "no token has been fetched yet" };
+    return entry?.failure === undefined ? { ready: false } : { ready: false, failure: entry.failure.error };
   }
 
   async #get<T extends Token>(
@@ -319,12 +334,12 @@ export class TokenCache implements TokenSource {
   }
 
   /**
-   * Runs the chain until it yields a token or fails. A chain whose wall-clock span ran past its
-   * deadline by more than `frozenSlackMs` was cut short by a freeze, not by upstream: a Lambda
-   * sandbox frozen mid-chain fires the deadline (and every attempt timeout) the instant it is
-   * thawed, whatever upstream did. Such a chain starts again at once, for the callers that joined
-   * it too: no backoff, no failure logged or counted, nothing degraded. So does a chain that
-   * began before `forget()`, and nothing it obtained is kept.
+   * Runs the chain until it yields a token or fails. In a process that can be frozen (`freezable`),
+   * a chain whose wall-clock span ran past its deadline by more than `frozenSlackMs` was cut short
+   * by a freeze, not by upstream: a sandbox frozen mid-chain fires the deadline (and every attempt
+   * timeout) the instant it is thawed. Such a chain starts again at once, for the callers that
+   * joined it too, up to `maxFreezeRestarts` times: no backoff, no failure logged or counted,
+   * nothing degraded. So does a chain that began before `forget()`, and nothing it obtained is kept.
    */
   async #chain<T extends Token>(
     key: string,
@@ -333,6 +348,7 @@ export class TokenCache implements TokenSource {
   ): Promise<T> {
     const { clock, logger } = this.#deps;
     const policy = this.#policy;
+    let freezeRestarts = 0;
     for (;;) {
       const generation = this.#generation;
       const startedAtMs = clock.now();
@@ -343,9 +359,11 @@ export class TokenCache implements TokenSource {
         return outcome.token;
       }
       const spanMs = clock.now() - startedAtMs;
-      if (spanMs > policy.chainDeadlineMs + frozenSlackMs) {
+      const frozen = this.#deps.freezable === true && spanMs > policy.chainDeadlineMs + frozenSlackMs;
+      if (frozen && freezeRestarts < maxFreezeRestarts) {
+        freezeRestarts += 1;
         logger.info(
-          { chainMs: Math.round(spanMs), deadlineMs: policy.chainDeadlineMs },
+          { chainMs: Math.round(spanMs), deadlineMs: policy.chainDeadlineMs, restart: freezeRestarts },
           "the token chain was cut short by a freeze of the sandbox; starting it again",
         );
         // After the timers, the thaw's I/O: keep-alive sockets that upstream closed during the

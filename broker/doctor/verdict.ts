@@ -27,6 +27,11 @@ const links: Partial<Record<BrokerErrorCode, string>> = {
   IMPERSONATION_DENIED: "impersonation",
 };
 
+/** The doctor check that explains a broker failure with `code`, if one does (for `/readyz`). */
+export function explainingCheck(code: BrokerErrorCode): string | undefined {
+  return links[code];
+}
+
 interface Clients {
   readonly sts: STSClient;
   readonly iam: IAMClient;
