@@ -67,11 +67,7 @@ export interface TokenCacheDeps {
   readonly policy?: RefreshPolicy;
   /** What its access tokens count as in the metrics; `federated` for the chain's own cache of those. */
   readonly accessKind?: Extract<TokenKind, "access" | "federated">;
-  /**
-   * Whether the process can be frozen mid-chain (a Lambda sandbox on demand or SnapStart), as its
-   * composition root knows: only then is a chain that overran its deadline taken as cut short by
-   * a freeze. Elsewhere (sidecar, Managed Instances) that is a lagging event loop, and a failure.
-   */
+  /** The process can be frozen mid-chain (Lambda, except Managed Instances): see `#chain`. */
   readonly freezable?: boolean;
 }
 
@@ -229,10 +225,7 @@ export class TokenCache implements TokenSource {
     this.#forgotten = new AbortController();
   }
 
-  /**
-   * Upstream refused `token` though it had time left (IAM Credentials refusing a federated token):
-   * unless a newer one replaced it, the default-scope token is dropped and the next lookup waits.
-   */
+  /** Upstream refused `token` (IAM Credentials a federated one): dropped, unless already replaced. */
   dropDefault(token: string): void {
     if (this.#defaultEntry?.token?.token === token) this.#defaultEntry = undefined;
   }
@@ -339,7 +332,8 @@ export class TokenCache implements TokenSource {
    * by a freeze, not by upstream: a sandbox frozen mid-chain fires the deadline (and every attempt
    * timeout) the instant it is thawed. Such a chain starts again at once, for the callers that
    * joined it too, up to `maxFreezeRestarts` times: no backoff, no failure logged or counted,
-   * nothing degraded. So does a chain that began before `forget()`, and nothing it obtained is kept.
+   * nothing degraded. Elsewhere a late end is a lagging event loop: a failure. So does a chain
+   * that began before `forget()` start again, and nothing it obtained is kept.
    */
   async #chain<T extends Token>(
     key: string,
