@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { BrokerHandle } from "../broker/main.ts";
+import { defaultRefreshPolicy } from "../broker/policy.ts";
 import { impersonatedServiceAccount } from "./cloud/cloud.ts";
 import { accessTokenOf, getToken } from "./support/broker-probes.ts";
 import { runNodeScript } from "./support/child.ts";
@@ -30,7 +31,9 @@ async function computeClientToken(broker: BrokerHandle, scopes: readonly string[
 
 describe("IAM Credentials refusing the cached federated token (401 UNAUTHENTICATED)", () => {
   it("drops it, exchanges once more within the same request, and serves later scope sets with the new one", async () => {
-    const broker = await suite.start({ impersonate: true });
+    // The client's wait stretched to the chain deadline: what is checked is the refusal, not the wait.
+    const policy = { ...defaultRefreshPolicy, waitMs: defaultRefreshPolicy.chainDeadlineMs };
+    const broker = await suite.start({ impersonate: true, start: { policy } });
     const { cloud } = suite;
     accessTokenOf(await getToken(broker, suite.scan));
     expect(cloud.googleSts.calls.get("token")).toBe(1);
