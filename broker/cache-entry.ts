@@ -87,6 +87,11 @@ export class CacheEntries {
     else this.#others.set(key, entry);
   }
 
+  /** Drops the default entry if it still holds `token`. */
+  dropDefault(token: string): void {
+    if (this.#default?.token?.token === token) this.#default = undefined;
+  }
+
   clear(): void {
     this.#others.clear();
     this.#default = undefined;

@@ -123,8 +123,10 @@ const table = {
   },
   BROKER_OPS_HOST: {
     field: "opsHost",
-    default: "0.0.0.0",
-    description: "ops listener address (/metrics, /healthz, /readyz)",
+    default: "127.0.0.1",
+    example: "0.0.0.0",
+    description:
+      "ops listener address (/metrics, /healthz, /readyz); loopback unless a scraper or probe in another task or pod must reach it (0.0.0.0, or :: for IPv6)",
     parse: host,
   },
   BROKER_OPS_PORT: {

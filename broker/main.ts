@@ -32,9 +32,10 @@ export interface StartOptions {
   /**
    * Set by the Lambda extension, which knows where it runs: metrics then default to EMF, with the
    * function's name as a dimension, and an EMF window ends whenever the extension calls
-   * `metrics.flush()` (at each event); no timer, since a frozen sandbox runs none.
+   * `metrics.flush()` (at each event); no timer, since a frozen sandbox runs none. `freezable`:
+   * the sandbox is frozen between invocations (every mode but Managed Instances).
    */
-  readonly lambda?: { readonly functionName: string };
+  readonly lambda?: { readonly functionName: string; readonly freezable: boolean };
 }
 
 export interface BrokerHandle {
@@ -216,6 +217,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   let tokens: TokenCache | undefined;
   const sinks: MetricsSinks = config.metrics ?? (options.lambda === undefined ? "prometheus" : "emf");
   const emf = sinks === "emf" || sinks === "both";
+  const freezable = options.lambda?.freezable ?? false;
   const state: BrokerState = {
     now: () => clock.now(),
     defaultTokenExpiresAtMs: () => tokens?.defaultTokenExpiresAtMs(),
@@ -242,6 +244,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
         logger,
         ...(options.policy === undefined ? {} : { policy: options.policy }),
         sts: options.sts ?? (ownSts as STSClient),
+        freezable,
       }),
       dispose: () => closeUpstreamSockets(ownSts),
     };
@@ -259,6 +262,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     metrics,
     logger,
     ...(options.policy === undefined ? {} : { policy: options.policy }),
+    freezable,
   });
   const cache = tokens;
 
@@ -279,7 +283,14 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   ops.attach(
     lazyListener(async () => {
       const { createOpsApp } = await import("./ops-server.ts");
-      return createOpsApp({ metrics, tokens: cache, clock, logger });
+      return createOpsApp({
+        metrics,
+        tokens: cache,
+        clock,
+        logger,
+        // The doctor loads only for a failure to name: a ready broker never reads it.
+        explain: async (code) => (await import("./doctor/verdict.ts")).explainingCheck(code),
+      });
     }, logger),
     onConnectionsRefused,
   );

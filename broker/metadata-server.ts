@@ -27,6 +27,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from "node:http
 import type { Clock } from "./clock.ts";
 import { BrokerError, idTokenNeedsServiceAccount, isBrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
+import { AudienceAdmission } from "./metadata-audiences.ts";
 import { isRecursive, parseIdTokenRequest, parseScopes, splitTarget } from "./metadata-query.ts";
 import {
   type GceRoute,
@@ -138,6 +139,7 @@ export function createMetadataApp(deps: MetadataDeps): RequestListener {
   // The token route is the hot path: its lookup and its JSON body are kept, not rebuilt per request.
   const routeMemo = new Map<string, RouteLookup>();
   let lastTokenBody: { token: string; expiresIn: number; body: string } | undefined;
+  const audiences = new AudienceAdmission(clock);
 
   return (req, res) => {
     const { path, query } = splitTarget(req.url ?? "/");
@@ -279,6 +281,8 @@ export function createMetadataApp(deps: MetadataDeps): RequestListener {
     try {
       const request = parseIdTokenRequest(query);
       if (!identity.impersonating) throw idTokenNeedsServiceAccount();
+      const refusal = audiences.admit(request.audience);
+      if (refusal !== undefined) throw refusal;
       body = (await tokens.idToken(request)).token;
     } catch (error) {
       return replyTokenFailure(reply, error, "service_account_identity");

@@ -5,7 +5,7 @@
  */
 import express, { type NextFunction, type Request, type Response } from "express";
 import type { Clock } from "./clock.ts";
-import { isBrokerError } from "./errors.ts";
+import { BrokerError, type BrokerErrorCode, isBrokerError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import { readinessDeadlineMs } from "./policy.ts";
@@ -16,6 +16,8 @@ export interface OpsDeps {
   readonly tokens: TokenSource;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** The `token-broker doctor` check that explains a failure with `code`, if one does. */
+  readonly explain: (code: BrokerErrorCode) => Promise<string | undefined>;
 }
 
 const textType = "text/plain; charset=utf-8";
@@ -24,7 +26,7 @@ export const prometheusOffMessage =
 const opsHeaders = { "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store" } as const;
 
 export function createOpsApp(deps: OpsDeps): express.Express {
-  const { metrics, tokens, clock, logger } = deps;
+  const { metrics, tokens, clock, logger, explain } = deps;
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -47,19 +49,32 @@ export function createOpsApp(deps: OpsDeps): express.Express {
     reply(res, 200, "ok");
   });
 
+  /**
+   * A failure as `/readyz` names it: its code and the doctor check that explains it. A health
+   * checker may be anyone who reaches the port, so the detail (service account, pool, Google's
+   * words) stays in the log.
+   */
+  async function named(error: BrokerError): Promise<string> {
+    const check = await explain(error.code).catch(() => undefined);
+    return check === undefined ? error.code : `${error.code} (doctor check: ${check})`;
+  }
+
   /** Readiness: a token can be served now (a real lookup, as a workload would make). */
   app.get("/readyz", async (_req: Request, res: Response) => {
     const outcome = await lookUpToken(tokens, clock);
+    if (outcome.kind === "unexpected") {
+      logger.error({ err: outcome.error }, "readiness token lookup failed unexpectedly");
+      return reply(res, 503, "The token source failed unexpectedly; the reason is in the broker log");
+    }
     if (outcome.kind === "failed") {
-      if (outcome.unexpected !== undefined) {
-        logger.error({ err: outcome.unexpected }, "readiness token lookup failed unexpectedly");
-      }
-      return reply(res, 503, outcome.reason);
+      logger.warn({ code: outcome.error.code }, `not ready: ${outcome.error.message}`);
+      return reply(res, 503, `not ready: ${await named(outcome.error)}`);
     }
     const readiness = tokens.readiness();
-    const degraded =
-      readiness.ready && readiness.degraded ? ` (degraded: ${readiness.reason ?? "unknown"})` : "";
-    reply(res, 200, `ready${degraded}`);
+    if (readiness.ready && readiness.degraded) {
+      return reply(res, 200, `ready, degraded: ${await named(readiness.failure)}`);
+    }
+    reply(res, 200, "ready");
   });
 
   app.use((_req: Request, res: Response) => {
@@ -77,7 +92,8 @@ export function createOpsApp(deps: OpsDeps): express.Express {
 
 type Lookup =
   | { readonly kind: "served" }
-  | { readonly kind: "failed"; readonly reason: string; readonly unexpected?: unknown };
+  | { readonly kind: "failed"; readonly error: BrokerError }
+  | { readonly kind: "unexpected"; readonly error: unknown };
 
 /** One default-scope token lookup, bounded by `readinessDeadlineMs` on the injected clock. */
 async function lookUpToken(tokens: TokenSource, clock: Clock): Promise<Lookup> {
@@ -85,18 +101,15 @@ async function lookUpToken(tokens: TokenSource, clock: Clock): Promise<Lookup> {
   const lookup: Promise<Lookup> = tokens.accessToken().then(
     (): Lookup => ({ kind: "served" }),
     (error: unknown): Lookup =>
-      isBrokerError(error)
-        ? { kind: "failed", reason: error.message }
-        : {
-            kind: "failed",
-            reason: "The token source failed unexpectedly; the reason is in the broker log",
-            unexpected: error,
-          },
+      isBrokerError(error) ? { kind: "failed", error } : { kind: "unexpected", error },
   );
   const timeout = clock.sleep(readinessDeadlineMs, stopTimer.signal).then(
     (): Lookup => ({
       kind: "failed",
-      reason: `No token within ${readinessDeadlineMs} ms: upstream is slow or unreachable`,
+      error: new BrokerError(
+        "UPSTREAM_TIMEOUT",
+        `no token within ${readinessDeadlineMs} ms for the readiness check: upstream is slow or unreachable`,
+      ),
     }),
     // Aborted once the lookup settled: the race is already decided.
     (): Lookup => ({ kind: "served" }),

@@ -102,6 +102,21 @@ export function backoffMs(
  */
 export const frozenSlackMs = 1_000;
 
+/**
+ * Restarts of one chain cut short by freezes before its failure counts like any other (backoff,
+ * degraded): a sandbox frozen mid-chain at the end of each short invocation is thawed at the next,
+ * but a chain cut that often has most likely stalled, not been frozen.
+ */
+export const maxFreezeRestarts = 3;
+
+/**
+ * New ID-token audiences the metadata listener takes on (metadata-audiences.ts): at most
+ * `perWindow` in any `windowMs`, beyond that AUDIENCE_RATE_LIMITED at once. Each new audience
+ * costs a chain, and `maxEntries` alone lets a caller cycling through audiences keep the chains
+ * busy. One asked for within `knownForMs` (an ID token's lifetime) is not new.
+ */
+export const newAudienceRate = Object.freeze({ perWindow: 20, windowMs: 60_000, knownForMs: 3_600_000 });
+
 /** `DurationSeconds` of `GetWebIdentityToken`: AWS's own limits, the range of BROKER_AWS_TOKEN_DURATION. */
 export const awsTokenDurationSeconds = Object.freeze({ min: 60, max: 3_600 });
 

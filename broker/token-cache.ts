@@ -19,6 +19,7 @@ import {
   backoffMs,
   defaultRefreshPolicy,
   frozenSlackMs,
+  maxFreezeRestarts,
   type RefreshPolicy,
   refreshWindows,
 } from "./policy.ts";
@@ -56,6 +57,8 @@ export interface TokenCacheDeps {
   readonly policy?: RefreshPolicy;
   /** What its access tokens count as in the metrics; `federated` for the chain's own cache of those. */
   readonly accessKind?: Extract<TokenKind, "access" | "federated">;
+  /** The process can be frozen mid-chain (Lambda, except Managed Instances): see `#chain`. */
+  readonly freezable?: boolean;
 }
 
 export class TokenCache implements TokenSource {
@@ -190,6 +193,11 @@ export class TokenCache implements TokenSource {
     this.#forgotten = new AbortController();
   }
 
+  /** Upstream refused `token` (IAM Credentials a federated one): dropped, unless already replaced. */
+  dropDefault(token: string): void {
+    this.#entries.dropDefault(token);
+  }
+
   readiness(): Readiness {
     const entry = this.#entries.defaultEntry;
     const now = this.#deps.clock.now();
@@ -198,9 +206,9 @@ export class TokenCache implements TokenSource {
       const failure = this.#servedFailure(now);
       return failure === undefined
         ? { ready: true, degraded: false }
-        : { ready: true, degraded: true, reason: failure.error.message };
+        : { ready: true, degraded: true, failure: failure.error };
     }
-    return { ready: false, reason: entry?.failure?.error.message ?? "no token has been fetched yet" };
+    return entry?.failure === undefined ? { ready: false } : { ready: false, failure: entry.failure.error };
   }
 
   async #get(key: string, source: KeySource): Promise<Token> {
@@ -280,16 +288,18 @@ export class TokenCache implements TokenSource {
   }
 
   /**
-   * Runs the chain until it yields a token or fails. A chain whose wall-clock span ran past its
-   * deadline by more than `frozenSlackMs` was cut short by a freeze, not by upstream: a Lambda
-   * sandbox frozen mid-chain fires the deadline (and every attempt timeout) the instant it is
-   * thawed, whatever upstream did. Such a chain starts again at once, for the callers that joined
-   * it too: no backoff, no failure logged or counted, nothing degraded. So does a chain that
-   * began before `forget()`, and nothing it obtained is kept.
+   * Runs the chain until it yields a token or fails. In a process that can be frozen (`freezable`),
+   * a chain whose wall-clock span ran past its deadline by more than `frozenSlackMs` was cut short
+   * by a freeze, not by upstream: a sandbox frozen mid-chain fires the deadline (and every attempt
+   * timeout) the instant it is thawed. Such a chain starts again at once, for the callers that
+   * joined it too, up to `maxFreezeRestarts` times: no backoff, no failure logged or counted,
+   * nothing degraded. Elsewhere a late end is a lagging event loop: a failure. So does a chain
+   * that began before `forget()` start again, and nothing it obtained is kept.
    */
   async #chain(key: string, source: KeySource): Promise<Token> {
     const { clock, logger } = this.#deps;
     const policy = this.#policy;
+    let freezeRestarts = 0;
     for (;;) {
       const generation = this.#generation;
       const startedAtMs = clock.now();
@@ -301,9 +311,11 @@ export class TokenCache implements TokenSource {
         return outcome.token;
       }
       const spanMs = clock.now() - startedAtMs;
-      if (spanMs > policy.chainDeadlineMs + frozenSlackMs) {
+      const frozen = this.#deps.freezable === true && spanMs > policy.chainDeadlineMs + frozenSlackMs;
+      if (frozen && freezeRestarts < maxFreezeRestarts) {
+        freezeRestarts += 1;
         logger.info(
-          { chainMs: Math.round(spanMs), deadlineMs: policy.chainDeadlineMs },
+          { chainMs: Math.round(spanMs), deadlineMs: policy.chainDeadlineMs, restart: freezeRestarts },
           "the token chain was cut short by a freeze of the sandbox; starting it again",
         );
         // After the timers, the thaw's I/O: keep-alive sockets that upstream closed during the

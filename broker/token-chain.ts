@@ -35,6 +35,8 @@ export interface TokenChainDeps {
   readonly policy?: RefreshPolicy;
   /** Default: the broker's own client for `config.awsRegion`. */
   readonly sts?: STSClient;
+  /** Whether the process can be frozen mid-chain (see `TokenCacheDeps`). */
+  readonly freezable?: boolean;
 }
 
 /** The AWS half of the chain: `GetWebIdentityToken` for the configured audience, algorithm and lifetime. */
@@ -57,7 +59,7 @@ export function awsIdentity(
 
 /**
  * With a service account: its access tokens (impersonation) and ID tokens from IAM Credentials,
- * both called with the federated token `federated` gives.
+ * both called with the federated token `federated` gives; `refused` drops one IAM Credentials refused.
  */
 export function serviceAccountTokens(deps: {
   readonly config: Pick<Config, "iamCredentialsUrl" | "impersonationLifetimeSeconds">;
@@ -65,6 +67,7 @@ export function serviceAccountTokens(deps: {
   readonly clock: Clock;
   readonly google: GoogleRequests;
   readonly federated: FederatedToken;
+  readonly refused?: (token: string) => void;
 }): TokenFetcher {
   const { config, clock } = deps;
   const iam = new IamCredentials(deps);
@@ -103,6 +106,7 @@ export function tokenChain(deps: TokenChainDeps): TokenFetcher {
     logger: logger.child({ credential: "federated" }),
     // The chain that asks bounds its own wait (its signal), which is longer than a client's.
     policy: { ...policy, waitMs: policy.chainDeadlineMs },
+    freezable: deps.freezable === true,
   });
   return serviceAccountTokens({
     config,
@@ -115,5 +119,6 @@ export function tokenChain(deps: TokenChainDeps): TokenFetcher {
         signal,
         () => new BrokerError("UPSTREAM_TIMEOUT", "Google STS did not answer in time"),
       ),
+    refused: (token) => federated.dropDefault(token),
   });
 }

@@ -1,3 +1,5 @@
+import type { BrokerError } from "./errors.ts";
+
 /** A Google OAuth 2.0 access token and the wall-clock instant it stops being accepted. */
 export interface AccessToken {
   readonly token: string;
@@ -25,10 +27,11 @@ export interface IdTokenRequest {
   readonly includeLicenses: boolean;
 }
 
-/** Whether the broker can hand out a token right now, and why not. */
+/** Whether the broker can hand out a token right now, and the failure that stands in the way, if any. */
 export type Readiness =
-  | { readonly ready: true; readonly degraded: boolean; readonly reason?: string }
-  | { readonly ready: false; readonly reason: string };
+  | { readonly ready: true; readonly degraded: false }
+  | { readonly ready: true; readonly degraded: true; readonly failure: BrokerError }
+  | { readonly ready: false; readonly failure?: BrokerError };
 
 /**
  * What the HTTP layer needs from the token machinery. Implementations decide freshness; callers

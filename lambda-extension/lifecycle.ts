@@ -172,7 +172,10 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
     handle = await (await broker).start(config, {
       logger,
       listeners,
-      lambda: { functionName: options.env.AWS_LAMBDA_FUNCTION_NAME ?? "" },
+      lambda: {
+        functionName: options.env.AWS_LAMBDA_FUNCTION_NAME ?? "",
+        freezable: reading.mode !== "lambda-managed-instances",
+      },
     });
   } catch (error) {
     const message = isBrokerError(error) ? error.message : "the token broker could not start";

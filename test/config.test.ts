@@ -30,7 +30,7 @@ describe("configuration", () => {
       allowRemote: false,
       allowedHosts: [],
       maxConnections: 256,
-      opsHost: "0.0.0.0",
+      opsHost: "127.0.0.1",
       opsPort: 9464,
       scopes: ["https://www.googleapis.com/auth/cloud-platform"],
       stsUrl: "https://sts.googleapis.com/v1/token",

@@ -3,7 +3,13 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { gceRouteSpecs } from "../broker/metadata-routes.ts";
-import { awsTokenDurationSeconds, defaultRefreshPolicy, jwtReuseMarginMs } from "../broker/policy.ts";
+import {
+  awsTokenDurationSeconds,
+  defaultRefreshPolicy,
+  jwtReuseMarginMs,
+  maxFreezeRestarts,
+  newAudienceRate,
+} from "../broker/policy.ts";
 import { repoRoot } from "./support/child.ts";
 
 /*
@@ -86,6 +92,11 @@ describe("docs/", () => {
     expect(text).toContain(`at most ${defaultRefreshPolicy.maxEntries} keys`);
     expect(text).toContain(`at most ${defaultRefreshPolicy.maxChains} chains run at once`);
     expect(text).toContain(`${defaultRefreshPolicy.maxWaitingKeys} more keys wait`);
+    expect(text).toContain(
+      `at most ${newAudienceRate.perWindow} new audiences every ${seconds(newAudienceRate.windowMs)}`,
+    );
+    expect(text).toContain(`within the last ${minutes(newAudienceRate.knownForMs)} is not new`);
+    expect(text).toContain(`up to ${maxFreezeRestarts} times in a row`);
     const floorMs = awsTokenDurationSeconds.min * 1000;
     expect(text).toContain(
       `at least min(${seconds(jwtReuseMarginMs(Number.POSITIVE_INFINITY))}, half its lifetime) left, so even a ${seconds(floorMs)} JWT (\`BROKER_AWS_TOKEN_DURATION\`'s floor) serves the exchanges of its first ${seconds(floorMs - jwtReuseMarginMs(floorMs))}`,

@@ -22,7 +22,7 @@ async function startBroker(options: { lambda?: string; metrics?: string }) {
     impersonate: true,
     log: log.stream,
     ...(options.metrics === undefined ? {} : { env: { BROKER_METRICS: options.metrics } }),
-    start: options.lambda === undefined ? {} : { lambda: { functionName: options.lambda } },
+    start: options.lambda === undefined ? {} : { lambda: { functionName: options.lambda, freezable: true } },
   });
   return { broker, log };
 }

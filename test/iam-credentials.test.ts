@@ -21,6 +21,8 @@ const serviceAccount = impersonatedServiceAccount(demoWorld);
 interface Options {
   readonly serviceAccount?: string;
   readonly federated?: FederatedToken;
+  /** Receives each federated token IAM Credentials refused. */
+  readonly refused?: (token: string) => void;
   readonly signal?: AbortSignal;
   /** What generateAccessToken asks for. */
   readonly scopes?: readonly string[];
@@ -35,6 +37,7 @@ function call(method: IamCredentialsMethod, options: Options = {}): Promise<{ to
     serviceAccount: options.serviceAccount ?? serviceAccount,
     google: upstream.clients.google,
     federated: options.federated ?? demoFederatedTokens(upstream.cloud, upstream.clients),
+    ...(options.refused === undefined ? {} : { refused: options.refused }),
   });
   const signal = options.signal ?? AbortSignal.timeout(5_000);
   if (method === "generateAccessToken") {
@@ -94,16 +97,54 @@ describe.each<{ method: IamCredentialsMethod; permission: string }>([
     });
   });
 
-  it("401 (a federated token Google does not know): IMPERSONATION_DENIED, no token in the message", async () => {
-    const unknown = "ya29.never-issued-by-google-sts";
-    const error = await brokerErrorOf(
-      call(method, { federated: async () => ({ token: unknown, expiresAtMs: Date.now() + 3_600_000 }) }),
+  it("401 once (a federated token Google no longer takes): drops it and calls again with a new exchange's", async () => {
+    const exchange = demoFederatedTokens(upstream.cloud, upstream.clients);
+    const given: string[] = [];
+    const refused: string[] = [];
+    const federated: FederatedToken = async (signal) => {
+      const token = await exchange(signal);
+      given.push(token.token);
+      return token;
+    };
+    upstream.cloud.iamCredentials.faults.inject({ kind: "status", status: 401, times: 1 });
+    const answer = await call(method, { federated, refused: (token) => refused.push(token) });
+
+    expect(given).toHaveLength(2);
+    expect(given[0]).not.toBe(given[1]);
+    expect(refused).toEqual([given[0]]);
+    expect(upstream.proxy.requests().map((request) => request.headers.authorization)).toEqual(
+      given.map((token) => `Bearer ${token}`),
     );
-    expect({ code: error.code, message: error.message }).toEqual({
-      code: "IMPERSONATION_DENIED",
-      message: `impersonating ${serviceAccount} was refused (UNAUTHENTICATED: Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.); ${grantFix(serviceAccount)}`,
+    expect(answer.token).not.toBe("");
+    expect(upstream.clients.reported().filter((call) => call.step === "impersonation")).toEqual([
+      { step: "impersonation", outcome: "error", code: "FEDERATED_TOKEN_REFUSED" },
+      { step: "impersonation", outcome: "success" },
+    ]);
+  });
+
+  it("401 again with the new token: FEDERATED_TOKEN_REFUSED after one new exchange, both tokens dropped, none in the message", async () => {
+    const unknown = ["ya29.never-issued-1", "ya29.never-issued-2"];
+    const refused: string[] = [];
+    let exchanges = 0;
+    const federated: FederatedToken = async () => {
+      exchanges += 1;
+      return { token: unknown[exchanges - 1] ?? "", expiresAtMs: Date.now() + 3_600_000 };
+    };
+    const error = await brokerErrorOf(call(method, { federated, refused: (token) => refused.push(token) }));
+    expect({ code: error.code, status: error.httpStatus, retryable: error.retryable }).toEqual({
+      code: "FEDERATED_TOKEN_REFUSED",
+      status: 503,
+      retryable: false,
     });
-    expect(upstream.clients.log()).not.toContain(unknown);
+    expect(error.message).toBe(
+      "IAM Credentials refused the federated token, and the one a new exchange gave (UNAUTHENTICATED: Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.); check that the workload identity pool and its provider are enabled, and that BROKER_STS_URL and BROKER_IAM_CREDENTIALS_URL are Google's own",
+    );
+    expect({ exchanges, refused, calls: upstream.proxy.requests().length }).toEqual({
+      exchanges: 2,
+      refused: unknown,
+      calls: 2,
+    });
+    for (const token of unknown) expect(upstream.clients.log()).not.toContain(token);
   });
 
   it("403 (the role may not impersonate the account): IMPERSONATION_DENIED, naming the grant", async () => {

@@ -11,6 +11,7 @@ import {
   metadataResponseHeaders,
 } from "../broker/metadata-server.ts";
 import { BrokerMetrics } from "../broker/metrics.ts";
+import { newAudienceRate } from "../broker/policy.ts";
 import { PrometheusMetrics } from "../broker/prometheus-metrics.ts";
 import type { AccessToken, IdToken, IdTokenRequest, Readiness, TokenSource } from "../broker/tokens.ts";
 import { demoWorld } from "./cloud/world.ts";
@@ -459,6 +460,46 @@ describe("GCE metadata contract", () => {
       "ID tokens need a service account to impersonate: set BROKER_SERVICE_ACCOUNT",
     );
     expect(broker.tokens.calls).toBe(0);
+  });
+
+  it(`takes on ${newAudienceRate.perWindow} new ID-token audiences a minute, refuses more at once with 429 AUDIENCE_RATE_LIMITED, and keeps answering known ones`, async () => {
+    const broker = await startMetadata();
+    const { perWindow, windowMs, knownForMs } = newAudienceRate;
+    const identity = (audience: string) =>
+      broker.get(`${sa}/default/identity?audience=${encodeURIComponent(audience)}`, { headers: H });
+    for (let i = 0; i < perWindow; i += 1) {
+      expect((await identity(`https://service-${i}.example`)).status).toBe(200);
+      await broker.clock.advance(1_000);
+    }
+    const refusal = (retryInS: number) =>
+      `too many new ID-token audiences: at most ${perWindow} new ones every ${windowMs / 1000} s; retry this one in ${retryInS} s`;
+    // The first was taken on `perWindow` seconds ago: its slot frees up a window after it.
+    expectAnswer(
+      await identity("https://cycled.example"),
+      429,
+      errorText,
+      refusal(windowMs / 1000 - perWindow),
+    );
+    expect(broker.tokens.idTokensAsked).toHaveLength(perWindow);
+    // An audience asked for lately is not new, in any format.
+    expect((await identity("https://service-0.example")).status).toBe(200);
+    expect(
+      (
+        await broker.get(`${sa}/default/identity?audience=https://service-1.example&format=full`, {
+          headers: H,
+        })
+      ).status,
+    ).toBe(200);
+    await broker.clock.advance(windowMs - perWindow * 1_000);
+    expect((await identity("https://cycled.example")).status).toBe(200);
+    // One nobody asked for within an ID token's lifetime is new again.
+    await broker.clock.advance(knownForMs);
+    for (let i = 0; i < perWindow; i += 1) await identity(`https://service-${i + 2}.example`);
+    expect((await identity("https://service-0.example")).status).toBe(429);
+    const scraped = (await broker.metrics.exposition())?.body ?? "";
+    expect(scraped).toContain(
+      'token_broker_metadata_requests_total{route="service_account_identity",status="429"} 2',
+    );
   });
 
   it("email, scopes (one per line, as GCE) and aliases, for default and the email", async () => {

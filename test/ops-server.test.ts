@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { explainingCheck } from "../broker/doctor/verdict.ts";
 import { BrokerError } from "../broker/errors.ts";
 import { listen, type RunningListener } from "../broker/http-listener.ts";
 import { createLogger } from "../broker/logger.ts";
@@ -58,7 +59,13 @@ async function startOps(tokenExpiresAtMs?: (now: number) => number): Promise<Har
   };
   const metrics = new BrokerMetrics([new PrometheusMetrics(state)]);
   const log = captureLog();
-  const app = createOpsApp({ metrics, tokens, clock, logger: createLogger("info", log.stream) });
+  const app = createOpsApp({
+    metrics,
+    tokens,
+    clock,
+    logger: createLogger("info", log.stream),
+    explain: async (code) => explainingCheck(code),
+  });
   const listener = await listen(app, "127.0.0.1", 0, "BROKER_OPS_PORT");
   running.push(listener);
   return {
@@ -121,7 +128,10 @@ describe("/healthz", () => {
     const ops = await startOps();
     ops.tokens.answer = () =>
       Promise.reject(new BrokerError("AWS_STS_UNAVAILABLE", "AWS STS is unreachable"));
-    ops.tokens.state = { ready: false, reason: "AWS STS is unreachable" };
+    ops.tokens.state = {
+      ready: false,
+      failure: new BrokerError("AWS_STS_UNAVAILABLE", "AWS STS is unreachable"),
+    };
     expect(summary(await ops.get("/healthz"))).toEqual(textAnswer(200, "ok"));
     expect(ops.tokens.lookups).toBe(0);
   });
@@ -134,27 +144,61 @@ describe("/readyz", () => {
     expect(ops.tokens.lookups).toBe(1);
   });
 
-  it("says why when a token is served from cache through an upstream failure", async () => {
+  /** The log's lines as objects. */
+  const logLines = (ops: Harness) =>
+    ops
+      .logged()
+      .trim()
+      .split("\n")
+      .filter((line) => line !== "")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+
+  it("names the failure behind a token served from cache by its code only", async () => {
     const ops = await startOps();
+    const detail =
+      "IAM Credentials is unavailable (HTTP 503) for broker@demo-project.iam.gserviceaccount.com; retrying";
     ops.tokens.state = {
       ready: true,
       degraded: true,
-      reason: "Google STS answered HTTP 503; serving the cached token",
+      failure: new BrokerError("IMPERSONATION_UNAVAILABLE", detail),
+    };
+    const answer = await ops.get("/readyz");
+    expect(summary(answer)).toEqual(textAnswer(200, "ready, degraded: IMPERSONATION_UNAVAILABLE"));
+    expect(answer.body).not.toContain("demo-project");
+  });
+
+  it("is 503 with the code and the doctor check that explains it; the detail goes to the log only", async () => {
+    const ops = await startOps();
+    const detail =
+      "impersonating broker@demo-project.iam.gserviceaccount.com was refused (PERMISSION_DENIED: Permission 'iam.serviceAccounts.getAccessToken' denied); grant roles/iam.workloadIdentityUser on broker@demo-project.iam.gserviceaccount.com to the AWS role's federated principal";
+    ops.tokens.answer = () => Promise.reject(new BrokerError("IMPERSONATION_DENIED", detail));
+    expect(summary(await ops.get("/readyz"))).toEqual(
+      textAnswer(503, "not ready: IMPERSONATION_DENIED (doctor check: impersonation)"),
+    );
+    expect(logLines(ops)).toEqual([
+      expect.objectContaining({ level: 40, code: "IMPERSONATION_DENIED", msg: `not ready: ${detail}` }),
+    ]);
+  });
+
+  it("names the doctor check of a degraded broker's failure too, and only the code where no check explains it", async () => {
+    const ops = await startOps();
+    const pool = "projects/987654321098/locations/global/workloadIdentityPools/aws-pool";
+    ops.tokens.state = {
+      ready: true,
+      degraded: true,
+      failure: new BrokerError("GOOGLE_STS_REJECTED", `Google STS rejected the AWS token (${pool})`),
     };
     expect(summary(await ops.get("/readyz"))).toEqual(
-      textAnswer(200, "ready (degraded: Google STS answered HTTP 503; serving the cached token)"),
+      textAnswer(200, "ready, degraded: GOOGLE_STS_REJECTED (doctor check: google-sts)"),
     );
+    ops.tokens.answer = () =>
+      Promise.reject(
+        new BrokerError("GOOGLE_STS_UNAVAILABLE", "Google STS is unavailable (HTTP 503); retrying"),
+      );
+    expect(summary(await ops.get("/readyz"))).toEqual(textAnswer(503, "not ready: GOOGLE_STS_UNAVAILABLE"));
   });
 
-  it("is 503 with the token source's one-line reason when no token can be served", async () => {
-    const ops = await startOps();
-    const reason =
-      "AWS outbound web identity federation is disabled: run aws iam enable-outbound-web-identity-federation";
-    ops.tokens.answer = () => Promise.reject(new BrokerError("AWS_FEDERATION_DISABLED", reason));
-    expect(summary(await ops.get("/readyz"))).toEqual(textAnswer(503, reason));
-  });
-
-  it(`is 503 once the lookup has taken ${readinessDeadlineMs} ms`, async () => {
+  it(`is 503 UPSTREAM_TIMEOUT once the lookup has taken ${readinessDeadlineMs} ms`, async () => {
     const ops = await startOps();
     let asked: () => void = () => undefined;
     const lookupStarted = new Promise<void>((resolve) => {
@@ -167,9 +211,13 @@ describe("/readyz", () => {
     const pending = ops.get("/readyz");
     await lookupStarted;
     await ops.clock.advance(readinessDeadlineMs);
-    expect(summary(await pending)).toEqual(
-      textAnswer(503, `No token within ${readinessDeadlineMs} ms: upstream is slow or unreachable`),
-    );
+    expect(summary(await pending)).toEqual(textAnswer(503, "not ready: UPSTREAM_TIMEOUT"));
+    expect(logLines(ops)).toEqual([
+      expect.objectContaining({
+        code: "UPSTREAM_TIMEOUT",
+        msg: `not ready: no token within ${readinessDeadlineMs} ms for the readiness check: upstream is slow or unreachable`,
+      }),
+    ]);
   });
 
   it("is 503 with a generic text for an unexpected failure, whose details go to the log only", async () => {

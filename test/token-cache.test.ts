@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { BrokerError } from "../broker/errors.ts";
 import { createLogger } from "../broker/logger.ts";
 import { BrokerMetrics } from "../broker/metrics.ts";
-import { defaultRefreshPolicy, type RefreshPolicy } from "../broker/policy.ts";
+import { defaultRefreshPolicy, maxFreezeRestarts, type RefreshPolicy } from "../broker/policy.ts";
 import { refreshAhead } from "../broker/refresh-ahead.ts";
 import { TokenCache, type TokenFetcher } from "../broker/token-cache.ts";
 import type { AccessToken, CacheResult, IdToken, IdTokenRequest, TokenKind } from "../broker/tokens.ts";
@@ -73,7 +73,8 @@ class RecordingMetrics extends BrokerMetrics {
   }
 }
 
-function setup(policy: Partial<RefreshPolicy> = {}, random = () => 0.5) {
+/** `freezable`: the cache of a process that can be frozen mid-chain (a Lambda sandbox on demand). */
+function setup(policy: Partial<RefreshPolicy> = {}, random = () => 0.5, freezable = false) {
   const clock = new FakeClock();
   const upstream = new ScriptedUpstream(clock);
   const metrics = new RecordingMetrics();
@@ -85,6 +86,7 @@ function setup(policy: Partial<RefreshPolicy> = {}, random = () => 0.5) {
     metrics,
     logger: createLogger("silent"),
     policy: { ...defaultRefreshPolicy, ...policy },
+    freezable,
   });
   return { clock, upstream, cache, metrics };
 }
@@ -149,7 +151,10 @@ describe("token cache", () => {
     expect(cache.readiness()).toEqual({
       ready: true,
       degraded: true,
-      reason: "Google STS is unavailable (HTTP 503); retrying",
+      failure: expect.objectContaining({
+        code: "GOOGLE_STS_UNAVAILABLE",
+        message: "Google STS is unavailable (HTTP 503); retrying",
+      }),
     });
     // Later requests do not wait on a known-bad upstream.
     expect((await cache.accessToken()).token).toBe(first.token);
@@ -168,7 +173,10 @@ describe("token cache", () => {
     expect(upstream.calls).toHaveLength(1);
     expect(cache.readiness()).toEqual({
       ready: false,
-      reason: "Google STS is unavailable (HTTP 503); retrying",
+      failure: expect.objectContaining({
+        code: "GOOGLE_STS_UNAVAILABLE",
+        message: "Google STS is unavailable (HTTP 503); retrying",
+      }),
     });
 
     upstream.failure = undefined;
@@ -247,7 +255,7 @@ describe("token cache", () => {
 
 describe("token cache: a chain cut short by a freeze", () => {
   it("starts the chain again at once, with no backoff and nothing degraded, when a freeze outlasted its deadline", async () => {
-    const { clock, upstream, cache } = setup();
+    const { clock, upstream, cache } = setup({}, undefined, true);
     const first = await cache.accessToken();
     // Advisory window: the request is served from memory and starts a background refresh, which hangs.
     upstream.hang = true;
@@ -265,7 +273,7 @@ describe("token cache: a chain cut short by a freeze", () => {
   });
 
   it("hands the restarted chain's token to a caller that joined the cut-short chain", async () => {
-    const { clock, upstream, cache } = setup({ waitMs: 30 * minute });
+    const { clock, upstream, cache } = setup({ waitMs: 30 * minute }, undefined, true);
     upstream.hang = true;
     const pending = cache.accessToken();
     await settle();
@@ -276,7 +284,7 @@ describe("token cache: a chain cut short by a freeze", () => {
   });
 
   it("still counts a chain that ran into its deadline while the sandbox ran as a failure, and backs off", async () => {
-    const { clock, upstream, cache } = setup();
+    const { clock, upstream, cache } = setup({}, undefined, true);
     upstream.hang = true;
     const pending = cache.accessToken();
     const outcome = expect(pending).rejects.toMatchObject({ code: "UPSTREAM_TIMEOUT" });
@@ -285,7 +293,10 @@ describe("token cache: a chain cut short by a freeze", () => {
     await clock.advance(8_000);
     expect(cache.readiness()).toEqual({
       ready: false,
-      reason: "the token chain did not finish within 10000 ms",
+      failure: expect.objectContaining({
+        code: "UPSTREAM_TIMEOUT",
+        message: "the token chain did not finish within 10000 ms",
+      }),
     });
     upstream.hang = false;
     await expect(cache.accessToken()).rejects.toMatchObject({
@@ -293,6 +304,52 @@ describe("token cache: a chain cut short by a freeze", () => {
       message: "the token chain did not finish within 10000 ms",
     });
     expect(upstream.calls).toHaveLength(1);
+  });
+
+  it(`restarts a chain at most ${maxFreezeRestarts} times, then counts it as failed and backs off`, async () => {
+    const { clock, upstream, cache } = setup({ waitMs: 10 * hour }, undefined, true);
+    upstream.hang = true;
+    const pending = cache.accessToken();
+    const outcome = expect(pending).rejects.toMatchObject({ code: "UPSTREAM_TIMEOUT" });
+    await settle();
+    // Each thaw fires the deadline of a chain that never got to run: a restart, while within the cap.
+    for (let freeze = 1; freeze <= maxFreezeRestarts; freeze += 1) {
+      await clock.advance(20 * minute);
+      expect(upstream.calls).toHaveLength(1 + freeze);
+      expect(cache.readiness()).toEqual({ ready: false });
+    }
+    await clock.advance(20 * minute);
+    await outcome;
+    expect(upstream.calls).toHaveLength(1 + maxFreezeRestarts);
+    expect(cache.readiness()).toEqual({
+      ready: false,
+      failure: expect.objectContaining({
+        code: "UPSTREAM_TIMEOUT",
+        message: "the token chain did not finish within 10000 ms",
+      }),
+    });
+    // Backing off: the remembered failure at once, no new chain.
+    await expect(cache.accessToken()).rejects.toMatchObject({ code: "UPSTREAM_TIMEOUT" });
+    expect(upstream.calls).toHaveLength(1 + maxFreezeRestarts);
+  });
+
+  it("where the process is never frozen (sidecar, Managed Instances), counts a chain that overran its deadline as failed: backoff, degraded", async () => {
+    const { clock, upstream, cache } = setup();
+    const first = await cache.accessToken();
+    // Advisory window: served from memory, and the background refresh hangs.
+    upstream.hang = true;
+    await clock.advance(hour - 14 * minute);
+    expect((await cache.accessToken()).token).toBe(first.token);
+    expect(upstream.calls).toHaveLength(2);
+    // The deadline's timer fires late, as on a lagging event loop: that is no freeze.
+    await clock.advance(defaultRefreshPolicy.chainDeadlineMs + 1_500);
+    expect(upstream.calls).toHaveLength(2);
+    expect(cache.anyRefreshFailing()).toBe(true);
+    expect(cache.readiness()).toEqual({
+      ready: true,
+      degraded: true,
+      failure: expect.objectContaining({ code: "UPSTREAM_TIMEOUT" }),
+    });
   });
 });
 
@@ -368,7 +425,10 @@ describe("token cache bounds", () => {
     expect(cache.readiness()).toEqual({
       ready: true,
       degraded: true,
-      reason: "Google STS is unavailable (HTTP 503); retrying",
+      failure: expect.objectContaining({
+        code: "GOOGLE_STS_UNAVAILABLE",
+        message: "Google STS is unavailable (HTTP 503); retrying",
+      }),
     });
     // The default key is always in use; the other one only until a lifetime passed without a caller.
     upstream.failure = undefined;
@@ -390,6 +450,14 @@ describe("token cache bounds", () => {
       "Google STS is unavailable",
     );
     expect(cache.anyRefreshFailing()).toBe(true);
+    expect(cache.readiness()).toEqual({
+      ready: true,
+      degraded: true,
+      failure: expect.objectContaining({
+        code: "GOOGLE_STS_UNAVAILABLE",
+        message: "Google STS is unavailable (HTTP 503); retrying",
+      }),
+    });
     await clock.advance(hour - 1);
     expect(cache.anyRefreshFailing()).toBe(true);
     await clock.advance(1);
@@ -406,7 +474,10 @@ describe("token cache bounds", () => {
     expect(cache.anyRefreshFailing()).toBe(true);
     expect(cache.readiness()).toEqual({
       ready: false,
-      reason: "Google STS is unavailable (HTTP 503); retrying",
+      failure: expect.objectContaining({
+        code: "GOOGLE_STS_UNAVAILABLE",
+        message: "Google STS is unavailable (HTTP 503); retrying",
+      }),
     });
   });
 

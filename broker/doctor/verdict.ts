@@ -1,7 +1,7 @@
 import { GetOutboundWebIdentityFederationInfoCommand } from "@aws-sdk/client-iam";
 import { GetCallerIdentityCommand, type STSClient } from "@aws-sdk/client-sts";
 import type { Config } from "../config.ts";
-import { type BrokerError, isBrokerError } from "../errors.ts";
+import { type BrokerError, type BrokerErrorCode, isBrokerError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { doctorCheckTimeoutMs } from "../policy.ts";
 import { type AwsClients, awsClients } from "./aws-clients.ts";
@@ -15,6 +15,11 @@ import { ChainRunner } from "./runner.ts";
  * failure's code names the facts it reads; only those are gathered, never by walking the chain again
  * (a fleet started with a broken setting would double its calls to STS and Google).
  */
+
+/** The doctor check that explains a broker failure with `code`, if one does (for `/readyz`). */
+export function explainingCheck(code: BrokerErrorCode): string | undefined {
+  return new ChainRunner(chain).explaining(code)?.id;
+}
 
 type Gatherers = { readonly [F in Fact]?: () => Promise<Facts[F] | undefined> };
 

@@ -54,6 +54,16 @@ export interface TokenBrokerSidecarProps {
   readonly logGroup?: ILogGroup;
   /** @default 64 */
   readonly memoryReservationMiB?: number;
+  /**
+   * Let a Prometheus scraper in another task (the CloudWatch agent's ECS service discovery) reach
+   * `/metrics`: the ops listener then binds every address of the container
+   * (`BROKER_OPS_HOST=0.0.0.0`), its port is mapped, and the container carries the discovery labels
+   * `ECS_PROMETHEUS_EXPORTER_PORT`, `ECS_PROMETHEUS_METRICS_PATH` and `ECS_PROMETHEUS_JOB_NAME`.
+   * Otherwise `/metrics`, `/healthz` and `/readyz` answer on the task's loopback only, which the
+   * container health check (run inside the container) needs, and nothing else.
+   * @default false
+   */
+  readonly remoteScraping?: boolean;
 }
 
 /** Where the ops listener serves `/metrics`, `/healthz` and `/readyz` (`BROKER_OPS_PORT`'s default). */
@@ -64,8 +74,8 @@ const bridgeHostName = "token-broker";
 
 /**
  * The broker as an ECS sidecar: an essential container whose health is the ops listener's
- * `/healthz`, with the ops port mapped and labelled for the CloudWatch agent's Prometheus
- * discovery, logs in CloudWatch, and the `sts:GetWebIdentityToken` permission on the task role.
+ * `/healthz` (with `remoteScraping`, also mapped and labelled for the CloudWatch agent's
+ * Prometheus discovery), logs in CloudWatch, and the `sts:GetWebIdentityToken` permission on the task role.
  * Call {@link serve} for each container that uses Google SDKs.
  *
  * ```ts
@@ -108,9 +118,13 @@ export class TokenBrokerSidecar extends Construct {
       );
     }
     this.#bridge = task.networkMode === NetworkMode.BRIDGE;
-    const networkEnvironment: Record<string, string> = this.#bridge
-      ? { BROKER_HOST: "0.0.0.0", BROKER_ALLOW_REMOTE: "true", BROKER_ALLOWED_HOSTS: bridgeHostName }
-      : {};
+    const remoteScraping = props.remoteScraping === true;
+    const networkEnvironment: Record<string, string> = {
+      ...(this.#bridge
+        ? { BROKER_HOST: "0.0.0.0", BROKER_ALLOW_REMOTE: "true", BROKER_ALLOWED_HOSTS: bridgeHostName }
+        : {}),
+      ...(remoteScraping ? { BROKER_OPS_HOST: "0.0.0.0" } : {}),
+    };
     validateBrokerSettings(props.broker, networkEnvironment);
 
     // Kept when the stack is deleted (LogGroup's default): the logs are what explains a failure.
@@ -133,18 +147,22 @@ export class TokenBrokerSidecar extends Construct {
         AWS_REGION: Stack.of(this).region,
       },
       // ECS refuses a named port mapping (a Service Connect field) in host mode.
-      portMappings: [
-        {
-          ...(task.networkMode === NetworkMode.HOST ? {} : { name: "broker-ops" }),
-          containerPort: brokerOpsPort,
-          protocol: Protocol.TCP,
-        },
-      ],
-      dockerLabels: {
-        ECS_PROMETHEUS_EXPORTER_PORT: String(brokerOpsPort),
-        ECS_PROMETHEUS_METRICS_PATH: "/metrics",
-        ECS_PROMETHEUS_JOB_NAME: "token-broker",
-      },
+      ...(remoteScraping
+        ? {
+            portMappings: [
+              {
+                ...(task.networkMode === NetworkMode.HOST ? {} : { name: "broker-ops" }),
+                containerPort: brokerOpsPort,
+                protocol: Protocol.TCP,
+              },
+            ],
+            dockerLabels: {
+              ECS_PROMETHEUS_EXPORTER_PORT: String(brokerOpsPort),
+              ECS_PROMETHEUS_METRICS_PATH: "/metrics",
+              ECS_PROMETHEUS_JOB_NAME: "token-broker",
+            },
+          }
+        : {}),
       // The image has no shell; the broker's own CLI probes /healthz and exits 0 or 1.
       healthCheck: {
         command: ["CMD", "node", "/app/token-broker.mjs", "--healthcheck"],

@@ -81,15 +81,54 @@ describe("TokenBrokerSidecar", () => {
     });
   });
 
-  it("maps the ops port and labels it for the CloudWatch agent's Prometheus discovery", () => {
-    expect(containers["token-broker"]).toMatchObject({
-      PortMappings: [{ ContainerPort: 9464, Protocol: "tcp", Name: "broker-ops" }],
-      DockerLabels: {
-        ECS_PROMETHEUS_EXPORTER_PORT: "9464",
-        ECS_PROMETHEUS_METRICS_PATH: "/metrics",
-        ECS_PROMETHEUS_JOB_NAME: "token-broker",
-      },
+  it("keeps the ops listener on the task's loopback by default: no port mapping, no discovery labels", () => {
+    const broker = containers["token-broker"];
+    expect(broker).not.toHaveProperty("PortMappings");
+    expect(broker).not.toHaveProperty("DockerLabels");
+    expect(environment(broker)).not.toHaveProperty("BROKER_OPS_HOST");
+  });
+
+  /** The broker container of a task of `networkMode` whose sidecar has `remoteScraping`. */
+  function scrapedBroker(networkMode: NetworkMode): ContainerDefinition | undefined {
+    const scope = new Stack(testApp(), `Scraped${networkMode}`);
+    const taskDefinition = new Ec2TaskDefinition(scope, "Task", { networkMode });
+    new TokenBrokerSidecar(scope, "Broker", {
+      taskDefinition,
+      broker: { audience },
+      allowSharedNetwork: networkMode !== NetworkMode.AWS_VPC,
+      remoteScraping: true,
+      image: ContainerImage.fromRegistry("registry.example/token-broker:1.0.0"),
     });
+    const [task] = Object.values(Template.fromStack(scope).findResources("AWS::ECS::TaskDefinition"));
+    return ((task?.Properties.ContainerDefinitions ?? []) as ContainerDefinition[])[0];
+  }
+
+  const discoveryLabels = {
+    ECS_PROMETHEUS_EXPORTER_PORT: "9464",
+    ECS_PROMETHEUS_METRICS_PATH: "/metrics",
+    ECS_PROMETHEUS_JOB_NAME: "token-broker",
+  };
+
+  it("with remoteScraping, opens the ops listener to the task's address, maps its port and labels it for the CloudWatch agent's Prometheus discovery", () => {
+    const broker = scrapedBroker(NetworkMode.AWS_VPC);
+    expect(broker).toMatchObject({
+      PortMappings: [{ ContainerPort: 9464, Protocol: "tcp", Name: "broker-ops" }],
+      DockerLabels: discoveryLabels,
+    });
+    const env = environment(broker);
+    expect({ opsHost: env.BROKER_OPS_HOST, host: env.BROKER_HOST }).toEqual({
+      opsHost: "0.0.0.0",
+      host: undefined,
+    });
+  });
+
+  it("with remoteScraping in host mode, maps the ops port without a name (ECS refuses one there)", () => {
+    const broker = scrapedBroker(NetworkMode.HOST);
+    expect({ ports: broker?.PortMappings, labels: broker?.DockerLabels }).toEqual({
+      ports: [{ ContainerPort: 9464, Protocol: "tcp" }],
+      labels: discoveryLabels,
+    });
+    expect(environment(broker)).toMatchObject({ BROKER_OPS_HOST: "0.0.0.0" });
   });
 
   it("configures the broker, including the region STS must be called in", () => {

@@ -1,3 +1,4 @@
+import type { BrokerErrorCode } from "../../broker/errors.ts";
 import type { UpstreamOutcome, UpstreamStep } from "../../broker/upstream-steps.ts";
 import { type BrokerEnv, type Cloud, demoPrincipal } from "../cloud/cloud.ts";
 import type { Fault } from "../cloud/faults.ts";
@@ -26,13 +27,20 @@ export type Expected =
   | { readonly kind: "late" }
   | {
       readonly kind: "fails";
-      /** The 503 body once the chain has failed (also `/readyz`'s reason). */
+      /** The 503 body once the chain has failed (in the broker log too). */
       readonly text: string;
+      /** Its code, which `/readyz` answers with. */
+      readonly code: BrokerErrorCode;
+      /** The doctor check that explains it, which `/readyz` names too. */
+      readonly check?: string;
       /** The 503 body while the chain is still running, when it differs (a hang). */
       readonly whileRunning?: string;
       /** `outcome` label of the failing step's `token_broker_upstream_calls_total`. */
       readonly outcome: UpstreamOutcome;
-      /** Calls of the failing step in one chain: 3 when retryable, 1 when not or throttled, 2 for a hang (5 s + 5 s of the 10 s deadline). */
+      /**
+       * Calls of the failing step in one chain: 3 when retryable, 1 when not or throttled, 2 for a
+       * hang (5 s + 5 s of the 10 s deadline) and for a refused federated token (then a new one).
+       */
       readonly attempts: number;
     };
 
@@ -124,6 +132,7 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: "AWS STS GetWebIdentityToken failed (ServiceUnavailable, HTTP 503); retrying",
+      code: "AWS_STS_UNAVAILABLE",
       outcome: "error",
       attempts: 3,
     },
@@ -136,6 +145,7 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: "AWS STS throttled GetWebIdentityToken (Throttling: Rate exceeded): the account's STS request-rate quota in this region is spent; retrying with backoff (Service Quotas can raise it)",
+      code: "UPSTREAM_THROTTLED",
       outcome: "throttled",
       attempts: 1,
     },
@@ -162,6 +172,7 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: "AWS STS GetWebIdentityToken did not answer in time",
+      code: "UPSTREAM_TIMEOUT",
       whileRunning: stillRunning,
       outcome: "timeout",
       attempts: 2,
@@ -175,6 +186,7 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: "AWS STS GetWebIdentityToken failed (ECONNRESET); retrying",
+      code: "AWS_STS_UNAVAILABLE",
       outcome: "error",
       attempts: 3,
     },
@@ -187,6 +199,7 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: "AWS STS GetWebIdentityToken answered with a malformed body (HTTP 200); retrying",
+      code: "UPSTREAM_MALFORMED",
       outcome: "error",
       attempts: 3,
     },
@@ -199,6 +212,8 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: `the AWS role may not call sts:GetWebIdentityToken for this audience; allow it with condition ForAllValues:StringEquals sts:IdentityTokenAudience = ${providerAudience(faultWorld)}`,
+      code: "AWS_ACCESS_DENIED",
+      check: "web-identity-token",
       outcome: "error",
       attempts: 1,
     },
@@ -211,6 +226,7 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: "Google STS is unavailable (HTTP 503); retrying",
+      code: "GOOGLE_STS_UNAVAILABLE",
       outcome: "error",
       attempts: 3,
     },
@@ -223,6 +239,7 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: "Google STS refused the call: quota sts.googleapis.com token exchange requests per minute per project is spent (HTTP 429 RESOURCE_EXHAUSTED); retrying with backoff; if it persists, raise the quota for the workload identity pool's project",
+      code: "UPSTREAM_THROTTLED",
       outcome: "throttled",
       attempts: 1,
     },
@@ -249,6 +266,7 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: "Google STS did not answer in time",
+      code: "UPSTREAM_TIMEOUT",
       whileRunning: stillRunning,
       outcome: "timeout",
       attempts: 2,
@@ -262,6 +280,7 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: "Google STS is unavailable (no response); retrying",
+      code: "GOOGLE_STS_UNAVAILABLE",
       outcome: "error",
       attempts: 3,
     },
@@ -274,6 +293,7 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: "Google STS answered with a malformed body (HTTP 200); retrying",
+      code: "UPSTREAM_MALFORMED",
       outcome: "error",
       attempts: 3,
     },
@@ -286,6 +306,8 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: `Google STS rejected the AWS token (PERMISSION_DENIED: Injected fault: HTTP 403.); ${googleStsFix}`,
+      code: "GOOGLE_STS_REJECTED",
+      check: "google-sts",
       outcome: "error",
       attempts: 1,
     },
@@ -299,6 +321,8 @@ export const faultCases: readonly FaultCase[] = [
       kind: "fails",
       // The broker keeps 240 characters of Google's description.
       text: `Google STS rejected the AWS token (invalid_grant: The audience in ID Token [${providerAudience(faultWorld)}] does not match the expected audience.); ${googleStsFix}`,
+      code: "GOOGLE_STS_REJECTED",
+      check: "google-sts",
       outcome: "error",
       attempts: 1,
     },
@@ -311,8 +335,29 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: "IAM Credentials is unavailable (HTTP 503); retrying",
+      code: "IMPERSONATION_UNAVAILABLE",
       outcome: "error",
       attempts: 3,
+    },
+  },
+  {
+    step: "impersonation",
+    fault: "401 UNAUTHENTICATED once (the federated token revoked)",
+    impersonate: true,
+    arrange: injected({ kind: "status", status: 401, times: 1 }),
+    expected: { kind: "served" },
+  },
+  {
+    step: "impersonation",
+    fault: "401 UNAUTHENTICATED (every federated token refused)",
+    impersonate: true,
+    arrange: injected({ kind: "status", status: 401 }),
+    expected: {
+      kind: "fails",
+      text: "IAM Credentials refused the federated token, and the one a new exchange gave (UNAUTHENTICATED: Injected fault: HTTP 401.); check that the workload identity pool and its provider are enabled, and that BROKER_STS_URL and BROKER_IAM_CREDENTIALS_URL are Google's own",
+      code: "FEDERATED_TOKEN_REFUSED",
+      outcome: "error",
+      attempts: 2,
     },
   },
   {
@@ -323,6 +368,7 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: "IAM Credentials refused the call: quota iamcredentials.googleapis.com requests per minute per project is spent (HTTP 429 RESOURCE_EXHAUSTED); retrying with backoff; if it persists, raise the quota for the service account's project",
+      code: "UPSTREAM_THROTTLED",
       outcome: "throttled",
       attempts: 1,
     },
@@ -349,6 +395,7 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: "IAM Credentials did not answer in time",
+      code: "UPSTREAM_TIMEOUT",
       whileRunning: stillRunning,
       outcome: "timeout",
       attempts: 2,
@@ -362,6 +409,7 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: "IAM Credentials is unavailable (no response); retrying",
+      code: "IMPERSONATION_UNAVAILABLE",
       outcome: "error",
       attempts: 3,
     },
@@ -374,6 +422,7 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: "IAM Credentials answered with a malformed body (HTTP 200); retrying",
+      code: "UPSTREAM_MALFORMED",
       outcome: "error",
       attempts: 3,
     },
@@ -386,6 +435,8 @@ export const faultCases: readonly FaultCase[] = [
     expected: {
       kind: "fails",
       text: `impersonating ${revocable.email} was refused (PERMISSION_DENIED: Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).); grant roles/iam.workloadIdentityUser on ${revocable.email} to the AWS role's federated principal`,
+      code: "IMPERSONATION_DENIED",
+      check: "impersonation",
       outcome: "error",
       attempts: 1,
     },
