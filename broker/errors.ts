@@ -14,6 +14,7 @@ export const errorCatalogue = {
   GOOGLE_STS_UNAVAILABLE: { status: 503, retryable: true },
   IMPERSONATION_DENIED: { status: 503, retryable: false },
   IMPERSONATION_UNAVAILABLE: { status: 503, retryable: true },
+  ACCESS_BOUNDARY_REJECTED: { status: 503, retryable: false },
   UPSTREAM_TIMEOUT: { status: 503, retryable: true },
   UPSTREAM_MALFORMED: { status: 503, retryable: true },
   UPSTREAM_THROTTLED: { status: 503, retryable: true },

@@ -2,6 +2,7 @@ import type { STSClient } from "@aws-sdk/client-sts";
 import { AwsIdentity, createStsClient } from "./aws-identity.ts";
 import type { Clock, Random } from "./clock.ts";
 import type { Config } from "./config.ts";
+import { accessBounded } from "./downscoping.ts";
 import { BrokerError } from "./errors.ts";
 import { FederatedExchange } from "./federated-exchange.ts";
 import { GoogleRequests } from "./google-request.ts";
@@ -91,7 +92,9 @@ export function tokenChain(deps: TokenChainDeps): TokenFetcher {
     clock,
     subject: new CachedSubjectToken(awsIdentity(deps, calls), clock),
   });
-  if (config.serviceAccount === undefined) return exchange;
+  // BROKER_ACCESS_BOUNDARY: the tokens that reach Cloud Storage are downscoped (downscoping.ts).
+  const bounded = (principal: TokenFetcher) => accessBounded(principal, { config, google, clock });
+  if (config.serviceAccount === undefined) return bounded(exchange);
   const policy = deps.policy ?? defaultRefreshPolicy;
   const federated = new TokenCache({
     fetcher: exchange,
@@ -104,7 +107,7 @@ export function tokenChain(deps: TokenChainDeps): TokenFetcher {
     // The chain that asks bounds its own wait (its signal), which is longer than a client's.
     policy: { ...policy, waitMs: policy.chainDeadlineMs },
   });
-  return serviceAccountTokens({
+  const impersonated = serviceAccountTokens({
     config,
     serviceAccount: config.serviceAccount,
     clock,
@@ -116,4 +119,5 @@ export function tokenChain(deps: TokenChainDeps): TokenFetcher {
         () => new BrokerError("UPSTREAM_TIMEOUT", "Google STS did not answer in time"),
       ),
   });
+  return bounded(impersonated);
 }
