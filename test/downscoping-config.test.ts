@@ -37,7 +37,8 @@ describe("BROKER_ACCESS_BOUNDARY", () => {
   it("reads the rules and writes the boundary as Google STS takes it", () => {
     const boundary = loadConfig({
       ...base,
-      BROKER_ACCESS_BOUNDARY: " demo-bucket/in/=objectCreator , demo-bucket=objectViewer,lake.example.com/date=2026-01-01/=legacyObjectReader",
+      BROKER_ACCESS_BOUNDARY:
+        " demo-bucket/in/=objectCreator , demo-bucket=objectViewer,lake.example.com/date=2026-01-01/=legacyObjectReader",
     }).accessBoundary;
     expect(boundary?.rules).toEqual([
       { bucket: "demo-bucket", prefix: "in/", role: "objectCreator" },
@@ -210,7 +211,10 @@ describe("BROKER_ACCESS_BOUNDARY", () => {
   });
 
   it("refuses a boundary longer than the 2048 characters Google STS takes", () => {
-    const rules = Array.from({ length: 5 }, (_, index) => `demo-bucket/${"p".repeat(60)}${index}/=objectViewer`);
+    const rules = Array.from(
+      { length: 5 },
+      (_, index) => `demo-bucket/${"p".repeat(60)}${index}/=objectViewer`,
+    );
     const longest = parse(rules.slice(0, 4).join(","));
     expect(longest.options.length).toBeLessThanOrEqual(2048);
     const message = refusal(rules.join(","));
