@@ -1,5 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
+import type { AccessBoundary } from "../broker/access-boundary.ts";
 import { loadConfig } from "../broker/config.ts";
 import { parseVariable } from "../broker/config-variables.ts";
 import { BrokerError } from "../broker/errors.ts";
@@ -15,7 +16,12 @@ const base = { BROKER_AUDIENCE: audience, AWS_REGION: "eu-west-1" };
 const example = "; for example BROKER_ACCESS_BOUNDARY=demo-bucket/in/=objectCreator,demo-bucket=objectViewer";
 const listing = "api.getAttribute('storage.googleapis.com/objectListPrefix', '')";
 
-const parse = (raw: string) => parseVariable("BROKER_ACCESS_BOUNDARY", raw);
+/** The boundary `raw` parses to (a value that is set always parses to one, or throws). */
+function parse(raw: string): AccessBoundary {
+  const boundary = parseVariable("BROKER_ACCESS_BOUNDARY", raw);
+  if (boundary === undefined) throw new Error("a set BROKER_ACCESS_BOUNDARY parsed to nothing");
+  return boundary;
+}
 
 /** The line a malformed value stops start-up with. */
 function refusal(raw: string): string {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { accessBoundary } from "../broker/access-boundary.ts";
 import { systemClock } from "../broker/clock.ts";
-import { parseVariable } from "../broker/config-variables.ts";
 import { Downscoping, reachesCloudStorage } from "../broker/downscoping.ts";
 import type { AccessToken } from "../broker/tokens.ts";
 import type { Fault } from "./cloud/faults.ts";
@@ -14,9 +14,10 @@ import { brokerErrorOf, hermeticUpstream } from "./support/chain-clients.ts";
  */
 
 const upstream = hermeticUpstream((cloud) => cloud.googleSts);
-const boundary = parseVariable(
+const boundary = accessBoundary(
   "BROKER_ACCESS_BOUNDARY",
   `${world.grantedBucket}/in/=objectCreator,${world.grantedBucket}=objectViewer`,
+  "",
 );
 const accessTokenType = "urn:ietf:params:oauth:token-type:access_token";
 const googleApis = "https://www.googleapis.com/auth/";
