@@ -14,6 +14,11 @@ export function invalid(name: string, problem: string, example: string): BrokerE
   return new BrokerError("CONFIG_INVALID", `${name} ${problem}; for example ${name}=${example}`);
 }
 
+/** A value as an error line shows it: in quotes, escaped, cut after 64 characters. */
+export function quoted(raw: string): string {
+  return JSON.stringify(raw.length > 64 ? `${raw.slice(0, 64)}…` : raw);
+}
+
 export function integer(min: number, max: number): Parser<number> {
   return (name, raw, example) => {
     const value = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
@@ -103,6 +108,5 @@ export const emfNamespace: Parser<string> = (name, raw, example) => {
             ? "must not start with AWS/ (reserved for AWS services)"
             : undefined;
   if (problem === undefined) return raw;
-  const shown = JSON.stringify(raw.length > 64 ? `${raw.slice(0, 64)}…` : raw);
-  throw invalid(name, `${problem}, got ${shown}`, example);
+  throw invalid(name, `${problem}, got ${quoted(raw)}`, example);
 };

@@ -1,3 +1,4 @@
+import { accessBoundary } from "./access-boundary.ts";
 import {
   boolean,
   emfNamespace,
@@ -140,6 +141,14 @@ const table = {
     default: "https://www.googleapis.com/auth/cloud-platform",
     description: "comma-separated default OAuth scopes",
     parse: scopes,
+  },
+  BROKER_ACCESS_BOUNDARY: {
+    field: "accessBoundary",
+    unset: "unset (tokens carry the principal's own access)",
+    description:
+      "a Credential Access Boundary on every token whose scopes reach Cloud Storage (devstorage.*, cloud-platform, cloud-platform.read-only): comma-separated rules BUCKET[/PREFIX]=ROLE, ROLE a roles/storage.* role without roles/storage., at most 10",
+    example: "demo-bucket/in/=objectCreator,demo-bucket=objectViewer",
+    parse: accessBoundary,
   },
   BROKER_STS_URL: {
     default: "https://sts.googleapis.com/v1/token",

@@ -1,4 +1,4 @@
-import type { UpstreamOutcome, UpstreamStep } from "./upstream-steps.ts";
+import { type UpstreamOutcome, type UpstreamStep, upstreamSteps } from "./upstream-steps.ts";
 
 /*
  * One window of metrics as CloudWatch Embedded Metric Format documents, stamped with the window's
@@ -37,7 +37,6 @@ type Metric = readonly [name: string, unit: Unit, value: number | readonly numbe
 /** The EMF limit on the members of a metric's array of values. */
 export const maxValuesPerMetric = 100;
 
-const steps: readonly UpstreamStep[] = ["aws_sts", "google_sts", "impersonation"];
 const outcomes: readonly UpstreamOutcome[] = ["success", "error", "timeout", "throttled"];
 
 const roundTo = (value: number, decimals: number) => {
@@ -98,7 +97,7 @@ export class EmfAggregate {
         ]),
       );
     }
-    for (const step of steps) {
+    for (const step of upstreamSteps) {
       for (const outcome of outcomes) {
         const values = this.#latencies.get(`${step} ${outcome}`) ?? [];
         for (let start = 0; start < values.length; start += maxValuesPerMetric) {

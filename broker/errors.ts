@@ -15,6 +15,7 @@ export const errorCatalogue = {
   IMPERSONATION_DENIED: { status: 503, retryable: false },
   IMPERSONATION_UNAVAILABLE: { status: 503, retryable: true },
   FEDERATED_TOKEN_REFUSED: { status: 503, retryable: false },
+  ACCESS_BOUNDARY_REJECTED: { status: 503, retryable: false },
   UPSTREAM_TIMEOUT: { status: 503, retryable: true },
   UPSTREAM_MALFORMED: { status: 503, retryable: true },
   UPSTREAM_THROTTLED: { status: 503, retryable: true },

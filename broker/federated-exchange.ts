@@ -8,8 +8,8 @@ import type { AccessToken, IdToken } from "./tokens.ts";
 import { accessTokenExpiryMs } from "./upstream-expiry.ts";
 
 /** RFC 8693 token exchange as Google STS takes it: an access token for a JWT. */
-const tokenExchangeGrant = "urn:ietf:params:oauth:grant-type:token-exchange";
-const accessTokenType = "urn:ietf:params:oauth:token-type:access_token";
+export const tokenExchangeGrant = "urn:ietf:params:oauth:grant-type:token-exchange";
+export const accessTokenType = "urn:ietf:params:oauth:token-type:access_token";
 const jwtTokenType = "urn:ietf:params:oauth:token-type:jwt";
 
 const googleSts: GoogleApi = {

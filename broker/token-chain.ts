@@ -2,6 +2,7 @@ import type { STSClient } from "@aws-sdk/client-sts";
 import { AwsIdentity, createStsClient } from "./aws-identity.ts";
 import type { Clock, Random } from "./clock.ts";
 import type { Config } from "./config.ts";
+import { accessBounded } from "./downscoping.ts";
 import { BrokerError } from "./errors.ts";
 import { FederatedExchange } from "./federated-exchange.ts";
 import { GoogleRequests } from "./google-request.ts";
@@ -94,7 +95,9 @@ export function tokenChain(deps: TokenChainDeps): TokenFetcher {
     clock,
     subject: new CachedSubjectToken(awsIdentity(deps, calls), clock),
   });
-  if (config.serviceAccount === undefined) return exchange;
+  // BROKER_ACCESS_BOUNDARY: the tokens that reach Cloud Storage are downscoped (downscoping.ts).
+  const bounded = (principal: TokenFetcher) => accessBounded(principal, { config, google, clock });
+  if (config.serviceAccount === undefined) return bounded(exchange);
   const policy = deps.policy ?? defaultRefreshPolicy;
   const federated = new TokenCache({
     fetcher: exchange,
@@ -108,7 +111,7 @@ export function tokenChain(deps: TokenChainDeps): TokenFetcher {
     policy: { ...policy, waitMs: policy.chainDeadlineMs },
     freezable: deps.freezable === true,
   });
-  return serviceAccountTokens({
+  const impersonated = serviceAccountTokens({
     config,
     serviceAccount: config.serviceAccount,
     clock,
@@ -121,4 +124,5 @@ export function tokenChain(deps: TokenChainDeps): TokenFetcher {
       ),
     refused: (token) => federated.dropDefault(token),
   });
+  return bounded(impersonated);
 }

@@ -8,8 +8,9 @@ import { buildLayers } from "./layer.ts";
 
 /**
  * `npm run demo`: the walk-through's job without its auth code. A Lambda function writes an
- * object to Cloud Storage and a row to BigQuery, and is refused a bucket it was not granted;
- * the token broker layer gets its Google credentials. Everything runs on this machine: the
+ * object to Cloud Storage and a row to BigQuery, and is refused a bucket it was not granted and,
+ * under a Credential Access Boundary, a write its service account may make; the token broker
+ * layer gets its Google credentials. Everything runs on this machine: the
  * hermetic cloud (fake AWS STS, Google STS, IAM Credentials, GCS, BigQuery) on loopback, the
  * layer built from source, the function under a local Lambda runtime (aws-lambda-ric).
  */
@@ -36,6 +37,43 @@ function answer(result: InvokeResult): { statusCode: number; body: Record<string
 console.log(bold("token-broker demo: a Lambda function writes to Google Cloud with no credentials code"));
 
 const cloud = await startCloud();
+
+// --- BROKER_ACCESS_BOUNDARY (step 9) ---
+/**
+ * The same function, role and service account under a Credential Access Boundary that lets it
+ * write under in/ only: its write at the bucket's root, where the invocations above wrote, is
+ * refused. A sandbox of its own, after step 7, so that step's counts stay the first sandbox's.
+ */
+async function boundaryStep(layer: string, functionBundle: FunctionBundle): Promise<boolean> {
+  const bucket = cloud.world.grantedBucket;
+  const boundary = `${bucket}/in/=objectCreator,${bucket}=objectViewer`;
+  step(`9. The same function under BROKER_ACCESS_BOUNDARY=${boundary}`);
+  const bounded = await startDemoLambda({
+    demo: cloud,
+    layer,
+    bundle: functionBundle,
+    impersonate: true,
+    environment: { BROKER_ACCESS_BOUNDARY: boundary },
+  });
+  try {
+    const before = cloud.gcs.objects(bucket).length;
+    const { statusCode, body } = answer(await bounded.invoke({}));
+    const refused = statusCode === 500 && cloud.gcs.objects(bucket).length === before;
+    console.log(
+      `   ${refused ? good("500") : bad(String(statusCode))}  ${String(body.error ?? body.object)}`,
+    );
+    console.log(
+      dim(
+        `   (its service account wrote gs://${bucket} in step 4; the token the broker serves now may write under in/ only)`,
+      ),
+    );
+    return refused;
+  } finally {
+    await bounded.close();
+  }
+}
+// --- end of BROKER_ACCESS_BOUNDARY ---
+
 let lambda: LocalLambda | undefined;
 let bundle: FunctionBundle | undefined;
 let failed = false;
@@ -115,6 +153,8 @@ try {
   for (const report of reports) {
     console.log(`   extension ${report.name} exited ${report.exitedAfterMs ?? "(killed)"} ms after SHUTDOWN`);
   }
+
+  if (!(await boundaryStep(layer.zipPath, bundle))) failed = true;
 } catch (error) {
   failed = true;
   console.error(`\n${bad("demo failed:")} ${error instanceof Error ? error.message : String(error)}`);

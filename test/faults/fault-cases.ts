@@ -71,7 +71,12 @@ export const faultWorld: World = {
   serviceAccounts: [...demoWorld.serviceAccounts, revocable],
 };
 
-const services = { aws_sts: "awsSts", google_sts: "googleSts", impersonation: "iamCredentials" } as const;
+const services = {
+  aws_sts: "awsSts",
+  google_sts: "googleSts",
+  impersonation: "iamCredentials",
+  downscoping: "googleSts",
+} as const;
 
 /** A fault the step's fake injects itself (`test/cloud/faults.ts`). */
 function injected(fault: Fault): FaultCase["arrange"] {

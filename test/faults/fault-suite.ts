@@ -29,6 +29,7 @@ const stepNames: Record<UpstreamStep, string> = {
   aws_sts: "AWS STS",
   google_sts: "Google STS",
   impersonation: "IAM Credentials",
+  downscoping: "Google STS",
 };
 
 /** What the SDKs allow the metadata server (google-auth-library, gcp-metadata: 3 s). */
