@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { gceRouteSpecs } from "../broker/metadata-routes.ts";
@@ -48,7 +48,7 @@ describe("docs/", () => {
       for (const [cited] of read(file).matchAll(/docs\/[\w-]+\.md/g)) named.add(cited);
     }
     expect([...named].filter((cited) => !existsSync(path.join(repoRoot, cited)))).toEqual([]);
-    for (const page of ["architecture.md", "metadata-server.md", "token-refresh.md"]) {
+    for (const page of readdirSync(path.join(repoRoot, "docs")).filter((name) => name.endsWith(".md"))) {
       for (const [, target = ""] of read(`docs/${page}`).matchAll(/\]\(([^)#:]+)\)/g)) {
         expect(existsSync(path.join(repoRoot, "docs", target)), `${page} → ${target}`).toBe(true);
       }
