@@ -20,30 +20,9 @@ import { trainCodeCache } from "./layer-code-cache.ts";
 import { buildSplit, lazyParts } from "./layer-split.ts";
 
 /**
- * Builds the Lambda extension layers. Lambda unpacks a layer zip under `/opt` and starts every
- * executable in `/opt/extensions/`; the file name there is the extension's registered name.
- *
- *   extensions/token-broker           launcher (lambda-extension/launcher.sh), 0755
- *   token-broker/start.cjs            loader (lambda-extension/loader.ts)
- *   token-broker/extension.cjs        the extension up to its registration (scripts/layer-split.ts)
- *   token-broker/broker.cjs           the broker, run once the extension has registered
- *   token-broker/chain.cjs            the upstream chain (AWS SDK, google-auth-library), run on
- *                                     the first token request
- *   token-broker/ops.cjs              the ops routes and express, run on the first ops request
- *   token-broker/doctor.cjs           the doctor's verdict, run only when the first chain fails
- *   token-broker/emf.cjs              the CloudWatch EMF aggregate, run on the first event
- *   token-broker/prometheus.cjs       prom-client and the Prometheus metrics, run at start only
- *                                     when BROKER_METRICS asks for them (the default is EMF)
- *   token-broker/{extension,broker,chain,emf}.cjs.v8cache  standalone flavour, for the build machine's
- *                                     architecture only (its Node must run to make them): V8
- *                                     code caches; none for ops.cjs, which start-up never runs,
- *                                     nor for prometheus.cjs, which the default (EMF) never loads
- *   token-broker/node                 standalone flavour only: Node 24 for the layer's architecture
- *   token-broker/LICENSE.node         standalone flavour only: Node's licence
- *
- * The bundle is CommonJS so that the loader can hand V8 a code cache for it (`vm.Script`).
- * `nodejs` runs on the function's own Node (nodejs22.x/nodejs24.x); `standalone` carries its own
- * Node, so functions on Python, Java, Go or custom runtimes can use it too.
+ * Builds the Lambda extension layers: the zip's files and why each is there are in
+ * docs/layer-build.md ("What a layer zip holds"). `nodejs` runs on the function's own Node;
+ * `standalone` carries its own Node, for functions on any runtime.
  */
 
 export const extensionName = "token-broker";
