@@ -377,7 +377,7 @@ describe("GCE metadata contract", () => {
     const broker = await startMetadata();
     const message =
       "scopes must be a comma-separated list of OAuth scopes, e.g. ?scopes=https://www.googleapis.com/auth/cloud-platform";
-    for (const query of ["scopes=", "scopes=a,,b", "scopes=a%20b", 'scopes=a"b']) {
+    for (const query of ["scopes=", "scopes=a,,b", "scopes=a%20b", 'scopes=a"b', "scopes=%zz"]) {
       expectAnswer(await broker.get(`${sa}/default/token?${query}`, { headers: H }), 400, errorText, message);
     }
     expect(broker.tokens.calls).toBe(0);
