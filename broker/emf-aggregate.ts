@@ -1,3 +1,4 @@
+import type { BrokerErrorCode } from "./errors.ts";
 import type { UpstreamOutcome, UpstreamStep } from "./upstream-steps.ts";
 
 /*
@@ -21,7 +22,8 @@ import type { UpstreamOutcome, UpstreamStep } from "./upstream-steps.ts";
  *     and, if any token was served, ServedTokenAgeMax (Seconds);
  *   one per upstream step and outcome that occurred, with Step and Outcome added to the base
  *     dimensions: UpstreamCalls (Count) and UpstreamLatency (Milliseconds, every call's value,
- *     so CloudWatch has the samples for percentiles; past 100 calls a further document).
+ *     so CloudWatch has the samples for percentiles; past 100 calls a further document);
+ *   one per error code the metadata listener answered with, with Code added: MetadataErrors (Count).
  *
  * A window with nothing in it, while nothing is degraded, writes nothing. The documents carry
  * the time of the window's last event: in Lambda a window is written at the next event, which
@@ -75,6 +77,7 @@ export class EmfAggregate {
   #maxAgeMs: number | undefined;
   /** Latencies in ms by `${step} ${outcome}`. */
   #latencies = new Map<string, number[]>();
+  #errors = new Map<BrokerErrorCode, number>();
   #lastEventAtMs: number | undefined;
 
   constructor(settings: EmfSettings) {
@@ -99,6 +102,12 @@ export class EmfAggregate {
     const values = this.#latencies.get(key);
     if (values === undefined) this.#latencies.set(key, [ms]);
     else values.push(ms);
+    this.#event();
+  }
+
+  /** A metadata request refused or failed with `code`. */
+  metadataError(code: BrokerErrorCode): void {
+    this.#errors.set(code, (this.#errors.get(code) ?? 0) + 1);
     this.#event();
   }
 
@@ -134,11 +143,15 @@ export class EmfAggregate {
         }
       }
     }
+    for (const [code, count] of [...this.#errors].sort(([a], [b]) => a.localeCompare(b))) {
+      documents.push(this.#document(timestamp, { Code: code }, [["MetadataErrors", "Count", count]]));
+    }
     this.#fromMemory = 0;
     this.#waited = 0;
     this.#failed = 0;
     this.#maxAgeMs = undefined;
     this.#latencies = new Map();
+    this.#errors = new Map();
     this.#lastEventAtMs = undefined;
     return documents;
   }
