@@ -122,7 +122,7 @@ const loopbackHosts: MetadataHosts = { listenHost: "127.0.0.1", extraHosts: [] }
 async function startMetadata(
   identity: MetadataIdentity = impersonating,
   hosts: MetadataHosts = loopbackHosts,
-  logLevel = "info",
+  logLevel: Parameters<typeof createLogger>[0] = "info",
 ): Promise<Harness> {
   const clock = new FakeClock();
   const tokens = new RecordingTokenSource(clock);
