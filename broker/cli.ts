@@ -1,3 +1,5 @@
+import { get } from "node:http";
+import packageJson from "../package.json" with { type: "json" };
 import { loadConfig } from "./config.ts";
 import { defaults, helpText, rawValue } from "./config-variables.ts";
 import { isBrokerError } from "./errors.ts";
@@ -6,9 +8,17 @@ import { healthcheckTimeoutMs, shutdownDeadline } from "./policy.ts";
 
 /*
  * `token-broker`: the sidecar in the foreground. Exit codes: 0 after a clean stop, 2 for bad
- * configuration (one line on stderr naming the variable), 1 when it cannot start otherwise.
- * `token-broker doctor` checks the federation chain instead (broker/doctor/cli.ts).
+ * configuration or a listener that cannot bind (one line on stderr naming the variable), 1 when
+ * it cannot start otherwise. `token-broker doctor` checks the federation chain (broker/doctor/cli.ts).
  */
+
+const optionsHelp = [
+  "Options:",
+  "  --help         this text",
+  "  --version      the token-broker version",
+  "  --healthcheck  probe a running broker's /healthz (BROKER_OPS_HOST, BROKER_OPS_PORT): exit 0 if",
+  "                 healthy, else 1 with the reason on stderr; for container health checks",
+].join("\n");
 
 /**
  * `--healthcheck`: the container health probe, so images need no curl or shell. It asks the ops
@@ -18,14 +28,35 @@ async function healthcheck(env: NodeJS.ProcessEnv): Promise<number> {
   const port = rawValue(env, "BROKER_OPS_PORT") ?? defaults.BROKER_OPS_PORT;
   const host = rawValue(env, "BROKER_OPS_HOST") ?? defaults.BROKER_OPS_HOST;
   const target = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
-  try {
-    const response = await fetch(`http://${target}:${port}/healthz`, {
-      signal: AbortSignal.timeout(healthcheckTimeoutMs),
+  const failure = await probe(`http://${target}:${port}/healthz`, `${target}:${port}`);
+  if (failure === undefined) return 0;
+  process.stderr.write(`token-broker --healthcheck: ${failure}\n`);
+  return 1;
+}
+
+/**
+ * One GET of `url`: undefined on a 2xx, else why not, in one line. node:http rather than fetch,
+ * whose errors hide the socket's reason (refused, reset) in a `cause`.
+ */
+function probe(url: string, where: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const request = get(url, { signal: AbortSignal.timeout(healthcheckTimeoutMs) }, (response) => {
+      response.resume();
+      const status = response.statusCode ?? 0;
+      resolve(status >= 200 && status < 300 ? undefined : `${url} answered status ${status}`);
     });
-    return response.ok ? 0 : 1;
-  } catch {
-    return 1;
-  }
+    request.on("error", (error: NodeJS.ErrnoException) => {
+      if (error.name === "AbortError") {
+        resolve(`timeout: ${url} did not answer within ${healthcheckTimeoutMs / 1000} s`);
+      } else if (error.code === "ECONNREFUSED") {
+        resolve(
+          `connection refused on ${where}: no broker listens there (BROKER_OPS_HOST and BROKER_OPS_PORT must match the broker's)`,
+        );
+      } else {
+        resolve(`${url} failed: ${error.code ?? error.message}`);
+      }
+    });
+  });
 }
 
 async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
@@ -36,7 +67,11 @@ async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<vo
     return;
   }
   if (argv.includes("--help") || argv.includes("-h")) {
-    process.stdout.write(`${helpText()}\n`);
+    process.stdout.write(`${helpText()}\n\n${optionsHelp}\n`);
+    return;
+  }
+  if (argv.includes("--version")) {
+    process.stdout.write(`${packageJson.version}\n`);
     return;
   }
   if (argv.includes("--healthcheck")) {
@@ -66,7 +101,8 @@ async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<vo
     broker = await start(config);
   } catch (error) {
     process.stderr.write(`token-broker: ${isBrokerError(error) ? error.message : "could not start"}\n`);
-    process.exitCode = 1;
+    // A listener that cannot bind is a setting to change (CONFIG_INVALID), like a bad value.
+    process.exitCode = isBrokerError(error) && error.code === "CONFIG_INVALID" ? 2 : 1;
     return;
   }
   broker.prewarm();

@@ -1,3 +1,4 @@
+import type { BrokerErrorCode } from "./errors.ts";
 import { type UpstreamOutcome, type UpstreamStep, upstreamSteps } from "./upstream-steps.ts";
 
 /*
@@ -52,6 +53,7 @@ export class EmfAggregate {
   #maxAgeMs: number | undefined;
   /** Latencies in ms by `${step} ${outcome}`. */
   #latencies = new Map<string, number[]>();
+  #errors = new Map<BrokerErrorCode, number>();
   #lastEventAtMs: number | undefined;
 
   constructor(settings: EmfSettings) {
@@ -76,6 +78,12 @@ export class EmfAggregate {
     const values = this.#latencies.get(key);
     if (values === undefined) this.#latencies.set(key, [ms]);
     else values.push(ms);
+    this.#event();
+  }
+
+  /** A metadata request refused or failed with `code`. */
+  metadataError(code: BrokerErrorCode): void {
+    this.#errors.set(code, (this.#errors.get(code) ?? 0) + 1);
     this.#event();
   }
 
@@ -111,11 +119,15 @@ export class EmfAggregate {
         }
       }
     }
+    for (const [code, count] of [...this.#errors].sort(([a], [b]) => a.localeCompare(b))) {
+      documents.push(this.#document(timestamp, { Code: code }, [["MetadataErrors", "Count", count]]));
+    }
     this.#fromMemory = 0;
     this.#waited = 0;
     this.#failed = 0;
     this.#maxAgeMs = undefined;
     this.#latencies = new Map();
+    this.#errors = new Map();
     this.#lastEventAtMs = undefined;
     return documents;
   }

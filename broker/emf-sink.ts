@@ -32,6 +32,11 @@ export class EmfSink implements MetricsSink {
 
   record(event: MetricEvent): void {
     switch (event.type) {
+      case "metadataRequest": {
+        const { code } = event;
+        if (code !== undefined) this.#apply((aggregate) => aggregate.metadataError(code));
+        return;
+      }
       // EMF counts the requests of clients; the chain's own lookups of its federated token are not.
       case "tokenServed":
         if (event.kind !== "federated")

@@ -24,7 +24,11 @@ export function parseScopes(query: string): string[] | undefined {
   if (query === "") return undefined;
   const values = new URLSearchParams(query).getAll("scopes");
   if (values.length === 0) return undefined;
-  const scopes = scopeList(values.join(","));
+  // URLSearchParams keeps a malformed escape (`%zz`) as literal text; no scope holds one.
+  const malformed = query
+    .split("&")
+    .some((piece) => piece.startsWith("scopes=") && malformedEscape.test(piece));
+  const scopes = malformed ? undefined : scopeList(values.join(","));
   if (scopes === undefined) {
     throw new BrokerError(
       "INVALID_PARAMETER",
@@ -33,6 +37,9 @@ export function parseScopes(query: string): string[] | undefined {
   }
   return scopes;
 }
+
+/** A `%` not followed by two hex digits. */
+const malformedEscape = /%(?![0-9a-f]{2})/i;
 
 /** Parameter names the metadata server defines; see `identityParameters` for why this matters. */
 const protocolParameters: ReadonlySet<string> = new Set([

@@ -4,7 +4,8 @@
  * Every request goes through the same steps: resolve the route (for the metric label), refuse what
  * the protocol refuses (a proxied request, a `Host` that is not this server's, a method other than
  * GET, a missing `Metadata-Flavor` header), then answer by the kind of route. Every answer, errors included, goes through `reply`,
- * which sets the protocol and security headers and counts the request, so none can miss them.
+ * which sets the protocol and security headers and counts the request, so none can miss them;
+ * an error answer is also counted by its code and logged at debug level with it.
  *
  * Content types, chosen for what the clients parse:
  * - JSON is `application/json` exactly: google-auth for Python before 2.x compared the whole
@@ -119,12 +120,8 @@ const valueProviders: Record<ValueRouteId, ValueProvider> = {
   universe_universe_domain: (identity) => ({ text: identity.universeDomain, json: identity.universeDomain }),
 };
 
-type Reply = (
-  status: number,
-  contentType: string,
-  body: string,
-  extraHeaders?: Record<string, string>,
-) => void;
+/** `error`: the catalogue error this answer reports, for its code in the metrics and the log. */
+type Reply = (status: number, contentType: string, body: string, error?: BrokerError) => void;
 
 type RouteLookup = RouteMatch<GceRoute> | "malformed" | undefined;
 
@@ -145,13 +142,13 @@ export function createMetadataApp(deps: MetadataDeps): RequestListener {
     const { path, query } = splitTarget(req.url ?? "/");
     const found = lookUpMemo(path);
     const routeId = typeof found === "object" ? found.route.id : "unknown";
-    const pending = handle(req, path, query, found, replier(res, metrics, routeId));
+    const pending = handle(req, path, query, found, replier(res, metrics, logger, routeId));
     if (pending instanceof Promise) {
       pending.catch((error: unknown) => {
         // Reached only through a fault of our own: every path of `handle` answers by itself.
         logger.error({ err: error, route: routeId }, "metadata request failed unexpectedly");
         if (res.headersSent) res.destroy();
-        else replier(res, metrics, routeId)(503, errorType, unexpectedFailureMessage);
+        else replier(res, metrics, logger, routeId)(503, errorType, unexpectedFailureMessage);
       });
     }
   };
@@ -352,24 +349,21 @@ function refuse(
   return undefined;
 }
 
-function replier(res: ServerResponse, metrics: BrokerMetrics, routeId: string): Reply {
-  return (status, contentType, body, extraHeaders) => {
+function replier(res: ServerResponse, metrics: BrokerMetrics, logger: Logger, routeId: string): Reply {
+  return (status, contentType, body, error) => {
     const headers = {
       ...metadataResponseHeaders,
       "Content-Type": contentType,
       "Content-Length": Buffer.byteLength(body),
     };
-    res.writeHead(status, extraHeaders === undefined ? headers : { ...headers, ...extraHeaders });
+    res.writeHead(status, error?.code === "METHOD_NOT_ALLOWED" ? { ...headers, Allow: "GET" } : headers);
     res.end(body);
-    metrics.metadataRequest(routeId, status);
+    metrics.metadataRequest(routeId, status, error?.code);
+    // A catalogue message holds no secret and no request data, so it can be logged as it is.
+    if (error !== undefined) logger.debug({ code: error.code, route: routeId, status }, error.message);
   };
 }
 
 function replyError(reply: Reply, error: BrokerError): void {
-  reply(
-    error.httpStatus,
-    errorType,
-    error.message,
-    error.code === "METHOD_NOT_ALLOWED" ? { Allow: "GET" } : undefined,
-  );
+  reply(error.httpStatus, errorType, error.message, error);
 }

@@ -1,3 +1,4 @@
+import type { BrokerErrorCode } from "./errors.ts";
 import type { CacheResult, TokenKind } from "./tokens.ts";
 import type { UpstreamOutcome, UpstreamStep } from "./upstream-steps.ts";
 
@@ -8,12 +9,18 @@ import type { UpstreamOutcome, UpstreamStep } from "./upstream-steps.ts";
  */
 
 /**
- * One thing that happened. `tokenServed`: a token request answered with a token obtained `ageMs`
- * ago, `waited` if it waited for upstream first; `tokenFailed`: answered with an error (nothing
- * valid was cached); `route` is an id of the route table, never a caller's path.
+ * One thing that happened. `metadataRequest`: an answer of the metadata listener, with the error
+ * catalogue's `code` when it refused or failed; `tokenServed`: a token request answered with a
+ * token obtained `ageMs` ago, `waited` if it waited for upstream first; `tokenFailed`: answered
+ * with an error (nothing valid was cached); `route` is an id of the route table, never a caller's path.
  */
 export type MetricEvent =
-  | { readonly type: "metadataRequest"; readonly route: string; readonly status: number }
+  | {
+      readonly type: "metadataRequest";
+      readonly route: string;
+      readonly status: number;
+      readonly code?: BrokerErrorCode | undefined;
+    }
   | {
       readonly type: "tokenServed";
       readonly kind: TokenKind;

@@ -1,3 +1,4 @@
+import type { BrokerErrorCode } from "./errors.ts";
 import type { Exposition, MetricEvent, MetricsSink } from "./metric-events.ts";
 import type { CacheResult, TokenKind } from "./tokens.ts";
 import type { UpstreamOutcome, UpstreamStep } from "./upstream-steps.ts";
@@ -14,8 +15,9 @@ export class BrokerMetrics {
     this.#sinks = sinks;
   }
 
-  metadataRequest(route: string, status: number): void {
-    this.#record({ type: "metadataRequest", route, status });
+  /** `code`: the error catalogue's code of a refused or failed request. */
+  metadataRequest(route: string, status: number, code?: BrokerErrorCode): void {
+    this.#record({ type: "metadataRequest", route, status, code });
   }
 
   /**

@@ -3,8 +3,8 @@ import type { BrokerState, Exposition, MetricEvent, MetricsSink } from "./metric
 
 /**
  * The Prometheus sink: every series the ops listener's `/metrics` exports, under one prefix. Labels
- * are closed sets (route ids, status codes, steps, outcomes), never an audience, an account or a
- * token, so a caller cannot grow the series count and nothing secret reaches a scrape.
+ * are closed sets (route ids, status codes, error codes, steps, outcomes), never an audience, an
+ * account or a token, so a caller cannot grow the series count and nothing secret reaches a scrape.
  */
 export class PrometheusMetrics implements MetricsSink {
   readonly #registry = new Registry();
@@ -13,6 +13,13 @@ export class PrometheusMetrics implements MetricsSink {
     name: "token_broker_metadata_requests_total",
     help: "Metadata requests by route id and HTTP status.",
     labelNames: ["route", "status"] as const,
+    registers: [this.#registry],
+  });
+
+  readonly #errors = new Counter({
+    name: "token_broker_metadata_errors_total",
+    help: "Metadata requests refused or failed, by error code (the README's error table).",
+    labelNames: ["code"] as const,
     registers: [this.#registry],
   });
 
@@ -84,6 +91,7 @@ export class PrometheusMetrics implements MetricsSink {
     switch (event.type) {
       case "metadataRequest":
         this.#requests.inc({ route: event.route, status: String(event.status) });
+        if (event.code !== undefined) this.#errors.inc({ code: event.code });
         return;
       case "tokenServed":
         this.#cacheLookups.inc({ kind: event.kind, result: event.result });

@@ -33,7 +33,8 @@ function importGraph(files: readonly string[]): Map<string, string[]> {
       ts
         .preProcessFile(read(file), true, true)
         .importedFiles.map(({ fileName }) => fileName)
-        .filter((specifier) => specifier.startsWith("."))
+        // A JSON import (package.json, for `--version`) is data, not a module of the chain.
+        .filter((specifier) => specifier.startsWith(".") && !specifier.endsWith(".json"))
         .map((specifier) => path.posix.join(path.posix.dirname(file), specifier)),
     ]),
   );

@@ -1,11 +1,16 @@
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
+import { createServer, type Server } from "node:net";
 import { dirname } from "node:path";
 import { describe, expect, it } from "vitest";
 import { variables } from "../broker/config.ts";
+import { runChild } from "./support/child.ts";
 
 const audience =
   "//iam.googleapis.com/projects/987654321098/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider";
 const good = { BROKER_AUDIENCE: audience, AWS_REGION: "eu-west-1" };
+const packageVersion = (JSON.parse(readFileSync("package.json", "utf8")) as { version: string }).version;
 
 /** Runs the bin from source on this Node (24) with exactly `env`. */
 function run(args: string[], env: Record<string, string>) {
@@ -161,6 +166,42 @@ describe("token-broker command line", () => {
     });
     expect(help.status, help.stderr).toBe(0);
     expect(help.stdout).toContain("BROKER_AUDIENCE");
+    const version = spawnSync("dist/token-broker.mjs", ["--version"], {
+      env: { PATH: dirname(process.execPath) },
+      encoding: "utf8",
+      timeout: 10_000,
+    });
+    expect({ status: version.status, stdout: version.stdout }).toEqual({
+      status: 0,
+      stdout: `${packageVersion}\n`,
+    });
+  });
+
+  it("--version prints the package's version, and --help names the options", () => {
+    expect(run(["--version"], {})).toEqual({ status: 0, stdout: `${packageVersion}\n`, stderr: "" });
+    const { stdout } = run(["--help"], {});
+    for (const option of ["--help", "--version", "--healthcheck"])
+      expect(stdout).toMatch(new RegExp(`^  ${option} `, "m"));
+  });
+
+  it("exits 2 with CONFIG_INVALID's line when the metadata port is taken", async () => {
+    const taken = await listening(createServer());
+    try {
+      const port = String(portOf(taken));
+      const { code, stdout, stderr } = await runChild(
+        process.execPath,
+        ["broker/cli.ts"],
+        { ...good, BROKER_PORT: port, BROKER_OPS_PORT: "0" },
+        10_000,
+      );
+      expect({ code, stdout, stderr }).toEqual({
+        code: 2,
+        stdout: "",
+        stderr: `token-broker: Cannot listen on 127.0.0.1:${port}: the port is already in use; set BROKER_PORT to a free port\n`,
+      });
+    } finally {
+      taken.close();
+    }
   });
 
   it("rejects an unknown argument with exit 2", () => {
@@ -169,5 +210,73 @@ describe("token-broker command line", () => {
     expect(stderr).toBe(
       "token-broker: unknown argument --port=1; settings come from the environment (see --help)\n",
     );
+  });
+});
+
+/** Binds `server` to an ephemeral loopback port. */
+async function listening<T extends Server>(server: T): Promise<T> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return server;
+}
+
+function portOf(server: Server): number {
+  const address = server.address();
+  if (address === null || typeof address === "string") throw new Error("no TCP address");
+  return address.port;
+}
+
+describe("token-broker --healthcheck", () => {
+  /** Exit code and stderr of `--healthcheck` against the ops listener at 127.0.0.1:`port`. */
+  async function healthcheck(port: number) {
+    const { code, stderr } = await runChild(
+      process.execPath,
+      ["broker/cli.ts", "--healthcheck"],
+      { BROKER_OPS_HOST: "127.0.0.1", BROKER_OPS_PORT: String(port) },
+      10_000,
+    );
+    return { code, stderr };
+  }
+
+  it("says the connection was refused where nothing listens", async () => {
+    const closed = await listening(createServer());
+    const port = portOf(closed);
+    await new Promise((resolve) => closed.close(resolve));
+    expect(await healthcheck(port)).toEqual({
+      code: 1,
+      stderr: `token-broker --healthcheck: connection refused on 127.0.0.1:${port}: no broker listens there (BROKER_OPS_HOST and BROKER_OPS_PORT must match the broker's)\n`,
+    });
+  });
+
+  it("names the status of an unhealthy answer, and is silent on a healthy one", async () => {
+    let status = 503;
+    const server = await listening(
+      createHttpServer((req, res) => {
+        res.writeHead(req.url === "/healthz" ? status : 404).end("");
+      }),
+    );
+    try {
+      const port = portOf(server);
+      expect(await healthcheck(port)).toEqual({
+        code: 1,
+        stderr: `token-broker --healthcheck: http://127.0.0.1:${port}/healthz answered status 503\n`,
+      });
+      status = 200;
+      expect(await healthcheck(port)).toEqual({ code: 0, stderr: "" });
+    } finally {
+      server.close();
+    }
+  });
+
+  it("gives up with a timeout when the listener accepts but never answers", async () => {
+    const silent = await listening(createServer(() => undefined));
+    try {
+      const port = portOf(silent);
+      expect(await healthcheck(port)).toEqual({
+        code: 1,
+        stderr: `token-broker --healthcheck: timeout: http://127.0.0.1:${port}/healthz did not answer within 2 s\n`,
+      });
+    } finally {
+      silent.close();
+    }
   });
 });

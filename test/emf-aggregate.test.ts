@@ -124,6 +124,38 @@ describe("EMF aggregate", () => {
     for (const document of documents) expect(emfProblems(document)).toEqual([]);
   });
 
+  it("counts the metadata listener's errors by code, one document per code, after the rest", async () => {
+    const { clock, emf } = aggregate();
+    emf.metadataError("METADATA_FLAVOR_MISSING");
+    await clock.advance(1_000);
+    emf.metadataError("HOST_NOT_ALLOWED");
+    emf.metadataError("METADATA_FLAVOR_MISSING");
+    const documents = emf.drain({ nowMs: clock.now() + 5_000, degraded: false });
+    const errors = (code: string, count: number) => ({
+      _aws: {
+        Timestamp: started + 1_000,
+        CloudWatchMetrics: [
+          {
+            Namespace: "TokenBroker",
+            Dimensions: [["FunctionName", "Code"]],
+            Metrics: [{ Name: "MetadataErrors", Unit: "Count" }],
+          },
+        ],
+      },
+      FunctionName: "orders",
+      Code: code,
+      MetadataErrors: count,
+    });
+    expect(documents.slice(1).map((document) => JSON.stringify(document))).toEqual(
+      [errors("HOST_NOT_ALLOWED", 1), errors("METADATA_FLAVOR_MISSING", 2)].map((document) =>
+        JSON.stringify(document),
+      ),
+    );
+    expect(documents[0]).toMatchObject({ TokenRequestsFromMemory: 0, TokenRequestsFailed: 0 });
+    for (const document of documents) expect(emfProblems(document)).toEqual([]);
+    expect(emf.drain({ nowMs: clock.now(), degraded: false })).toEqual([]);
+  });
+
   it("without base dimensions (the sidecar) uses an empty dimension set and Step/Outcome alone", () => {
     const { clock, emf } = aggregate({});
     emf.upstreamCall("aws_sts", "error", 5);

@@ -61,6 +61,7 @@ describe("BrokerMetrics", () => {
     recorder.tokenServed("access", "stale", 5_000, true);
     recorder.tokenFailed("access");
     recorder.observeUpstream("google_sts", "error", 0.25);
+    recorder.metadataRequest("service_account_token", 403, "METADATA_FLAVOR_MISSING");
     await recorder.flush();
 
     expect(await samples(recorder, "token_broker_cache_lookups_total")).toEqual([
@@ -72,8 +73,12 @@ describe("BrokerMetrics", () => {
     expect(await samples(recorder, "token_broker_upstream_calls_total")).toEqual([
       'token_broker_upstream_calls_total{step="google_sts",outcome="error"} 1',
     ]);
-    const [base, upstream, ...rest] = out.documents();
+    expect(await samples(recorder, "token_broker_metadata_errors_total")).toEqual([
+      'token_broker_metadata_errors_total{code="METADATA_FLAVOR_MISSING"} 1',
+    ]);
+    const [base, upstream, errors, ...rest] = out.documents();
     expect(rest).toEqual([]);
+    expect(errors).toMatchObject({ Code: "METADATA_FLAVOR_MISSING", MetadataErrors: 1 });
     expect(base).toMatchObject({
       TokenRequestsFromMemory: 1,
       TokenRequestsWaited: 2,

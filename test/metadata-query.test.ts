@@ -65,4 +65,16 @@ describe("parseScopes", () => {
     expect(parseScopes("recursive=true")).toBeUndefined();
     expect(parseScopes("scopes=a,b&scopes=c")).toEqual(["a", "b", "c"]);
   });
+
+  it("refuses a malformed escape (400) and decodes a well-formed one", () => {
+    for (const query of ["scopes=%zz", "scopes=a,b%2", "scopes=a&scopes=%"]) {
+      expect(() => parseScopes(query), query).toThrow(
+        expect.objectContaining({ code: "INVALID_PARAMETER", httpStatus: 400 }),
+      );
+    }
+    expect(parseScopes("scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fbigquery%2Ca")).toEqual([
+      "https://www.googleapis.com/auth/bigquery",
+      "a",
+    ]);
+  });
 });

@@ -123,6 +123,7 @@ const loopbackHosts: MetadataHosts = { listenHost: "127.0.0.1", extraHosts: [] }
 async function startMetadata(
   identity: MetadataIdentity = impersonating,
   hosts: MetadataHosts = loopbackHosts,
+  logLevel: Parameters<typeof createLogger>[0] = "info",
 ): Promise<Harness> {
   const clock = new FakeClock();
   const tokens = new RecordingTokenSource(clock);
@@ -133,7 +134,7 @@ async function startMetadata(
   };
   const metrics = new BrokerMetrics([new PrometheusMetrics(state)]);
   const log = captureLog();
-  const logger = createLogger("info", log.stream);
+  const logger = createLogger(logLevel, log.stream);
   const app = createMetadataApp({ tokens, hosts, identity, metrics, logger, clock });
   const listener = await listen(app, "127.0.0.1", 0, "BROKER_PORT", {
     protocolErrorHeaders: metadataResponseHeaders,
@@ -378,7 +379,7 @@ describe("GCE metadata contract", () => {
     const broker = await startMetadata();
     const message =
       "scopes must be a comma-separated list of OAuth scopes, e.g. ?scopes=https://www.googleapis.com/auth/cloud-platform";
-    for (const query of ["scopes=", "scopes=a,,b", "scopes=a%20b", 'scopes=a"b']) {
+    for (const query of ["scopes=", "scopes=a,,b", "scopes=a%20b", 'scopes=a"b', "scopes=%zz"]) {
       expectAnswer(await broker.get(`${sa}/default/token?${query}`, { headers: H }), 400, errorText, message);
     }
     expect(broker.tokens.calls).toBe(0);
@@ -781,6 +782,82 @@ describe("GCE metadata contract", () => {
       'token_broker_metadata_requests_total{route="service_account_token",status="403"} 1',
       'token_broker_metadata_requests_total{route="unknown",status="404"} 1',
       'token_broker_metadata_requests_total{route="root",status="200"} 1',
+    ]);
+  });
+
+  it("counts every refused or failed request by its error code, and logs it at debug with the code", async () => {
+    const broker = await startMetadata(impersonating, loopbackHosts, "debug");
+    const token = `${sa}/default/token`;
+    await broker.get(token);
+    await broker.get(token, { headers: { ...H, "X-Forwarded-For": "203.0.113.7" } });
+    await broker.get(token, { headers: { ...H, Host: "attacker.example" } });
+    await broker.get(token, { method: "POST", headers: H });
+    await broker.get(`${v1}/instance/attributes/x`, { headers: H });
+    await broker.get(`${token}?scopes=%zz`, { headers: H });
+    await broker.get(`${sa}/default/identity`, { headers: H });
+    await broker.get("/");
+    broker.tokens.failure = new BrokerError("UPSTREAM_TIMEOUT", "Google STS did not answer within 2 s");
+    await broker.get(token, { headers: H });
+    await broker.get(token, { headers: H });
+    const scraped = (await broker.metrics.exposition())?.body ?? "";
+    expect(
+      scraped.split("\n").filter((line) => line.startsWith("token_broker_metadata_errors_total{")),
+    ).toEqual([
+      'token_broker_metadata_errors_total{code="METADATA_FLAVOR_MISSING"} 1',
+      'token_broker_metadata_errors_total{code="FORWARDED_REQUEST"} 1',
+      'token_broker_metadata_errors_total{code="HOST_NOT_ALLOWED"} 1',
+      'token_broker_metadata_errors_total{code="METHOD_NOT_ALLOWED"} 1',
+      'token_broker_metadata_errors_total{code="NOT_FOUND"} 1',
+      'token_broker_metadata_errors_total{code="INVALID_PARAMETER"} 1',
+      'token_broker_metadata_errors_total{code="AUDIENCE_MISSING"} 1',
+      'token_broker_metadata_errors_total{code="UPSTREAM_TIMEOUT"} 2',
+    ]);
+    const debugLines = broker
+      .logged()
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((line) => line.level === 20)
+      .map(({ code, route, status, msg }) => ({ code, route, status, msg }));
+    expect(debugLines).toEqual([
+      { code: "METADATA_FLAVOR_MISSING", route: "service_account_token", status: 403, msg: flavorMissing },
+      {
+        code: "FORWARDED_REQUEST",
+        route: "service_account_token",
+        status: 403,
+        msg: "Forwarded requests are refused: call the metadata server directly",
+      },
+      {
+        code: "HOST_NOT_ALLOWED",
+        route: "service_account_token",
+        status: 403,
+        msg: "The Host header does not name this metadata server: use 127.0.0.1, localhost or metadata.google.internal (or add the name to BROKER_ALLOWED_HOSTS)",
+      },
+      {
+        code: "METHOD_NOT_ALLOWED",
+        route: "service_account_token",
+        status: 405,
+        msg: "Only GET is supported by the metadata server",
+      },
+      { code: "NOT_FOUND", route: "unknown", status: 404, msg: "No such metadata path on this server" },
+      {
+        code: "INVALID_PARAMETER",
+        route: "service_account_token",
+        status: 400,
+        msg: "scopes must be a comma-separated list of OAuth scopes, e.g. ?scopes=https://www.googleapis.com/auth/cloud-platform",
+      },
+      {
+        code: "AUDIENCE_MISSING",
+        route: "service_account_identity",
+        status: 400,
+        msg: "The identity endpoint needs an audience: add ?audience=<URL or client id the ID token is for>",
+      },
+      ...Array.from({ length: 2 }, () => ({
+        code: "UPSTREAM_TIMEOUT",
+        route: "service_account_token",
+        status: 503,
+        msg: "Google STS did not answer within 2 s",
+      })),
     ]);
   });
 });

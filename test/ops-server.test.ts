@@ -107,6 +107,7 @@ describe("/metrics", () => {
     expect(types).toEqual([
       "# TYPE token_broker_cache_lookups_total counter",
       "# TYPE token_broker_degraded gauge",
+      "# TYPE token_broker_metadata_errors_total counter",
       "# TYPE token_broker_metadata_requests_total counter",
       "# TYPE token_broker_refresh_failures_total counter",
       "# TYPE token_broker_token_expiry_seconds gauge",

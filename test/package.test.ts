@@ -209,10 +209,13 @@ describe("npm pack", () => {
   });
 
   it("installs a token-broker bin that npx runs", async () => {
-    const { stdout } = await run("npx", ["--offline", "token-broker", "--help"], {
-      cwd: app,
-      timeout: 30_000,
-    });
+    const options = { cwd: app, timeout: 30_000 };
+    const version = await run("npx", ["--offline", "token-broker", "--version"], options);
+    const packageJson = JSON.parse(await readFile(path.join(repoRoot, "package.json"), "utf8")) as {
+      version: string;
+    };
+    expect(version.stdout.trim()).toBe(packageJson.version);
+    const { stdout } = await run("npx", ["--offline", "token-broker", "--help"], options);
     expect(stdout).toContain("BROKER_AUDIENCE");
     expect(stdout).toContain("BROKER_PORT");
   });

@@ -1,10 +1,14 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type FixedPortService, impersonatedServiceAccount, startCloud } from "./cloud.ts";
 
 /**
  * `npm run cloud`: the hermetic cloud as one foreground process. Ports are ephemeral unless
  * given as flags (`--aws-sts-port 4566`) or environment (`CLOUD_AWS_STS_PORT=4566`); it prints
- * the endpoints and the broker environment, and stops on SIGINT or SIGTERM.
+ * the endpoints, a shell block per way of running the broker (direct, impersonating) and a
+ * `token-broker doctor` line, and stops on SIGINT or SIGTERM.
  */
 const portSettings: Readonly<Record<FixedPortService, { flag: string; env: string }>> = {
   awsSts: { flag: "aws-sts-port", env: "CLOUD_AWS_STS_PORT" },
@@ -44,9 +48,12 @@ function readPorts(): Partial<Record<FixedPortService, number>> {
   return ports;
 }
 
+/** `value` as one shell word. */
+const quoted = (value: string) => `'${value.replaceAll("'", `'\\''`)}'`;
+
 function shellExports(env: Readonly<Record<string, string>>): string {
   return Object.entries(env)
-    .map(([name, value]) => `export ${name}='${value}'`)
+    .map(([name, value]) => `export ${name}=${quoted(value)}`)
     .join("\n");
 }
 
@@ -60,6 +67,17 @@ const impersonated = impersonatedServiceAccount(world);
 const issuers = world.awsPrincipals.map(
   (p) => `    ${p.accountId} (${p.roleArn}): ${awsSts.issuerFor(p.accountId)}`,
 );
+// `--google-provider` reads the provider with the caller's own Google credentials, as a person's
+// `gcloud auth application-default login` gives them: an operator's, refreshed at this cloud.
+const sessionDir = mkdtempSync(join(tmpdir(), "token-broker-cloud-"));
+const operatorCredentials = join(sessionDir, "operator-adc.json");
+writeFileSync(operatorCredentials, JSON.stringify(cloud.googleIam.operatorCredentials()), { mode: 0o600 });
+const doctorLine = [
+  `GOOGLE_APPLICATION_CREDENTIALS=${quoted(operatorCredentials)}`,
+  "npm run token-broker -- doctor --google-provider",
+  `--check gs://${world.grantedBucket}`,
+  `--check bq://${world.googleProjectId}.${world.dataset}.${world.table}`,
+].join(" ");
 
 process.stdout.write(
   [
@@ -73,16 +91,16 @@ process.stdout.write(
     `  GCS JSON API       ${gcs.url}`,
     `  BigQuery API       ${bigquery.url}`,
     "",
-    "# Broker environment (direct federated access):",
-    shellExports(cloud.brokerEnv({ impersonate: false })),
-    `# Add this line to impersonate ${impersonated}:`,
-    `export BROKER_SERVICE_ACCOUNT='${impersonated}'`,
-    "# And these for token-broker doctor --google-provider / --check gs://… / --check bq://…:",
-    shellExports({
-      BROKER_GOOGLE_IAM_URL: cloud.googleIam.url,
-      BROKER_STORAGE_URL: gcs.url,
-      BROKER_BIGQUERY_URL: bigquery.url,
-    }),
+    "# Direct federated access: paste this block into a shell, then npm start (or the doctor line below)",
+    "unset BROKER_SERVICE_ACCOUNT",
+    shellExports(cloud.doctorEnv({ impersonate: false })),
+    "",
+    `# Impersonating ${impersonated}: paste this block instead, then npm start`,
+    shellExports(cloud.doctorEnv({ impersonate: true })),
+    "",
+    "# token-broker doctor, in a shell with either block (no broker needed): every link of the chain,",
+    "# the provider read through this cloud's IAM API with an operator's application-default credentials",
+    doctorLine,
     "",
   ].join("\n"),
 );
@@ -90,6 +108,7 @@ process.stdout.write(
 async function stop(signal: NodeJS.Signals): Promise<void> {
   process.stdout.write(`Received ${signal}, stopping the hermetic cloud.\n`);
   await cloud.close();
+  rmSync(sessionDir, { recursive: true, force: true });
   process.exit(0);
 }
 process.once("SIGINT", stop);
