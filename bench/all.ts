@@ -14,10 +14,8 @@ import { benchServe, defaultServeOptions, serveSection } from "./serve.ts";
 import { defaultSoakOptions, runSoak, soakSection } from "./soak.ts";
 
 /*
- * `npm run bench`: every benchmark in one go, then BENCHMARKS.md (with the run's duration)
- * with the machine, each figure as median (min–max) with its ratio to a baseline measured in the
- * same run, the targets from the issues judged against them, and the command behind each figure.
- * `--only serve,lambda,cold-burst,fleet-burst,day,soak,package` runs a subset and prints it without writing the file.
+ * `npm run bench`: every benchmark, then BENCHMARKS.md; `--only <names>` (the keys of `benchmarks`)
+ * runs a subset and prints it without writing the file. How: docs/benchmarks.md#all-of-them
  */
 
 const benchmarks = {

@@ -7,10 +7,8 @@ import { printSection, progress, type Section } from "./report.ts";
 import { formatSpread, spread } from "./stats.ts";
 
 /*
- * 1,000 concurrent requests reach a broker with nothing cached. Singleflight must turn them into
- * exactly one upstream chain (GetWebIdentityToken, one exchange, one impersonation). Every
- * upstream call is slowed by `upstreamLatencyMs`, so the chain is still running while the burst
- * arrives and the requests really pile up on it (the "waited" column counts those).
+ * A burst of concurrent requests to a broker with nothing cached must make exactly one upstream
+ * chain, slowed so that the requests pile up on it. How: docs/benchmarks.md#a-cold-burst
  */
 
 export interface ColdBurstOptions {

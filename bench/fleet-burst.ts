@@ -25,26 +25,16 @@ import { printSection, progress, type Section } from "./report.ts";
 import { formatNumber, quantile } from "./stats.ts";
 
 /*
- * A fleet of Lambda sandboxes going cold together against one Google project's quotas.
- *
- * Simulated: `scale` × 3,000 sandboxes arrive at uniformly random instants within `spreadMs`
- * (3,000 in 30 s: three functions each adding 1,000 environments per 10 s, Lambda's burst rate),
- * against Google's quotas scaled alike. Each sandbox is a broker as the extension composes it
- * (token cache + upstream chain) without its HTTP listeners, in this one process, with its own
- * AWS SDK client; at arrival it prewarms the default scope set (as the extension does at init)
- * and the function asks at once for the two scope sets of `new Storage()` and `new BigQuery()`.
- * The sandboxes share one metrics registry. Before each run a warm-up fleet (not counted, quotas
- * off) brings the code to its compiled state, as every real sandbox's broker is its own process.
- * The hermetic cloud runs in a worker thread and enforces the quotas; AWS STS is not limited.
- * The same fleet runs twice, with the chain's reuse of intermediate credentials and without it
- * (each scope set a whole chain: JWT, exchange, impersonation), the baseline.
+ * A fleet of Lambda sandboxes going cold together against one Google project's quotas, simulated in
+ * this process, with and without the chain's reuse of intermediate credentials (the baseline).
+ * How: docs/benchmarks.md#a-fleet-going-cold
  */
 
 export interface FleetBurstOptions {
   /**
    * The share of the target fleet (3,000 sandboxes) simulated, with the quotas scaled alike, so
-   * each sandbox meets the same share of a quota. Below 1 because one process playing 100
-   * sandboxes a second needs more than the two cores this has to run on.
+   * each sandbox meets the same share of a quota. Below 1 because one process cannot play the whole
+   * fleet's arrival rate on this machine's cores.
    */
   readonly scale: number;
   readonly spreadMs: number;

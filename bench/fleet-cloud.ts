@@ -3,12 +3,9 @@ import { startCloud } from "../test/cloud/cloud.ts";
 import type { QuotaRule } from "../test/cloud/quotas.ts";
 
 /*
- * The hermetic cloud of `bench/fleet-burst.ts`, in a worker thread: a fleet's worth of signing
- * (AWS STS), JWT verification (Google STS) and HTTP gets a core of its own, so the brokers'
- * waits measure the quotas, not a cloud starved of CPU by the brokers it serves.
- *
- * Messages: {type: "quotas"} (re)starts the quotas with every counter at zero; {type: "counts"}
- * answers the calls and refusals so far; {type: "close"} stops the cloud.
+ * `bench/fleet-burst.ts`'s hermetic cloud, in a worker thread (why: docs/benchmarks.md#a-fleet-going-cold).
+ * Messages: {type: "quotas"} (re)starts the quotas, every counter at zero; {type: "counts"} answers
+ * the calls and refusals so far; {type: "close"} stops the cloud.
  */
 
 export interface FleetQuotas {

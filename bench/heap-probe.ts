@@ -1,8 +1,6 @@
 /**
- * The JS heap a process keeps alive, read through its inspector (the process runs with
- * `--inspect=127.0.0.1:0`): a full garbage collection, then the heap's used size. Unlike RSS or a
- * heap figure taken at a random moment, this does not move with V8's heap sizing or with where
- * the collector happens to be, so growth between two probes is memory the program holds on to.
+ * The JS heap a process keeps alive, read through its inspector (`--inspect=127.0.0.1:0`): a full
+ * garbage collection, then the heap's used size. Why: docs/benchmarks.md#the-soak
  */
 export class HeapProbe {
   readonly #socket: WebSocket;

@@ -8,10 +8,8 @@ import { printSection, progress, type Section } from "./report.ts";
 import { formatNumber } from "./stats.ts";
 
 /*
- * The package `npm pack` writes (its prepack builds the bin, the four layer zips and the CDK
- * library) and each layer zip in it: the tarball's sizes from npm's own report, each zip's
- * unpacked size from its central directory. The tarball carries every zip; an app stages only
- * those its functions run.
+ * The package `npm pack` writes and each layer zip in it: the tarball's sizes from npm's own report,
+ * each zip's unpacked size from its central directory. How: docs/benchmarks.md#package-and-layer-sizes
  */
 
 const run = promisify(execFile);

@@ -12,17 +12,8 @@ import { ensureWrk, type LoadResult, runLoad } from "./wrk.ts";
 
 /*
  * `npm run bench:serve`: the cached token endpoint of a `token-broker` process against a plain
- * node:http server answering the same bytes, under the same load, in the same run.
- *
- * Two cores, two roles: each server under test is pinned to core 0 and wrk to core 1, so the
- * server never waits for a core the load generator holds (on one shared core the figures would
- * measure the scheduler's turn-taking, not the server). The orchestrating process (the hermetic
- * cloud) is left unpinned; it is idle while the token is cached. The machine is shared with other
- * work, so runs alternate broker/plain (the order flips each round) and each figure is the median
- * of the rounds; ratios are taken per round between the two adjacent runs, then their median.
- *
- * Besides wrk's figures we read each server's CPU time from /proc and divide by the requests it
- * answered: CPU per request depends far less on what else the machine runs than throughput does.
+ * node:http server answering the same bytes, under the same load, in the same run, rounds alternating.
+ * How (cores, rounds, CPU per request): docs/benchmarks.md#serving-a-cached-token
  */
 
 export interface ServeOptions {

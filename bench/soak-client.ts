@@ -1,16 +1,9 @@
 import { Agent, request } from "node:http";
 
 /*
- * The soak's load: `connections` keep-alive connections, each sending the next token request as
- * soon as the previous one is answered, for `seconds`. Runs as its own process (started by
- * bench/soak.ts) so that neither the broker nor the hermetic cloud shares an event loop with it.
- *
- * Every answer is checked as an SDK would take it: 200, `Metadata-Flavor: Google`, JSON with an
- * access token and a positive `expires_in`, within 3 s (the SDKs' metadata timeout). Anything else
- * is a failure, and is classed by whether a valid token still existed when it came back: a token
- * this client was served earlier whose `expires_in` had not run out. Expiry is reckoned from when
- * that earlier answer arrived, which errs on the side of "expired" by less than a second, so a
- * failure is never blamed on the broker for a token it could not have held any more.
+ * The soak's load, in its own process: `connections` keep-alive connections, each sending the next
+ * token request as soon as the previous one is answered, for `seconds`, every answer checked as an
+ * SDK would take it. How failures are classed: docs/benchmarks.md#the-soak
  */
 
 export interface SoakClientOptions {

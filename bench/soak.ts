@@ -10,28 +10,9 @@ import type { SoakClientOptions, SoakClientReport } from "./soak-client.ts";
 import { formatNumber } from "./stats.ts";
 
 /*
- * `npm run soak`: a `token-broker` process under steady load from many connections while its
- * upstreams fail underneath: every few seconds Google STS or AWS STS switches between healthy,
- * 503 and hanging, and tokens live only seconds, so refreshes keep happening through the faults.
- *
- * Bounds (the run exits 1 when one is broken):
- *   - no failed request while a valid token exists (the client judges each answer; see soak-client.ts);
- *   - refreshes did happen during the soak (more than one distinct token served);
- *   - the JS heap the broker retains (after a full GC, through its inspector) grows by under 10 %
- *     from the end of warm-up (the first third of the run, under load) to 6 s after the load
- *     stopped: the leak check, independent of how V8 sizes its heap;
- *   - resident memory grows by under 10 % after warm-up: the highest RSS of the last third of the
- *     run against the highest RSS of the middle third, so that GC's saw-tooth does not count as
- *     growth. Two windows of the same length, both after warm-up: V8 grows and shrinks its old
- *     generation over tens of seconds here (RSS swings widely), and a peak taken while it is
- *     still sizing the heap, or over a shorter window, measures where that swing happened to be
- *     rather than the broker. Judged on runs of 60 s or more only;
- *   - no file-descriptor growth: once the load has stopped and the faults are cleared, the count
- *     of /proc/<pid>/fd comes back to (at most) what it was before the load, within 10 s (the
- *     fakes close idle keep-alive sockets after 5 s).
- *
- * Duration and connections: --seconds/--connections, or SOAK_SECONDS/SOAK_CONNECTIONS (CI runs
- * a short version).
+ * `npm run soak`: a `token-broker` process under steady load while its upstreams fail underneath;
+ * exits 1 when a bound (no failure while a valid token exists, refreshes, heap, RSS, file descriptors)
+ * is broken. The bounds and why: docs/benchmarks.md#the-soak
  */
 
 export interface SoakOptions {

@@ -3,14 +3,9 @@ import { createClients } from "../client-demo/greeting.ts";
 import { readDemoSettings } from "../client-demo/settings.ts";
 
 /*
- * BENCHMARK FUNCTION (bench:lambda, first-invoke token wait). Its init is the demo's
- * (client-demo/handler.ts): settings, an auth client, the Storage and BigQuery clients, so the
- * extension's prewarm overlaps with as much init as the demo gives it. Each invocation then asks
- * google-auth-library for a token once and reports how long that took.
- *
- * `{ token: false }` asks for nothing (the function without the layer).
- * `{ prewarmed: false }` uses a client for a scope set the extension does not prewarm, which is
- * what every first token costs a broker that only fetches on demand.
+ * BENCHMARK FUNCTION (bench:lambda, first-invoke token wait): the demo's init, then one token from
+ * google-auth-library per invocation, timed; `{ token: false }` and `{ prewarmed: false }` are the
+ * baselines. How: docs/benchmarks.md#the-first-token-of-an-invocation
  */
 
 const cloudPlatform = "https://www.googleapis.com/auth/cloud-platform";

@@ -3,11 +3,8 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 
 /*
- * The load generator: wrk (Debian's `wrk` package), written in C with one event-loop thread. We
- * use it rather than autocannon because on one core autocannon could not keep a plain node:http
- * server busy (the server idled part of the time), which flattens every ratio
- * towards 1, and because autocannon reports latency in whole milliseconds, too coarse for a
- * 2 ms p99 target. wrk keeps the server saturated and reports microseconds.
+ * The load generator: wrk (Debian's `wrk` package), which keeps even a plain node:http server
+ * saturated and reports microseconds. Why not autocannon: docs/benchmarks.md#the-load-generator
  */
 
 const run = promisify(execFile);

@@ -30,10 +30,9 @@ export interface StartOptions {
   /** Listeners bound already (`bindListeners`), e.g. by the Lambda extension before it registered. */
   readonly listeners?: BoundListeners;
   /**
-   * Set by the Lambda extension, which knows where it runs: metrics then default to EMF, with the
-   * function's name as a dimension, and an EMF window ends whenever the extension calls
-   * `metrics.flush()` (at each event); no timer, since a frozen sandbox runs none. `freezable`:
-   * the sandbox is frozen between invocations (every mode but Managed Instances).
+   * Set by the Lambda extension: metrics default to EMF with the function's name as a dimension, and
+   * a window ends at each `metrics.flush()` (a frozen sandbox runs no timer). `freezable`: frozen
+   * between invocations (every mode but Managed Instances).
    */
   readonly lambda?: { readonly functionName: string; readonly freezable: boolean };
 }
@@ -62,10 +61,8 @@ export interface BrokerHandle {
    */
   forgetUpstream(): void;
   /**
-   * While set, each token request first waits for `until()` before it is looked up; `undefined`
-   * ends that. A SnapStart sandbox's first INVOKE after a restore comes at about the same time as
-   * the function's first request, and the INVOKE, which makes the extension forget what came
-   * before the snapshot, must be seen first.
+   * While set, each token request first waits for `until()` before it is looked up; `undefined` ends
+   * that. Why: docs/lambda-extension.md#telling-a-restore-from-a-thaw
    */
   deferLookups(until: (() => Promise<void>) | undefined): void;
   /** Stops accepting, lets in-flight requests finish, and resolves within `deadlineMs`. */
@@ -134,11 +131,8 @@ interface UpstreamChain {
 }
 
 /**
- * The AWS SDK and google-auth-library are most of the broker's start-up cost. They load on the
- * first token request (the prewarm right after start), so the listeners are up and the Lambda
- * extension registers without waiting for them, and the load overlaps the function's own init.
- * They sit behind one module, `token-chain.ts`, which the Lambda layer ships as a file of its own
- * (`chain.cjs`), so the extension does not even read them before it registers.
+ * The AWS SDK and google-auth-library, behind `token-chain.ts` (the layer's `chain.cjs`), load on the
+ * first token request, so the listeners are up first. Why: docs/layer-build.md#files-loaded-on-first-use
  */
 function lazyFetcher(chain: () => Promise<UpstreamChain>): TokenFetcher {
   return {
@@ -159,11 +153,8 @@ function closeUpstreamSockets(sts: STSClient | undefined): void {
 }
 
 /**
- * The ops routes, and express under them, load on the first ops request. A Lambda extension's ops
- * listener is seldom asked anything, and loading express at start delayed the extension's
- * registration and kept its memory for as long as it runs (npm run bench:lambda); the layer ships
- * them as a file of their own (`ops.cjs`), read only then. A failed load answers 503 and is tried
- * again on the next request.
+ * The ops routes, and express under them (the layer's `ops.cjs`), load on the first ops request; a
+ * failed load answers 503 and is tried again on the next. Why: docs/layer-build.md#files-loaded-on-first-use
  */
 export function lazyListener(load: () => Promise<RequestListener>, logger: Logger): RequestListener {
   const listener = loadOnce(load);

@@ -5,9 +5,8 @@ import { defaultRefreshPolicy, newAudienceRate } from "./policy.ts";
 
 /**
  * Which ID-token audiences the metadata listener takes on: any asked for within
- * `newAudienceRate.knownForMs`, and at most `perWindow` new ones in any `windowMs`. Callers choose
- * audiences and each new one costs a chain: the token cache bounds how many are kept, this how
- * fast they come, so a caller cycling through audiences gets a refusal instead of busy chains.
+ * `newAudienceRate.knownForMs`, and at most `perWindow` new ones in any `windowMs`.
+ * Why: docs/token-refresh.md#one-chain-per-key-bounded
  */
 export class AudienceAdmission {
   readonly #clock: Clock;

@@ -91,14 +91,9 @@ function parseLicenses(value: string | undefined): boolean {
 }
 
 /**
- * Node's google-auth-library writes `identity?format=full&audience=${audience}` without encoding
- * the audience, so an audience that is itself a URL with a query (`https://x.example/p?y=z&w=1`)
- * arrives cut at its `&`s. After `audience=`, a piece therefore continues the audience unless it
- * is a protocol parameter not given yet (Python encodes the audience and puts `format` after it).
- *
- * Values are percent-decoded leniently (an invalid escape stays as written), and `+` stays a
- * plus: Node sends it literally, and Python writes `+` only for a space, which no audience holds.
- * A `#` in an unencoded audience never reaches the server (the client treats it as a fragment).
+ * The identity query's parameters, an unencoded audience cut at its `&`s joined back: after
+ * `audience=`, a piece continues it unless it is a protocol parameter not given yet.
+ * Why: docs/metadata-server.md#the-identity-query
  */
 function identityParameters(query: string): Map<string, string> {
   const params = new Map<string, string>();

@@ -1,23 +1,13 @@
 /**
- * The GCE metadata path surface as data: every path the broker answers, what kind of answer it
- * gives, and a stable id that doubles as the `route` metric label (a closed set, unlike raw paths).
- *
- * Written by hand because no router knows the metadata server's conventions: a directory answers
- * with the names of its children (and, when asked `?recursive=true`, with their values as one JSON
- * object), so the table is kept as a tree that can list itself. Token and identity routes are kinds
- * of their own: a recursive walk only ever reads `value` routes, so no listing can carry a secret.
- *
- * Path syntax: segments separated by `/`; a directory path ends with `/`; `{name}` is a parameter
- * that fills a whole segment. The tree is checked when built, so a duplicate or ambiguous route
- * stops start-up instead of shadowing another route at request time.
+ * The GCE metadata paths as data: each path, its kind of answer and a stable id, which is also the
+ * `route` metric label. A tree checked when built, so a duplicate or ambiguous route stops start-up.
+ * Why by hand, and the path syntax: docs/metadata-server.md#the-route-table
  */
 
 /**
- * - `listing`: a directory that only lists its children (the root, which answers without the
- *   `Metadata-Flavor` header, so it must not expand to values).
- * - `recursive-directory`: lists its children, or with `?recursive=true` returns their values as JSON.
- * - `value`: a non-secret value (text, with a JSON form used by recursive directories).
- * - `token`, `identity`: secrets, fetched per request and never part of a recursive answer.
+ * `listing`: names its children only (the root, answered without `Metadata-Flavor`); `recursive-directory`:
+ * names them, or with `?recursive=true` gives their values as JSON; `value`: a non-secret value;
+ * `token`, `identity`: secrets, fetched per request and never part of a recursive answer.
  */
 export type RouteKind = "listing" | "recursive-directory" | "value" | "token" | "identity";
 

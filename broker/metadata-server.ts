@@ -1,28 +1,7 @@
 /**
- * The metadata listener: the GCE metadata protocol over the route table in `metadata-routes.ts`.
- *
- * Every request goes through the same steps: resolve the route (for the metric label), refuse what
- * the protocol refuses (a proxied request, a `Host` that is not this server's, a method other than
- * GET, a missing `Metadata-Flavor` header), then answer by the kind of route. Every answer, errors included, goes through `reply`,
- * which sets the protocol and security headers and counts the request, so none can miss them;
- * an error answer is also counted by its code and logged at debug level with it.
- *
- * Content types, chosen for what the clients parse:
- * - JSON is `application/json` exactly: google-auth for Python before 2.x compared the whole
- *   header to that string (no `; charset`), and parses only such bodies as JSON.
- * - Every other successful body, the ID token included, is `application/text` as GCE sends for
- *   values: Python then returns it raw, gcp-metadata tries JSON and keeps the text (a JWT or an
- *   email does not parse), Go and Java read the body as it is. GCE itself labels ID tokens
- *   `text/html`; we do not, as nothing needs it and HTML is the one type a browser would render.
- * - Errors are one line of `text/plain; charset=utf-8`, with no request data echoed back.
- *
- * A plain `node:http` listener, not express: the handler below does its own routing from the table,
- * so express added nothing but its per-request cost (it re-parents every request and response
- * object), a large share of the token route's CPU time as bench/serve.ts measures it.
- *
- * HEAD is refused like any method other than GET (405, docs/metadata-server.md):
- * no Google SDK sends it, and a HEAD on the token route would start an upstream exchange whose
- * result nobody receives.
+ * The metadata listener: the GCE metadata protocol over `metadata-routes.ts`, on plain `node:http`;
+ * route, checks, then the answer by the route's kind, every answer through `reply`.
+ * What it promises and why: docs/metadata-server.md (checks, content types, inside the listener)
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { Clock } from "./clock.ts";

@@ -9,10 +9,9 @@ import type { UpstreamOutcome, UpstreamStep } from "./upstream-steps.ts";
  */
 
 /**
- * One thing that happened. `metadataRequest`: an answer of the metadata listener, with the error
- * catalogue's `code` when it refused or failed; `tokenServed`: a token request answered with a
- * token obtained `ageMs` ago, `waited` if it waited for upstream first; `tokenFailed`: answered
- * with an error (nothing valid was cached); `route` is an id of the route table, never a caller's path.
+ * One thing that happened. `metadataRequest`: a listener answer (`route` a route-table id, never a path;
+ * `code` when refused or failed); `tokenServed`: a token obtained `ageMs` ago, `waited` if the request
+ * waited for upstream; `tokenFailed`: an error answer, nothing valid being cached.
  */
 export type MetricEvent =
   | {

@@ -110,10 +110,9 @@ export const frozenSlackMs = 1_000;
 export const maxFreezeRestarts = 3;
 
 /**
- * New ID-token audiences the metadata listener takes on (metadata-audiences.ts): at most
- * `perWindow` in any `windowMs`, beyond that AUDIENCE_RATE_LIMITED at once. Each new audience
- * costs a chain, and `maxEntries` alone lets a caller cycling through audiences keep the chains
- * busy. One asked for within `knownForMs` (an ID token's lifetime) is not new.
+ * New ID-token audiences taken on (metadata-audiences.ts): at most `perWindow` in any `windowMs`, then
+ * AUDIENCE_RATE_LIMITED; one asked for within `knownForMs` (an ID token's lifetime) is not new.
+ * Why: docs/token-refresh.md#one-chain-per-key-bounded
  */
 export const newAudienceRate = Object.freeze({ perWindow: 20, windowMs: 60_000, knownForMs: 3_600_000 });
 

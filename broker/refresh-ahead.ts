@@ -12,13 +12,9 @@ export interface RefreshAheadTarget {
 }
 
 /**
- * Refreshes every key in use ahead of its mandatory window on a timer, in a process that is never
- * frozen (the sidecar, Lambda Managed Instances): Google's SDKs ask again only when their copy is
- * about to be refused, so without it each of their requests would wait for a chain once per
- * lifetime and key. The timer sleeps until the next refresh falls due (or a chain ends, which
- * may bring a new key or a backoff), starts what is due, and sleeps again; every request still
- * decides on the wall clock, so a late timer costs nothing but the refresh a request then starts.
- * Never on Lambda on demand: a frozen sandbox runs no timer. Returns a function that stops it.
+ * Refreshes every key in use ahead of its mandatory window on a timer, in a process never frozen
+ * (the sidecar, Lambda Managed Instances); returns a function that stops it.
+ * Why: docs/token-refresh.md#refreshed-ahead-where-nothing-freezes
  */
 export function refreshAhead(target: RefreshAheadTarget, clock: Clock): () => void {
   const stopped = new AbortController();

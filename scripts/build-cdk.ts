@@ -7,11 +7,9 @@ import { promisify } from "node:util";
 import { build } from "esbuild";
 
 /**
- * `npm run build:cdk`: the `token-broker/cdk` library (infra/index.ts and what it imports) as
- * JavaScript with declarations in dist/cdk, because an app's Node and tsc do not compile
- * TypeScript inside node_modules. tsc rewrites the sources' `./x.ts` imports to `./x.js` in the
- * JavaScript but leaves them in the declarations, where a consumer's tsc (without
- * `allowImportingTsExtensions`) refuses them; the declarations get the same rewrite here.
+ * `npm run build:cdk`: the `token-broker/cdk` library (infra/index.ts and its imports) as JavaScript with
+ * declarations in dist/cdk, since apps do not compile TypeScript in node_modules. tsc leaves `./x.ts`
+ * imports in declarations, which a consumer's tsc refuses, so they get the `./x.js` rewrite here.
  */
 const root = fileURLToPath(new URL("..", import.meta.url));
 const outDir = path.join(root, "dist", "cdk");

@@ -94,10 +94,9 @@ async function projectNodeVersion(): Promise<string> {
 }
 
 /**
- * The official Node binary and licence for `architecture`, from the `node-linux-*` npm package.
- * Those packages refuse to install on another platform (EBADPLATFORM), so the tarball is fetched
- * with `npm pack` (which checks the registry's integrity hash) into a cache and only two files
- * are taken out of it.
+ * The official Node binary and licence for `architecture`, from the `node-linux-*` npm package, which
+ * refuses to install on another platform (EBADPLATFORM): `npm pack` fetches it into a cache, checking
+ * the registry's integrity hash, and only those two files are taken out.
  */
 async function nodeDistribution(
   architecture: Architecture,
