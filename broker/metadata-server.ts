@@ -1,6 +1,6 @@
 /**
  * The metadata listener: the GCE metadata protocol over `metadata-routes.ts`, on plain `node:http`;
- * route, checks, then the answer by the route's kind, every answer through `reply`.
+ * route, checks, then the answer by the route's kind, every answer through `replier`.
  * What it promises and why: docs/metadata-server.md (checks, content types, inside the listener)
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
