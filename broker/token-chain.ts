@@ -8,6 +8,7 @@ import { GoogleRequests } from "./google-request.ts";
 import { type FederatedToken, federatedScopes, IamCredentials } from "./iam-credentials.ts";
 import { IdTokens } from "./id-tokens.ts";
 import { Impersonation } from "./impersonation.ts";
+import { auditedJwts } from "./jwt-audit.ts";
 import type { Logger } from "./logger.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import { defaultRefreshPolicy, type RefreshPolicy } from "./policy.ts";
@@ -49,6 +50,7 @@ export function awsIdentity(
       audience: config.audience,
       durationSeconds: config.awsTokenDurationSeconds,
       algorithm: config.awsSigningAlgorithm,
+      tags: config.tokenTags,
     },
     calls,
     clock,
@@ -89,7 +91,8 @@ export function tokenChain(deps: TokenChainDeps): TokenFetcher {
     config,
     google,
     clock,
-    subject: new CachedSubjectToken(awsIdentity(deps, calls), clock),
+    // The audit line (jti and claims) once per minted JWT, before reuse.
+    subject: new CachedSubjectToken(auditedJwts(awsIdentity(deps, calls), logger), clock),
   });
   if (config.serviceAccount === undefined) return exchange;
   const policy = deps.policy ?? defaultRefreshPolicy;
