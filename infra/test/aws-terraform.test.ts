@@ -401,9 +401,9 @@ describe("infra/terraform/aws/examples/lambda", () => {
       audience: "${var.audience}",
       role_name: "${aws_iam_role.function.name}",
     });
-    expect(example.output.lambda_function_names?.[0].value).toBe(
-      "${[aws_lambda_function.example.function_name]}",
-    );
+    expect(example.output.lambda_function_names?.[0].value).toEqual([
+      "${aws_lambda_function.example.function_name}",
+    ]);
     const role = only(example.resource.aws_iam_role, "function");
     expect(role.assume_role_policy).toBe("${data.aws_iam_policy_document.lambda_assume_role.json}");
   });
