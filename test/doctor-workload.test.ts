@@ -81,7 +81,7 @@ describe("token-broker doctor: a workload of a shared role", () => {
     expect(run.check(`resource:${bucket}`)).toEqual({
       id: `resource:${bucket}`,
       status: "pass",
-      detail: `${member()} holds storage.objects.create`,
+      detail: `${member()} (function ${demoFunctionNames.writer}) holds storage.objects.create`,
     });
   });
 
