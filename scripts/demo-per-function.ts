@@ -6,10 +6,9 @@ import type { LocalLambda } from "../test/lambda-runtime/local-lambda.ts";
 import { startRecordingProxy } from "../test/support/recording-proxy.ts";
 
 /**
- * The demo's step "two functions, one role": the cloud as infra/gcp's per-function option makes it
- * (the writer granted by name, `lambda_function_names`), both functions under that one role, each
- * in its own sandbox with the layer. The writer writes; Google refuses the reader, and the step
- * prints that refusal as the function and the wire saw it.
+ * The demo's step "two functions, one role": the cloud as infra/gcp's `lambda_function_names` makes
+ * it, both functions in sandboxes of their own; the writer writes, and Google's refusal of the
+ * reader is printed as the wire and the function saw it.
  */
 
 export interface Styles {

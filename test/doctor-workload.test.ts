@@ -11,10 +11,9 @@ import { runDoctorCli } from "./support/doctor-run.ts";
 import { secretScan } from "./support/secret-scan.ts";
 
 /*
- * `token-broker doctor` for a workload that shares its role: two functions of the demo role, the
- * writer granted by name (withFunctionGrants), and a task tagged service=orders. The doctor shows
- * the function and tag claims, what the provider's mapping (Google's extract() included) makes of
- * them, and names the grant the workload lacks for its own principal set.
+ * `token-broker doctor` for workloads sharing the demo role (the writer granted by name, a task
+ * tagged service=orders): the function and tag claims, what the mapping (extract() included) makes
+ * of them, and the grant the workload lacks, named for its own principal set.
  */
 
 const bucket = "gs://demo-bucket";

@@ -11,10 +11,9 @@ import { type RecordingProxy, startRecordingProxy } from "../support/recording-p
 import { secretScan } from "../support/secret-scan.ts";
 
 /**
- * A Google identity per function: the demo's two functions share one role, and Google grants the
- * writer by name (`principalSet://…/attribute.lambda_function/token-broker-demo-writer`). Each runs
- * the built layer in a local Lambda sandbox with its own function session, as Lambda gives it; the
- * writer's object lands, the reader's write is refused by Google with its 403.
+ * A Google identity per function: the demo's two functions share one role, Google grants the writer
+ * by name, each runs the built layer in a local sandbox with its own function session; the writer's
+ * object lands, the reader's write is refused by Google with its 403.
  */
 
 const denied =
