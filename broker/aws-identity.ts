@@ -1,6 +1,7 @@
 import { GetWebIdentityTokenCommand, STSClient } from "@aws-sdk/client-sts";
 import type { Clock } from "./clock.ts";
 import type { ProviderAudience, SigningAlgorithm } from "./config.ts";
+import type { TokenTags } from "./config-values.ts";
 import { BrokerError } from "./errors.ts";
 import { awsAttemptTimeouts } from "./policy.ts";
 import type { SubjectToken, SubjectTokenSource } from "./subject-token.ts";
@@ -11,6 +12,14 @@ export interface AwsIdentitySettings {
   readonly audience: ProviderAudience;
   readonly durationSeconds: number;
   readonly algorithm: SigningAlgorithm;
+  /** `BROKER_TOKEN_TAGS`, sent as `Tags` (the JWT's `request_tags`); unset or empty sends none. */
+  readonly tags?: TokenTags | undefined;
+}
+
+/** The settings' tags as STS's `Tags` list, or undefined when there are none. */
+function stsTags(tags: TokenTags | undefined) {
+  const entries = Object.entries(tags ?? {});
+  return entries.length === 0 ? undefined : entries.map(([Key, Value]) => ({ Key, Value }));
 }
 
 interface AwsServiceError {
@@ -91,9 +100,14 @@ export function awsError(error: unknown, settings: AwsIdentitySettings, nowMs = 
     );
   }
   if (name === "AccessDenied" || name === "AccessDeniedException") {
+    const keys = Object.keys(settings.tags ?? {});
+    const tagging =
+      keys.length === 0
+        ? ""
+        : `, and sts:TagGetWebIdentityToken for the tags of BROKER_TOKEN_TAGS (aws:TagKeys ${keys.join(", ")})`;
     return new BrokerError(
       "AWS_ACCESS_DENIED",
-      `the AWS role may not call sts:GetWebIdentityToken for this audience; allow it with condition ForAllValues:StringEquals sts:IdentityTokenAudience = ${settings.audience}`,
+      `the AWS role may not call sts:GetWebIdentityToken for this audience${keys.length === 0 ? "" : " with these tags"}; allow it with condition ForAllValues:StringEquals sts:IdentityTokenAudience = ${settings.audience}${tagging}`,
       { cause: error },
     );
   }
@@ -180,6 +194,7 @@ export class AwsIdentity implements SubjectTokenSource {
         Audience: [this.#settings.audience],
         SigningAlgorithm: this.#settings.algorithm,
         DurationSeconds: this.#settings.durationSeconds,
+        Tags: stsTags(this.#settings.tags),
       }),
       { abortSignal: signal },
     );

@@ -110,3 +110,55 @@ export const emfNamespace: Parser<string> = (name, raw, example) => {
   if (problem === undefined) return raw;
   throw invalid(name, `${problem}, got ${quoted(raw)}`, example);
 };
+
+/** The `Tags` of `GetWebIdentityToken` by key, in the order given (`BROKER_TOKEN_TAGS`). */
+export type TokenTags = Readonly<Record<string, string>>;
+
+/** STS's limits on `GetWebIdentityToken` `Tags` (its API model): count, lengths, characters. */
+export const stsTagLimits = {
+  maxTags: 50,
+  maxKeyLength: 128,
+  maxValueLength: 256,
+  /** Letters, separators, digits and `_.:/=+-@`; `=` cannot appear in a key of `key=value` text. */
+  key: /^[\p{L}\p{Z}\p{N}_.:/+\-@]+$/u,
+  value: /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u,
+} as const;
+
+/** What is wrong with one `key=value` entry, if anything. */
+function tagProblem(entry: string, key: string, value: string): string | undefined {
+  const { maxKeyLength, maxValueLength } = stsTagLimits;
+  if (key === "") return `has an entry without a key, "${entry}"`;
+  if (key.length > maxKeyLength) return `has a key of ${key.length} characters; STS allows ${maxKeyLength}`;
+  if (value.length > maxValueLength)
+    return `has a value of ${value.length} characters for ${key}; STS allows ${maxValueLength}`;
+  if (!stsTagLimits.key.test(key) || !stsTagLimits.value.test(value))
+    return `may hold only letters, digits, spaces and _.:/=+-@ in keys and values (STS refuses others), got "${entry}"`;
+  if (key.trim() !== key || value.trim() !== value)
+    return `has spaces around a key or value in "${entry}"; write key=value without them`;
+  return undefined;
+}
+
+/**
+ * `key=value,…` within STS's limits (checked here, so a bad tag stops start-up instead of failing
+ * every chain); keys are unique whatever their case, as STS requires.
+ */
+export const tokenTags: Parser<TokenTags> = (name, raw, example) => {
+  const tags: Record<string, string> = {};
+  const seen = new Set<string>();
+  for (const entry of raw.split(",").map((part) => part.trim())) {
+    const separator = entry.indexOf("=");
+    if (separator < 0)
+      throw invalid(name, `must be comma-separated key=value pairs, got "${entry}"`, example);
+    const key = entry.slice(0, separator);
+    const value = entry.slice(separator + 1);
+    const problem = tagProblem(entry, key, value);
+    if (problem !== undefined) throw invalid(name, problem, example);
+    if (seen.has(key.toLowerCase()))
+      throw invalid(name, `names the key ${key} twice (STS compares tag keys ignoring case)`, example);
+    seen.add(key.toLowerCase());
+    tags[key] = value;
+  }
+  if (seen.size > stsTagLimits.maxTags)
+    throw invalid(name, `has ${seen.size} tags; STS allows ${stsTagLimits.maxTags}`, example);
+  return Object.freeze(tags);
+};

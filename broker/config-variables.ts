@@ -11,6 +11,7 @@ import {
   type Parser,
   parseUrl,
   scopes,
+  tokenTags,
 } from "./config-values.ts";
 import { credentialConfig } from "./credential-config.ts";
 import type { BrokerError } from "./errors.ts";
@@ -171,6 +172,14 @@ const table = {
     default: "ES384",
     description: "AWS JWT signing algorithm, ES384 or RS256",
     parse: oneOf(signingAlgorithms),
+  },
+  BROKER_TOKEN_TAGS: {
+    field: "tokenTags",
+    unset: "unset (no tags)",
+    description:
+      "comma-separated key=value tags passed as Tags to GetWebIdentityToken (the JWT's request_tags, e.g. a service name Google can map); the role needs sts:TagGetWebIdentityToken",
+    example: "service=orders",
+    parse: tokenTags,
   },
   BROKER_LOG_LEVEL: {
     field: "logLevel",

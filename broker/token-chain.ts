@@ -9,6 +9,7 @@ import { GoogleRequests } from "./google-request.ts";
 import { type FederatedToken, federatedScopes, IamCredentials } from "./iam-credentials.ts";
 import { IdTokens } from "./id-tokens.ts";
 import { Impersonation } from "./impersonation.ts";
+import { auditedJwts } from "./jwt-audit.ts";
 import type { Logger } from "./logger.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import { defaultRefreshPolicy, type RefreshPolicy } from "./policy.ts";
@@ -52,6 +53,7 @@ export function awsIdentity(
       audience: config.audience,
       durationSeconds: config.awsTokenDurationSeconds,
       algorithm: config.awsSigningAlgorithm,
+      tags: config.tokenTags,
     },
     calls,
     clock,
@@ -93,7 +95,8 @@ export function tokenChain(deps: TokenChainDeps): TokenFetcher {
     config,
     google,
     clock,
-    subject: new CachedSubjectToken(awsIdentity(deps, calls), clock),
+    // The audit line (jti and claims) once per minted JWT, before reuse.
+    subject: new CachedSubjectToken(auditedJwts(awsIdentity(deps, calls), logger), clock),
   });
   // BROKER_ACCESS_BOUNDARY: the tokens that reach Cloud Storage are downscoped (downscoping.ts).
   const bounded = (principal: TokenFetcher) => accessBounded(principal, { config, google, clock });

@@ -4,6 +4,7 @@ import { startCloud } from "../test/cloud/cloud.ts";
 import { demoHandlerPath, startDemoLambda } from "../test/lambda-runtime/demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "../test/lambda-runtime/function-bundle.ts";
 import { type InvokeResult, LambdaInitError, type LocalLambda } from "../test/lambda-runtime/local-lambda.ts";
+import { twoFunctionsOneRole } from "./demo-per-function.ts";
 import { buildLayers } from "./layer.ts";
 
 /**
@@ -134,7 +135,11 @@ try {
   );
   if (!refusedAsExpected) failed = true;
 
-  step(`7. Upstream calls for all ${invocations + 1} invocations`);
+  // Per-function grants (issue 22): a second cloud, as infra/gcp's lambda_function_names makes it.
+  step("7. Two functions, one role: Google grants the writer by name, and refuses the reader");
+  if (!(await twoFunctionsOneRole(layer.zipPath, bundle, { dim, good, bad }))) failed = true;
+
+  step(`8. Upstream calls for all ${invocations + 1} invocations`);
   const calls = [
     ["AWS STS GetWebIdentityToken", cloud.awsSts.calls.get("GetWebIdentityToken")],
     ["Google STS token exchange", cloud.googleSts.calls.get("token")],
@@ -148,7 +153,7 @@ try {
     ),
   );
 
-  step("8. Shutdown");
+  step("9. Shutdown");
   const reports = await lambda.shutdown();
   for (const report of reports) {
     console.log(`   extension ${report.name} exited ${report.exitedAfterMs ?? "(killed)"} ms after SHUTDOWN`);

@@ -42,6 +42,7 @@ describe("configuration", () => {
       logLevel: "info",
       metrics: undefined,
       emfNamespace: "TokenBroker",
+      tokenTags: undefined,
       warnings: [],
     });
     expect(Object.isFrozen(config)).toBe(true);

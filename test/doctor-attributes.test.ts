@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { evaluateAttributes } from "../broker/doctor/attributes.ts";
+import { evaluateAttributes, extractTemplate } from "../broker/doctor/attributes.ts";
 
 /*
  * The provider's attribute mapping and condition, evaluated in CEL against claims laid out as
@@ -88,14 +88,58 @@ describe("attribute mapping and condition in CEL", () => {
     expect(result.condition).toEqual({ holds: false, error: "field not found: request_tags" });
   });
 
-  it("reports Google's own extract(), which the evaluator does not have, as not evaluable", () => {
-    const result = evaluateAttributes(
-      { "google.subject": "assertion.sub.extract('role/{name}')" },
-      undefined,
-      claims,
-    );
-    expect(result.mapped[0]?.error).toBe("unbound function: extract");
+  it("evaluates Google's extract() as infra/gcp's mapping uses it, '' for a token without the claim", () => {
+    const mapping = {
+      "google.subject": "assertion.sub",
+      "attribute.lambda_function":
+        "has(assertion['https://sts.amazonaws.com/'].lambda_source_function_arn) ? assertion['https://sts.amazonaws.com/'].lambda_source_function_arn.extract(':function:{name}') : ''",
+      "attribute.role": "assertion.sub.extract('role/{name}')",
+    };
+    expect(evaluateAttributes(mapping, undefined, claims).mapped.map(({ value }) => value)).toEqual([
+      role,
+      "demo",
+      "token-broker-demo",
+    ]);
+    const withoutFunction = { ...claims, "https://sts.amazonaws.com/": { aws_account: "123456789012" } };
+    expect(evaluateAttributes(mapping, undefined, withoutFunction).mapped[1]?.value).toBe("");
   });
+
+  it.each([
+    ["arn:aws:lambda:eu-west-1:123456789012:function:orders", ":function:{name}", "orders"],
+    ["arn:aws:sts::123456789012:assumed-role/demo/session-1", "assumed-role/{role}/", "demo"],
+    [
+      "arn:aws:sts::123456789012:assumed-role/demo/session-1",
+      "{account}:assumed-role",
+      "arn:aws:sts::123456789012",
+    ],
+    ["a/b/c/b/d", "b/{x}/b", "c"],
+    ["arn:aws:iam::123456789012:role/demo", ":function:{name}", ""],
+    ["a/b", "a/{x}/", ""],
+    ["", "{all}", ""],
+    ["anything", "{all}", "anything"],
+  ])("'%s'.extract('%s') is '%s'", (text, template, value) => {
+    expect(extractTemplate(text, template)).toBe(value);
+    const evaluated = evaluateAttributes(
+      { "google.subject": `assertion.sub.extract('${template}')` },
+      undefined,
+      { sub: text },
+    );
+    expect(evaluated.mapped[0]?.value).toBe(value);
+  });
+
+  it.each(["abc", "{a}{b}", "a{b", "{a}}"])(
+    "reports extract('%s'), a template without exactly one {name}, as not evaluable",
+    (template) => {
+      const result = evaluateAttributes(
+        { "google.subject": `assertion.sub.extract('${template}')` },
+        undefined,
+        claims,
+      );
+      expect(result.mapped[0]?.error).toContain(
+        `extract() takes a template with exactly one {name}, got '${template}'`,
+      );
+    },
+  );
 
   it("reports a syntax error in a mapping with the parser's message", () => {
     const result = evaluateAttributes({ "google.subject": "assertion.sub ==" }, undefined, claims);

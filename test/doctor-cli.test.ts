@@ -51,6 +51,7 @@ describe("token-broker doctor on a healthy setup", () => {
       "jwt-claims:pass",
       "issuer-discovery:pass",
       "provider:pass",
+      "workload:pass",
       "google-sts:pass",
       "impersonation:pass",
       `resource:${bucket}:pass`,
@@ -67,6 +68,9 @@ describe("token-broker doctor on a healthy setup", () => {
     );
     expect(run.check("provider").detail).toBe(
       `issuer and audience match; google.subject="${role}" attribute.lambda_function="" attribute.service="" (48 bytes); the attribute condition holds`,
+    );
+    expect(run.check("workload").detail).toBe(
+      `no function claim; no mapped attribute tells it apart from the role's other workloads: grants go to every workload of the role, ${federatedPrincipal(cloud.world, role)}`,
     );
     expect(run.check("impersonation").detail).toBe(
       `${federatedPrincipal(cloud.world, role)} may impersonate ${sa}`,
@@ -273,7 +277,7 @@ describe("token-broker doctor usage", () => {
     expect(await doctor(["--help"], {}, out as unknown as NodeJS.WriteStream)).toBe(0);
     for (const word of [
       "config, aws-credentials, outbound-federation, web-identity-token, jwt-claims,",
-      "issuer-discovery, provider, google-sts, impersonation, resource:<uri>",
+      "issuer-discovery, provider, workload, google-sts, impersonation, resource:<uri>",
       "--provider FILE",
       "--google-provider",
       "--check URI",

@@ -38,7 +38,10 @@ interface Verdict {
 }
 
 /** The broker in this process, its AWS SDK configured through the environment as in Lambda. */
-async function startBroker(impersonate = false, overrides: Partial<BrokerEnv> = {}) {
+async function startBroker(
+  impersonate = false,
+  overrides: Partial<BrokerEnv> & { readonly BROKER_TOKEN_TAGS?: string } = {},
+) {
   const env = { ...cloud.brokerEnv({ impersonate }), ...overrides };
   for (const name of [
     "AWS_ENDPOINT_URL_STS",
@@ -124,6 +127,18 @@ describe("the broker's verdict on its first failed chain", () => {
     expect(cloud.awsSts.calls.get("GetWebIdentityToken")).toBe(1);
     expect(cloud.awsSts.calls.get("GetCallerIdentity")).toBe(1);
     expect(cloud.awsIam.calls.get("SimulatePrincipalPolicy")).toBeGreaterThan(0);
+  });
+
+  it("names the tag statement a role lacks for BROKER_TOKEN_TAGS", async () => {
+    const { broker, verdict } = await startBroker(false, { BROKER_TOKEN_TAGS: "service=orders" });
+    broker.prewarm();
+    const line = await verdict();
+    expect(line.doctor).toEqual({
+      check: "web-identity-token",
+      detail:
+        "AccessDenied: the role may call sts:GetWebIdentityToken but not sts:TagGetWebIdentityToken for BROKER_TOKEN_TAGS=service=orders",
+      fix: "add a statement: Allow sts:TagGetWebIdentityToken on Resource * with conditions ForAllValues:StringEquals aws:TagKeys = [service], StringEquals aws:RequestTag/service = orders; or unset BROKER_TOKEN_TAGS",
+    });
   });
 
   it("maps Google STS's refusal to its cause and fix, with the role the condition must admit", async () => {

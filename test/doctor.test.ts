@@ -22,6 +22,7 @@ const chain = [
   "jwt-claims",
   "issuer-discovery",
   "provider",
+  "workload",
   "google-sts",
   "impersonation",
 ];

@@ -1,12 +1,48 @@
-import { type CelInput, isCelError, isCelList, isCelMap, parse, run, unparse } from "@bufbuild/cel";
+import {
+  type CelInput,
+  CelScalar,
+  celMethod,
+  isCelError,
+  isCelList,
+  isCelMap,
+  parse,
+  run,
+  unparse,
+} from "@bufbuild/cel";
 import { strings } from "@bufbuild/cel/ext";
 import type { JWTPayload } from "jose";
 
 /*
  * A provider's attribute mapping, then its condition, evaluated in CEL on the JWT's claims as Google
- * STS does (@bufbuild/cel with its strings extension). Google's own `extract` is not in it: such an
- * expression is reported as not evaluable rather than guessed at.
+ * STS does: @bufbuild/cel with its strings extension, plus Google's own `extract()`, which
+ * @bufbuild/cel lacks and is written here as a custom method.
  */
+
+/**
+ * Google's `text.extract(template)`: the template is fixed text around one `{name}`; the result is
+ * what stands in its place after the first match of the text before it, up to the next match of the
+ * text after it (the rest when none follows), or `''` when the text does not match.
+ */
+export function extractTemplate(text: string, template: string): string {
+  const parts = template.split(/\{[^{}]+\}/);
+  if (parts.length !== 2 || /[{}]/.test(parts.join(""))) {
+    throw new Error(`extract() takes a template with exactly one {name}, got '${template}'`);
+  }
+  const [prefix = "", suffix = ""] = parts;
+  const at = text.indexOf(prefix);
+  if (at === -1) return "";
+  const rest = text.slice(at + prefix.length);
+  if (suffix === "") return rest;
+  const end = rest.indexOf(suffix);
+  return end === -1 ? "" : rest.slice(0, end);
+}
+
+const googleFunctions = [
+  ...strings,
+  celMethod("extract", CelScalar.STRING, [CelScalar.STRING], CelScalar.STRING, function (template) {
+    return extractTemplate(this, template);
+  }),
+];
 
 /** Google caps `google.subject` at 127 bytes. */
 export const maxSubjectBytes = 127;
@@ -62,7 +98,7 @@ function clausesOf(condition: string): string[] {
 
 function evaluate(expression: string, bindings: Record<string, CelInput>): unknown {
   try {
-    return run(expression, bindings, { funcs: strings });
+    return run(expression, bindings, { funcs: googleFunctions });
   } catch (error) {
     return error;
   }

@@ -122,12 +122,14 @@ export const webIdentityTokenCheck = defineCheck({
       audience: config.audience,
       durationSeconds: config.awsTokenDurationSeconds,
       algorithm: config.awsSigningAlgorithm,
+      tags: config.tokenTags,
     };
     const identity = new AwsIdentity({ sts: aws.sts, settings, calls: silentCalls(), clock: systemClock });
     try {
       const jwt = await identity.subjectToken(signal);
+      const tagged = Object.keys(config.tokenTags ?? {});
       return pass(
-        `GetWebIdentityToken minted a ${config.awsSigningAlgorithm} JWT for ${config.audience}, valid ${config.awsTokenDurationSeconds} s`,
+        `GetWebIdentityToken minted a ${config.awsSigningAlgorithm} JWT for ${config.audience}, valid ${config.awsTokenDurationSeconds} s${tagged.length === 0 ? "" : `, tagged ${tagged.join(", ")}`}`,
         { jwt },
       );
     } catch (error) {

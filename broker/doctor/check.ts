@@ -45,6 +45,14 @@ export interface MappedSubject {
   readonly fromProvider: boolean;
 }
 
+/** Who the JWT says the workload is beyond its role, and the IAM member a grant for it should name. */
+export interface Workload {
+  /** The function, service tag or role the grantee stands for ("function orders"), for detail lines. */
+  readonly describes: string;
+  /** The most specific member the mapping gives: the function's principal set, else a tag's, else the role's principal. */
+  readonly grantee: string;
+}
+
 /** The token the broker would serve to SDKs, and the IAM member it stands for. */
 export interface ServedToken {
   readonly token: AccessToken;
@@ -74,6 +82,9 @@ export interface Facts extends Given {
   readonly jwt: SubjectToken;
   readonly claims: JWTPayload;
   readonly subject: MappedSubject;
+  /** The provider's `attribute.<name>` values for these claims; undefined when the provider was not read. */
+  readonly attributes: Readonly<Record<string, string>> | undefined;
+  readonly workload: Workload;
   /** Google STS's federated token (what impersonation spends). */
   readonly federatedToken: AccessToken;
   readonly served: ServedToken;

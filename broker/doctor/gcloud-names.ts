@@ -22,3 +22,9 @@ export function federatedMember(audience: string, subject: string): string {
   const { projectNumber, pool } = providerName(audience);
   return `principal://iam.googleapis.com/projects/${projectNumber}/locations/global/workloadIdentityPools/${pool}/subject/${subject}`;
 }
+
+/** Every identity of the pool whose mapped `attribute.<name>` is `value`, as IAM bindings name it. */
+export function principalSetMember(audience: string, attribute: string, value: string): string {
+  const { projectNumber, pool } = providerName(audience);
+  return `principalSet://iam.googleapis.com/projects/${projectNumber}/locations/global/workloadIdentityPools/${pool}/attribute.${attribute}/${value}`;
+}

@@ -136,7 +136,7 @@ function projectOf(serviceAccount: string): string {
 /** What a refused impersonation means: the service account is missing, or the member to grant. */
 function impersonationRefusal(
   error: unknown,
-  { config, subject }: Pick<Facts, "config" | "subject">,
+  { config, subject, workload }: Pick<Facts, "config" | "subject"> & Partial<Pick<Facts, "workload">>,
 ): Failure {
   const serviceAccount = config.serviceAccount ?? "";
   if (!isBrokerError(error) || error.code !== "IMPERSONATION_DENIED")
@@ -152,16 +152,19 @@ function impersonationRefusal(
   const assumed = subject.fromProvider
     ? ""
     : " (google.subject assumed to be assertion.sub; pass --provider to evaluate the mapping)";
+  // The grant names this workload's principal set where the mapping gives one (a function, a tag).
+  const grantee = workload?.grantee ?? member;
+  const who = grantee === member ? member : `${member} (${workload?.describes})`;
   return fail(
-    `${member} may not impersonate ${serviceAccount} (HTTP ${answer.status}: ${answer.description})${assumed}`,
-    `gcloud iam service-accounts add-iam-policy-binding ${serviceAccount} --project=${projectOf(serviceAccount)} --role=roles/iam.workloadIdentityUser --member="${member}"`,
+    `${who} may not impersonate ${serviceAccount} (HTTP ${answer.status}: ${answer.description})${assumed}`,
+    `gcloud iam service-accounts add-iam-policy-binding ${serviceAccount} --project=${projectOf(serviceAccount)} --role=roles/iam.workloadIdentityUser --member="${grantee}"`,
   );
 }
 
 /** generateAccessToken as the broker calls it; it provides the token the broker would serve. */
 export const impersonationCheck = defineCheck({
   id: "impersonation",
-  needs: ["config", "federatedToken", "subject"],
+  needs: ["config", "federatedToken", "subject", "workload"],
   provides: ["served"],
   explains: { codes: ["IMPERSONATION_DENIED"], needs: ["config", "subject"], explain: impersonationRefusal },
   async run(facts, signal) {

@@ -16,6 +16,8 @@ interface TokenRequest {
   readonly audience?: string;
   readonly algorithm?: string;
   readonly duration?: number;
+  /** Simulates `sts:TagGetWebIdentityToken` for these tags instead of the token action. */
+  readonly tags?: Readonly<Record<string, string>>;
 }
 
 /** The context keys IAM evaluates for `sts:GetWebIdentityToken`, for the policy simulator. */
@@ -39,6 +41,19 @@ function contextEntries(request: TokenRequest): ContextEntry[] {
       ContextKeyValues: [String(request.duration)],
       ContextKeyType: "numeric",
     });
+  if (request.tags !== undefined) {
+    entries.push({
+      ContextKeyName: "aws:TagKeys",
+      ContextKeyValues: Object.keys(request.tags),
+      ContextKeyType: "stringList",
+    });
+    for (const [key, value] of Object.entries(request.tags))
+      entries.push({
+        ContextKeyName: `aws:RequestTag/${key}`,
+        ContextKeyValues: [value],
+        ContextKeyType: "string",
+      });
+  }
   return entries;
 }
 
@@ -50,6 +65,31 @@ function contextEntries(request: TokenRequest): ContextEntry[] {
 export function policySource(callerArn: string): string {
   const session = /^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role\/([^/]+)\/.+$/.exec(callerArn);
   return session === null ? callerArn : `arn:${session[1]}:iam::${session[2]}:role/${session[3]}`;
+}
+
+/** The statement a role needs to send `tags` (BROKER_TOKEN_TAGS), keys and values pinned. */
+export function taggingStatement(tags: Readonly<Record<string, string>>): string {
+  const values = Object.entries(tags)
+    .map(([key, value]) => `StringEquals aws:RequestTag/${key} = ${value}`)
+    .join(", ");
+  return `Allow sts:TagGetWebIdentityToken on Resource * with conditions ForAllValues:StringEquals aws:TagKeys = [${Object.keys(tags).join(", ")}], ${values}`;
+}
+
+/** When the token action is allowed but tagging it is not: the tag statement the role lacks. */
+async function taggingDenied(
+  simulate: (request: TokenRequest) => Promise<Simulated>,
+  tags: Readonly<Record<string, string>> | undefined,
+): Promise<{ detail: string; fix: string } | undefined> {
+  if (tags === undefined || Object.keys(tags).length === 0) return undefined;
+  const tagged = await simulate({ tags });
+  if (tagged.decision === "allowed") return undefined;
+  const shown = Object.entries(tags)
+    .map(([key, value]) => `${key}=${value}`)
+    .join(",");
+  return {
+    detail: `the role may call sts:GetWebIdentityToken but not sts:TagGetWebIdentityToken for BROKER_TOKEN_TAGS=${shown}`,
+    fix: `add a statement: ${taggingStatement(tags)}; or unset BROKER_TOKEN_TAGS`,
+  };
 }
 
 /**
@@ -68,7 +108,7 @@ export async function whyDenied(
     const output = await iam.send(
       new SimulatePrincipalPolicyCommand({
         PolicySourceArn: role,
-        ActionNames: ["sts:GetWebIdentityToken"],
+        ActionNames: [request.tags === undefined ? "sts:GetWebIdentityToken" : "sts:TagGetWebIdentityToken"],
         ContextEntries: contextEntries(request),
       }),
       { abortSignal: signal },
@@ -96,6 +136,8 @@ export async function whyDenied(
     };
   }
   if (actual.decision === "allowed") {
+    const tagging = await taggingDenied(simulate, config.tokenTags);
+    if (tagging !== undefined) return tagging;
     return {
       detail: `${role}'s own policies allow the request, so a permissions boundary, session policy, SCP or RCP denies it`,
       fix: "allow sts:GetWebIdentityToken in the boundary or organization policy that applies to the role",

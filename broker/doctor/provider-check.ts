@@ -76,13 +76,13 @@ async function readProviderApi(iamUrl: string, audience: string, signal: AbortSi
 export const providerCheck = defineCheck({
   id: "provider",
   needs: ["providerSource", "config", "endpoints", "claims"],
-  provides: ["subject"],
+  provides: ["subject", "attributes"],
   async run({ providerSource: source, config, endpoints, claims }, signal) {
     const assumed: MappedSubject = { value: String(claims.sub ?? ""), fromProvider: false };
     if (source === undefined) {
       return skip(
         "pass --provider FILE or --google-provider to check the provider's issuer, audiences, mapping and condition",
-        { subject: assumed },
+        { subject: assumed, attributes: undefined },
       );
     }
     const loaded =
@@ -90,7 +90,7 @@ export const providerCheck = defineCheck({
         ? readProviderFile(source.file)
         : await readProviderApi(endpoints.googleIamUrl, config.audience, signal);
     if ("failure" in loaded) return loaded.failure;
-    if ("unread" in loaded) return skip(loaded.unread, { subject: assumed });
+    if ("unread" in loaded) return skip(loaded.unread, { subject: assumed, attributes: undefined });
     const { resource, from } = loaded;
     const command = (flags: string) => providerCommand(config.audience, "update-oidc", flags);
     const expectedName = config.audience.replace(/^\/\/iam\.googleapis\.com\//, "");
@@ -173,8 +173,14 @@ export const providerCheck = defineCheck({
     }
     const conditionText =
       condition === undefined ? "no attribute condition" : "the attribute condition holds";
+    const attributes = Object.fromEntries(
+      evaluation.mapped.flatMap(({ target, value }) =>
+        target.startsWith("attribute.") && typeof value === "string" ? [[target.slice(10), value]] : [],
+      ),
+    );
     return pass(`issuer and audience match; ${shown} (${bytes} bytes); ${conditionText}`, {
       subject: { value: subject, fromProvider: true },
+      attributes,
     });
   },
 });

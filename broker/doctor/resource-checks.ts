@@ -64,13 +64,21 @@ export function resourceCheck(uri: ResourceUri): Check {
   const { permission } = uri.startsWith("gs://") ? kinds.gs : kinds.bq;
   return defineCheck({
     id: `resource:${uri}`,
-    needs: ["served", "endpoints"],
+    needs: ["served", "endpoints", "workload"],
     provides: [],
-    async run({ served: { token, member }, endpoints }, signal) {
+    async run({ served: { token, member }, endpoints, workload }, signal) {
       try {
         const granted = await held(uri, token, endpoints, signal);
-        if (granted.includes(permission)) return pass(`${member} holds ${permission}`);
-        return fail(`${member} lacks ${permission} on ${uri}`, grantCommand(uri, member));
+        // The federated token of a function or tagged workload: its own grant is the one to name.
+        const own = workload.grantee !== member && !member.startsWith("serviceAccount:");
+        const who = own ? `${member} (${workload.describes})` : member;
+        if (granted.includes(permission)) return pass(`${who} holds ${permission}`);
+        if (!own) return fail(`${member} lacks ${permission} on ${uri}`, grantCommand(uri, member));
+        const { role } = uri.startsWith("gs://") ? kinds.gs : kinds.bq;
+        return fail(
+          `${who} lacks ${permission} on ${uri}: missing ${role} on ${uri} for ${workload.grantee}`,
+          grantCommand(uri, workload.grantee),
+        );
       } catch (error) {
         const response = (error as { response?: { status?: number; data?: unknown } }).response;
         const message = String(

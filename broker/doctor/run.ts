@@ -6,6 +6,7 @@ import { providerCheck } from "./provider-check.ts";
 import { resourceCheck } from "./resource-checks.ts";
 import { ChainRunner } from "./runner.ts";
 import { issuerDiscoveryCheck, jwtClaimsCheck } from "./token-checks.ts";
+import { workloadCheck } from "./workload-check.ts";
 
 /*
  * `token-broker doctor`: walks the federation chain link by link, in the order the broker does,
@@ -22,6 +23,7 @@ export const chain: readonly Check[] = [
   jwtClaimsCheck,
   issuerDiscoveryCheck,
   providerCheck,
+  workloadCheck,
   googleStsCheck,
   impersonationCheck,
 ];

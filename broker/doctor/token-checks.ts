@@ -3,7 +3,8 @@ import { systemClock } from "../clock.ts";
 import { issuerDiscoveryTimeoutMs } from "../policy.ts";
 import { defineCheck, fail, pass } from "./check.ts";
 
-const stsNamespace = "https://sts.amazonaws.com/";
+/** Where STS nests the AWS claims of the JWT. */
+export const stsNamespace = "https://sts.amazonaws.com/";
 
 function audiences(aud: unknown): string[] {
   if (typeof aud === "string") return [aud];

@@ -44,6 +44,12 @@ export interface BrokerSettings {
   readonly logLevel?: LogLevel;
   /** Open connections per listener at most, 16..65535 (`BROKER_MAX_CONNECTIONS`). @default 256 */
   readonly maxConnections?: number;
+  /**
+   * Tags the broker passes to `GetWebIdentityToken` (`BROKER_TOKEN_TAGS`), e.g. `{ service: "orders" }`:
+   * the JWT's `request_tags`, which a provider can map (infra/gcp maps `service`). The role is then
+   * allowed `sts:TagGetWebIdentityToken` with exactly these keys and values. @default - no tags
+   */
+  readonly tokenTags?: Readonly<Record<string, string>>;
 }
 
 export const defaultTokenDurationSeconds = Number(defaults.BROKER_AWS_TOKEN_DURATION);
@@ -99,6 +105,9 @@ export function brokerEnvironment(settings: BrokerSettings): Record<string, stri
   if (settings.logLevel) environment.BROKER_LOG_LEVEL = settings.logLevel;
   if (settings.maxConnections !== undefined)
     environment.BROKER_MAX_CONNECTIONS = String(settings.maxConnections);
+  const tags = Object.entries(settings.tokenTags ?? {});
+  if (tags.length > 0)
+    environment.BROKER_TOKEN_TAGS = tags.map(([key, value]) => `${key}=${value}`).join(",");
   return environment;
 }
 

@@ -42,6 +42,15 @@ export const demoRoleNames = {
   ecsTask: "token-broker-demo-ecs-task",
 } as const;
 
+/**
+ * The demo functions' names, fixed for the same reason: infra/gcp grants the writer by name
+ * (`lambda_function_names`), and the reader, which shares the writer's role, gets nothing.
+ */
+export const demoFunctionNames = {
+  writer: "token-broker-demo-writer",
+  reader: "token-broker-demo-reader",
+} as const;
+
 /** cdk.json's placeholder project number: deploying with it yields a broker Google turns away. */
 const placeholderProjectNumber = "987654321098";
 const repositoryRoot = path.resolve(import.meta.dirname, "..", "..");

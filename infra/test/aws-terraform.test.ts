@@ -5,14 +5,17 @@ import { Stack } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import { Architecture, Runtime } from "aws-cdk-lib/aws-lambda";
 import { beforeAll, describe, expect, it } from "vitest";
-import { audiencePattern } from "../../broker/config.ts";
+import { audiencePattern, loadConfig } from "../../broker/config.ts";
 import {
   type BrokerSettings,
   brokerEnvironment,
   workloadEnvironment,
 } from "../constructs/broker-settings.ts";
 import { layerZipName, TokenBrokerLayer } from "../constructs/token-broker-layer.ts";
-import { webIdentityTokenStatement } from "../constructs/web-identity-token-policy.ts";
+import {
+  tagWebIdentityTokenStatement,
+  webIdentityTokenStatement,
+} from "../constructs/web-identity-token-policy.ts";
 import { makeLayerFixtures } from "./layer-fixtures.ts";
 import { testApp } from "./synth.ts";
 import { loadModule, TerraformEvaluator, type TerraformModule } from "./terraform.ts";
@@ -26,6 +29,7 @@ import { loadModule, TerraformEvaluator, type TerraformModule } from "./terrafor
 const moduleDirectory = path.resolve(import.meta.dirname, "..", "terraform", "aws");
 const audience =
   "//iam.googleapis.com/projects/987654321098/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider";
+const base = { BROKER_AUDIENCE: audience, AWS_REGION: "eu-west-1" };
 let module: TerraformModule;
 let example: TerraformModule;
 
@@ -121,6 +125,7 @@ describe("infra/terraform/aws", () => {
       BROKER_PROJECT_ID: "${var.project_id}",
       BROKER_SCOPES: '${join(",", var.scopes)}',
       BROKER_LOG_LEVEL: "${var.log_level}",
+      BROKER_TOKEN_TAGS: '${join(",", [for key, value in var.token_tags : "${key}=${value}"])}',
     });
     const serviceAccount = "broker@my-project.iam.gserviceaccount.com";
     const settings = evaluator({ token_duration_seconds: 900, service_account: serviceAccount }).local(
@@ -254,6 +259,130 @@ describe("infra/terraform/aws", () => {
   });
 });
 
+/** The tag statement as the dynamic block renders it for `tags` (Terraform iterates a map by key). */
+function renderedTagStatement(tags: Readonly<Record<string, string>>): Record<string, unknown> | undefined {
+  const document = only(module.data.aws_iam_policy_document, "web_identity_token") as {
+    dynamic: { statement: [{ for_each: string; content: [Record<string, unknown>] }] };
+  };
+  const [block] = document.dynamic.statement;
+  // The one form of for_each the rendering below reads; any other fails here instead of passing unchecked.
+  expect(block.for_each).toBe("${length(var.token_tags) > 0 ? [var.token_tags] : []}");
+  if (Object.keys(tags).length === 0) return undefined;
+  const [content] = block.content;
+  const { condition, dynamic, sid, effect, actions, resources } = content as {
+    condition: [Condition];
+    dynamic: { condition: [{ for_each: string; content: [Condition] }] };
+    sid: string;
+    effect: string;
+    actions: string[];
+    resources: string[];
+  };
+  const [keysCondition] = condition;
+  expect(keysCondition.values).toBe("${keys(statement.value)}");
+  const [perTag] = dynamic.condition;
+  expect(perTag.for_each).toBe("${statement.value}");
+  const sorted = Object.entries(tags).sort(([a], [b]) => (a < b ? -1 : 1));
+  const single = (values: readonly string[]) => (values.length === 1 ? values[0] : values);
+  const [template] = perTag.content;
+  expect(template).toEqual({
+    test: "StringEquals",
+    variable: "aws:RequestTag/${condition.key}",
+    values: ["${condition.value}"],
+  });
+  return {
+    Sid: sid,
+    Effect: effect,
+    Action: single(actions),
+    Resource: single(resources),
+    Condition: {
+      [keysCondition.test]: { [keysCondition.variable]: single(sorted.map(([key]) => key)) },
+      StringEquals: Object.fromEntries(sorted.map(([key, value]) => [`aws:RequestTag/${key}`, value])),
+    },
+  };
+}
+
+/** A `can(regex("…", NAME))` of a validation, as RE2 reads it. */
+function regexIn(condition: string, name: string): RegExp {
+  const source = new RegExp(`can\\(regex\\("([^"]+)", ${name}\\)\\)`)
+    .exec(condition)?.[1]
+    ?.replaceAll("\\\\", "\\");
+  return new RegExp(source ?? "(missing)", "u");
+}
+
+describe("infra/terraform/aws token_tags", () => {
+  it.each([
+    ["one tag", { service: "orders" }],
+    ["two tags, given out of order", { team: "data", service: "orders" }],
+  ])("grants the CDK construct's sts:TagGetWebIdentityToken statement (%s)", (_case, tags) => {
+    expect(renderedTagStatement(tags)).toEqual(
+      JSON.parse(
+        JSON.stringify(tagWebIdentityTokenStatement({ audience, tokenTags: tags })?.toStatementJson()),
+      ),
+    );
+  });
+
+  it("grants no tag permission without tags, as the CDK construct does", () => {
+    expect(renderedTagStatement({})).toBeUndefined();
+    expect(tagWebIdentityTokenStatement({ audience })).toBeUndefined();
+    expect(tagWebIdentityTokenStatement({ audience, tokenTags: {} })).toBeUndefined();
+  });
+
+  it("sets BROKER_TOKEN_TAGS to the tags the CDK construct sets, and outputs the service tag for infra/gcp", () => {
+    const tags = { team: "data", service: "orders" };
+    // `for key, value in var.token_tags` as Terraform iterates it, joined as the local joins it.
+    const terraform = Object.entries(tags)
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([key, value]) => `${key}=${value}`)
+      .join(",");
+    const asMap = (text: string | undefined) => loadConfig({ ...base, BROKER_TOKEN_TAGS: text }).tokenTags;
+    expect(asMap(terraform)).toEqual(
+      asMap(brokerEnvironment({ audience, tokenTags: tags }).BROKER_TOKEN_TAGS),
+    );
+    expect(brokerEnvironment({ audience }).BROKER_TOKEN_TAGS).toBeUndefined();
+    expect(module.output.service_names?.[0].value).toBe(
+      '${[for key, value in var.token_tags : value if key == "service"]}',
+    );
+  });
+
+  it("validates the tags at plan time as the broker does at start-up", () => {
+    const [count, text] = (module.variable.token_tags?.[0].validation ?? []) as [
+      { condition: string },
+      { condition: string },
+    ];
+    expect(count.condition).toBe(
+      "${length(var.token_tags) <= 50 && length(distinct([for key in keys(var.token_tags) : lower(key)])) == length(var.token_tags)}",
+    );
+    expect(text.condition).toContain("trimspace(key) == key && trimspace(value) == value");
+    const key = regexIn(text.condition, "key");
+    const value = regexIn(text.condition, "value");
+    const pairs = [
+      ["service", "orders"],
+      ["Équipe", "données 1"],
+      ["k".repeat(128), "v".repeat(256)],
+      ["k".repeat(129), "v"],
+      ["k", "v".repeat(257)],
+      ["", "v"],
+      ["a#b", "1"],
+      ["a", "x;y"],
+      ["path:/x", "+@-_.="],
+      ["empty", ""],
+    ];
+    for (const [k = "", v = ""] of pairs) {
+      const broker = (() => {
+        try {
+          loadConfig({ ...base, BROKER_TOKEN_TAGS: `${k}=${v}` });
+          return true;
+        } catch {
+          return false;
+        }
+      })();
+      expect(key.test(k) && value.test(v), `${k}=${v}`).toBe(broker);
+    }
+    // BROKER_TOKEN_TAGS splits at the first =, so a key cannot hold one.
+    expect(key.test("a=b")).toBe(false);
+  });
+});
+
 describe("infra/terraform/aws/examples/lambda", () => {
   it("gives an aws_lambda_function the module's layer for its runtime and architecture, its environment and role", () => {
     const fn = only(example.resource.aws_lambda_function, "example");
@@ -277,6 +406,9 @@ describe("infra/terraform/aws/examples/lambda", () => {
       audience: "${var.audience}",
       role_name: "${aws_iam_role.function.name}",
     });
+    expect(example.output.lambda_function_names?.[0].value).toEqual([
+      "${aws_lambda_function.example.function_name}",
+    ]);
     const role = only(example.resource.aws_iam_role, "function");
     expect(role.assume_role_policy).toBe("${data.aws_iam_policy_document.lambda_assume_role.json}");
   });

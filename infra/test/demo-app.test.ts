@@ -5,7 +5,9 @@ import { Template } from "aws-cdk-lib/assertions";
 import { PolicyStatement } from "aws-cdk-lib/aws-iam";
 import type { CloudAssembly } from "aws-cdk-lib/cx-api";
 import { beforeAll, describe, expect, it } from "vitest";
+import { demoFunctionNames as worldFunctionNames } from "../../test/cloud/world.ts";
 import { type DemoStacks, defineDemoApp } from "../demo/demo-app.ts";
+import { demoFunctionNames } from "../demo/demo-context.ts";
 import { makeLayerFixtures } from "./layer-fixtures.ts";
 import { testApp } from "./synth.ts";
 
@@ -61,7 +63,8 @@ describe("the demo app", () => {
       "TokenBrokerFederation/AWS679f53fac002430cb0da5b7982bd2287 AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
       "TokenBrokerFederation/OutboundFederation/Enable AwsSolutions-IAM5[Resource::*]",
       "TokenBrokerFederation/OutboundFederation/Info AwsSolutions-IAM5[Resource::*]",
-      "TokenBrokerLambdaDemo/TokenBroker/WebIdentityTokenPolicy AwsSolutions-IAM5[Resource::*]",
+      "TokenBrokerLambdaDemo/FunctionTokenBroker/WebIdentityTokenPolicy AwsSolutions-IAM5[Resource::*]",
+      "TokenBrokerLambdaDemo/ReaderTokenBroker/WebIdentityTokenPolicy AwsSolutions-IAM5[Resource::*]",
     ]);
     for (const reason of Object.values(found)) expect(reason.length).toBeGreaterThan(60);
   });
@@ -115,6 +118,29 @@ describe("the demo app", () => {
     lambdaTemplate.resourceCountIs("AWS::Lambda::LayerVersion", 1);
     lambdaTemplate.hasResourceProperties("AWS::Lambda::LayerVersion", {
       Description: "token-broker Lambda extension, nodejs flavour, arm64",
+    });
+  });
+
+  it("runs the writer and the reader under the local cloud's fixed names, one role, the broker on each", () => {
+    const { function: writer, reader } = stacks.lambdaDemo;
+    const resources = lambdaTemplate.toJSON().Resources;
+    const propertiesOf = (fn: typeof writer) =>
+      resources[stacks.lambdaDemo.getLogicalId(fn.node.defaultChild as CfnElement)].Properties;
+    expect(demoFunctionNames).toEqual(worldFunctionNames);
+    expect(propertiesOf(writer).FunctionName).toBe("token-broker-demo-writer");
+    expect(propertiesOf(reader).FunctionName).toBe("token-broker-demo-reader");
+    expect(propertiesOf(reader).Role).toEqual(propertiesOf(writer).Role);
+    expect(propertiesOf(reader).Layers).toEqual(propertiesOf(writer).Layers);
+    expect(propertiesOf(reader).Environment).toEqual(propertiesOf(writer).Environment);
+    lambdaTemplate.resourceCountIs("AWS::Lambda::Function", 2);
+    expect(lambdaTemplate.findOutputs("*")).toMatchObject({
+      FunctionName: {
+        Value: { Ref: stacks.lambdaDemo.getLogicalId(writer.node.defaultChild as CfnElement) },
+      },
+      ReaderFunctionName: {
+        Value: { Ref: stacks.lambdaDemo.getLogicalId(reader.node.defaultChild as CfnElement) },
+      },
+      LambdaFunctionNames: { Value: '["token-broker-demo-writer"]' },
     });
   });
 

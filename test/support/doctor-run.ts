@@ -13,6 +13,7 @@ const processVariables = [
   "AWS_ENDPOINT_URL_IAM",
   "AWS_ACCESS_KEY_ID",
   "AWS_SECRET_ACCESS_KEY",
+  "AWS_SESSION_TOKEN",
   "AWS_REGION",
   "AWS_PROFILE",
   "AWS_SHARED_CREDENTIALS_FILE",
@@ -54,7 +55,11 @@ export async function runDoctorCli(
     /** Over the cloud's settings; an undefined value removes the variable. */
     env?: Partial<
       Record<
-        keyof DoctorEnv | ProcessVariable | "BROKER_AWS_TOKEN_DURATION" | "BROKER_AWS_SIGNING_ALGORITHM",
+        | keyof DoctorEnv
+        | ProcessVariable
+        | "BROKER_AWS_TOKEN_DURATION"
+        | "BROKER_AWS_SIGNING_ALGORITHM"
+        | "BROKER_TOKEN_TAGS",
         string | undefined
       >
     >;

@@ -9,6 +9,8 @@ export interface RecordedRequest {
   readonly body: string;
   /** The client closed the connection before the answer was complete (an abort or a timeout). */
   readonly abandoned: boolean;
+  /** What the fake answered, once its answer has been passed on whole. */
+  readonly answer?: { readonly status: number; readonly body: string };
 }
 
 export interface RecordingProxy {
@@ -32,6 +34,7 @@ export async function startRecordingProxy(target: string): Promise<RecordingProx
     req.on("end", () => {
       const record = {
         abandoned: false,
+        answer: undefined as RecordedRequest["answer"],
         get entry(): RecordedRequest {
           return {
             method: req.method ?? "",
@@ -39,6 +42,7 @@ export async function startRecordingProxy(target: string): Promise<RecordingProx
             headers: req.headers,
             body: Buffer.concat(chunks).toString("utf8"),
             abandoned: record.abandoned,
+            ...(record.answer === undefined ? {} : { answer: record.answer }),
           };
         },
       };
@@ -53,6 +57,14 @@ export async function startRecordingProxy(target: string): Promise<RecordingProx
         },
         (answer) => {
           res.writeHead(answer.statusCode ?? 502, answer.headers);
+          const answered: Buffer[] = [];
+          answer.on("data", (chunk: Buffer) => answered.push(chunk));
+          answer.on("end", () => {
+            record.answer = {
+              status: answer.statusCode ?? 502,
+              body: Buffer.concat(answered).toString("utf8"),
+            };
+          });
           answer.pipe(res);
         },
       );

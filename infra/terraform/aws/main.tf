@@ -64,6 +64,32 @@ data "aws_iam_policy_document" "web_identity_token" {
       values   = [var.token_duration_seconds]
     }
   }
+
+  # Only with token_tags: the permission to send them, exactly these keys (aws:TagKeys, ForAllValues:
+  # no other) and each key's one value (aws:RequestTag/KEY), as the CDK constructs grant it.
+  dynamic "statement" {
+    for_each = length(var.token_tags) > 0 ? [var.token_tags] : []
+    content {
+      sid       = "TagJwtForGoogleWorkloadIdentityFederation"
+      effect    = "Allow"
+      actions   = ["sts:TagGetWebIdentityToken"]
+      resources = ["*"]
+
+      condition {
+        test     = "ForAllValues:StringEquals"
+        variable = "aws:TagKeys"
+        values   = keys(statement.value)
+      }
+      dynamic "condition" {
+        for_each = statement.value
+        content {
+          test     = "StringEquals"
+          variable = "aws:RequestTag/${condition.key}"
+          values   = [condition.value]
+        }
+      }
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "web_identity_token" {
@@ -84,6 +110,7 @@ locals {
     BROKER_PROJECT_ID      = var.project_id
     BROKER_SCOPES          = join(",", var.scopes)
     BROKER_LOG_LEVEL       = var.log_level
+    BROKER_TOKEN_TAGS      = join(",", [for key, value in var.token_tags : "${key}=${value}"])
   }
   broker_environment = merge(local.broker_settings, { for name, value in local.optional_settings : name => value if value != "" })
   # Where Google SDKs find the broker: Go, Python, Java and Node read GCE_METADATA_HOST (or _IP),

@@ -18,7 +18,12 @@ output "node_environment" {
   value       = merge(local.broker_environment, local.workload_environment, { METADATA_SERVER_DETECTION = "assume-present" })
 }
 
+output "service_names" {
+  description = "The value of the `service` tag of token_tags, as a list for infra/gcp's service_names (its principalSet://…/attribute.service/NAME grant); empty without one."
+  value       = [for key, value in var.token_tags : value if key == "service"]
+}
+
 output "policy_json" {
-  description = "The sts:GetWebIdentityToken policy attached to the role, for review."
+  description = "The sts:GetWebIdentityToken policy attached to the role (with token_tags, the sts:TagGetWebIdentityToken statement too), for review."
   value       = data.aws_iam_policy_document.web_identity_token.json
 }

@@ -74,6 +74,23 @@ variable "token_duration_seconds" {
   }
 }
 
+variable "token_tags" {
+  description = "Tags the broker passes to GetWebIdentityToken (BROKER_TOKEN_TAGS), e.g. { service = \"orders\" }: the JWT's request_tags, which infra/gcp maps (attribute.service). The role is then allowed sts:TagGetWebIdentityToken with exactly these keys and values; empty = no tags and no tag permission."
+  type        = map(string)
+  default     = {}
+
+  # STS's limits on Tags, as the broker checks them at start-up: at most 50, keys unique whatever
+  # their case, keys 1..128 and values 0..256 letters, spaces, digits or _.:/+-@ (values also =).
+  validation {
+    condition     = length(var.token_tags) <= 50 && length(distinct([for key in keys(var.token_tags) : lower(key)])) == length(var.token_tags)
+    error_message = "token_tags may hold at most 50 tags, with keys that differ in more than case."
+  }
+  validation {
+    condition     = alltrue([for key, value in var.token_tags : can(regex("^[\\p{L}\\p{Z}\\p{N}_.:/+@-]{1,128}$", key)) && can(regex("^[\\p{L}\\p{Z}\\p{N}_.:/=+@-]{0,256}$", value)) && trimspace(key) == key && trimspace(value) == value])
+    error_message = "Each of token_tags must have a key of 1 to 128 and a value of at most 256 letters, spaces, digits or _.:/+-@ (values also =), without spaces around them."
+  }
+}
+
 variable "layers_directory" {
   description = "Folder with the four zips npm run build:layer writes (token-broker-{nodejs,standalone}-{x86_64,arm64}.zip); empty for dist/layers of this repository, or of the npm package when the module is used from node_modules/token-broker."
   type        = string

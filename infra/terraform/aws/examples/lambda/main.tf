@@ -103,3 +103,8 @@ output "function_role_arn" {
   description = "Add this ARN to infra/gcp's aws_role_arns."
   value       = aws_iam_role.function.arn
 }
+
+output "lambda_function_names" {
+  description = "For infra/gcp's lambda_function_names: grants this function alone (principalSet://…/attribute.lambda_function/NAME), not every workload of its role."
+  value       = [aws_lambda_function.example.function_name]
+}
