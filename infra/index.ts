@@ -27,4 +27,7 @@ export {
   TokenBrokerSidecar,
   type TokenBrokerSidecarProps,
 } from "./constructs/token-broker-sidecar.ts";
-export { webIdentityTokenStatement } from "./constructs/web-identity-token-policy.ts";
+export {
+  tagWebIdentityTokenStatement,
+  webIdentityTokenStatement,
+} from "./constructs/web-identity-token-policy.ts";

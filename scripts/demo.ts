@@ -39,16 +39,16 @@ console.log(bold("token-broker demo: a Lambda function writes to Google Cloud wi
 
 const cloud = await startCloud();
 
-// --- BROKER_ACCESS_BOUNDARY (step 9) ---
+// --- BROKER_ACCESS_BOUNDARY (step 10) ---
 /**
  * The same function, role and service account under a Credential Access Boundary that lets it
  * write under in/ only: its write at the bucket's root, where the invocations above wrote, is
- * refused. A sandbox of its own, after step 7, so that step's counts stay the first sandbox's.
+ * refused. A sandbox of its own, after step 8, so that step's counts stay the first sandbox's.
  */
 async function boundaryStep(layer: string, functionBundle: FunctionBundle): Promise<boolean> {
   const bucket = cloud.world.grantedBucket;
   const boundary = `${bucket}/in/=objectCreator,${bucket}=objectViewer`;
-  step(`9. The same function under BROKER_ACCESS_BOUNDARY=${boundary}`);
+  step(`10. The same function under BROKER_ACCESS_BOUNDARY=${boundary}`);
   const bounded = await startDemoLambda({
     demo: cloud,
     layer,
