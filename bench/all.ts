@@ -9,14 +9,16 @@ import { benchFleetBurst, defaultFleetBurstOptions, fleetBurstSection } from "./
 import { benchLambda, defaultLambdaOptions, lambdaSections } from "./lambda.ts";
 import { cpuCount } from "./proc.ts";
 import { markdownTable, printSection, progress, type Section, sectionMarkdown } from "./report.ts";
+import { benchSdkCadence, defaultSdkCadenceOptions, sdkCadenceSection } from "./sdk-cadence.ts";
 import { benchServe, defaultServeOptions, serveSection } from "./serve.ts";
 import { defaultSoakOptions, runSoak, soakSection } from "./soak.ts";
 
 /*
- * `npm run bench`: every benchmark in one go (about 5 minutes on 2 cores), then BENCHMARKS.md
+ * `npm run bench`: every benchmark in one go, then BENCHMARKS.md
  * with the machine, each figure as median (min–max) with its ratio to a baseline measured in the
  * same run, the targets from the issues judged against them, and the command behind each figure.
- * `--only serve,lambda,cold-burst,fleet-burst,day,soak` runs a subset and prints it without writing the file.
+ * `--only serve,lambda,cold-burst,fleet-burst,day,sdk-cadence,soak` runs a subset and prints it without
+ * writing the file.
  */
 
 const benchmarks = {
@@ -30,6 +32,9 @@ const benchmarks = {
   ],
   day: async () => [
     daySimulationSection(await benchDaySimulation(defaultDaySimulationOptions), defaultDaySimulationOptions),
+  ],
+  "sdk-cadence": async () => [
+    sdkCadenceSection(await benchSdkCadence(defaultSdkCadenceOptions), defaultSdkCadenceOptions),
   ],
   soak: async () => [soakSection(await runSoak(defaultSoakOptions))],
 } satisfies Record<string, () => Promise<Section[]>>;
