@@ -45,9 +45,13 @@ export interface ClientRun {
 
 export interface CadenceRun {
   readonly clients: readonly ClientRun[];
-  /** Token requests the broker answered after waiting for a chain, once every key had a token. */
+  /**
+   * Token requests the broker answered after waiting for a chain, once every key had a token: its
+   * cache misses, and its stale answers (while upstream is healthy, a stale token is what a
+   * request gets after its wait for the chain ran out).
+   */
   readonly waited: number;
-  /** Token requests answered with a token whose refresh had failed. */
+  /** Of those, the ones answered with the old token. */
   readonly stale: number;
   /**
    * Per key, the expiry of every token IAM Credentials issued once every client had its first
@@ -163,7 +167,7 @@ async function observe(
     const after = await lookups(broker);
     return {
       clients: runs,
-      waited: after.miss - before.miss,
+      waited: after.miss + after.stale - before.miss - before.stale,
       stale: after.stale - before.stale,
       steadyFromMs: Math.max(...firsts),
     };
