@@ -10,6 +10,7 @@ import { benchLambda, defaultLambdaOptions, lambdaSections } from "./lambda.ts";
 import { measurePackage, packageSection } from "./package-size.ts";
 import { cpuCount } from "./proc.ts";
 import { markdownTable, printSection, progress, type Section, sectionMarkdown } from "./report.ts";
+import { benchSdkCadence, defaultSdkCadenceOptions, sdkCadenceSection } from "./sdk-cadence.ts";
 import { benchServe, defaultServeOptions, serveSection } from "./serve.ts";
 import { defaultSoakOptions, runSoak, soakSection } from "./soak.ts";
 
@@ -29,6 +30,9 @@ const benchmarks = {
   ],
   day: async () => [
     daySimulationSection(await benchDaySimulation(defaultDaySimulationOptions), defaultDaySimulationOptions),
+  ],
+  "sdk-cadence": async () => [
+    sdkCadenceSection(await benchSdkCadence(defaultSdkCadenceOptions), defaultSdkCadenceOptions),
   ],
   soak: async () => [soakSection(await runSoak(defaultSoakOptions))],
   package: async () => [packageSection(await measurePackage())],

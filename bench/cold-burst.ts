@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { startCloud } from "../test/cloud/cloud.ts";
 import { startInProcessBroker } from "../test/support/in-process-broker.ts";
+import { cacheMisses } from "./cache-misses.ts";
 import { getToken } from "./in-process-broker.ts";
 import { listenOverflows } from "./proc.ts";
 import { printSection, progress, type Section } from "./report.ts";
@@ -54,17 +55,14 @@ export async function benchColdBurst(
         const answers = await Promise.all(Array.from({ length: options.requests }, () => getToken(broker)));
         const wallMs = performance.now() - started;
         const overflows = listenOverflows() - overflowsBefore;
-        const scraped = (await broker.metrics.exposition())?.body ?? "";
-        const misses = /^token_broker_cache_lookups_total\{kind="access",result="miss"\} (\d+)$/m.exec(
-          scraped,
-        );
+        const misses = await cacheMisses(broker, "access");
         rounds.push({
           awsSts: cloud.awsSts.calls.get("GetWebIdentityToken"),
           googleSts: cloud.googleSts.calls.get("token"),
           impersonation: cloud.iamCredentials.calls.get("generateAccessToken"),
           distinctTokens: new Set(answers.flatMap((answer) => answer.accessToken ?? [])).size,
           failed: answers.filter((answer) => answer.status !== 200).length,
-          waited: Number(misses?.[1] ?? 0),
+          waited: misses,
           overflows,
           wallMs,
         });

@@ -9,12 +9,13 @@ export interface TokenAnswer {
 }
 
 /**
- * One GET of the default token from a broker in this process (test/support/in-process-broker.ts),
- * as an SDK asks for it: for the benchmarks that count upstream chains, where only the token and
- * its seconds left matter.
+ * One GET of the default token (or of `scopes`) from a broker in this process
+ * (test/support/in-process-broker.ts), as an SDK asks for it: for the benchmarks that count
+ * upstream chains, where only the token and its seconds left matter.
  */
-export async function getToken(broker: BrokerHandle): Promise<TokenAnswer> {
-  const response = await fetch(`${broker.metadataUrl}${tokenPath}`, {
+export async function getToken(broker: BrokerHandle, scopes?: readonly string[]): Promise<TokenAnswer> {
+  const query = scopes === undefined ? "" : `?scopes=${scopes.map(encodeURIComponent).join(",")}`;
+  const response = await fetch(`${broker.metadataUrl}${tokenPath}${query}`, {
     headers: metadataHeaders,
     signal: AbortSignal.timeout(5_000),
   });

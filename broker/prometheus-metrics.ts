@@ -69,7 +69,7 @@ export class PrometheusMetrics implements MetricsSink {
     }
     new Gauge({
       name: "token_broker_degraded",
-      help: "1 while the last refresh failed of a token being served (the default token, or one asked for within the last 5 minutes), else 0.",
+      help: "1 while the last refresh failed of a token in use (the default token, or one asked for within its lifetime), else 0.",
       registers: [this.#registry],
       collect() {
         this.set(state.anyRefreshFailing() ? 1 : 0);

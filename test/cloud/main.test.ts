@@ -99,7 +99,7 @@ describe("npm run cloud", () => {
       );
       expect(code, stdout + stderr).toBe(0);
       expect(stdout).toMatch(
-        /^✓ provider +issuer and audience match; google\.subject="arn:aws:iam::123456789012:role\/token-broker-demo" \(48 bytes\); the attribute condition holds$/m,
+        /^✓ provider +issuer and audience match; google\.subject="arn:aws:iam::123456789012:role\/token-broker-demo" attribute\.lambda_function="" attribute\.service="" \(48 bytes\); the attribute condition holds$/m,
       );
       expect(stdout).toMatch(serviceAccount === undefined ? /^– impersonation /m : /^✓ impersonation /m);
       expect(stdout).toMatch(/^✓ resource:bq:\/\/demo-project\.demo_dataset\.events /m);

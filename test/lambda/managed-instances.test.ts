@@ -12,10 +12,11 @@ import type { TokenProbe } from "../lambda-runtime/token-probe-handler.ts";
  * Lambda Managed Instances (`AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances`): Lambda
  * refuses an extension that registers for INVOKE, never freezes the sandbox, and runs many
  * invocations in it at once. The extension registers for SHUTDOWN only, all invocations share
- * its cache, and a timer refreshes the token ahead of its advisory window with no request asking.
+ * its cache, and a timer refreshes the token in its advisory window with no request asking.
  *
  * Upstream tokens live 30 s here, so that the advisory window opens within the test: for such a
- * lifetime it opens 22.5–21 s before expiry, 7.5–9 s after issue.
+ * lifetime it opens 22.5–21 s before expiry, 7.5–9 s after issue, and the timer refreshes from its
+ * middle, 11.25–12 s after issue.
  */
 
 const probePath = fileURLToPath(new URL("../lambda-runtime/token-probe-handler.ts", import.meta.url));
@@ -87,7 +88,7 @@ describe.skipIf(skip !== undefined)(
         expect(chains()).toEqual({ aws: 1, google: 1 });
         expect(lambda.frozen).toBe(false);
 
-        // No invocation asks: the timer refreshes when the advisory window opens, 7.5–9 s after issue.
+        // No invocation asks: the timer refreshes from the middle of the advisory window, 11.25–12 s after issue.
         await expect.poll(() => chains().google, { timeout: 20_000, interval: 250 }).toBe(2);
         // The AWS JWT, which has minutes left, serves the new exchange.
         expect(chains().aws).toBe(1);

@@ -45,9 +45,13 @@ export interface ClientRun {
 
 export interface CadenceRun {
   readonly clients: readonly ClientRun[];
-  /** Token requests the broker answered after waiting for a chain, once every key had a token. */
+  /**
+   * Token requests the broker answered after waiting for a chain, once every key had a token: its
+   * cache misses, and its stale answers (while upstream is healthy, a stale token is what a
+   * request gets after its wait for the chain ran out).
+   */
   readonly waited: number;
-  /** Token requests answered with a token whose refresh had failed. */
+  /** Of those, the ones answered with the old token. */
   readonly stale: number;
   /**
    * Per key, the expiry of every token IAM Credentials issued once every client had its first
@@ -163,7 +167,7 @@ async function observe(
     const after = await lookups(broker);
     return {
       clients: runs,
-      waited: after.miss - before.miss,
+      waited: after.miss + after.stale - before.miss - before.stale,
       stale: after.stale - before.stale,
       steadyFromMs: Math.max(...firsts),
     };
@@ -184,6 +188,33 @@ export interface MovedClockOptions {
   /** Token lifetimes each client runs for, after its first token. */
   readonly lifetimes: number;
   readonly tickMs: number;
+  /** The libraries that run, side by side against one broker. */
+  readonly sdks: readonly MovedClockSdk[];
+}
+
+export type MovedClockSdk = "node" | "python";
+
+/** The client of each library on the moved clock: Node with its own scope set and an ID token, Python with the default scopes. */
+function movedClockClient(sdk: MovedClockSdk, speed: number): ClientSpec {
+  if (sdk === "node") {
+    return {
+      sdk: "google-auth-library (Node)",
+      command: process.execPath,
+      args: [here("node-client.mjs")],
+      env: {
+        METADATA_SERVER_DETECTION: "assume-present",
+        CADENCE_SCOPES: extraScopes.join(","),
+        CADENCE_AUDIENCE: idAudience,
+      },
+    };
+  }
+  return {
+    sdk: "google-auth 1.5 (Python, Debian)",
+    command: "/usr/bin/python3",
+    args: [here("python_client.py")],
+    // Its detection of the metadata server waits 3 s: 3 s of real time, on the moved clock.
+    env: { PATH: "/usr/bin:/bin", GCE_METADATA_TIMEOUT: String(3 * speed) },
+  };
 }
 
 /** Why the Node and Python clients cannot run here, or undefined. */
@@ -195,9 +226,9 @@ export function movedClockSkipReason(): string | undefined {
 }
 
 /**
- * Node's google-auth-library (a scope set of its own and an ID-token audience) and Debian's
- * Python google-auth (the default scopes) at once, with the cloud and the broker, all on one
- * moved clock (shared-clock.ts): hour-long tokens pass in well under a minute each.
+ * Node's google-auth-library and Debian's Python google-auth (`sdks`), with the cloud and the
+ * broker, all on one moved clock (shared-clock.ts): hour-long tokens pass in well under a minute
+ * each.
  */
 export async function runMovedClock(options: MovedClockOptions): Promise<CadenceRun> {
   const clock = await startSharedClock(options.speed);
@@ -217,25 +248,7 @@ export async function runMovedClock(options: MovedClockOptions): Promise<Cadence
     const clientEnv = { ...clock.env, ...cadenceEnv(runMs, options.tickMs) };
     const observed = await observe(
       broker,
-      [
-        {
-          sdk: "google-auth-library (Node)",
-          command: process.execPath,
-          args: [here("node-client.mjs")],
-          env: {
-            METADATA_SERVER_DETECTION: "assume-present",
-            CADENCE_SCOPES: extraScopes.join(","),
-            CADENCE_AUDIENCE: idAudience,
-          },
-        },
-        {
-          sdk: "google-auth 1.5 (Python, Debian)",
-          command: "/usr/bin/python3",
-          args: [here("python_client.py")],
-          // Its detection of the metadata server waits 3 s: 3 s of real time, on the moved clock.
-          env: { PATH: "/usr/bin:/bin", GCE_METADATA_TIMEOUT: String(3 * options.speed) },
-        },
-      ],
+      options.sdks.map((sdk) => movedClockClient(sdk, options.speed)),
       clientEnv,
       realMs,
     );

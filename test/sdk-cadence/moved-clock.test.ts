@@ -35,7 +35,13 @@ describe.skipIf(skip !== undefined)(
     let run: CadenceRun;
 
     beforeAll(async () => {
-      run = await runMovedClock({ speed, lifetimeSeconds, lifetimes: 3, tickMs: 10_000 });
+      run = await runMovedClock({
+        speed,
+        lifetimeSeconds,
+        lifetimes: 3,
+        tickMs: 10_000,
+        sdks: ["node", "python"],
+      });
     }, 240_000);
 
     it("never makes a token request wait for a chain while upstream is healthy", () => {
