@@ -50,6 +50,11 @@ export interface BrokerSettings {
    * allowed `sts:TagGetWebIdentityToken` with exactly these keys and values. @default - no tags
    */
   readonly tokenTags?: Readonly<Record<string, string>>;
+  /**
+   * A Credential Access Boundary on every token that reaches Cloud Storage (`BROKER_ACCESS_BOUNDARY`),
+   * rules `BUCKET[/PREFIX]=ROLE`, e.g. `"demo-bucket/in/=objectCreator"`. @default - no boundary
+   */
+  readonly accessBoundary?: string;
 }
 
 export const defaultTokenDurationSeconds = Number(defaults.BROKER_AWS_TOKEN_DURATION);
@@ -105,6 +110,7 @@ export function brokerEnvironment(settings: BrokerSettings): Record<string, stri
   if (settings.logLevel) environment.BROKER_LOG_LEVEL = settings.logLevel;
   if (settings.maxConnections !== undefined)
     environment.BROKER_MAX_CONNECTIONS = String(settings.maxConnections);
+  if (settings.accessBoundary) environment.BROKER_ACCESS_BOUNDARY = settings.accessBoundary;
   const tags = Object.entries(settings.tokenTags ?? {});
   if (tags.length > 0)
     environment.BROKER_TOKEN_TAGS = tags.map(([key, value]) => `${key}=${value}`).join(",");

@@ -126,6 +126,7 @@ describe("infra/terraform/aws", () => {
       BROKER_SCOPES: '${join(",", var.scopes)}',
       BROKER_LOG_LEVEL: "${var.log_level}",
       BROKER_TOKEN_TAGS: '${join(",", [for key, value in var.token_tags : "${key}=${value}"])}',
+      BROKER_ACCESS_BOUNDARY: "${var.access_boundary}",
     });
     const serviceAccount = "broker@my-project.iam.gserviceaccount.com";
     const settings = evaluator({ token_duration_seconds: 900, service_account: serviceAccount }).local(
@@ -425,5 +426,51 @@ describe("infra/terraform/aws/examples/lambda", () => {
       source_dir: "${path.module}/function",
     });
     expect(existsSync(path.join(moduleDirectory, "examples", "lambda", "function", "handler.py"))).toBe(true);
+  });
+});
+
+describe("infra/terraform/aws access_boundary", () => {
+  it("sets BROKER_ACCESS_BOUNDARY as the CDK construct's accessBoundary does", () => {
+    const boundary = "demo-bucket/in/=objectCreator,demo-bucket=objectViewer";
+    expect(brokerEnvironment({ audience, accessBoundary: boundary }).BROKER_ACCESS_BOUNDARY).toBe(boundary);
+    expect(brokerEnvironment({ audience }).BROKER_ACCESS_BOUNDARY).toBeUndefined();
+    expect(loadConfig({ ...base, BROKER_ACCESS_BOUNDARY: boundary }).accessBoundary?.rules).toHaveLength(2);
+  });
+
+  it("refuses at plan time every rule shape the broker refuses at start-up that a regex can tell", () => {
+    const [count, shape] = (module.variable.access_boundary?.[0].validation ?? []) as [
+      { condition: string },
+      { condition: string },
+    ];
+    expect(count.condition).toBe(
+      '${var.access_boundary == "" || length(split(",", var.access_boundary)) <= 10}',
+    );
+    const rule = regexIn(shape.condition, "trimspace\\(rule\\)");
+    const accepted = (text: string) => {
+      try {
+        loadConfig({ ...base, BROKER_ACCESS_BOUNDARY: text });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (const text of [
+      "demo-bucket=objectViewer",
+      "demo-bucket/in/=objectCreator",
+      "b.c-d/date=1/=objectAdmin",
+    ]) {
+      expect(rule.test(text), text).toBe(true);
+      expect(accepted(text), text).toBe(true);
+    }
+    for (const text of [
+      "demo-bucket",
+      "=objectViewer",
+      "Demo-Bucket=objectViewer",
+      "demo-bucket/in/=",
+      "-x=objectViewer",
+    ]) {
+      expect(rule.test(text), text).toBe(false);
+      expect(accepted(text), text).toBe(false);
+    }
   });
 });

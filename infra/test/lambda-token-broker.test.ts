@@ -120,6 +120,21 @@ describe("LambdaTokenBroker", () => {
     });
   });
 
+  it("passes accessBoundary to the broker as BROKER_ACCESS_BOUNDARY", () => {
+    const app = testApp();
+    const scope = new Stack(app, "Bounded");
+    const fn = makeFunction(scope, "Fn", Runtime.PYTHON_3_13, Architecture.X86_64);
+    const boundary = "demo-bucket/in/=objectCreator,demo-bucket=objectViewer";
+    new LambdaTokenBroker(scope, "Broker", {
+      function: fn,
+      layer: new TokenBrokerLayer(scope, "Layer", { layersDirectory: makeLayerFixtures() }),
+      broker: { audience, accessBoundary: boundary },
+    });
+    Template.fromStack(scope).hasResourceProperties("AWS::Lambda::Function", {
+      Environment: { Variables: { BROKER_ACCESS_BOUNDARY: boundary } },
+    });
+  });
+
   it("leaves METADATA_SERVER_DETECTION to Node runtimes only", () => {
     const variables = (properties(logicalIdOfFunction("Python313X86")).Environment as { Variables: object })
       .Variables;
@@ -264,6 +279,10 @@ describe("LambdaTokenBroker", () => {
     [
       { audience, scopes: ["not a scope"] },
       'token-broker: BROKER_SCOPES must be comma-separated OAuth scopes, got "not a scope"',
+    ],
+    [
+      { audience, accessBoundary: "demo-bucket" },
+      'token-broker: BROKER_ACCESS_BOUNDARY rule "demo-bucket" is not BUCKET[/PREFIX]=ROLE',
     ],
   ] as [BrokerSettings, string][])("fails synthesis on bad settings: %j", (settings, message) => {
     const app = testApp();

@@ -111,6 +111,7 @@ locals {
     BROKER_SCOPES          = join(",", var.scopes)
     BROKER_LOG_LEVEL       = var.log_level
     BROKER_TOKEN_TAGS      = join(",", [for key, value in var.token_tags : "${key}=${value}"])
+    BROKER_ACCESS_BOUNDARY = var.access_boundary
   }
   broker_environment = merge(local.broker_settings, { for name, value in local.optional_settings : name => value if value != "" })
   # Where Google SDKs find the broker: Go, Python, Java and Node read GCE_METADATA_HOST (or _IP),

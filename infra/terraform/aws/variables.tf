@@ -91,6 +91,21 @@ variable "token_tags" {
   }
 }
 
+variable "access_boundary" {
+  description = "A Credential Access Boundary on every token that reaches Cloud Storage (BROKER_ACCESS_BOUNDARY): comma-separated rules BUCKET[/PREFIX]=ROLE, ROLE a roles/storage.* role without its prefix, at most 10, e.g. \"demo-bucket/in/=objectCreator\"; empty = no boundary. The broker checks the rules at start-up."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.access_boundary == "" || length(split(",", var.access_boundary)) <= 10
+    error_message = "access_boundary holds at most 10 rules."
+  }
+  validation {
+    condition     = var.access_boundary == "" || alltrue([for rule in split(",", var.access_boundary) : can(regex("^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?=[A-Za-z]+$", trimspace(rule)))])
+    error_message = "Each rule of access_boundary is BUCKET[/PREFIX]=ROLE, e.g. demo-bucket/in/=objectCreator."
+  }
+}
+
 variable "layers_directory" {
   description = "Folder with the four zips npm run build:layer writes (token-broker-{nodejs,standalone}-{x86_64,arm64}.zip); empty for dist/layers of this repository, or of the npm package when the module is used from node_modules/token-broker."
   type        = string
