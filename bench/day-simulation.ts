@@ -10,26 +10,9 @@ import { printSection, progress, type Section } from "./report.ts";
 import { formatNumber, formatSpread, spread } from "./stats.ts";
 
 /*
- * 24 hours of traffic on a fake clock, against the real chain (AWS SDK, google-auth-library, the
- * hermetic cloud), from four clients at once: one asks for the default token every
- * `intervalSeconds` of simulated time; three ask as Google's SDKs do, each for a scope set of its
- * own, only when their copy of the token is within their threshold (Node and Debian's Python 5
- * minutes, current Python and Java 3m45s, Go 10 s), which an hour-long token reaches inside the
- * broker's mandatory window. Counted: upstream chains per key, against the lower bound of one
- * chain per usable token lifetime (a token is usable while it has more than 5 minutes left, so the
- * bound is ⌈24 h / (lifetime − 5 min)⌉), and requests that waited for a chain.
- *
- * As in the sidecar, the broker refreshes every key in use ahead of its mandatory window; the
- * simulation runs that refresh (`refreshDue()`, what the sidecar's timer calls) at each of its
- * steps, so that every chain has ended before simulated time moves on.
- *
- * Direct federation, because only Google STS states its lifetime relative to the request
- * (`expires_in`), which the broker places on its own (fake) clock. IAM Credentials answers with an
- * absolute `expireTime` on the real clock, which a simulated day leaves behind within the hour.
- *
- * Before moving the clock on we join the chain the request may have started (`prewarm()`), so a
- * refresh takes no simulated time: a chain still on its way when the clock passes its deadline
- * looks cut short by a freeze, and the broker rightly runs it again.
+ * 24 hours of traffic on a fake clock against the real chain, from a client asking every
+ * `intervalSeconds` and three at the SDKs' cadence: chains per key and requests that waited.
+ * How and why: docs/benchmarks.md#a-simulated-day
  */
 
 export interface DaySimulationOptions {

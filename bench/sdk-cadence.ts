@@ -4,12 +4,8 @@ import { printSection, progress, type Section } from "./report.ts";
 import { formatNumber, quantile } from "./stats.ts";
 
 /*
- * Google's SDKs at their own cadence against the sidecar process (test/sdk-cadence/cadence-run.ts):
- * each library keeps its token and goes back to the broker only when its copy is about to be
- * refused, so unless the broker refreshes every key in use by itself, each of those requests
- * waits for a chain. Node's google-auth-library and Debian's Python google-auth with hour-long
- * tokens on a clock shared by the cloud, the broker and the client and moved `speed` times faster
- * (libfaketime); Go's oauth2 in real time with short tokens (libfaketime does not reach Go).
+ * Google's SDKs at their own cadence against the sidecar process: requests that waited for a chain,
+ * time to a token, chains per lifetime per key. How: docs/benchmarks.md#the-sdks-at-their-own-cadence
  */
 
 export interface SdkCadenceOptions {

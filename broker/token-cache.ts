@@ -134,10 +134,8 @@ export class TokenCache implements TokenSource {
   }
 
   /**
-   * Starts the default-scope chain, unless the token is fresh or upstream is being backed off
-   * (sidecar start, Lambda init and every INVOKE); resolves once that chain settles, never
-   * rejects, and nobody needs to wait for it. Not a lookup: no client asked, so the cache
-   * metrics do not count it.
+   * Starts the default-scope chain unless its token is fresh or it backs off; settles, never
+   * rejects. Not a lookup: no client asked, so the cache metrics do not count it.
    */
   async prewarm(): Promise<void> {
     const entry = this.#entries.defaultEntry;
@@ -147,10 +145,8 @@ export class TokenCache implements TokenSource {
   }
 
   /**
-   * Starts a chain for every key in use whose refresh ahead is due (`refreshAheadAtMs`) and that
-   * none runs for, most urgent first, at most half the chain slots at once so that callers'
-   * chains always find one; resolves once they have settled with how many it started, never
-   * rejects. Not a lookup: the cache metrics do not count it, and a key does not stay in use by it.
+   * Starts the due refreshes of keys in use, most urgent first, in at most half the chain slots (so
+   * callers' chains find one); resolves with how many once they settle. Not a lookup, never rejects.
    */
   async refreshDue(): Promise<number> {
     const now = this.#deps.clock.now();
@@ -288,13 +284,9 @@ export class TokenCache implements TokenSource {
   }
 
   /**
-   * Runs the chain until it yields a token or fails. In a process that can be frozen (`freezable`),
-   * a chain whose wall-clock span ran past its deadline by more than `frozenSlackMs` was cut short
-   * by a freeze, not by upstream: a sandbox frozen mid-chain fires the deadline (and every attempt
-   * timeout) the instant it is thawed. Such a chain starts again at once, for the callers that
-   * joined it too, up to `maxFreezeRestarts` times: no backoff, no failure logged or counted,
-   * nothing degraded. Elsewhere a late end is a lagging event loop: a failure. So does a chain
-   * that began before `forget()` start again, and nothing it obtained is kept.
+   * Runs the chain until it yields a token or fails; one cut short by a freeze (only where the
+   * process can freeze) or begun before `forget()` starts again, at most `maxFreezeRestarts` times
+   * for a freeze. Why: docs/token-refresh.md#one-chain-per-key-bounded.
    */
   async #chain(key: string, source: KeySource): Promise<Token> {
     const { clock, logger } = this.#deps;

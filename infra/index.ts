@@ -1,12 +1,6 @@
 /**
- * `token-broker/cdk`: the constructs as a library, for CDK apps outside this repository.
- *
- * ```ts
- * import { LambdaTokenBroker, OutboundFederation, TokenBrokerLayer, TokenBrokerSidecar } from "token-broker/cdk";
- * ```
- *
- * `npm run build:cdk` compiles this entry and what it imports to dist/cdk (JavaScript and
- * declarations), since an app's `node` will not run this repository's TypeScript from node_modules.
+ * `token-broker/cdk`: the constructs as a library for CDK apps, e.g. `import { LambdaTokenBroker }
+ * from "token-broker/cdk"`; `npm run build:cdk` compiles it to dist/cdk (an app's node runs no TypeScript).
  */
 export {
   type BrokerSettings,

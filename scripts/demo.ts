@@ -8,12 +8,8 @@ import { twoFunctionsOneRole } from "./demo-per-function.ts";
 import { buildLayers } from "./layer.ts";
 
 /**
- * `npm run demo`: the walk-through's job without its auth code. A Lambda function writes an
- * object to Cloud Storage and a row to BigQuery, and is refused a bucket it was not granted and,
- * under a Credential Access Boundary, a write its service account may make; the token broker
- * layer gets its Google credentials. Everything runs on this machine: the
- * hermetic cloud (fake AWS STS, Google STS, IAM Credentials, GCS, BigQuery) on loopback, the
- * layer built from source, the function under a local Lambda runtime (aws-lambda-ric).
+ * `npm run demo`: the walk-through's job with no auth code, the layer built from source, under a
+ * local Lambda runtime, against the hermetic cloud on loopback; each step says what it shows.
  */
 
 const invocations = 3;

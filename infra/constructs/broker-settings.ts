@@ -21,10 +21,8 @@ export { metadataEndpoint, type SigningAlgorithm };
  */
 export interface BrokerSettings {
   /**
-   * The Workload Identity Federation provider audience,
-   * `//iam.googleapis.com/projects/<NUMBER>/locations/global/workloadIdentityPools/<POOL>/providers/<PROVIDER>`.
-   * Build it with {@link providerAudience}; it becomes `BROKER_AUDIENCE` and the only
-   * `sts:IdentityTokenAudience` the role may request.
+   * The provider audience, `//iam.googleapis.com/projects/<NUMBER>/locations/global/workloadIdentityPools/<POOL>/providers/<PROVIDER>`
+   * (build it with {@link providerAudience}): `BROKER_AUDIENCE`, and the only audience the role may request.
    */
   readonly audience: string;
   /** Service account to impersonate (`BROKER_SERVICE_ACCOUNT`). @default - direct federated access */
@@ -118,10 +116,8 @@ export function brokerEnvironment(settings: BrokerSettings): Record<string, stri
 }
 
 /**
- * What a workload needs to find the broker: the Go, Python, Java and Node SDKs read
- * `GCE_METADATA_HOST` (or `GCE_METADATA_IP`), the gcloud CLI `GCE_METADATA_ROOT`. Node's
- * gcp-metadata additionally probes for a metadata server unless told it is there; that probe
- * would cost a round trip, so Node workloads also get `METADATA_SERVER_DETECTION`.
+ * What a workload needs to find the broker: `GCE_METADATA_HOST`/`_IP` (Go, Python, Java, Node),
+ * `GCE_METADATA_ROOT` (gcloud), and for Node `METADATA_SERVER_DETECTION`, which saves its probe.
  */
 export function workloadEnvironment(options: {
   readonly node: boolean;

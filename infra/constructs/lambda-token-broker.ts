@@ -32,21 +32,9 @@ function onManagedInstances(fn: LambdaFunction): boolean {
 }
 
 /**
- * Attaches the broker to a Lambda function: the layer version that fits its runtime and
- * architecture (a stack publishes only the versions its functions use), the `BROKER_*` settings,
- * the variables that point Google SDKs at the extension, and the narrowly conditioned
- * `sts:GetWebIdentityToken` permission on its role.
- *
- * ```ts
- * new LambdaTokenBroker(this, "Broker", { function: fn, broker: { audience } });
- * ```
- *
- * Every Lambda mode takes the same layer: the extension reads `AWS_LAMBDA_INITIALIZATION_TYPE`
- * when it starts (on-demand, provisioned concurrency, SnapStart, Lambda Managed Instances). A
- * function on Lambda Managed Instances runs on EC2 instances in your VPC subnets, so its ops
- * listener is kept on loopback there (nothing in Lambda scrapes it; metrics go out as log
- * lines): attach the function to its capacity provider (`capacityProvider.addFunction(fn)`)
- * before this construct, which synthesis checks.
+ * Attaches the broker to a Lambda function, in every Lambda mode: the layer version for its runtime
+ * and architecture, the `BROKER_*` and `GCE_METADATA_*` settings, and the one permission on its role.
+ * How, and Managed Instances' order of attachment: infra/README.md ("Attach the broker…").
  */
 export class LambdaTokenBroker extends Construct {
   constructor(scope: Construct, id: string, props: LambdaTokenBrokerProps) {

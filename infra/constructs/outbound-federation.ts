@@ -18,14 +18,9 @@ export interface OutboundFederationProps {
 }
 
 /**
- * Turns on AWS IAM outbound web identity federation for the account and exposes the account's
- * issuer URL, which the Google provider must trust. CloudFormation has no resource for this
- * account setting, hence two SDK calls:
- * `EnableOutboundWebIdentityFederation` on create (tolerating "already enabled"), then
- * `GetOutboundWebIdentityFederationInfo` for the issuer.
- *
- * Deleting the stack leaves the feature enabled: it is account-wide, and turning it off would
- * break every other workload of the account that mints JWTs.
+ * Turns on the account's outbound web identity federation (two SDK calls: CloudFormation has no
+ * resource for it) and exposes the issuer URL the Google provider trusts. Deleting the stack leaves
+ * it on: the setting is account-wide, and other workloads may mint JWTs.
  */
 export class OutboundFederation extends Construct {
   /** `https://<id>.tokens.sts.global.api.aws`: the `iss` of every JWT the account mints. */

@@ -34,10 +34,8 @@ export function layerZipName(flavour: LayerFlavour, architecture: Architecture):
 }
 
 /**
- * The broker as a Lambda extension: a layer version per flavour and architecture, each created
- * when the first function that needs it asks ({@link TokenBrokerLayer.forFunction}, which the
- * `LambdaTokenBroker` construct calls), so an app stages and publishes only the zips its
- * functions run.
+ * The broker as a Lambda extension: one layer version per flavour and architecture, created when
+ * the first function needs it ({@link TokenBrokerLayer.forFunction}), so an app publishes only those.
  */
 export class TokenBrokerLayer extends Construct {
   readonly #directory: string;

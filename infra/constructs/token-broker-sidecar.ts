@@ -32,14 +32,8 @@ export interface TokenBrokerSidecarProps {
    */
   readonly taskDefinition: TaskDefinition;
   /**
-   * Run in a `host` or `bridge` network mode task anyway. Both share the network with more than
-   * this task, and the broker hands a token to whoever connects:
-   * - `host`: the broker listens on the instance's 127.0.0.1, so every process on the instance and
-   *   every other `host`-mode task can read this task's tokens, and a second copy of the task on
-   *   the instance cannot start (port 8181 is taken).
-   * - `bridge`: the task's containers do not share a loopback, so the broker listens on its bridge
-   *   address (`BROKER_HOST=0.0.0.0`, `BROKER_ALLOW_REMOTE=true`), reachable by every container on
-   *   the instance's bridge network; served containers reach it by a link named `token-broker`.
+   * Run in a `host` or `bridge` network mode task anyway, where more than this task reaches the
+   * broker and so its tokens (infra/README.md, "The ECS sidecar and network modes").
    * @default false
    */
   readonly allowSharedNetwork?: boolean;
@@ -55,12 +49,8 @@ export interface TokenBrokerSidecarProps {
   /** @default 64 */
   readonly memoryReservationMiB?: number;
   /**
-   * Let a Prometheus scraper in another task (the CloudWatch agent's ECS service discovery) reach
-   * `/metrics`: the ops listener then binds every address of the container
-   * (`BROKER_OPS_HOST=0.0.0.0`), its port is mapped, and the container carries the discovery labels
-   * `ECS_PROMETHEUS_EXPORTER_PORT`, `ECS_PROMETHEUS_METRICS_PATH` and `ECS_PROMETHEUS_JOB_NAME`.
-   * Otherwise `/metrics`, `/healthz` and `/readyz` answer on the task's loopback only, which the
-   * container health check (run inside the container) needs, and nothing else.
+   * Lets a scraper in another task reach `/metrics`: `BROKER_OPS_HOST=0.0.0.0`, the port mapped and
+   * the `ECS_PROMETHEUS_*` discovery labels set. Otherwise the ops listener is on loopback only.
    * @default false
    */
   readonly remoteScraping?: boolean;
@@ -73,15 +63,9 @@ export const brokerOpsPort = Number(defaults.BROKER_OPS_PORT);
 const bridgeHostName = "token-broker";
 
 /**
- * The broker as an ECS sidecar: an essential container whose health is the ops listener's
- * `/healthz` (with `remoteScraping`, also mapped and labelled for the CloudWatch agent's
- * Prometheus discovery), logs in CloudWatch, and the `sts:GetWebIdentityToken` permission on the task role.
- * Call {@link serve} for each container that uses Google SDKs.
- *
- * ```ts
- * const broker = new TokenBrokerSidecar(this, "Broker", { taskDefinition, broker: { audience } });
- * broker.serve(appContainer);
- * ```
+ * The broker as an ECS sidecar: an essential container healthy on `/healthz`, its logs in
+ * CloudWatch, and the one permission on the task role. Call {@link serve} for each container
+ * that uses Google SDKs (infra/README.md, "The sidecar on ECS").
  */
 export class TokenBrokerSidecar extends Construct {
   readonly container: ContainerDefinition;

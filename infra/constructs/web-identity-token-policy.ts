@@ -8,19 +8,9 @@ import {
 } from "./broker-settings.ts";
 
 /**
- * The one permission the broker needs: `sts:GetWebIdentityToken`, narrowed by every condition key
- * AWS documents for the action, so the role can mint a JWT only for this provider audience, only
- * with the configured algorithm, and never for longer than the broker asks.
- *
- * - `sts:IdentityTokenAudience` is multivalued (the API takes up to ten audiences), so a plain
- *   `StringEquals` would pass a request naming our audience *and* someone else's.
- *   `ForAllValues:StringEquals` requires every requested audience to be ours; because
- *   `ForAllValues` is also true when the key is absent, `Null: false` demands that it is present.
- * - `sts:DurationSeconds` and `sts:SigningAlgorithm` hold what the broker sends on every call
- *   (it always passes both), so the policy and `BROKER_AWS_*` cannot drift apart.
- * - `sts:TagGetWebIdentityToken` is granted only with `tokenTags` (tagWebIdentityTokenStatement).
- *
- * The action has no resource type, hence `Resource: "*"`.
+ * The one permission the broker needs, `sts:GetWebIdentityToken`, narrowed by every condition key
+ * AWS documents for it (audience, algorithm, duration); why each condition has its form:
+ * infra/README.md ("Why the statement has this form").
  */
 export function webIdentityTokenStatement(settings: BrokerSettings): PolicyStatement {
   return new PolicyStatement({
