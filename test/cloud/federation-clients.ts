@@ -3,9 +3,9 @@ import { IdentityPoolClient, type SubjectTokenSupplier } from "google-auth-libra
 import type { AwsPrincipal, World } from "./world.ts";
 
 /**
- * Test helpers that drive the identity fakes with the real clients, wired the way the broker
- * wires them: `@aws-sdk/client-sts` mints the JWT, google-auth-library's `IdentityPoolClient`
- * exchanges it (and impersonates), all pointed at the fakes through documented settings only.
+ * Test helpers that drive the identity fakes with the real clients, as a workload using them would:
+ * `@aws-sdk/client-sts` mints the JWT, google-auth-library's `IdentityPoolClient` exchanges it (and
+ * impersonates), all pointed at the fakes through documented settings only.
  */
 
 export const CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform";
