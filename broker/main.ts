@@ -57,9 +57,10 @@ export interface BrokerHandle {
   /**
    * Forgets everything obtained from upstream: cached tokens and failures, the chain with its
    * intermediate and AWS credentials, and every upstream connection; chains in flight start
-   * again on a new chain. For a sandbox restored from a snapshot, days later and elsewhere.
+   * again on a new chain. The keys in use at `inUseAtMs` are remembered (`TokenCache.forget`).
+   * For a sandbox restored from a snapshot, days later and elsewhere.
    */
-  forgetUpstream(): void;
+  forgetUpstream(inUseAtMs?: number): void;
   /**
    * While set, each token request first waits for `until()` before it is looked up; `undefined`
    * ends that. A SnapStart sandbox's first INVOKE after a restore comes at about the same time as
@@ -247,12 +248,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     };
   });
   tokens = new TokenCache({
-    // The doctor's verdict, logged once, goes next to the first chain's failure in CloudWatch.
-    fetcher: onFirstChainFailure(lazyFetcher(chain.get), (error) => {
-      void import("./doctor/verdict.ts")
-        .then(({ logVerdict }) => logVerdict(error, config, logger, options.sts))
-        .catch((error: unknown) => logger.warn({ err: error }, "the doctor could not run"));
-    }),
+    fetcher: lazyFetcher(chain.get),
     defaultScopes: config.scopes,
     clock,
     random,
@@ -261,6 +257,14 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     ...(options.policy === undefined ? {} : { policy: options.policy }),
   });
   const cache = tokens;
+  // The doctor's verdict, logged once, goes next to the first failed chain in CloudWatch.
+  cache.onChainSettled(
+    onFirstChainFailure((error) => {
+      void import("./doctor/verdict.ts")
+        .then(({ logVerdict }) => logVerdict(error, config, logger, options.sts))
+        .catch((error: unknown) => logger.warn({ err: error }, "the doctor could not run"));
+    }),
+  );
 
   const { metadata, ops } = options.listeners ?? (await bindListeners(config));
   const { onConnectionsRefused } = connectionLimits(config.maxConnections, logger);
@@ -321,8 +325,8 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     deferLookups: (until) => {
       lookupsDeferred = until;
     },
-    forgetUpstream: () => {
-      cache.forget();
+    forgetUpstream: (inUseAtMs) => {
+      cache.forget(inUseAtMs);
       chain.reset()?.then(
         (replaced) => replaced.dispose(),
         () => undefined,

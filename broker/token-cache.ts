@@ -75,13 +75,20 @@ export interface TokenCacheDeps {
 }
 
 /**
- * When a key in use needs a chain with nobody asking: the end of its backoff, or the middle of its
- * advisory window, which leaves room for retries before the mandatory window and lets a token
- * serve longer than a refresh at the window's start would. Undefined while a first chain runs.
+ * How early `refreshDue` starts a key's refresh: `ahead` from the middle of its advisory window
+ * (a timer: room for retries, and a token serves longer), `advisory` from the window's start (a
+ * frozen sandbox, once its function has answered), `mandatory` from the mandatory window (at an
+ * INVOKE, for what the function's requests would wait for). A failing key is due when its backoff
+ * ends, except `advisory`: nobody holds a sandbox for an upstream known to fail. A key remembered
+ * across `forget()` is due at once. Undefined: nothing to start.
  */
-function refreshAheadAtMs(entry: Entry): number | undefined {
-  if (entry.failure !== undefined) return entry.failure.retryAtMs;
-  if (entry.token === undefined) return undefined;
+export type RefreshReach = "ahead" | "advisory" | "mandatory";
+
+function dueAtMs(entry: Entry, reach: RefreshReach): number | undefined {
+  if (entry.failure !== undefined) return reach === "advisory" ? undefined : entry.failure.retryAtMs;
+  if (entry.token === undefined) return 0;
+  if (reach === "advisory") return entry.refreshAtMs;
+  if (reach === "mandatory") return entry.mandatoryAtMs;
   return entry.refreshAtMs + (entry.mandatoryAtMs - entry.refreshAtMs) / 2;
 }
 
@@ -122,7 +129,7 @@ export class TokenCache implements TokenSource {
   readonly #accessKind: TokenKind;
   /** Lifetime of the last token stored, for keys that have none yet (see the policy). */
   #lastLifetimeMs: number | undefined;
-  readonly #settledListeners = new Set<() => void>();
+  readonly #settledListeners = new Set<(failure?: BrokerError) => void>();
   /** Bumped by `forget()`: a chain that began under an older generation starts again. */
   #generation = 0;
   #forgotten = new AbortController();
@@ -155,10 +162,13 @@ export class TokenCache implements TokenSource {
   *#inUse(now: number): Generator<[string, Entry]> {
     if (this.#defaultEntry !== undefined) yield [this.#defaultKey, this.#defaultEntry];
     for (const [key, entry] of this.#entries.entries()) {
+      // A key remembered across `forget()` stays in use until it has been fetched again.
       const lifetimeMs =
-        entry.token === undefined
-          ? (this.#lastLifetimeMs ?? Number.POSITIVE_INFINITY)
-          : entry.token.expiresAtMs - entry.storedAtMs;
+        entry.token !== undefined
+          ? entry.token.expiresAtMs - entry.storedAtMs
+          : entry.failure === undefined
+            ? Number.POSITIVE_INFINITY
+            : (this.#lastLifetimeMs ?? Number.POSITIVE_INFINITY);
       if (now - entry.askedAtMs < lifetimeMs) yield [key, entry];
     }
   }
@@ -222,15 +232,15 @@ export class TokenCache implements TokenSource {
   }
 
   /**
-   * Starts a chain for every key in use whose refresh ahead is due (`refreshAheadAtMs`) and that
-   * none runs for, most urgent first, at most half the chain slots at once so that callers'
-   * chains always find one; resolves once they have settled with how many it started, never
-   * rejects. Not a lookup: the cache metrics do not count it, and a key does not stay in use by it.
+   * Starts a chain for every key in use whose refresh is due (see `RefreshReach`) and that none
+   * runs for, most urgent first, at most half the chain slots at once so that callers' chains
+   * always find one; resolves once they have settled with how many it started, never rejects.
+   * Not a lookup: the cache metrics do not count it, and a key does not stay in use by it.
    */
-  async refreshDue(): Promise<number> {
+  async refreshDue(reach: RefreshReach = "ahead"): Promise<number> {
     const now = this.#deps.clock.now();
     const due = [...this.#inUse(now)]
-      .map(([key, entry]) => ({ key, entry, atMs: refreshAheadAtMs(entry) }))
+      .map(([key, entry]) => ({ key, entry, atMs: dueAtMs(entry, reach) }))
       .filter(({ key, atMs }) => atMs !== undefined && atMs <= now && !this.#flights.has(key))
       .sort((a, b) => (a.atMs ?? 0) - (b.atMs ?? 0))
       .slice(0, Math.max(1, Math.floor(this.#policy.maxChains / 2)));
@@ -238,30 +248,45 @@ export class TokenCache implements TokenSource {
     return due.length;
   }
 
-  /** When `refreshDue()` next has something to start, unless a caller gets there first; undefined: nothing planned. */
-  nextRefreshDueAtMs(): number | undefined {
+  /** When `refreshDue(reach)` next has something to start, unless a caller gets there first; undefined: nothing planned. */
+  nextRefreshDueAtMs(reach: RefreshReach = "ahead"): number | undefined {
     let next: number | undefined;
     for (const [key, entry] of this.#inUse(this.#deps.clock.now())) {
-      const atMs = refreshAheadAtMs(entry);
+      const atMs = dueAtMs(entry, reach);
       if (atMs !== undefined && !this.#flights.has(key) && (next === undefined || atMs < next)) next = atMs;
     }
     return next;
   }
 
-  /** Calls `listener` after each chain ends, stored or failed (a timer re-plans); returns the unsubscribe. */
-  onChainSettled(listener: () => void): () => void {
+  /**
+   * The chains running now, but for keys whose last chain failed: settles once they all have
+   * (never rejects); undefined when none runs. What a sandbox about to be frozen waits for.
+   */
+  chainsRunning(): Promise<void> | undefined {
+    const running = [...this.#flights.entries()]
+      .filter(([key]) => this.#entry(key, false)?.failure === undefined)
+      .map(([, flight]) => flight.catch(() => undefined));
+    return running.length === 0 ? undefined : Promise.all(running).then(() => undefined);
+  }
+
+  /** Calls `listener` after each chain ends, with its error if it failed (a timer re-plans); returns the unsubscribe. */
+  onChainSettled(listener: (failure?: BrokerError) => void): () => void {
     this.#settledListeners.add(listener);
     return () => this.#settledListeners.delete(listener);
   }
 
   /**
-   * Forgets every token and failure; a chain in flight starts again (on whatever the fetcher
-   * gives now), and nothing it obtained before is stored or returned. For a sandbox restored from
-   * a snapshot: what was fetched before may be days old, and minted for another sandbox.
+   * Forgets every token and failure, but remembers the keys in use at `inUseAtMs` (due at once:
+   * `refreshDue`); a chain in flight starts again on whatever the fetcher gives now, and nothing
+   * it obtained before is kept. For a sandbox restored from a snapshot, days later and elsewhere.
    */
-  forget(): void {
+  forget(inUseAtMs?: number): void {
+    const now = this.#deps.clock.now();
+    const kept = [...this.#inUse(inUseAtMs ?? now)];
     this.#entries.clear();
     this.#defaultEntry = undefined;
+    for (const [key, { source }] of kept)
+      this.#setEntry(key, { storedAtMs: 0, refreshAtMs: 0, mandatoryAtMs: 0, askedAtMs: now, source });
     this.#generation += 1;
     this.#forgotten.abort(
       new BrokerError("UPSTREAM_TIMEOUT", "the token chain was restarted after a snapshot restore"),
@@ -391,13 +416,13 @@ export class TokenCache implements TokenSource {
         continue;
       }
       this.#recordFailure(key, source, outcome.error);
-      this.#settled();
+      this.#settled(outcome.error);
       throw outcome.error;
     }
   }
 
-  #settled(): void {
-    for (const listener of this.#settledListeners) listener();
+  #settled(failure?: BrokerError): void {
+    for (const listener of this.#settledListeners) listener(failure);
   }
 
   /** Up to `attempts` tries inside one deadline, timed on the broker clock, until `forgotten`. */

@@ -1,0 +1,52 @@
+import type { Clock } from "../broker/clock.ts";
+import type { RefreshReach } from "../broker/token-cache.ts";
+
+/*
+ * A sandbox is frozen once its runtime and its extensions wait in `event/next`, and a chain frozen
+ * midway is lost. So after an INVOKE that leaves refreshes due, the extension finishes them before
+ * it asks for the next event, within a bound. Why and what it costs: docs/lambda-extension.md#the-refresh-hold
+ */
+
+/** What the hold needs of the token cache (see `TokenCache`). */
+export interface HoldTarget {
+  refreshDue(reach: RefreshReach): Promise<number>;
+  nextRefreshDueAtMs(reach: RefreshReach): number | undefined;
+  chainsRunning(): Promise<void> | undefined;
+}
+
+/** Whether a refresh is due from the advisory window on, or a chain runs: something to hold for. */
+export function refreshesPending(tokens: HoldTarget, nowMs: number): boolean {
+  const due = tokens.nextRefreshDueAtMs("advisory");
+  return (due !== undefined && due <= nowMs) || tokens.chainsRunning() !== undefined;
+}
+
+/**
+ * Starts every refresh due from the advisory window on and waits for those and every chain
+ * running, until `untilMs` on `clock`; resolves with whether everything settled in time. Nothing
+ * new is started after that: what is left runs on, or is frozen and restarts at the next INVOKE.
+ */
+export async function holdForRefreshes(tokens: HoldTarget, clock: Clock, untilMs: number): Promise<boolean> {
+  const ended = new AbortController();
+  const settle = async () => {
+    for (;;) {
+      if (ended.signal.aborted) return false;
+      const started = await tokens.refreshDue("advisory");
+      await tokens.chainsRunning();
+      if (started === 0) return true;
+    }
+  };
+  const late = clock.sleep(Math.max(0, untilMs - clock.now()), ended.signal).then(
+    () => false,
+    () => false,
+  );
+  try {
+    return await Promise.race([settle(), late]);
+  } finally {
+    ended.abort();
+  }
+}
+
+/** Fetches every key due at the mandatory reach, those remembered across a restore first of all. */
+export async function fetchDue(tokens: Pick<HoldTarget, "refreshDue">): Promise<void> {
+  while ((await tokens.refreshDue("mandatory")) > 0);
+}
