@@ -231,7 +231,8 @@ function parseEvent(body: string): ExtensionEvent {
   let event: Record<string, unknown>;
   try {
     const parsed: unknown = JSON.parse(body);
-    if (typeof parsed !== "object" || parsed === null) throw new Error("not an object");
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+      throw new Error("not an object");
     event = parsed as Record<string, unknown>;
   } catch {
     throw new Error("Lambda Extensions API event/next returned a body that is not a JSON object");

@@ -13,7 +13,7 @@ import type { BrokerHandle } from "../broker/main.ts";
 import { lambdaRefreshHold } from "../broker/policy.ts";
 import { ExtensionsApiClient, ExtensionsApiError, type InvokeEvent } from "./extensions-api.ts";
 import { type LambdaMode, lambdaMode } from "./lambda-mode.ts";
-import { holdForRefreshes, refreshesPending } from "./refresh-hold.ts";
+import { holdForRefreshes, quiet, refreshesPending } from "./refresh-hold.ts";
 import { SnapshotRestores } from "./snapshot-restores.ts";
 import { RuntimeDoneListener } from "./telemetry-listener.ts";
 
@@ -337,12 +337,18 @@ async function finishRefreshes(loop: Loop, event: InvokeEvent): Promise<void> {
   if (!refreshesPending(tokens, systemClock.now())) return;
   const latestMs = event.deadlineMs - lambdaRefreshHold.deadlineMarginMs;
   if (loop.telemetry?.live === true) {
+    // Nothing new starts before the function has answered; what runs now may end before that.
     const waited = new AbortController();
-    await Promise.race([
-      loop.telemetry.runtimeDone(event.requestId),
-      systemClock.sleep(Math.max(0, latestMs - systemClock.now()), waited.signal).catch(() => undefined),
+    const settledFirst = await Promise.race([
+      loop.telemetry.runtimeDone(event.requestId).then(() => false),
+      quiet(tokens, systemClock).then(() => true),
+      systemClock.sleep(Math.max(0, latestMs - systemClock.now()), waited.signal).then(
+        () => false,
+        () => false,
+      ),
     ]);
     waited.abort();
+    if (settledFirst) return;
   }
   const heldFromMs = systemClock.now();
   const settled = await holdForRefreshes(

@@ -21,6 +21,21 @@ export function refreshesPending(tokens: HoldTarget, nowMs: number): boolean {
 }
 
 /**
+ * Resolves once no chain runs and no refresh is due from the advisory window on: the sandbox may
+ * be frozen at once. Never, while such a refresh waits for `holdForRefreshes` to start it.
+ */
+export async function quiet(tokens: HoldTarget, clock: Clock): Promise<void> {
+  for (;;) {
+    const running = tokens.chainsRunning();
+    if (running === undefined) {
+      if (!refreshesPending(tokens, clock.now())) return;
+      return new Promise<never>(() => undefined);
+    }
+    await running;
+  }
+}
+
+/**
  * Starts every refresh due from the advisory window on and waits for those and every chain
  * running, until `untilMs` on `clock`; resolves with whether everything settled in time. Nothing
  * new is started after that: what is left runs on, or is frozen and restarts at the next INVOKE.

@@ -685,7 +685,8 @@ export class LocalLambda implements ControlPlane {
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs ?? defaultTimeoutMs;
     const invocation: Invocation = {
       requestId: randomUUID(),
-      deadlineMs: Date.now() + timeoutMs,
+      // On the sandbox's clock, as every deadline it is given.
+      deadlineMs: Date.now() + this.clockOffsetMs + timeoutMs,
       invokedFunctionArn: `arn:aws:lambda:${this.#region}:123456789012:function:${this.#functionName}`,
       traceId: traceHeader(),
       payload: JSON.stringify(payload),
@@ -823,7 +824,11 @@ export class LocalLambda implements ControlPlane {
     const deadlineMs = startedAtMs + shutdownLimitMs;
     for (const extension of this.#extensions) {
       if (extension.events.has("SHUTDOWN")) {
-        this.#send(extension, { eventType: "SHUTDOWN", shutdownReason: reason, deadlineMs });
+        this.#send(extension, {
+          eventType: "SHUTDOWN",
+          shutdownReason: reason,
+          deadlineMs: deadlineMs + this.clockOffsetMs,
+        });
       }
     }
     const reports = await Promise.all(
