@@ -115,6 +115,17 @@ export interface RestoreOptions {
   readonly advanceClockMs?: number;
 }
 
+export interface InvokeOptions {
+  /** This invocation's timeout; default: the function's. */
+  readonly timeoutMs?: number;
+  /**
+   * Hands the INVOKE event to the extensions this much after the runtime has its event: what a
+   * CPU-starved extension sees after a thaw or a restore, where the function's first request may
+   * reach it before its own `event/next` has returned.
+   */
+  readonly extensionsLateMs?: number;
+}
+
 export type InvokeOutcome =
   | { readonly kind: "response"; readonly payload: unknown }
   | { readonly kind: "error"; readonly errorType: string; readonly errorMessage: string };
@@ -665,7 +676,7 @@ export class LocalLambda implements ControlPlane {
    * the sandbox again (Managed Instances: no freeze, and invocations may overlap). A function
    * timeout or a runtime crash rejects with `LambdaInvokeError` (the sandbox is then unusable).
    */
-  async invoke(payload: unknown, options: { timeoutMs?: number } = {}): Promise<InvokeResult> {
+  async invoke(payload: unknown, options: InvokeOptions = {}): Promise<InvokeResult> {
     if (this.#closed) throw new Error("the sandbox is closed");
     if (this.#snapshotted) throw new Error("the sandbox is a SnapStart snapshot: restore() it first");
     if (!this.#managedInstances && this.#pending.size > 0)
@@ -698,13 +709,15 @@ export class LocalLambda implements ControlPlane {
     this.#drainRuntime();
     for (const extension of this.#extensions) {
       if (!extension.events.has("INVOKE")) continue;
-      this.#send(extension, {
+      extension.queue.push({
         eventType: "INVOKE",
         deadlineMs: invocation.deadlineMs,
         requestId: invocation.requestId,
         invokedFunctionArn: invocation.invokedFunctionArn,
         tracing: { type: "X-Amzn-Trace-Id", value: invocation.traceId },
       });
+      if (options.extensionsLateMs === undefined) this.#drain(extension);
+      else setTimeout(() => this.#drain(extension), options.extensionsLateMs);
     }
 
     const ended = () => {
@@ -714,7 +727,9 @@ export class LocalLambda implements ControlPlane {
       if (this.#managedInstances) return true;
       const everyoneWaits =
         this.#runtimeDeliver !== undefined &&
-        this.#extensions.every((e) => e.deliver !== undefined || e.process.exit !== undefined);
+        this.#extensions.every(
+          (e) => (e.deliver !== undefined && e.queue.length === 0) || e.process.exit !== undefined,
+        );
       return everyoneWaits ? true : undefined;
     };
     try {
