@@ -52,7 +52,7 @@ export interface BrokerHandle {
    * (refresh-ahead.ts), for a process that is never frozen; returns a function that stops it.
    */
   refreshAhead(): () => void;
-  /** Loads the upstream chain's code without calling upstream; resolves when it is loaded or failed. */
+  /** Loads the upstream chain's code without calling upstream; rejects when it cannot (a damaged layer). */
   loadChain(): Promise<void>;
   /**
    * Forgets everything obtained from upstream: cached tokens and failures, the chain with its
@@ -317,11 +317,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     metrics,
     prewarm: () => cache.prewarm(),
     refreshAhead: () => refreshAhead(cache, clock),
-    loadChain: () =>
-      chain.get().then(
-        () => undefined,
-        (error: unknown) => logger.error({ err: error }, "the upstream chain could not be loaded"),
-      ),
+    loadChain: () => chain.get().then(() => undefined),
     deferLookups: (until) => {
       lookupsDeferred = until;
     },

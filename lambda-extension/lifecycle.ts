@@ -112,7 +112,7 @@ async function reportFailure(
   error: unknown,
 ): Promise<number> {
   const errorType = extensionErrorTypes.unexpected;
-  const message = `the token broker extension failed: ${reasonOf(error)}`;
+  const message = `the token broker extension failed (is the layer complete? deploy it again): ${reasonOf(error)}`;
   await logError(message, { errorType });
   try {
     if (!progress.registered)
@@ -264,13 +264,17 @@ function answerOnce(metadataUrl: string): Promise<void> {
   });
 }
 
-/** What init does between registering and the first `event/next`; SnapStart fetches nothing. */
+/**
+ * What init does between registering and the first `event/next`; SnapStart fetches nothing. A
+ * chain that cannot be loaded rejects: the init fails with the reason.
+ */
 async function initialTokenWork(broker: BrokerHandle, mode: LambdaMode): Promise<void> {
   if (mode === "snap-start") {
     await broker.loadChain();
     return;
   }
   await Promise.all([
+    broker.loadChain(),
     Promise.race([broker.prewarm(), systemClock.sleep(initTokenWaitMs)]),
     answerOnce(broker.metadataUrl),
   ]);
