@@ -293,7 +293,6 @@ interface Loop {
 async function eventLoop(loop: Loop): Promise<number> {
   const { api, broker, mode, logger, restores, progress } = loop;
   const stopTimer = mode === "lambda-managed-instances" ? broker.refreshAhead() : undefined;
-  let invoked = false;
   // The init window's EMF is written while init has the CPU, not in the first invocation.
   await broker.metrics.flush();
   // Last before the snapshot: whatever the function's init fetched is forgotten from here.
@@ -303,10 +302,7 @@ async function eventLoop(loop: Loop): Promise<number> {
       progress.initDone = true;
       const event = await api.next();
       // Before anything else can yield: a restored snapshot's requests must find nothing from before.
-      if (event.eventType === "INVOKE") {
-        restores?.invoked(!invoked);
-        invoked = true;
-      }
+      if (event.eventType === "INVOKE") restores?.invoked();
       // An EMF window is the time between two events: write the one that just ended.
       await broker.metrics.flush();
       if (event.eventType === "SHUTDOWN") {

@@ -61,7 +61,13 @@ export async function holdForRefreshes(tokens: HoldTarget, clock: Clock, untilMs
   }
 }
 
-/** Fetches every key due at the mandatory reach, those remembered across a restore first of all. */
-export async function fetchDue(tokens: Pick<HoldTarget, "refreshDue">): Promise<void> {
-  while ((await tokens.refreshDue("mandatory")) > 0);
+/**
+ * Starts every key due at the mandatory reach at once (keys remembered across a restore are),
+ * round after round of `refreshDue` while any is left; resolves once all have settled.
+ */
+export async function fetchAllDue(tokens: HoldTarget, clock: Clock): Promise<void> {
+  const rounds: Promise<number>[] = [];
+  do rounds.push(tokens.refreshDue("mandatory"));
+  while ((tokens.nextRefreshDueAtMs("mandatory") ?? Number.POSITIVE_INFINITY) <= clock.now());
+  await Promise.all(rounds);
 }

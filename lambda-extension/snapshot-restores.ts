@@ -1,13 +1,14 @@
 import { systemClock } from "../broker/clock.ts";
 import type { Logger } from "../broker/logger.ts";
 import type { BrokerHandle } from "../broker/main.ts";
+import { defaultRefreshPolicy } from "../broker/policy.ts";
 import { ClockJump } from "./clock-jump.ts";
-import { fetchDue } from "./refresh-hold.ts";
+import { fetchAllDue } from "./refresh-hold.ts";
 
 /*
  * SnapStart: nothing obtained before the snapshot serves after a restore. A restore is seen on the
- * lookup path (the first token request finds the wall clock jumped) or at an INVOKE, whichever
- * comes first. Why: docs/lambda-extension.md#telling-a-restore-from-a-thaw
+ * lookup path (the first token request finds the wall clock jumped) or at the first INVOKE,
+ * whichever comes first. Why: docs/lambda-extension.md#telling-a-restore-from-a-thaw
  */
 export class SnapshotRestores {
   readonly #broker: BrokerHandle;
@@ -15,6 +16,8 @@ export class SnapshotRestores {
   #clockJump = new ClockJump(systemClock);
   /** A restore was seen since the snapshot. */
   #seen = false;
+  /** The keys in use before the restore, being fetched again. */
+  #fetching: Promise<void> | undefined;
 
   constructor(broker: BrokerHandle, logger: Logger) {
     this.#broker = broker;
@@ -28,30 +31,49 @@ export class SnapshotRestores {
   snapshotTaken(): void {
     this.#broker.forgetUpstream();
     this.#clockJump = new ClockJump(systemClock);
-    this.#broker.deferLookups(async () => {
+    this.#broker.deferLookups(() => this.#beforeLookup());
+  }
+
+  /**
+   * At the first INVOKE after the snapshot, unless a token request saw the restore before it: a
+   * sandbox is restored once, so later INVOKEs are thaws, whatever a moved clock says.
+   */
+  invoked(): void {
+    if (!this.#seen) this.#restored(this.#clockJump.jumpSinceLastLookMs());
+  }
+
+  /**
+   * Each token request, until the keys in use before the restore are in: the first to find the
+   * clock jumped is the restore; each waits for those keys (at most as long as for a chain).
+   */
+  async #beforeLookup(): Promise<void> {
+    if (!this.#seen) {
       const jumpMs = this.#clockJump.jumpSinceLastLookMs();
       if (jumpMs > 0) this.#restored(jumpMs);
-    });
+    }
+    const fetching = this.#fetching;
+    if (fetching === undefined) return;
+    const waited = new AbortController();
+    await Promise.race([
+      fetching,
+      systemClock.sleep(defaultRefreshPolicy.waitMs, waited.signal).catch(() => undefined),
+    ]);
+    waited.abort();
   }
 
   /**
-   * At each INVOKE: a restore, if the clock jumped, or if this is the first INVOKE after the
-   * snapshot and no token request saw the restore before it.
-   */
-  invoked(first: boolean): void {
-    const jumpMs = this.#clockJump.jumpSinceLastLookMs();
-    if (jumpMs > 0 || (first && !this.#seen)) this.#restored(jumpMs);
-  }
-
-  /**
-   * Forgets every token, credential and connection; the keys in use before the restore are then
-   * fetched ahead, so that only the first request waits for a chain.
+   * Forgets every token, credential and connection, and fetches every key in use before the
+   * restore again at once: the first request waits for that, and no later one for any chain.
    */
   #restored(jumpMs: number): void {
     this.#seen = true;
-    this.#broker.deferLookups(undefined);
     this.#broker.forgetUpstream(systemClock.now() - jumpMs);
-    void fetchDue(this.#broker.tokens);
+    const fetching = fetchAllDue(this.#broker.tokens, systemClock);
+    this.#fetching = fetching;
+    void fetching.finally(() => {
+      this.#fetching = undefined;
+      this.#broker.deferLookups(undefined);
+    });
     this.#logger.info(
       "restored from a snapshot: forgetting every token, credential and connection from before",
     );

@@ -88,6 +88,11 @@ export interface LocalLambdaOptions {
   readonly onLog?: (line: LogLine) => void;
   /** Let `advanceClock()` move the sandbox's wall clock (needs Debian's libfaketime). */
   readonly shiftableClock?: boolean;
+  /**
+   * With `shiftableClock`: the libfaketime offset file (`+<seconds>`) to move, a caller's, so that
+   * other processes reading it (a cloud on the sandbox's clock) move with the sandbox.
+   */
+  readonly clockFile?: string;
   /** The function's memory: the sandbox's memory limit and its CPU share; default 512. */
   readonly memoryMb?: number;
   /** AWS_LAMBDA_INITIALIZATION_TYPE; default `on-demand`. See the header for each mode. */
@@ -497,7 +502,7 @@ export class LocalLambda implements ControlPlane {
     this.#cgroups = await SandboxCgroups.create(this.memoryMb);
     if (this.#options.shiftableClock === true) {
       this.#clock = {
-        file: join(this.#root, "clock-offset"),
+        file: this.#options.clockFile ?? join(this.#root, "clock-offset"),
         preload: findLibfaketime(),
         offsetSeconds: 0,
       };
