@@ -60,19 +60,26 @@ export function lambdaCadenceSkipReason(): string | undefined {
     : undefined;
 }
 
-/** The cloud process on the sandbox's clock: its broker environment, and its chains when told to stop. */
-async function startMovedCloud(clockFile: string, lifetimeSeconds: number) {
-  const cloud = spawn(process.execPath, [here("cloud-process.ts"), String(lifetimeSeconds)], {
-    cwd: repoRoot,
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      LD_PRELOAD: libfaketimePath() ?? "",
-      FAKETIME_TIMESTAMP_FILE: clockFile,
-      FAKETIME_NO_CACHE: "1",
-      FAKETIME_DONT_FAKE_MONOTONIC: "1",
+/**
+ * The cloud process on a sandbox's clock (the libfaketime offset file `clockFile`, see
+ * `LocalLambdaOptions.clockFile`): its broker environment, and its chains when told to stop.
+ */
+export async function startMovedCloud(clockFile: string, lifetimeSeconds: number, latencyMs = 0) {
+  const cloud = spawn(
+    process.execPath,
+    [here("cloud-process.ts"), String(lifetimeSeconds), String(latencyMs)],
+    {
+      cwd: repoRoot,
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin:/bin",
+        LD_PRELOAD: libfaketimePath() ?? "",
+        FAKETIME_TIMESTAMP_FILE: clockFile,
+        FAKETIME_NO_CACHE: "1",
+        FAKETIME_DONT_FAKE_MONOTONIC: "1",
+      },
+      stdio: ["pipe", "pipe", "inherit"],
     },
-    stdio: ["pipe", "pipe", "inherit"],
-  });
+  );
   const lines = createInterface({ input: cloud.stdout as NodeJS.ReadableStream })[Symbol.asyncIterator]();
   const first = await lines.next();
   const { env } = JSON.parse(String(first.value)) as { env: Record<string, string> };
