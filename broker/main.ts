@@ -55,10 +55,8 @@ export interface BrokerHandle {
   /** Loads the upstream chain's code without calling upstream; rejects when it cannot (a damaged layer). */
   loadChain(): Promise<void>;
   /**
-   * Forgets everything obtained from upstream: cached tokens and failures, the chain with its
-   * intermediate and AWS credentials, and every upstream connection; chains in flight start
-   * again on a new chain. The keys in use at `inUseAtMs` are remembered (`TokenCache.forget`).
-   * For a sandbox restored from a snapshot, days later and elsewhere.
+   * Forgets everything obtained from upstream (tokens, failures, credentials, connections; chains
+   * in flight start again), remembering the keys in use at `inUseAtMs`: for a restored snapshot.
    */
   forgetUpstream(inUseAtMs?: number): void;
   /**

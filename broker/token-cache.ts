@@ -75,12 +75,9 @@ export interface TokenCacheDeps {
 }
 
 /**
- * How early `refreshDue` starts a key's refresh: `ahead` from the middle of its advisory window
- * (a timer: room for retries, and a token serves longer), `advisory` from the window's start (a
- * frozen sandbox, once its function has answered), `mandatory` from the mandatory window (at an
- * INVOKE, for what the function's requests would wait for). A failing key is due when its backoff
- * ends, except `advisory`: nobody holds a sandbox for an upstream known to fail. A key remembered
- * across `forget()` is due at once. Undefined: nothing to start.
+ * From where in its windows `refreshDue` refreshes a key: `ahead` the advisory window's middle (a
+ * timer), `advisory` its start, `mandatory` the mandatory window. Why each, and failing or
+ * remembered keys: docs/token-refresh.md#in-a-lambda-sandbox
  */
 export type RefreshReach = "ahead" | "advisory" | "mandatory";
 
@@ -232,10 +229,9 @@ export class TokenCache implements TokenSource {
   }
 
   /**
-   * Starts a chain for every key in use whose refresh is due (see `RefreshReach`) and that none
-   * runs for, most urgent first, at most half the chain slots at once so that callers' chains
-   * always find one; resolves once they have settled with how many it started, never rejects.
-   * Not a lookup: the cache metrics do not count it, and a key does not stay in use by it.
+   * Starts a chain for every key in use due at `reach` that none runs for, most urgent first, on at
+   * most half the chain slots (callers' chains always find one); resolves with how many once they
+   * settle, never rejects. Not a lookup: not counted, and a key does not stay in use by it.
    */
   async refreshDue(reach: RefreshReach = "ahead"): Promise<number> {
     const now = this.#deps.clock.now();
