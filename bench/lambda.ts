@@ -19,6 +19,7 @@ import {
   slowEveryUpstream,
   type WarmInvokes,
 } from "./lambda-invokes.ts";
+import { benchRefreshHold, type RefreshHoldRun, refreshHoldSection } from "./lambda-refresh-hold.ts";
 import type { ResidentMemory } from "./proc.ts";
 import { boundedTarget, printSection, progress, type Section, type Target } from "./report.ts";
 import { formatNumber, formatSpread, type Spread, spread } from "./stats.ts";
@@ -33,7 +34,8 @@ import { formatNumber, formatSpread, type Spread, spread } from "./stats.ts";
  *       memory with and without it (bench/lambda-envelope.ts);
  *   (c) the first invocation's token wait, prewarmed vs not;
  *   (d) warm invocation duration of the demo (broker layer) vs the seed-style inline exchange;
- *   (e) Max Memory Used of a long-lived 128 MB sandbox, per flavour, with and without the layer.
+ *   (e) Max Memory Used of a long-lived 128 MB sandbox, per flavour, with and without the layer;
+ *   (f) a 128 MB invocation with and without a refresh ahead held after it (bench/lambda-refresh-hold.ts).
  * Every upstream call is slowed by `latencyMs` from (b) on. Each target is judged against a bound
  * computed from floors measured in the same run, and states how far the figure is from it.
  */
@@ -48,6 +50,9 @@ export interface LambdaOptions {
   /** Invocations of the long-lived sandbox (nodejs and standalone, 128 MB). */
   readonly longLivedInvokes: number;
   readonly longLivedRounds: number;
+  /** Sandboxes of the refresh hold, and invocations with and without a refresh in each. */
+  readonly refreshHoldSandboxes: number;
+  readonly refreshHoldCycles: number;
 }
 
 export const defaultLambdaOptions: LambdaOptions = {
@@ -59,6 +64,8 @@ export const defaultLambdaOptions: LambdaOptions = {
   latencyMs: 50,
   longLivedInvokes: 200,
   longLivedRounds: 3,
+  refreshHoldSandboxes: 3,
+  refreshHoldCycles: 5,
 };
 
 export interface LambdaResult {
@@ -70,6 +77,7 @@ export interface LambdaResult {
   readonly waits: FirstTokenWaits;
   readonly warm: WarmInvokes;
   readonly longLived: readonly LongLivedCell[];
+  readonly refreshHold: RefreshHoldRun;
 }
 
 const hostArchitecture = (): Architecture => (process.arch === "arm64" ? "arm64" : "x86_64");
@@ -92,7 +100,13 @@ export async function benchLambda(options: LambdaOptions = defaultLambdaOptions)
       longLived.push(
         await benchLongLived(cloud, layer, 128, options.longLivedInvokes, options.longLivedRounds),
       );
-    return { options, architecture, layers, starts, envelope, waits, warm, longLived };
+    const refreshHold = await benchRefreshHold(
+      nodejs,
+      options.refreshHoldSandboxes,
+      options.refreshHoldCycles,
+      options.latencyMs,
+    );
+    return { options, architecture, layers, starts, envelope, waits, warm, longLived, refreshHold };
   } finally {
     await cloud.close();
     await rm(outDir, { recursive: true, force: true });
@@ -501,6 +515,7 @@ export function lambdaSections(result: LambdaResult): Section[] {
     firstTokenSection(result),
     warmInvokeSection(result),
     longLivedSection(result),
+    refreshHoldSection(result.refreshHold),
   ];
 }
 

@@ -31,13 +31,17 @@ export interface Entry {
 }
 
 /**
- * When a key in use needs a chain with nobody asking: the end of its backoff, or the middle of its
- * advisory window, which leaves room for retries before the mandatory window and lets a token
- * serve longer than a refresh at the window's start would. Undefined while a first chain runs.
+ * From where in its windows `refreshDue` refreshes a key: `ahead` the advisory window's middle (a
+ * timer), `advisory` its start, `mandatory` the mandatory window. Why each, and failing or
+ * remembered keys: docs/token-refresh.md#in-a-lambda-sandbox
  */
-export function refreshAheadAtMs(entry: Entry): number | undefined {
-  if (entry.failure !== undefined) return entry.failure.retryAtMs;
-  if (entry.token === undefined) return undefined;
+export type RefreshReach = "ahead" | "advisory" | "mandatory";
+
+export function dueAtMs(entry: Entry, reach: RefreshReach): number | undefined {
+  if (entry.failure !== undefined) return reach === "advisory" ? undefined : entry.failure.retryAtMs;
+  if (entry.token === undefined) return 0;
+  if (reach === "advisory") return entry.refreshAtMs;
+  if (reach === "mandatory") return entry.mandatoryAtMs;
   return entry.refreshAtMs + (entry.mandatoryAtMs - entry.refreshAtMs) / 2;
 }
 
@@ -101,10 +105,13 @@ export class CacheEntries {
   *inUse(now: number): Generator<[string, Entry]> {
     if (this.#default !== undefined) yield [this.defaultKey, this.#default];
     for (const [key, entry] of this.#others.entries()) {
+      // A key remembered across a restore (no token, no failure) stays in use until fetched again.
       const lifetimeMs =
-        entry.token === undefined
-          ? (this.#lastLifetimeMs ?? Number.POSITIVE_INFINITY)
-          : entry.token.expiresAtMs - entry.storedAtMs;
+        entry.token !== undefined
+          ? entry.token.expiresAtMs - entry.storedAtMs
+          : entry.failure === undefined
+            ? Number.POSITIVE_INFINITY
+            : (this.#lastLifetimeMs ?? Number.POSITIVE_INFINITY);
       if (now - entry.askedAtMs < lifetimeMs) yield [key, entry];
     }
   }

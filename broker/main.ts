@@ -52,14 +52,13 @@ export interface BrokerHandle {
    * (refresh-ahead.ts), for a process that is never frozen; returns a function that stops it.
    */
   refreshAhead(): () => void;
-  /** Loads the upstream chain's code without calling upstream; resolves when it is loaded or failed. */
+  /** Loads the upstream chain's code without calling upstream; rejects when it cannot (a damaged layer). */
   loadChain(): Promise<void>;
   /**
-   * Forgets everything obtained from upstream: cached tokens and failures, the chain with its
-   * intermediate and AWS credentials, and every upstream connection; chains in flight start
-   * again on a new chain. For a sandbox restored from a snapshot, days later and elsewhere.
+   * Forgets everything obtained from upstream (tokens, failures, credentials, connections; chains
+   * in flight start again), remembering the keys in use at `inUseAtMs`: for a restored snapshot.
    */
-  forgetUpstream(): void;
+  forgetUpstream(inUseAtMs?: number): void;
   /**
    * While set, each token request first waits for `until()` before it is looked up; `undefined` ends
    * that. Why: docs/lambda-extension.md#telling-a-restore-from-a-thaw
@@ -241,12 +240,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     };
   });
   tokens = new TokenCache({
-    // The doctor's verdict, logged once, goes next to the first chain's failure in CloudWatch.
-    fetcher: onFirstChainFailure(lazyFetcher(chain.get), (error) => {
-      void import("./doctor/verdict.ts")
-        .then(({ logVerdict }) => logVerdict(error, config, logger, options.sts))
-        .catch((error: unknown) => logger.warn({ err: error }, "the doctor could not run"));
-    }),
+    fetcher: lazyFetcher(chain.get),
     defaultScopes: config.scopes,
     clock,
     random,
@@ -256,6 +250,14 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     freezable,
   });
   const cache = tokens;
+  // The doctor's verdict, logged once, goes next to the first failed chain in CloudWatch.
+  cache.onChainSettled(
+    onFirstChainFailure((error) => {
+      void import("./doctor/verdict.ts")
+        .then(({ logVerdict }) => logVerdict(error, config, logger, options.sts))
+        .catch((error: unknown) => logger.warn({ err: error }, "the doctor could not run"));
+    }),
+  );
 
   const { metadata, ops } = options.listeners ?? (await bindListeners(config));
   const { onConnectionsRefused } = connectionLimits(config.maxConnections, logger);
@@ -315,16 +317,12 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     metrics,
     prewarm: () => cache.prewarm(),
     refreshAhead: () => refreshAhead(cache, clock),
-    loadChain: () =>
-      chain.get().then(
-        () => undefined,
-        (error: unknown) => logger.error({ err: error }, "the upstream chain could not be loaded"),
-      ),
+    loadChain: () => chain.get().then(() => undefined),
     deferLookups: (until) => {
       lookupsDeferred = until;
     },
-    forgetUpstream: () => {
-      cache.forget();
+    forgetUpstream: (inUseAtMs) => {
+      cache.forget(inUseAtMs);
       chain.reset()?.then(
         (replaced) => replaced.dispose(),
         () => undefined,

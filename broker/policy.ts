@@ -171,6 +171,19 @@ export const googleAttemptTimeoutMs = 5_000;
 export const refreshAheadWaitMs = Object.freeze({ minMs: 1_000, maxMs: 60_000 });
 
 /**
+ * A Lambda sandbox's hold of its `event/next` after the function answered, so that refreshes are
+ * not frozen mid-chain (lambda-extension/refresh-hold.ts). It is billed time: at most `budgetMs`,
+ * in which a chain on a healthy upstream ends; a slower one is left to restart at the next INVOKE.
+ */
+export const lambdaRefreshHold = Object.freeze({
+  budgetMs: 1_000,
+  /** Kept clear of the INVOKE's deadline: an extension still busy then times the invocation out. */
+  deadlineMarginMs: 500,
+  /** The Telemetry API's shortest buffering: `platform.runtimeDone` arrives as soon as Lambda allows. */
+  telemetryBufferMs: 25,
+});
+
+/**
  * How long `/readyz` waits for a token. Well inside the 5 s default timeout of ECS container and
  * load-balancer health checks, so the checker records our 503 and its reason, not its own timeout;
  * long enough for a cold chain (AWS STS, Google STS, impersonation) on a healthy network.

@@ -11,6 +11,11 @@ export class SingleFlight<T> {
     return this.#inflight.has(key);
   }
 
+  /** The calls in flight, by key. */
+  entries(): IterableIterator<[string, Promise<T>]> {
+    return this.#inflight.entries();
+  }
+
   run(key: string, fn: () => Promise<T>): Promise<T> {
     const existing = this.#inflight.get(key);
     if (existing !== undefined) return existing;

@@ -1,11 +1,12 @@
 import {
   CacheEntries,
+  dueAtMs,
   type Entry,
   type Failure,
   idKey,
   isFresh,
   type KeySource,
-  refreshAheadAtMs,
+  type RefreshReach,
   scopeKey,
   type Token,
 } from "./cache-entry.ts";
@@ -70,7 +71,7 @@ export class TokenCache implements TokenSource {
   readonly #defaultKey: string;
   readonly #defaultSource: KeySource;
   readonly #accessKind: TokenKind;
-  readonly #settledListeners = new Set<() => void>();
+  readonly #settledListeners = new Set<(failure?: BrokerError) => void>();
   /** Bumped by `forget()`: a chain that began under an older generation starts again. */
   #generation = 0;
   #forgotten = new AbortController();
@@ -145,13 +146,13 @@ export class TokenCache implements TokenSource {
   }
 
   /**
-   * Starts the due refreshes of keys in use, most urgent first, in at most half the chain slots (so
-   * callers' chains find one); resolves with how many once they settle. Not a lookup, never rejects.
+   * Starts the refreshes of keys in use due at `reach`, most urgent first, in at most half the chain
+   * slots (callers' chains find one); resolves with how many once they settle. Not a lookup, never rejects.
    */
-  async refreshDue(): Promise<number> {
+  async refreshDue(reach: RefreshReach = "ahead"): Promise<number> {
     const now = this.#deps.clock.now();
     const due = [...this.#entries.inUse(now)]
-      .map(([key, entry]) => ({ key, entry, atMs: refreshAheadAtMs(entry) }))
+      .map(([key, entry]) => ({ key, entry, atMs: dueAtMs(entry, reach) }))
       .filter(({ key, atMs }) => atMs !== undefined && atMs <= now && !this.#flights.has(key))
       .sort((a, b) => (a.atMs ?? 0) - (b.atMs ?? 0))
       .slice(0, Math.max(1, Math.floor(this.#policy.maxChains / 2)));
@@ -159,29 +160,43 @@ export class TokenCache implements TokenSource {
     return due.length;
   }
 
-  /** When `refreshDue()` next has something to start, unless a caller gets there first; undefined: nothing planned. */
-  nextRefreshDueAtMs(): number | undefined {
+  /** When `refreshDue(reach)` next has something to start, unless a caller gets there first; undefined: nothing planned. */
+  nextRefreshDueAtMs(reach: RefreshReach = "ahead"): number | undefined {
     let next: number | undefined;
     for (const [key, entry] of this.#entries.inUse(this.#deps.clock.now())) {
-      const atMs = refreshAheadAtMs(entry);
+      const atMs = dueAtMs(entry, reach);
       if (atMs !== undefined && !this.#flights.has(key) && (next === undefined || atMs < next)) next = atMs;
     }
     return next;
   }
 
-  /** Calls `listener` after each chain ends, stored or failed (a timer re-plans); returns the unsubscribe. */
-  onChainSettled(listener: () => void): () => void {
+  /**
+   * The chains running now, but for keys whose last chain failed: settles once they all have
+   * (never rejects); undefined when none runs. What a sandbox about to be frozen waits for.
+   */
+  chainsRunning(): Promise<void> | undefined {
+    const running = [...this.#flights.entries()]
+      .filter(([key]) => this.#entries.get(key, false)?.failure === undefined)
+      .map(([, flight]) => flight.catch(() => undefined));
+    return running.length === 0 ? undefined : Promise.all(running).then(() => undefined);
+  }
+
+  /** Calls `listener` after each chain ends, with its error if it failed (a timer re-plans); returns the unsubscribe. */
+  onChainSettled(listener: (failure?: BrokerError) => void): () => void {
     this.#settledListeners.add(listener);
     return () => this.#settledListeners.delete(listener);
   }
 
   /**
-   * Forgets every token and failure; a chain in flight starts again (on whatever the fetcher
-   * gives now), and nothing it obtained before is stored or returned. For a sandbox restored from
-   * a snapshot: what was fetched before may be days old, and minted for another sandbox.
+   * Forgets every token and failure but remembers the keys in use at `inUseAtMs`, due at once; a
+   * chain in flight starts again, keeping nothing. For a sandbox restored from a snapshot.
    */
-  forget(): void {
+  forget(inUseAtMs?: number): void {
+    const now = this.#deps.clock.now();
+    const kept = [...this.#entries.inUse(inUseAtMs ?? now)];
     this.#entries.clear();
+    for (const [key, { source }] of kept)
+      this.#entries.set(key, { storedAtMs: 0, refreshAtMs: 0, mandatoryAtMs: 0, askedAtMs: now, source });
     this.#generation += 1;
     this.#forgotten.abort(
       new BrokerError("UPSTREAM_TIMEOUT", "the token chain was restarted after a snapshot restore"),
@@ -316,13 +331,13 @@ export class TokenCache implements TokenSource {
         continue;
       }
       this.#recordFailure(key, source, outcome.error);
-      this.#settled();
+      this.#settled(outcome.error);
       throw outcome.error;
     }
   }
 
-  #settled(): void {
-    for (const listener of this.#settledListeners) listener();
+  #settled(failure?: BrokerError): void {
+    for (const listener of this.#settledListeners) listener(failure);
   }
 
   #store(key: string, token: Token, source: KeySource): void {

@@ -16,12 +16,12 @@ export class ClockJump {
     this.#offsetMs = this.#offset();
   }
 
-  /** Whether the wall clock jumped ahead since the last call (or construction); marks anew. */
-  jumpedSinceLastLook(): boolean {
+  /** How far the wall clock jumped ahead since the last call (or construction), 0 within the slack; marks anew. */
+  jumpSinceLastLookMs(): number {
     const offset = this.#offset();
-    const jumped = offset - this.#offsetMs > this.#slackMs;
+    const jumpMs = offset - this.#offsetMs;
     this.#offsetMs = offset;
-    return jumped;
+    return jumpMs > this.#slackMs ? jumpMs : 0;
   }
 
   #offset(): number {

@@ -53,12 +53,34 @@ export class ExtensionsApiError extends Error {
   }
 }
 
-const apiVersion = "2020-01-01";
+const extensionsApi = "/2020-01-01/extension";
+/** The Telemetry API's path and the event schema we read (platform.runtimeDone's record). */
+const telemetryApi = { path: "/2022-07-01/telemetry", schemaVersion: "2022-12-13" } as const;
 const header = {
   name: "Lambda-Extension-Name",
   identifier: "Lambda-Extension-Identifier",
   errorType: "Lambda-Extension-Function-Error-Type",
 } as const;
+
+/**
+ * `AWS_LAMBDA_RUNTIME_API` as Lambda sets it (`host:port`, no scheme, no path); anything else
+ * throws one line naming the value, since there is then no Lambda to report to.
+ */
+export function runtimeApiAddress(value: string): { host: string; port: number } {
+  const shown = JSON.stringify(value.slice(0, 64));
+  let url: URL | undefined;
+  try {
+    // A scheme without a default port, so that `:80` stays in `port`.
+    url = new URL(`lambda://${value}`);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || url.host !== value || url.port === "" || url.username !== "")
+    throw new Error(
+      `AWS_LAMBDA_RUNTIME_API=${shown} is not host:port as Lambda sets it (e.g. 127.0.0.1:9001): this extension runs only under Lambda's runtime`,
+    );
+  return { host: url.hostname.replace(/^\[(.*)\]$/, "$1"), port: Number(url.port) };
+}
 
 export class ExtensionsApiClient {
   readonly #agent = new Agent({ keepAlive: true });
@@ -68,14 +90,14 @@ export class ExtensionsApiClient {
 
   /** `runtimeApi` is `AWS_LAMBDA_RUNTIME_API` as Lambda sets it: `host:port`, no scheme. */
   constructor(runtimeApi: string) {
-    const url = new URL(`http://${runtimeApi}`);
-    this.#host = url.hostname;
-    this.#port = Number(url.port || 80);
+    const { host, port } = runtimeApiAddress(runtimeApi);
+    this.#host = host;
+    this.#port = port;
   }
 
   /** `name` must be the file name of the executable Lambda started from `/opt/extensions/`. */
   async register(name: string, events: readonly ExtensionEventType[]): Promise<Registration> {
-    const response = await this.#call("register", "POST", "/extension/register", {
+    const response = await this.#call("register", "POST", `${extensionsApi}/register`, {
       headers: { [header.name]: name },
       body: { events },
     });
@@ -95,10 +117,27 @@ export class ExtensionsApiClient {
 
   /** Blocks until Lambda has the next event for this extension; the call also signals "done". */
   async next(): Promise<ExtensionEvent> {
-    const response = await this.#call("event/next", "GET", "/extension/event/next", {
+    const response = await this.#call("event/next", "GET", `${extensionsApi}/event/next`, {
       headers: { [header.identifier]: this.#registeredId("event/next") },
     });
     return parseEvent(response.body);
+  }
+
+  /**
+   * Subscribes the HTTP listener at `uri` to the Telemetry API's platform events, delivered
+   * within `bufferMs` of happening; false where the sandbox has no Telemetry API (it answers 202).
+   */
+  async subscribeTelemetry(uri: string, bufferMs: number): Promise<boolean> {
+    const response = await this.#call("telemetry", "PUT", telemetryApi.path, {
+      headers: { [header.identifier]: this.#registeredId("telemetry") },
+      body: {
+        schemaVersion: telemetryApi.schemaVersion,
+        destination: { protocol: "HTTP", URI: uri },
+        types: ["platform"],
+        buffering: { maxItems: 1_000, maxBytes: 262_144, timeoutMs: bufferMs },
+      },
+    });
+    return response.status === 200;
   }
 
   /** Reports a failed initialisation; Lambda accepts no further calls from this extension. */
@@ -112,7 +151,7 @@ export class ExtensionsApiClient {
   }
 
   async #reportError(operation: "init/error" | "exit/error", errorType: string, message: string) {
-    await this.#call(operation, "POST", `/extension/${operation}`, {
+    await this.#call(operation, "POST", `${extensionsApi}/${operation}`, {
       headers: { [header.identifier]: this.#registeredId(operation), [header.errorType]: errorType },
       body: { errorMessage: message, errorType, stackTrace: [] },
     });
@@ -129,10 +168,10 @@ export class ExtensionsApiClient {
 
   #call(
     operation: string,
-    method: "GET" | "POST",
+    method: "GET" | "POST" | "PUT",
     path: string,
     options: { headers: Record<string, string>; body?: unknown },
-  ): Promise<{ headers: NodeJS.Dict<string | string[]>; body: string }> {
+  ): Promise<{ status: number; headers: NodeJS.Dict<string | string[]>; body: string }> {
     const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
     return new Promise((resolve, reject) => {
       const req = request(
@@ -141,7 +180,7 @@ export class ExtensionsApiClient {
           host: this.#host,
           port: this.#port,
           method,
-          path: `/${apiVersion}${path}`,
+          path,
           headers: {
             ...options.headers,
             ...(payload === undefined
@@ -157,7 +196,7 @@ export class ExtensionsApiClient {
             const body = Buffer.concat(chunks).toString("utf8");
             const status = res.statusCode ?? 0;
             if (status < 200 || status > 299) reject(new ExtensionsApiError(operation, status, body));
-            else resolve({ headers: res.headers, body });
+            else resolve({ status, headers: res.headers, body });
           });
         },
       );
@@ -167,12 +206,62 @@ export class ExtensionsApiClient {
   }
 }
 
-function parseEvent(body: string): ExtensionEvent {
-  const event = JSON.parse(body) as { eventType?: unknown };
-  if (event.eventType === "INVOKE" || event.eventType === "SHUTDOWN") return event as ExtensionEvent;
-  throw new Error(
-    `Lambda Extensions API event/next returned an unknown event type: ${String(event.eventType)}`,
+/** One line naming the event field Lambda sent that we cannot act on. */
+function malformed(eventType: string, field: string, value: unknown): Error {
+  const shown = JSON.stringify(value)?.slice(0, 64) ?? "nothing";
+  return new Error(
+    `Lambda Extensions API event/next returned ${eventType} with a malformed ${field}: ${shown}`,
   );
+}
+
+/** A time in Unix milliseconds: an integer after 2001, so a NaN, a string or seconds never pass. */
+function unixMs(eventType: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1e12)
+    throw malformed(eventType, "deadlineMs", value);
+  return value;
+}
+
+function text(eventType: string, field: string, value: unknown): string {
+  if (typeof value !== "string" || value === "") throw malformed(eventType, field, value);
+  return value;
+}
+
+/** Every field we read, checked; anything else in the event is ignored. */
+function parseEvent(body: string): ExtensionEvent {
+  let event: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(body);
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+      throw new Error("not an object");
+    event = parsed as Record<string, unknown>;
+  } catch {
+    throw new Error("Lambda Extensions API event/next returned a body that is not a JSON object");
+  }
+  const { eventType } = event;
+  if (eventType === "SHUTDOWN") {
+    return {
+      eventType,
+      deadlineMs: unixMs(eventType, event.deadlineMs),
+      shutdownReason: text(eventType, "shutdownReason", event.shutdownReason),
+    };
+  }
+  if (eventType !== "INVOKE") {
+    throw new Error(`Lambda Extensions API event/next returned an unknown event type: ${String(eventType)}`);
+  }
+  const { tracing } = event;
+  const traced = tracing as { type?: unknown; value?: unknown } | undefined;
+  if (
+    tracing !== undefined &&
+    (typeof tracing !== "object" || typeof traced?.type !== "string" || typeof traced.value !== "string")
+  )
+    throw malformed(eventType, "tracing", tracing);
+  return {
+    eventType,
+    deadlineMs: unixMs(eventType, event.deadlineMs),
+    requestId: text(eventType, "requestId", event.requestId),
+    invokedFunctionArn: text(eventType, "invokedFunctionArn", event.invokedFunctionArn),
+    ...(traced === undefined ? {} : { tracing: { type: String(traced.type), value: String(traced.value) } }),
+  };
 }
 
 function parseErrorBody(body: string): { errorType?: string; errorMessage?: string } {

@@ -10,49 +10,17 @@ import { type Config, loadConfig } from "../broker/config.ts";
 import { isBrokerError } from "../broker/errors.ts";
 import type { Logger } from "../broker/logger.ts";
 import type { BrokerHandle } from "../broker/main.ts";
-import { ClockJump } from "./clock-jump.ts";
-import { ExtensionsApiClient, ExtensionsApiError } from "./extensions-api.ts";
+import { lambdaRefreshHold } from "../broker/policy.ts";
+import { ExtensionsApiClient, ExtensionsApiError, type InvokeEvent } from "./extensions-api.ts";
 import { type LambdaMode, lambdaMode } from "./lambda-mode.ts";
+import { holdForRefreshes, quiet, refreshesPending } from "./refresh-hold.ts";
+import { SnapshotRestores } from "./snapshot-restores.ts";
+import { RuntimeDoneListener } from "./telemetry-listener.ts";
 
-/**
- * The Lambda extension's life, in the order Lambda requires. Lambda starts the function's runtime
- * only once every extension has registered, so everything before `register` adds to the cold
- * start; after it, the extension's work overlaps the runtime's init, until its first
- * `event/next`, which ends the extension's init. After init a 128 MB function gets 128/1769 of a
- * vCPU; during init it has the CPU. So:
- *
- *   before register   read the configuration, bind the metadata port (a request that arrives
- *                     from here on waits in the listener, never refused), register; then bind
- *                     the ops port.
- *                     This file runs as the layer's `extension.cjs` and holds nothing else: the
- *                     broker (`broker.cjs`) and the upstream chain (`chain.cjs`) are read after.
- *   before next       load the broker and answer on the ports; load the chain and fetch the
- *                     first token, waiting for it at most `initTokenWaitMs`: that code's compile
- *                     and the chain's own CPU run while init has the CPU, and the first
- *                     invocation finds the token in memory. When upstream is slower than the
- *                     runtime's own init, init lasts until the token is in (at most that wait);
- *                     past it the chain goes on in the background. Meanwhile one request of our
- *                     own to the metadata listener (the first request served compiles the serving
- *                     path), and, last, the EMF of the init window is written.
- *                     SnapStart: the chain's code is loaded but nothing is fetched, and whatever
- *                     the function's init fetched is forgotten (see below).
- *   after next        loop on `event/next`: each INVOKE looks the token up (a thawed sandbox's
- *                     timers have not run); on Managed Instances, which get no INVOKE, a timer
- *                     refreshes every token in use ahead instead (broker/refresh-ahead.ts);
- *                     SHUTDOWN closes the listeners within its deadline.
- *
- * SnapStart restores a snapshot taken after init, days later and in many sandboxes at once, with
- * other credentials, and with every connection from before gone. The extension forgets everything
- * obtained from upstream (tokens, credentials, connections, chains in flight) before its first
- * `event/next` and again when it sees a restore: the first INVOKE after init, or any INVOKE after
- * the wall clock jumped ahead of the monotonic one (clock-jump.ts). Until that first INVOKE each
- * token request waits for it (at most `restoreWaitMs`), so an INVOKE that arrives with the
- * function's first request after a restore is seen before that request is looked up.
- *
- * Bad configuration or a port that cannot be bound is reported through `init/error` with the
- * same one line the sidecar prints (Lambda accepts `init/error` only from a registered extension,
- * so we register first), then the process exits non-zero. A registration Lambda refuses cannot
- * be reported to Lambda: the extension logs why in one line and exits, which fails the init.
+/*
+ * The Lambda extension's life in the order Lambda requires: bind the metadata port and register,
+ * load the broker while the runtime starts, fetch the first token, then loop on `event/next`.
+ * Why each step is where it is: docs/lambda-extension.md#the-lifecycle
  */
 
 /** `Lambda-Extension-Function-Error-Type` values we report; Lambda shows them in the init failure. */
@@ -65,10 +33,7 @@ export const extensionErrorTypes = {
 /** What closing may take at most: Lambda allows 2 s; we aim far below it. */
 export const shutdownBudgetMs = 400;
 
-/**
- * How long init waits for the first token at most: as long as a request would wait for one,
- * and far inside Lambda's 10 s for init.
- */
+/** How long init waits for the first token at most: as long as a request would, far inside Lambda's 10 s. */
 export const initTokenWaitMs = 2_000;
 
 /** Whether the loader started the bundle from the V8 code cache shipped in the layer. */
@@ -92,27 +57,91 @@ async function loadLogger(config: Pick<Config, "logLevel"> | undefined): Promise
   return createLogger(config?.logLevel ?? "info");
 }
 
-/** Runs the extension until SHUTDOWN or a fatal error; resolves with the process exit code. */
+/** One error line in the logger's shape, for when the logger itself could not be loaded. */
+function plainErrorLine(message: string): void {
+  process.stdout.write(`${JSON.stringify({ level: 50, time: Date.now(), msg: message })}\n`);
+}
+
+/** Logs `message` as an error through the broker's logger, or as a plain line if that cannot load. */
+async function logError(message: string, fields: Record<string, unknown> = {}): Promise<void> {
+  const logger = await loadLogger(undefined).catch(() => undefined);
+  if (logger === undefined) plainErrorLine(message);
+  else logger.error(fields, message);
+}
+
+/** How far the extension has come: what a failure can still be reported as. */
+interface Progress {
+  registered: boolean;
+  /** The first `event/next` was sent: init is over, and a failure is an `exit/error`. */
+  initDone: boolean;
+}
+
+/** Runs the extension until SHUTDOWN or a fatal error; resolves with the process exit code, never rejects. */
 export async function runExtension(options: ExtensionOptions): Promise<number> {
   const runtimeApi = options.env.AWS_LAMBDA_RUNTIME_API;
   if (runtimeApi === undefined || runtimeApi === "") {
-    (await loadLogger(undefined)).error(
+    await logError(
       "AWS_LAMBDA_RUNTIME_API is not set: this program runs as a Lambda extension from /opt/extensions; run token-broker for the sidecar",
     );
     return 1;
   }
-  const api = new ExtensionsApiClient(runtimeApi);
-  const reading = lambdaMode(options.env.AWS_LAMBDA_INITIALIZATION_TYPE);
+  let api: ExtensionsApiClient;
+  try {
+    api = new ExtensionsApiClient(runtimeApi);
+  } catch (error) {
+    // Nothing to report to: one line, and the exit fails the init.
+    await logError(reasonOf(error));
+    return 1;
+  }
+  const progress: Progress = { registered: false, initDone: false };
+  try {
+    return await lifecycle(api, options, progress);
+  } catch (error) {
+    return reportFailure(api, options, progress, error);
+  }
+}
 
+/**
+ * A part that failed to load (a damaged layer) or a fault of ours: one line in the log, and, once
+ * registered (registering first if need be), `init/error` during init or `exit/error` after it.
+ */
+async function reportFailure(
+  api: ExtensionsApiClient,
+  options: ExtensionOptions,
+  progress: Progress,
+  error: unknown,
+): Promise<number> {
+  const errorType = extensionErrorTypes.unexpected;
+  const message = `the token broker extension failed (is the layer complete? deploy it again): ${reasonOf(error)}`;
+  await logError(message, { errorType });
+  try {
+    if (!progress.registered)
+      await api.register(options.name, lambdaMode(options.env.AWS_LAMBDA_INITIALIZATION_TYPE).events);
+    if (progress.initDone) await api.exitError(errorType, message);
+    else await api.initError(errorType, message);
+  } catch (reportError) {
+    plainErrorLine(`could not report the failure to Lambda: ${reasonOf(reportError)}`);
+  }
+  return 1;
+}
+
+async function lifecycle(
+  api: ExtensionsApiClient,
+  options: ExtensionOptions,
+  progress: Progress,
+): Promise<number> {
+  const reading = lambdaMode(options.env.AWS_LAMBDA_INITIALIZATION_TYPE);
   const register = async (logger: () => Promise<Logger>): Promise<boolean> => {
     try {
       await api.register(options.name, reading.events);
+      progress.registered = true;
       return true;
     } catch (error) {
       const refusal =
         error instanceof ExtensionsApiError
           ? `Lambda refused to register the extension ${options.name} for ${reading.events.join(", ")} (AWS_LAMBDA_INITIALIZATION_TYPE=${options.env.AWS_LAMBDA_INITIALIZATION_TYPE ?? "unset"}): ${error.message}`
-          : `could not register with the Lambda Extensions API at ${runtimeApi}: ${reasonOf(error)}`;
+          : `could not register with the Lambda Extensions API at ${options.env.AWS_LAMBDA_RUNTIME_API}: ${reasonOf(error)}`;
+      // Nothing to report to: Lambda accepts `init/error` only from a registered extension.
       (await logger()).error(`${refusal}; the function cannot start with this extension`);
       return false;
     }
@@ -137,9 +166,7 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
     return failInit(logger, extensionErrorTypes.configInvalid, message);
   }
 
-  // Only the metadata port is bound before registering: the function may ask it for a token as
-  // soon as the runtime starts. Nothing is promised to the ops port that early, and each
-  // listener bound here delays the runtime's start.
+  // Only the metadata port is bound before registering: each listener bound here delays the runtime.
   let metadata: BoundListener | undefined;
   let bindFailure: unknown;
   try {
@@ -150,6 +177,7 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
   // Lambda starts the runtime once this answers: the broker loads while the runtime starts.
   const registered = await register(() => loadLogger(config));
   const broker = import("../broker/main.ts");
+  broker.catch(() => undefined);
   let listeners: BoundListeners | undefined;
   if (registered && metadata !== undefined) {
     try {
@@ -158,8 +186,8 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
       bindFailure = error;
     }
   }
-  const logger = await loadLogger(config);
   if (!registered || listeners === undefined) await metadata?.close(0);
+  const logger = await loadLogger(config);
   if (!registered) return 1;
   if (listeners === undefined) {
     const message = isBrokerError(bindFailure) ? bindFailure.message : "the token broker could not listen";
@@ -178,24 +206,50 @@ export async function runExtension(options: ExtensionOptions): Promise<number> {
       },
     });
   } catch (error) {
-    const message = isBrokerError(error) ? error.message : "the token broker could not start";
-    return failInit(logger, extensionErrorTypes.startFailed, message);
+    if (!isBrokerError(error)) throw error;
+    return failInit(logger, extensionErrorTypes.startFailed, error.message);
   }
   logger.info(
     { extension: options.name, mode: reading.mode, events: reading.events, codeCache: options.codeCache },
     "registered with the Lambda Extensions API",
   );
 
-  await initialTokenWork(handle, reading.mode);
-  return eventLoop(api, handle, reading.mode, logger);
+  const freezes = reading.mode !== "lambda-managed-instances";
+  const [telemetry] = await Promise.all([
+    freezes ? subscribeTelemetry(api, logger) : undefined,
+    initialTokenWork(handle, reading.mode),
+  ]);
+  const restores = reading.mode === "snap-start" ? new SnapshotRestores(handle, logger) : undefined;
+  return eventLoop({ api, broker: handle, mode: reading.mode, logger, telemetry, restores, progress });
 }
 
 /**
- * One request of our own to the metadata listener's root (what Python and Java send to detect a
- * metadata server): the first request a process serves compiles the serving path (HTTP parsing,
- * the checks, routing, the reply), and after init that would run on a 128 MB function's 7 % of a
- * vCPU, in the function's first invocation. It counts in the request metrics like any other
- * detection request, and in no token metric.
+ * Subscribes to `platform.runtimeDone` (see refresh-hold.ts); undefined where the sandbox has no
+ * Telemetry API or refuses, and the hold then counts from the INVOKE.
+ */
+async function subscribeTelemetry(
+  api: ExtensionsApiClient,
+  logger: Logger,
+): Promise<RuntimeDoneListener | undefined> {
+  let listener: RuntimeDoneListener | undefined;
+  try {
+    listener = await RuntimeDoneListener.listen();
+    if (await api.subscribeTelemetry(listener.uri, lambdaRefreshHold.telemetryBufferMs)) return listener;
+    logger.info("this sandbox has no Telemetry API: refreshes are finished within a bound from each INVOKE");
+  } catch (error) {
+    logger.warn(
+      { reason: reasonOf(error) },
+      "could not subscribe to the Telemetry API: refreshes are finished within a bound from each INVOKE",
+    );
+  }
+  listener?.close();
+  return undefined;
+}
+
+/**
+ * One request of our own to the metadata listener's root, as Python and Java detect a metadata
+ * server: the serving path compiles while init has the CPU, not in the first invocation. It counts
+ * in the request metrics like any detection request, and in no token metric.
  */
 function answerOnce(metadataUrl: string): Promise<void> {
   return new Promise((resolve) => {
@@ -214,77 +268,96 @@ function answerOnce(metadataUrl: string): Promise<void> {
 }
 
 /**
- * SnapStart: how long a token request that arrives before the first INVOKE waits for it. After a
- * restore the INVOKE comes with the function's first request, within milliseconds; a request of
- * the function's own init, before the snapshot, is answered this much later.
+ * What init does between registering and the first `event/next`; SnapStart fetches nothing. A
+ * chain that cannot be loaded rejects: the init fails with the reason.
  */
-const restoreWaitMs = 250;
-const restoreSeen = Promise.withResolvers<void>();
-
-/** What init does between registering and the first `event/next` (see the header). */
 async function initialTokenWork(broker: BrokerHandle, mode: LambdaMode): Promise<void> {
   if (mode === "snap-start") {
     await broker.loadChain();
-    broker.forgetUpstream();
-    broker.deferLookups(() => Promise.race([restoreSeen.promise, systemClock.sleep(restoreWaitMs)]));
     return;
   }
-  // The serving path compiles while the chain waits on upstream.
   await Promise.all([
+    broker.loadChain(),
     Promise.race([broker.prewarm(), systemClock.sleep(initTokenWaitMs)]),
     answerOnce(broker.metadataUrl),
   ]);
 }
 
-async function eventLoop(
-  api: ExtensionsApiClient,
-  broker: BrokerHandle,
-  mode: LambdaMode,
-  logger: Logger,
-): Promise<number> {
+interface Loop {
+  readonly api: ExtensionsApiClient;
+  readonly broker: BrokerHandle;
+  readonly mode: LambdaMode;
+  readonly logger: Logger;
+  readonly telemetry: RuntimeDoneListener | undefined;
+  readonly restores: SnapshotRestores | undefined;
+  readonly progress: Progress;
+}
+
+async function eventLoop(loop: Loop): Promise<number> {
+  const { api, broker, mode, logger, restores, progress } = loop;
   const stopTimer = mode === "lambda-managed-instances" ? broker.refreshAhead() : undefined;
-  const clockJump = new ClockJump(systemClock);
-  let invokes = 0;
-  // The init window's EMF is written now, while init has the CPU, rather than at the first
-  // event, when a 128 MB function's 7 % of a vCPU is what its first invocation runs on.
+  // The init window's EMF is written while init has the CPU, not in the first invocation.
   await broker.metrics.flush();
+  // Last before the snapshot: whatever the function's init fetched is forgotten from here.
+  restores?.snapshotTaken();
   try {
     for (;;) {
+      progress.initDone = true;
       const event = await api.next();
-      // Before anything else can yield to the event loop: a restored snapshot's first request
-      // must find nothing from before it (see deferLookups).
-      if (event.eventType === "INVOKE") {
-        invokes += 1;
-        const jumped = clockJump.jumpedSinceLastLook();
-        if (mode === "snap-start" && (invokes === 1 || jumped)) {
-          broker.forgetUpstream();
-          broker.deferLookups(undefined);
-          restoreSeen.resolve();
-          logger.info(
-            "restored from a snapshot: forgetting every token, credential and connection from before",
-          );
-        }
-      }
+      // Before anything else can yield: a restored snapshot's requests must find nothing from before.
+      if (event.eventType === "INVOKE") restores?.invoked();
       // An EMF window is the time between two events: write the one that just ended.
       await broker.metrics.flush();
       if (event.eventType === "SHUTDOWN") {
         stopTimer?.();
+        loop.telemetry?.close();
         const left = event.deadlineMs - systemClock.now();
         logger.info({ reason: event.shutdownReason, deadlineInMs: left }, "shutting down");
         await broker.close(Math.max(0, Math.min(shutdownBudgetMs, left - 100)));
         return 0;
       }
-      // The sandbox may just have been thawed after minutes or hours: look the token up now, so a
-      // refresh it needs overlaps with the handler instead of waiting for the handler's request.
-      // The cache decides on the wall clock; the loop does not wait for the chain.
-      void broker.prewarm();
       logger.debug({ requestId: event.requestId }, "invoke");
+      if (stopTimer === undefined) await finishRefreshes(loop, event);
     }
   } catch (error) {
     stopTimer?.();
+    loop.telemetry?.close();
     logger.error({ reason: reasonOf(error) }, "the Lambda Extensions API failed; exiting");
     await api.exitError(extensionErrorTypes.unexpected, reasonOf(error)).catch(() => undefined);
     await broker.close(shutdownBudgetMs);
     return 1;
   }
+}
+
+/**
+ * A thawed sandbox's timers have not run: what its requests are about to wait for starts now, and
+ * what is due from the advisory window on is finished once the function has answered, within a
+ * bound, before `event/next` lets Lambda freeze the sandbox (refresh-hold.ts).
+ */
+async function finishRefreshes(loop: Loop, event: InvokeEvent): Promise<void> {
+  const tokens = loop.broker.tokens;
+  void tokens.refreshDue("mandatory");
+  if (!refreshesPending(tokens, systemClock.now())) return;
+  const latestMs = event.deadlineMs - lambdaRefreshHold.deadlineMarginMs;
+  if (loop.telemetry?.live === true) {
+    // Nothing new starts before the function has answered; what runs now may end before that.
+    const waited = new AbortController();
+    const settledFirst = await Promise.race([
+      loop.telemetry.runtimeDone(event.requestId).then(() => false),
+      quiet(tokens, systemClock).then(() => true),
+      systemClock.sleep(Math.max(0, latestMs - systemClock.now()), waited.signal).then(
+        () => false,
+        () => false,
+      ),
+    ]);
+    waited.abort();
+    if (settledFirst) return;
+  }
+  const heldFromMs = systemClock.now();
+  const settled = await holdForRefreshes(
+    tokens,
+    systemClock,
+    Math.min(heldFromMs + lambdaRefreshHold.budgetMs, latestMs),
+  );
+  loop.logger.debug({ heldMs: Math.round(systemClock.now() - heldFromMs), settled }, "refresh hold");
 }

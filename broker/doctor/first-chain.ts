@@ -1,5 +1,4 @@
 import { isBrokerError } from "../errors.ts";
-import type { TokenFetcher } from "../token-cache.ts";
 
 /** Missing credentials count as retryable (a container's credentials can come late), but are a setup mistake too. */
 function isSetupMistake(error: unknown): boolean {
@@ -7,29 +6,16 @@ function isSetupMistake(error: unknown): boolean {
 }
 
 /**
- * Calls `onFailure` once, for the first setup mistake before the broker ever got a token; never for
- * an outage (throttling, 5xx, timeouts), which the token cache retries. Imports nothing heavy.
+ * A listener of the token cache's settled chains (`TokenCache.onChainSettled`) that calls
+ * `onFailure` once, for the first chain that failed on a setup mistake before any chain got a
+ * token: never for an attempt a retry mended, nor for an outage (throttling, 5xx, timeouts).
  */
-export function onFirstChainFailure(
-  fetcher: TokenFetcher,
-  onFailure: (error: unknown) => void,
-): TokenFetcher {
+export function onFirstChainFailure(onFailure: (error: unknown) => void): (failure?: unknown) => void {
   let armed = true;
-  const watch = <T>(result: Promise<T>): Promise<T> => {
-    result.then(
-      () => {
-        armed = false;
-      },
-      (error: unknown) => {
-        if (!armed || !isSetupMistake(error)) return;
-        armed = false;
-        onFailure(error);
-      },
-    );
-    return result;
-  };
-  return {
-    accessToken: (scopes, signal) => watch(fetcher.accessToken(scopes, signal)),
-    idToken: (request, signal) => watch(fetcher.idToken(request, signal)),
+  return (failure) => {
+    if (!armed) return;
+    if (failure !== undefined && !isSetupMistake(failure)) return;
+    armed = false;
+    if (failure !== undefined) onFailure(failure);
   };
 }

@@ -15,6 +15,7 @@ import {
   type ExtensionRegistration,
   type Invocation,
   type RuntimeResult,
+  type TelemetrySubscription,
 } from "./runtime-api.ts";
 import { type LogLine, SandboxProcess } from "./sandbox-process.ts";
 
@@ -39,6 +40,11 @@ import { type LogLine, SandboxProcess } from "./sandbox-process.ts";
  *             ends when the runtime has answered and everyone waits in `next` again; then freeze.
  *   shutdown  the runtime is stopped (SIGTERM, SIGKILL after 300 ms), extensions get SHUTDOWN
  *             with a deadline 2 s out, and whatever still runs then is killed.
+ *
+ * Telemetry API: an extension may subscribe (HTTP destinations only) and gets the platform events
+ * of each invocation (`platform.start`, `platform.runtimeDone` when the runtime has answered,
+ * `platform.report` when the invoke phase ends) and `platform.telemetrySubscription`, as JSON
+ * arrays POSTed within its buffering timeout; `sandbox.localdomain` is this sandbox's loopback.
  *
  * A frozen sandbox may stay frozen for hours. Tests cannot wait that long, so with
  * `shiftableClock` the sandbox's processes read the wall clock through libfaketime and
@@ -82,6 +88,11 @@ export interface LocalLambdaOptions {
   readonly onLog?: (line: LogLine) => void;
   /** Let `advanceClock()` move the sandbox's wall clock (needs Debian's libfaketime). */
   readonly shiftableClock?: boolean;
+  /**
+   * With `shiftableClock`: the libfaketime offset file (`+<seconds>`) to move, a caller's, so that
+   * other processes reading it (a cloud on the sandbox's clock) move with the sandbox.
+   */
+  readonly clockFile?: string;
   /** The function's memory: the sandbox's memory limit and its CPU share; default 512. */
   readonly memoryMb?: number;
   /** AWS_LAMBDA_INITIALIZATION_TYPE; default `on-demand`. See the header for each mode. */
@@ -109,6 +120,17 @@ export interface RestoreOptions {
   readonly advanceClockMs?: number;
 }
 
+export interface InvokeOptions {
+  /** This invocation's timeout; default: the function's. */
+  readonly timeoutMs?: number;
+  /**
+   * Hands the INVOKE event to the extensions this much after the runtime has its event: what a
+   * CPU-starved extension sees after a thaw or a restore, where the function's first request may
+   * reach it before its own `event/next` has returned.
+   */
+  readonly extensionsLateMs?: number;
+}
+
 export type InvokeOutcome =
   | { readonly kind: "response"; readonly payload: unknown }
   | { readonly kind: "error"; readonly errorType: string; readonly errorMessage: string };
@@ -116,8 +138,17 @@ export type InvokeOutcome =
 export interface InvokeResult {
   readonly requestId: string;
   readonly outcome: InvokeOutcome;
-  /** From delivering the event to the runtime's answer. */
+  /** From delivering the event to the runtime's answer: the function's latency (`platform.runtimeDone`). */
   readonly durationMs: number;
+  /**
+   * The invoke phase, to when the runtime and every extension wait in `next` again: the
+   * "Duration" of Lambda's REPORT line, extensions' time after the runtime answered included.
+   */
+  readonly reportDurationMs: number;
+  /** "Billed Duration": the invoke phase rounded up to the millisecond. */
+  readonly billedDurationMs: number;
+  /** The part of the invoke phase after the runtime answered (CloudWatch's PostRuntimeExtensionsDuration). */
+  readonly postRuntimeExtensionsDurationMs: number;
   /** Per extension: from handing it the INVOKE event to its next `event/next` call. */
   readonly extensionDoneAfterMs: Readonly<Record<string, number>>;
   /** "Max Memory Used" of Lambda's REPORT line: the sandbox's peak so far, in MB. */
@@ -199,6 +230,7 @@ interface Extension {
   shutdownDeliveredAtMs?: number;
   invokeDeliveredAtMs?: number;
   invokeDoneAtMs?: number;
+  telemetry?: { readonly subscription: TelemetrySubscription; batch: object[]; flush?: NodeJS.Timeout };
 }
 
 interface PendingInvocation {
@@ -276,6 +308,8 @@ export class LocalLambda implements ControlPlane {
   readonly #initMarks = new Map<string, number>();
   #clock: { file: string; preload: string; offsetSeconds: number } | undefined;
   readonly #listeners = new Set<() => void>();
+  /** Ends telemetry deliveries still in flight when the sandbox closes. */
+  readonly #closing = new AbortController();
 
   private constructor(options: LocalLambdaOptions, root: string) {
     this.#options = options;
@@ -468,7 +502,7 @@ export class LocalLambda implements ControlPlane {
     this.#cgroups = await SandboxCgroups.create(this.memoryMb);
     if (this.#options.shiftableClock === true) {
       this.#clock = {
-        file: join(this.#root, "clock-offset"),
+        file: this.#options.clockFile ?? join(this.#root, "clock-offset"),
         preload: findLibfaketime(),
         offsetSeconds: 0,
       };
@@ -647,7 +681,7 @@ export class LocalLambda implements ControlPlane {
    * the sandbox again (Managed Instances: no freeze, and invocations may overlap). A function
    * timeout or a runtime crash rejects with `LambdaInvokeError` (the sandbox is then unusable).
    */
-  async invoke(payload: unknown, options: { timeoutMs?: number } = {}): Promise<InvokeResult> {
+  async invoke(payload: unknown, options: InvokeOptions = {}): Promise<InvokeResult> {
     if (this.#closed) throw new Error("the sandbox is closed");
     if (this.#snapshotted) throw new Error("the sandbox is a SnapStart snapshot: restore() it first");
     if (!this.#managedInstances && this.#pending.size > 0)
@@ -667,24 +701,28 @@ export class LocalLambda implements ControlPlane {
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs ?? defaultTimeoutMs;
     const invocation: Invocation = {
       requestId: randomUUID(),
-      deadlineMs: Date.now() + timeoutMs,
+      // On the sandbox's clock, as every deadline it is given.
+      deadlineMs: Date.now() + this.clockOffsetMs + timeoutMs,
       invokedFunctionArn: `arn:aws:lambda:${this.#region}:123456789012:function:${this.#functionName}`,
       traceId: traceHeader(),
       payload: JSON.stringify(payload),
     };
     const pending: PendingInvocation = { invocation, startedAtMs: Date.now() };
     this.#pending.set(invocation.requestId, pending);
+    this.#platformEvent("platform.start", { requestId: invocation.requestId, version: "$LATEST" });
     this.#runtimeQueue.push(invocation);
     this.#drainRuntime();
     for (const extension of this.#extensions) {
       if (!extension.events.has("INVOKE")) continue;
-      this.#send(extension, {
+      extension.queue.push({
         eventType: "INVOKE",
         deadlineMs: invocation.deadlineMs,
         requestId: invocation.requestId,
         invokedFunctionArn: invocation.invokedFunctionArn,
         tracing: { type: "X-Amzn-Trace-Id", value: invocation.traceId },
       });
+      if (options.extensionsLateMs === undefined) this.#drain(extension);
+      else setTimeout(() => this.#drain(extension), options.extensionsLateMs);
     }
 
     const ended = () => {
@@ -694,7 +732,9 @@ export class LocalLambda implements ControlPlane {
       if (this.#managedInstances) return true;
       const everyoneWaits =
         this.#runtimeDeliver !== undefined &&
-        this.#extensions.every((e) => e.deliver !== undefined || e.process.exit !== undefined);
+        this.#extensions.every(
+          (e) => (e.deliver !== undefined && e.queue.length === 0) || e.process.exit !== undefined,
+        );
       return everyoneWaits ? true : undefined;
     };
     try {
@@ -707,9 +747,23 @@ export class LocalLambda implements ControlPlane {
     } finally {
       this.#pending.delete(invocation.requestId);
     }
-    if (!this.#managedInstances) await this.#freeze();
+    const phaseEndedAtMs = Date.now();
     const result = pending.result as RuntimeResult;
     const memory = await this.memory();
+    const answeredAtMs = pending.answeredAtMs ?? phaseEndedAtMs;
+    const reportDurationMs = Math.max(phaseEndedAtMs, answeredAtMs) - pending.startedAtMs;
+    const maxMemoryUsedMb = Math.round(memory.maxUsedBytes / (1024 * 1024));
+    this.#platformEvent("platform.report", {
+      requestId: invocation.requestId,
+      status: result.kind === "response" ? "success" : "failure",
+      metrics: {
+        durationMs: reportDurationMs,
+        billedDurationMs: Math.ceil(reportDurationMs),
+        memorySizeMB: this.memoryMb,
+        maxMemoryUsedMB: maxMemoryUsedMb,
+      },
+    });
+    if (!this.#managedInstances) await this.#freeze();
     return {
       requestId: invocation.requestId,
       outcome:
@@ -720,7 +774,10 @@ export class LocalLambda implements ControlPlane {
               errorType: result.errorType,
               errorMessage: messageOf(result.body) ?? result.body,
             },
-      durationMs: (pending.answeredAtMs ?? Date.now()) - pending.startedAtMs,
+      durationMs: answeredAtMs - pending.startedAtMs,
+      reportDurationMs,
+      billedDurationMs: Math.ceil(reportDurationMs),
+      postRuntimeExtensionsDurationMs: Math.max(0, phaseEndedAtMs - answeredAtMs),
       extensionDoneAfterMs: Object.fromEntries(
         this.#extensions.flatMap((e) =>
           e.invokeDeliveredAtMs !== undefined && e.invokeDoneAtMs !== undefined
@@ -728,7 +785,7 @@ export class LocalLambda implements ControlPlane {
             : [],
         ),
       ),
-      maxMemoryUsedMb: Math.round(memory.maxUsedBytes / (1024 * 1024)),
+      maxMemoryUsedMb,
     };
   }
 
@@ -787,7 +844,11 @@ export class LocalLambda implements ControlPlane {
     const deadlineMs = startedAtMs + shutdownLimitMs;
     for (const extension of this.#extensions) {
       if (extension.events.has("SHUTDOWN")) {
-        this.#send(extension, { eventType: "SHUTDOWN", shutdownReason: reason, deadlineMs });
+        this.#send(extension, {
+          eventType: "SHUTDOWN",
+          shutdownReason: reason,
+          deadlineMs: deadlineMs + this.clockOffsetMs,
+        });
       }
     }
     const reports = await Promise.all(
@@ -813,6 +874,8 @@ export class LocalLambda implements ControlPlane {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closing.abort();
+    for (const extension of this.#extensions) clearTimeout(extension.telemetry?.flush);
     process.removeListener("exit", this.#killAll);
     this.#killAll();
     await Promise.all(this.#processes().map((target) => target.waitForExit(2_000)));
@@ -897,6 +960,49 @@ export class LocalLambda implements ControlPlane {
     return { ok: true, value: undefined };
   }
 
+  subscribeTelemetry(extensionId: string, subscription: TelemetrySubscription): Answer<void> {
+    const extension = this.#extensionById(extensionId);
+    if (extension === undefined) {
+      return refusal(403, "Extension.UnknownExtensionIdentifier", "Unknown Lambda-Extension-Identifier");
+    }
+    extension.telemetry = { subscription, batch: [] };
+    this.#platformEvent("platform.telemetrySubscription", {
+      name: extension.name,
+      state: "Subscribed",
+      types: subscription.types,
+    });
+    return { ok: true, value: undefined };
+  }
+
+  /** Buffers a platform event for every subscriber; each buffer goes out within its timeout. */
+  #platformEvent(type: string, record: object): void {
+    const event = { time: new Date().toISOString(), type, record };
+    for (const extension of this.#extensions) {
+      const telemetry = extension.telemetry;
+      if (telemetry === undefined || !telemetry.subscription.types.includes("platform")) continue;
+      telemetry.batch.push(event);
+      telemetry.flush ??= setTimeout(() => {
+        const batch = telemetry.batch.splice(0);
+        telemetry.flush = undefined;
+        void this.#deliver(telemetry.subscription.uri, batch);
+      }, telemetry.subscription.bufferMs);
+    }
+  }
+
+  /** POSTs a batch; the sandbox's own name is its loopback here. A frozen listener answers after its thaw. */
+  async #deliver(uri: string, batch: readonly object[]): Promise<void> {
+    const url = new URL(uri);
+    if (url.hostname === "sandbox.localdomain") url.hostname = "127.0.0.1";
+    await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(batch),
+      signal: this.#closing.signal,
+    })
+      .then((response) => response.arrayBuffer())
+      .catch(() => undefined);
+  }
+
   runtimeNext(): Answer<Promise<Invocation>> {
     const invocation = new Promise<Invocation>((resolve) => {
       this.#runtimeDeliver = resolve;
@@ -914,6 +1020,14 @@ export class LocalLambda implements ControlPlane {
     }
     pending.result = result;
     pending.answeredAtMs = Date.now();
+    this.#platformEvent("platform.runtimeDone", {
+      requestId,
+      status: result.kind === "response" ? "success" : "failure",
+      metrics: {
+        durationMs: pending.answeredAtMs - pending.startedAtMs,
+        producedBytes: result.kind === "response" ? Buffer.byteLength(result.body) : 0,
+      },
+    });
     this.#changed();
     return { ok: true, value: undefined };
   }

@@ -30,6 +30,11 @@ export class RegistrationRecorder implements ControlPlane {
     };
   }
 
+  /** Accepted, as Lambda accepts it; nothing is ever delivered. */
+  subscribeTelemetry(): Answer<void> {
+    return { ok: true, value: undefined };
+  }
+
   extensionNext(): Answer<Promise<object>> {
     const event = new Promise<object>((resolve) => {
       this.#deliver = resolve;

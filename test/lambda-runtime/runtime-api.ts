@@ -34,9 +34,17 @@ export interface ExtensionRegistration {
   readonly handler: string;
 }
 
+/** A Telemetry API subscription: where the platform events go, and how long they may wait in the buffer. */
+export interface TelemetrySubscription {
+  readonly uri: string;
+  readonly types: readonly string[];
+  readonly bufferMs: number;
+}
+
 /** What the API needs from the sandbox's state machine. Long polls resolve when an event exists. */
 export interface ControlPlane {
   register(name: string, events: readonly string[]): Answer<ExtensionRegistration>;
+  subscribeTelemetry(extensionId: string, subscription: TelemetrySubscription): Answer<void>;
   extensionNext(extensionId: string): Answer<Promise<object>>;
   extensionError(extensionId: string, kind: "init" | "exit", errorType: string, body: string): Answer<void>;
   runtimeNext(): Answer<Promise<Invocation>>;
@@ -120,6 +128,17 @@ export function createRuntimeApiApp(control: ControlPlane): express.Express {
     });
   }
 
+  app.put("/2022-07-01/telemetry", (req, res) => {
+    const parsed = telemetrySubscription(textBody(req));
+    if ("refusal" in parsed) {
+      refuse(res, parsed.refusal);
+      return;
+    }
+    const answer = control.subscribeTelemetry(req.get(extensionIdHeader) ?? "", parsed);
+    if (answer.ok) res.status(200).type("text/plain").send("OK");
+    else refuse(res, answer.refusal);
+  });
+
   app.get("/2018-06-01/runtime/invocation/next", (_req, res) => {
     void longPoll(res, control.runtimeNext(), (invocation) => {
       res
@@ -160,4 +179,54 @@ export function createRuntimeApiApp(control: ControlPlane): express.Express {
     });
   });
   return app;
+}
+
+/** The Subscribe body's bounds, as the Telemetry API reference states them. */
+const telemetryBounds = {
+  schemaVersions: ["2022-07-01", "2022-12-13", "2025-01-29"],
+  types: ["platform", "function", "extension"],
+  maxItems: { min: 25, max: 10_000, default: 1_000 },
+  maxBytes: { min: 262_144, max: 1_048_576, default: 262_144 },
+  timeoutMs: { min: 25, max: 30_000, default: 1_000 },
+} as const;
+
+function invalid(errorMessage: string): { refusal: ApiRefusal } {
+  return { refusal: { status: 400, errorType: "ValidationError", errorMessage } };
+}
+
+/** A Subscribe request's body, checked field by field; only the HTTP protocol is served here. */
+function telemetrySubscription(body: string): TelemetrySubscription | { refusal: ApiRefusal } {
+  let parsed: {
+    schemaVersion?: unknown;
+    destination?: { protocol?: unknown; URI?: unknown };
+    types?: unknown;
+    buffering?: Record<string, unknown>;
+  };
+  try {
+    parsed = JSON.parse(body || "null") ?? {};
+  } catch {
+    return invalid("body is not JSON");
+  }
+  if (!telemetryBounds.schemaVersions.some((version) => version === parsed.schemaVersion))
+    return invalid(`schemaVersion must be one of ${telemetryBounds.schemaVersions.join(", ")}`);
+  const { destination, types, buffering = {} } = parsed;
+  if (destination?.protocol !== "HTTP" || typeof destination.URI !== "string")
+    return invalid("destination must be {protocol: HTTP, URI} (TCP is not served by this local runtime)");
+  if (
+    !Array.isArray(types) ||
+    types.length === 0 ||
+    !types.every((type) => telemetryBounds.types.some((known) => known === type))
+  )
+    return invalid(`types must be a non-empty subset of ${telemetryBounds.types.join(", ")}`);
+  for (const name of ["maxItems", "maxBytes", "timeoutMs"] as const) {
+    const value = buffering[name] ?? telemetryBounds[name].default;
+    const { min, max } = telemetryBounds[name];
+    if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max)
+      return invalid(`buffering.${name} must be an integer from ${min} to ${max}`);
+  }
+  return {
+    uri: destination.URI,
+    types: types as string[],
+    bufferMs: (buffering.timeoutMs as number | undefined) ?? telemetryBounds.timeoutMs.default,
+  };
 }

@@ -1,6 +1,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ExtensionsApiClient, ExtensionsApiError } from "../../lambda-extension/extensions-api.ts";
+import {
+  ExtensionsApiClient,
+  ExtensionsApiError,
+  runtimeApiAddress,
+} from "../../lambda-extension/extensions-api.ts";
 import { listen, type RunningServer } from "../cloud/http.ts";
 import { readBody } from "../cloud/requests.ts";
 
@@ -113,7 +117,12 @@ describe("ExtensionsApiClient", () => {
     const api = await registered();
     answer = (_req, res) => {
       setTimeout(
-        () => json(res, 200, { eventType: "SHUTDOWN", shutdownReason: "spindown", deadlineMs: 1 }),
+        () =>
+          json(res, 200, {
+            eventType: "SHUTDOWN",
+            shutdownReason: "spindown",
+            deadlineMs: 1_700_000_032_000,
+          }),
         1_500,
       );
     };
@@ -173,4 +182,100 @@ describe("ExtensionsApiClient", () => {
       "Lambda Extensions API event/next returned an unknown event type: RESTORE",
     );
   });
+
+  const invoke = {
+    eventType: "INVOKE",
+    deadlineMs: 1_700_000_030_000,
+    requestId: "3da1f2dc-3222-475e-9205-e2e6c6318895",
+    invokedFunctionArn: "arn:aws:lambda:eu-west-1:123456789012:function:demo",
+  };
+
+  it.each([
+    [
+      "a deadline that is not a number",
+      { ...invoke, deadlineMs: "NaN" },
+      'INVOKE with a malformed deadlineMs: "NaN"',
+    ],
+    [
+      "a deadline in seconds",
+      { ...invoke, deadlineMs: 1_700_000_030 },
+      "INVOKE with a malformed deadlineMs: 1700000030",
+    ],
+    ["no deadline", { ...invoke, deadlineMs: undefined }, "INVOKE with a malformed deadlineMs: nothing"],
+    ["no request id", { ...invoke, requestId: "" }, 'INVOKE with a malformed requestId: ""'],
+    [
+      "no function ARN",
+      { ...invoke, invokedFunctionArn: 7 },
+      "INVOKE with a malformed invokedFunctionArn: 7",
+    ],
+    ["tracing that is not an object", { ...invoke, tracing: null }, "INVOKE with a malformed tracing: null"],
+    [
+      "a SHUTDOWN without its reason",
+      { eventType: "SHUTDOWN", deadlineMs: 1_700_000_032_000 },
+      "SHUTDOWN with a malformed shutdownReason: nothing",
+    ],
+    [
+      "a SHUTDOWN deadline of Infinity (JSON null)",
+      { eventType: "SHUTDOWN", shutdownReason: "spindown", deadlineMs: Number.POSITIVE_INFINITY },
+      "SHUTDOWN with a malformed deadlineMs: null",
+    ],
+  ])("rejects an event with %s, naming the field", async (_case, event, message) => {
+    const api = await registered();
+    answer = (_req, res) => json(res, 200, event);
+    await expect(api.next()).rejects.toThrow(`Lambda Extensions API event/next returned ${message}`);
+  });
+
+  it("rejects an event body that is not a JSON object", async () => {
+    const api = await registered();
+    answer = (_req, res) => res.writeHead(200, { "Content-Type": "application/json" }).end("[1,2]");
+    await expect(api.next()).rejects.toThrow(
+      "Lambda Extensions API event/next returned a body that is not a JSON object",
+    );
+  });
+
+  it("subscribes to the Telemetry API's platform events with the identifier and its buffering", async () => {
+    const api = await registered();
+    answer = (_req, res) => res.writeHead(200, { "Content-Type": "text/plain" }).end("OK");
+    expect(await api.subscribeTelemetry("http://sandbox.localdomain:4243", 25)).toBe(true);
+    const [request] = recorded;
+    expect(request?.method).toBe("PUT");
+    expect(request?.path).toBe("/2022-07-01/telemetry");
+    expect(request?.headers["lambda-extension-identifier"]).toBe(extensionId);
+    expect(request?.headers["content-type"]).toBe("application/json");
+    expect(JSON.parse(request?.body ?? "")).toEqual({
+      schemaVersion: "2022-12-13",
+      destination: { protocol: "HTTP", URI: "http://sandbox.localdomain:4243" },
+      types: ["platform"],
+      buffering: { maxItems: 1_000, maxBytes: 262_144, timeoutMs: 25 },
+    });
+  });
+
+  it("tells a sandbox without a Telemetry API (202) from a refusal", async () => {
+    const api = await registered();
+    answer = (_req, res) => json(res, 202, { status: "Telemetry API not supported" });
+    expect(await api.subscribeTelemetry("http://sandbox.localdomain:4243", 25)).toBe(false);
+    answer = (_req, res) => json(res, 400, { errorType: "ValidationError", errorMessage: "bad buffering" });
+    await expect(api.subscribeTelemetry("http://sandbox.localdomain:4243", 1)).rejects.toThrow(
+      "Lambda Extensions API telemetry answered 400 ValidationError: bad buffering",
+    );
+  });
+});
+
+describe("AWS_LAMBDA_RUNTIME_API", () => {
+  it.each([
+    ["127.0.0.1:9001", { host: "127.0.0.1", port: 9001 }],
+    ["[::1]:9001", { host: "::1", port: 9001 }],
+    ["localhost:80", { host: "localhost", port: 80 }],
+  ])("reads %s as Lambda sets it", (value, address) => {
+    expect(runtimeApiAddress(value)).toEqual(address);
+  });
+
+  it.each(["127.0.0.1", "http://127.0.0.1:9001", "127.0.0.1:9001/2020-01-01", "127.0.0.1:99999", "a b:1"])(
+    "refuses %s in one line naming the value",
+    (value) => {
+      expect(() => runtimeApiAddress(value)).toThrow(
+        `AWS_LAMBDA_RUNTIME_API=${JSON.stringify(value)} is not host:port as Lambda sets it (e.g. 127.0.0.1:9001): this extension runs only under Lambda's runtime`,
+      );
+    },
+  );
 });

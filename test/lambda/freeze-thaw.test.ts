@@ -95,11 +95,12 @@ describe.skipIf(missingFaketime !== undefined)(
 
     it("gets a fresh token, not the one with 4.5 minutes left, after 5.5 minutes frozen", async () => {
       await lambda.advanceClock(5.5 * minute);
-      // A slow exchange shows who waits for the refresh: the function does, Lambda's loop does not.
+      // A slow exchange shows who waits for the refresh: the function does, and the extension
+      // adds nothing after the function has answered.
       demo.googleSts.faults.inject({ kind: "slow", ms: 1_000, times: 1 });
       const result = await lambda.invoke({});
       expect(result.durationMs).toBeGreaterThanOrEqual(1_000);
-      expect(result.extensionDoneAfterMs["token-broker"]).toBeLessThan(500);
+      expect(result.postRuntimeExtensionsDurationMs).toBeLessThan(100);
       const thawed = probeOf(result);
       // The function's clock did jump: it is 5.5 minutes ahead of the cloud's.
       expect(thawed.nowMs - Date.now()).toBeGreaterThan(5.4 * minute);

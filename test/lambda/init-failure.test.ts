@@ -1,9 +1,12 @@
 import { execFile } from "node:child_process";
+import { rm } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Cloud, startCloud } from "../cloud/cloud.ts";
+import { readBody } from "../cloud/requests.ts";
 import { type BuiltLayer, buildLayer } from "../lambda-runtime/built-layer.ts";
 import {
   demoFunctionEnvironment,
@@ -13,7 +16,7 @@ import {
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
 import { LambdaInitError } from "../lambda-runtime/local-lambda.ts";
 import { freePort } from "../support/free-port.ts";
-import { startExtension, unpackLayer } from "./extension-process.ts";
+import { registered, startExtension, unpackLayer } from "./extension-process.ts";
 
 /**
  * A broken configuration must fail the sandbox's init at once and say why, in the words the
@@ -186,4 +189,92 @@ describe("the extension's registration", () => {
       await lambda.close();
     }
   });
+});
+
+describe("the extension's own failures", () => {
+  async function extensionEnvironment(): Promise<Record<string, string>> {
+    return {
+      ...demo.brokerEnv({ impersonate: true }),
+      BROKER_PORT: String(await freePort()),
+      BROKER_OPS_HOST: "127.0.0.1",
+      BROKER_OPS_PORT: String(await freePort()),
+      AWS_LAMBDA_INITIALIZATION_TYPE: "on-demand",
+    };
+  }
+
+  it.each(["broker.cjs", "chain.cjs"])(
+    "reports a layer without %s to Lambda as init/error, once registered, in one line",
+    async (part) => {
+      const mintsBefore = demo.awsSts.calls.get("GetWebIdentityToken");
+      const opt = await unpackLayer(layer.zipPath);
+      await rm(join(opt.optDir, "token-broker", part));
+      await rm(join(opt.optDir, "token-broker", `${part}.v8cache`), { force: true });
+      const calls: { path: string; errorType: string | undefined; body: string }[] = [];
+      const extension = await startExtension(opt.optDir, await extensionEnvironment(), (req, res) => {
+        void readBody(req).then((body) => {
+          const path = req.url ?? "";
+          const errorType = req.headers["lambda-extension-function-error-type"];
+          calls.push({
+            path,
+            errorType: typeof errorType === "string" ? errorType : undefined,
+            body: body.toString(),
+          });
+          if (path.endsWith("/extension/register")) registered(res);
+          else if (path.endsWith("/telemetry")) res.writeHead(200).end("OK");
+          else if (!path.endsWith("/event/next")) res.writeHead(202).end('{"status":"OK"}');
+        });
+      });
+      try {
+        expect(await extension.exited()).toBe(1);
+        const reported = calls.filter((call) => call.path.endsWith("/extension/init/error"));
+        expect(reported).toHaveLength(1);
+        expect(reported[0]?.errorType).toBe("Extension.UnexpectedFailure");
+        const { errorMessage } = JSON.parse(reported[0]?.body ?? "{}") as { errorMessage: string };
+        expect(errorMessage).toBe(
+          `the token broker extension failed (is the layer complete? deploy it again): ENOENT: no such file or directory, open '${join(opt.optDir, "token-broker", part)}'`,
+        );
+        expect(calls.map((call) => call.path)).not.toContain("/2020-01-01/extension/event/next");
+        // Lines of the log, never a stack trace or Node's unhandled-rejection report.
+        const lines = extension.lines.filter((line) => line !== "");
+        for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow();
+        expect(lines.map((line) => (JSON.parse(line) as { msg: string }).msg)).toContain(errorMessage);
+        expect(demo.awsSts.calls.get("GetWebIdentityToken")).toBe(mintsBefore);
+      } finally {
+        await extension.stop();
+        await opt.remove();
+      }
+    },
+  );
+
+  it.each(["127.0.0.1", "http://127.0.0.1:9001", "127.0.0.1:9001/2020-01-01"])(
+    "exits non-zero with one line when AWS_LAMBDA_RUNTIME_API is %s, which leaves nothing to report to",
+    async (runtimeApi) => {
+      const opt = await unpackLayer(layer.zipPath);
+      try {
+        const outcome = await run(join(opt.optDir, "extensions", "token-broker"), [], {
+          cwd: opt.optDir,
+          env: {
+            ...(await extensionEnvironment()),
+            PATH: `${dirname(process.execPath)}:/usr/bin:/bin`,
+            AWS_LAMBDA_RUNTIME_API: runtimeApi,
+          },
+          timeout: 10_000,
+        }).then(
+          () => ({ code: 0, stdout: "", stderr: "" }),
+          (error: { code: number; stdout: string; stderr: string }) => error,
+        );
+        expect(outcome.code).toBe(1);
+        expect(outcome.stderr).toBe("");
+        const lines = outcome.stdout.split("\n").filter((line) => line !== "");
+        expect(lines.map((line) => JSON.parse(line) as { level: number; msg: string })).toEqual([
+          expect.objectContaining({
+            level: 50,
+            msg: `AWS_LAMBDA_RUNTIME_API=${JSON.stringify(runtimeApi)} is not host:port as Lambda sets it (e.g. 127.0.0.1:9001): this extension runs only under Lambda's runtime`,
+          }),
+        ]);
+      } finally {
+        await opt.remove();
+      }
+    },
+  );
 });

@@ -9,6 +9,7 @@ import type { InvokeResult, LocalLambda } from "../lambda-runtime/local-lambda.t
 import { restoreSnapshot } from "../lambda-runtime/snapstart.ts";
 import type { TokenProbe } from "../lambda-runtime/token-probe-handler.ts";
 import type { InitTokenProbe } from "./init-token-handler.ts";
+import type { KeysProbe } from "./snapstart-keys-handler.ts";
 
 /**
  * SnapStart (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`): init runs once, the sandbox is
@@ -19,9 +20,14 @@ import type { InitTokenProbe } from "./init-token-handler.ts";
  * the first token request gets a token minted after the restore, with the new credentials, on
  * new connections, within one chain's time.
  *
- * The restores here come at once, so a token from before the snapshot would still be valid for
- * an hour: only forgetting it keeps it from being served.
+ * The restores here come a minute after the snapshot (the sandbox's wall clock moves, its
+ * monotonic clock does not, as in a restored snapshot), so a token from before the snapshot
+ * would still be valid: only forgetting it keeps it from being served. Every key the function
+ * used before the snapshot is fetched again at the restore: only the first request waits.
  */
+
+/** How far the wall clock moves between the snapshot and its restore. */
+const restoredAfterMs = 60_000;
 
 const skip = envelopeSkipReason();
 
@@ -56,8 +62,13 @@ async function snapStart(handler: string): Promise<LocalLambda> {
     bundle,
     impersonate: false,
     initializationType: "snap-start",
+    shiftableClock: true,
   });
   return lambda;
+}
+
+function restore(sandbox: LocalLambda) {
+  return restoreSnapshot(sandbox, demo, { advanceClockMs: restoredAfterMs });
 }
 
 function payloadOf<T>(result: InvokeResult): T {
@@ -85,7 +96,7 @@ describe.skipIf(skip !== undefined)(`SnapStart${skip === undefined ? "" : ` (ski
     expect(sandbox.snapshotted).toBe(true);
     expect(chains()).toEqual(before);
 
-    const restored = await restoreSnapshot(sandbox, demo);
+    const restored = await restore(sandbox);
     const result = await sandbox.invoke({});
     const probe = payloadOf<TokenProbe>(result);
     expect(demo.ledger.resolveAccessToken(probe.token)?.issuedBy).toBe("google-sts");
@@ -104,7 +115,7 @@ describe.skipIf(skip !== undefined)(`SnapStart${skip === undefined ? "" : ` (ski
     const publishKey = demo.containerCredentials.current().accessKeyId;
     expect(demo.awsSts.issued().at(-1)?.accessKeyId).toBe(publishKey);
 
-    const restored = await restoreSnapshot(sandbox, demo);
+    const restored = await restore(sandbox);
     expect(restored.previousAccessKeyId).toBe(publishKey);
     const logsBefore = sandbox.logs.length;
     const probe = payloadOf<InitTokenProbe>(await sandbox.invoke({}));
@@ -126,5 +137,36 @@ describe.skipIf(skip !== undefined)(`SnapStart${skip === undefined ? "" : ` (ski
       "restored from a snapshot: forgetting every token, credential and connection from before",
     );
     expect(lines.filter((line) => (line.level ?? 0) >= 40)).toEqual([]);
+  }, 60_000);
+
+  it("sees the restore on the lookup path: a request before the extension's INVOKE gets no token from before", async () => {
+    const before = chains();
+    const sandbox = await snapStart("./init-token-handler.ts");
+    await restore(sandbox);
+    // The function's request reaches the broker well before the extension sees its INVOKE.
+    const probe = payloadOf<InitTokenProbe>(await sandbox.invoke({}, { extensionsLateMs: 1_000 }));
+    expect(probe.token).not.toBe(probe.initToken);
+    expect(demo.ledger.resolveAccessToken(probe.token)?.issuedBy).toBe("google-sts");
+    expect(chains()).toEqual({ aws: before.aws + 2, google: before.google + 2 });
+    expect(probe.waitMs).toBeLessThan(1_000);
+  }, 60_000);
+
+  it("fetches every key used before the snapshot again at the restore: only the first request waits for a chain", async () => {
+    const before = chains();
+    const sandbox = await snapStart("./snapstart-keys-handler.ts");
+    // Two scope sets primed in the function's init: two exchanges on one JWT.
+    expect(chains()).toEqual({ aws: before.aws + 1, google: before.google + 2 });
+    await restore(sandbox);
+    demo.googleSts.faults.inject({ kind: "slow", ms: 300, times: 2 });
+    const probe = payloadOf<KeysProbe>(await sandbox.invoke({}));
+    expect(chains()).toEqual({ aws: before.aws + 2, google: before.google + 4 });
+    for (const [index, token] of probe.tokens.entries()) {
+      expect(token).not.toBe(probe.primed[index]);
+      expect(demo.ledger.resolveAccessToken(token)?.issuedBy).toBe("google-sts");
+    }
+    const [first, second] = probe.waitsMs;
+    expect(first).toBeGreaterThanOrEqual(300);
+    // Fetched at the same time as the first, not when asked.
+    expect(second).toBeLessThan(100);
   }, 60_000);
 });
