@@ -2,7 +2,7 @@ import type { AccessBoundary } from "./access-boundary.ts";
 import type { Clock } from "./clock.ts";
 import type { Config } from "./config.ts";
 import { BrokerError } from "./errors.ts";
-import { accessTokenType, tokenExchangeGrant } from "./federated-exchange.ts";
+import { accessTokenType, googleStsQuota, tokenExchangeGrant } from "./federated-exchange.ts";
 import type { GoogleApi, GoogleRequests } from "./google-request.ts";
 import type { TokenFetcher } from "./token-cache.ts";
 import type { AccessToken } from "./tokens.ts";
@@ -19,7 +19,7 @@ const sourceScopes: readonly string[] = [`${googleApis}cloud-platform`];
 const downscopingApi: GoogleApi = {
   step: "downscoping",
   name: "Google STS",
-  quota: "sts.googleapis.com token exchange requests per minute per project",
+  quota: googleStsQuota,
   quotaProject: "the service account's or workload identity pool's",
   unavailable: "GOOGLE_STS_UNAVAILABLE",
   refused: (_status, detail, cause) =>

@@ -12,10 +12,13 @@ export const tokenExchangeGrant = "urn:ietf:params:oauth:grant-type:token-exchan
 export const accessTokenType = "urn:ietf:params:oauth:token-type:access_token";
 const jwtTokenType = "urn:ietf:params:oauth:token-type:jwt";
 
+/** Google STS's quota, as Google's documentation names it, for every exchange sent there. */
+export const googleStsQuota = "sts.googleapis.com token exchange requests per minute per project";
+
 const googleSts: GoogleApi = {
   step: "google_sts",
   name: "Google STS",
-  quota: "sts.googleapis.com token exchange requests per minute per project",
+  quota: googleStsQuota,
   quotaProject: "the workload identity pool's",
   unavailable: "GOOGLE_STS_UNAVAILABLE",
   refused: (_status, detail, cause) =>

@@ -96,6 +96,14 @@ export function backoffMs(
 }
 
 /**
+ * The policy of the federated token's own cache (impersonation's source): the chain that asks for
+ * it bounds its own wait with its signal, so it waits up to a whole chain's deadline, not a client's.
+ */
+export function federatedTokenPolicy(policy: RefreshPolicy): RefreshPolicy {
+  return { ...policy, waitMs: policy.chainDeadlineMs };
+}
+
+/**
  * How far past its deadline a chain may end, on the wall clock, before it counts as frozen rather
  * than failed: far above a timer's lateness in a running process, even on a CPU-throttled function,
  * and far below any freeze worth telling apart.

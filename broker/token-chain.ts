@@ -12,7 +12,7 @@ import { Impersonation } from "./impersonation.ts";
 import { auditedJwts } from "./jwt-audit.ts";
 import type { Logger } from "./logger.ts";
 import type { BrokerMetrics } from "./metrics.ts";
-import { defaultRefreshPolicy, type RefreshPolicy } from "./policy.ts";
+import { defaultRefreshPolicy, federatedTokenPolicy, type RefreshPolicy } from "./policy.ts";
 import { CachedSubjectToken, untilAborted } from "./subject-token.ts";
 import { TokenCache, type TokenFetcher } from "./token-cache.ts";
 import { UpstreamCalls } from "./upstream-calls.ts";
@@ -84,7 +84,7 @@ export function serviceAccountTokens(deps: {
 
 /**
  * The broker's chain, each intermediate credential reused: one AWS JWT for every exchange while it
- * has a minute left, and with a service account one federated token for every scope set and
+ * has min(60 s, half its lifetime) left, and with a service account one federated token for every scope set and
  * audience, kept by a token cache of its own (the same freshness rules, singleflight and backoff).
  */
 export function tokenChain(deps: TokenChainDeps): TokenFetcher {
@@ -101,7 +101,6 @@ export function tokenChain(deps: TokenChainDeps): TokenFetcher {
   // BROKER_ACCESS_BOUNDARY: the tokens that reach Cloud Storage are downscoped (downscoping.ts).
   const bounded = (principal: TokenFetcher) => accessBounded(principal, { config, google, clock });
   if (config.serviceAccount === undefined) return bounded(exchange);
-  const policy = deps.policy ?? defaultRefreshPolicy;
   const federated = new TokenCache({
     fetcher: exchange,
     defaultScopes: federatedScopes,
@@ -110,8 +109,7 @@ export function tokenChain(deps: TokenChainDeps): TokenFetcher {
     random,
     metrics,
     logger: logger.child({ credential: "federated" }),
-    // The chain that asks bounds its own wait (its signal), which is longer than a client's.
-    policy: { ...policy, waitMs: policy.chainDeadlineMs },
+    policy: federatedTokenPolicy(deps.policy ?? defaultRefreshPolicy),
     freezable: deps.freezable === true,
   });
   const impersonated = serviceAccountTokens({

@@ -18,7 +18,14 @@ import { ChainRunner } from "./runner.ts";
 
 /** The doctor check that explains a broker failure with `code`, if one does (for `/readyz`). */
 export function explainingCheck(code: BrokerErrorCode): string | undefined {
-  return new ChainRunner(chain).explaining(code)?.id;
+  return brokerChain().explaining(code)?.id;
+}
+
+/** The registered chain, checked once: its order does not change while the broker runs. */
+let checkedChain: ChainRunner | undefined;
+function brokerChain(): ChainRunner {
+  checkedChain ??= new ChainRunner(chain);
+  return checkedChain;
 }
 
 type Gatherers = { readonly [F in Fact]?: () => Promise<Facts[F] | undefined> };
@@ -88,7 +95,7 @@ async function verdictOf(
   aws: AwsClients,
   signal: AbortSignal,
 ): Promise<CheckResult> {
-  const check = new ChainRunner(chain).explaining(error.code);
+  const check = brokerChain().explaining(error.code);
   if (check?.explains === undefined) {
     return { id: "upstream", ...fail(error.message, "run token-broker doctor with the same settings") };
   }
