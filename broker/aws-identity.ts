@@ -52,6 +52,10 @@ const credentialErrors = new Set([
   "SignatureDoesNotMatch",
   "UnrecognizedClientException",
 ]);
+/** AWS's answers to a request signed at a time more than 15 minutes from its own (STS says SignatureDoesNotMatch). */
+const clockSkewErrors = new Set(["RequestExpired", "RequestTimeTooSkewed", "RequestInTheFuture"]);
+const skewedSignature = /^Signature (expired|not yet current)/;
+
 const invalidRequestErrors = new Set([
   "ValidationError",
   "SessionDurationEscalationException",
@@ -111,6 +115,16 @@ export function awsError(error: unknown, settings: AwsIdentitySettings, nowMs = 
       { cause: error },
     );
   }
+  if (
+    clockSkewErrors.has(name) ||
+    (name === "SignatureDoesNotMatch" && skewedSignature.test(failure.message ?? ""))
+  ) {
+    return new BrokerError(
+      "AWS_CLOCK_SKEW",
+      `AWS STS refused the request's signing time (${name}: ${firstLine(failure.message)}): this machine's clock is more than 15 minutes from AWS's; synchronise it (NTP, chrony, the Amazon Time Sync Service)`,
+      { cause: error },
+    );
+  }
   if (credentialErrors.has(name)) {
     return new BrokerError(
       "AWS_CREDENTIALS_MISSING",
@@ -156,8 +170,15 @@ export function awsClientSettings(region: string) {
   };
 }
 
-export function createStsClient(region: string): STSClient {
-  return new STSClient(awsClientSettings(region));
+/**
+ * `freezable`: a response read after the sandbox thaws carries the `Date` of before the freeze,
+ * which the SDK would take for clock skew and sign with (docs/lambda-extension.md#clock-skew-after-a-freeze).
+ */
+export function createStsClient(region: string, options: { freezable?: boolean } = {}): STSClient {
+  return new STSClient({
+    ...awsClientSettings(region),
+    ...(options.freezable === true ? { disableClockSkewCorrection: true } : {}),
+  });
 }
 
 /**

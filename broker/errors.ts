@@ -6,6 +6,7 @@
 export const errorCatalogue = {
   CONFIG_INVALID: { status: 500, retryable: false },
   AWS_CREDENTIALS_MISSING: { status: 503, retryable: true },
+  AWS_CLOCK_SKEW: { status: 503, retryable: true },
   AWS_FEDERATION_DISABLED: { status: 503, retryable: false },
   AWS_ACCESS_DENIED: { status: 503, retryable: false },
   AWS_STS_INVALID_REQUEST: { status: 503, retryable: false },

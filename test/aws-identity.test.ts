@@ -87,6 +87,32 @@ describe("AWS failures as the user reads them", () => {
       "AWS STS GetWebIdentityToken failed (ECONNRESET); retrying",
     ],
     [failure("TimeoutError"), "UPSTREAM_TIMEOUT", "AWS STS GetWebIdentityToken did not answer in time"],
+    [
+      Object.assign(
+        new Error(
+          "Signature expired: 20261207T210000Z is now earlier than 20261207T213000Z (20261207T214500Z - 15 min.)",
+        ),
+        { name: "SignatureDoesNotMatch", $fault: "client", $metadata: { httpStatusCode: 403 } },
+      ),
+      "AWS_CLOCK_SKEW",
+      "AWS STS refused the request's signing time (SignatureDoesNotMatch: Signature expired: 20261207T210000Z is now earlier than 20261207T213000Z (20261207T214500Z - 15 min.)): this machine's clock is more than 15 minutes from AWS's; synchronise it (NTP, chrony, the Amazon Time Sync Service)",
+    ],
+    [
+      Object.assign(new Error("Request has expired."), { name: "RequestExpired", $fault: "client" }),
+      "AWS_CLOCK_SKEW",
+      "AWS STS refused the request's signing time (RequestExpired: Request has expired.): this machine's clock is more than 15 minutes from AWS's; synchronise it (NTP, chrony, the Amazon Time Sync Service)",
+    ],
+    [
+      Object.assign(
+        new Error("The request signature we calculated does not match the signature you provided."),
+        {
+          name: "SignatureDoesNotMatch",
+          $fault: "client",
+        },
+      ),
+      "AWS_CREDENTIALS_MISSING",
+      "AWS credentials are missing or rejected (SignatureDoesNotMatch); run under a Lambda execution role or ECS task role, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+    ],
   ])("%s → %s", (error, code, message) => {
     const mapped = awsError(error, settings);
     expect({ code: mapped.code, status: mapped.httpStatus, message: mapped.message }).toEqual({

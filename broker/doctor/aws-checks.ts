@@ -17,16 +17,23 @@ interface AwsFailure {
 const runAsRole =
   "give it the function's role: aws sts assume-role --role-arn <ROLE_ARN> --role-session-name doctor, then export the three credentials it prints (infra/README, 'When it does not work')";
 
+const syncClock = "synchronise this machine's clock with NTP (chrony), then run the doctor again";
+
 /** Where the SDK's chain finds credentials, and whose they are; every later AWS call uses them. */
 export const awsCredentialsCheck = defineCheck({
   id: "aws-credentials",
   needs: ["env", "config"],
   provides: ["aws", "callerArn"],
   explains: {
-    codes: ["AWS_CREDENTIALS_MISSING"],
+    codes: ["AWS_CREDENTIALS_MISSING", "AWS_CLOCK_SKEW"],
     needs: [],
     explain: (error) =>
-      fail(error.message, `attach the role to the function or task; to check it by hand, ${runAsRole}`),
+      fail(
+        error.message,
+        error.code === "AWS_CLOCK_SKEW"
+          ? syncClock
+          : `attach the role to the function or task; to check it by hand, ${runAsRole}`,
+      ),
   },
   async run({ env, config }, signal) {
     const credentials = namedCredentialChain(env);
@@ -40,7 +47,7 @@ export const awsCredentialsCheck = defineCheck({
       const mapped = awsError(error, { audience: config.audience, durationSeconds: 0, algorithm: "ES384" });
       return fail(
         mapped.message.replace("GetWebIdentityToken", "GetCallerIdentity").replace(/; retrying$/, ""),
-        runAsRole,
+        mapped.code === "AWS_CLOCK_SKEW" ? syncClock : runAsRole,
       );
     }
   },

@@ -43,6 +43,8 @@ export interface LambdaCadenceRun {
   readonly restoreTick?: CadenceTick;
   /** SnapStart: that invocation's token requests that waited for a chain in the broker's cache. */
   readonly waitedAtRestore: number;
+  /** SnapStart: when each upstream call of that invocation ended, on the sandbox's clock (the broker's log). */
+  readonly restoreUpstreamCallsAtMs: readonly number[];
   /** The token requests that waited for a chain after the first tokens (or the restore's invocation). */
   readonly waited: number;
   /** Every invocation after that: the library's fetches and errors. */
@@ -111,6 +113,14 @@ function waitedSince(lambda: LocalLambda, from: number, to = lambda.logs.length)
   return emfDocuments(lines).reduce((sum, document) => sum + Number(document.TokenRequestsWaited ?? 0), 0);
 }
 
+/** When each upstream call the broker logged in `logs[from..to)` ended, on its clock. */
+function upstreamCallsAtMs(lambda: LocalLambda, from: number, to: number): number[] {
+  return lambda.logs
+    .slice(from, to)
+    .filter((entry) => entry.source === "token-broker" && entry.line.includes('"msg":"upstream call"'))
+    .map((entry) => Date.parse((JSON.parse(entry.line) as { time: string }).time));
+}
+
 /** Lines still in the pipe when a sandbox freezes are read a moment later. */
 const settleLogs = () => new Promise((resolve) => setTimeout(resolve, 300));
 
@@ -154,13 +164,16 @@ export async function runLambdaCadence(options: LambdaCadenceOptions): Promise<L
     let fromMs: number;
     let waitedAtRestore = 0;
     let restoreTick: CadenceTick | undefined;
+    let restoreUpstreamCallsAtMs: number[] = [];
     if (options.initializationType === "snap-start") {
       await lambda.restore({ advanceClockMs: options.restoredAfterMs ?? 0 });
+      const restoredFrom = lambda.logs.length;
       restoreTick = tickOf(await lambda.invoke({}));
       fromMs = restoreTick.nowMs;
       // Its window's EMF is written at the next event; the one written now ended at the restore.
       await settleLogs();
       const restoreWindow = lambda.logs.length;
+      restoreUpstreamCallsAtMs = upstreamCallsAtMs(lambda, restoredFrom, restoreWindow);
       await lambda.invoke({});
       await settleLogs();
       waitedAtRestore = waitedSince(lambda, restoreWindow);
@@ -190,6 +203,7 @@ export async function runLambdaCadence(options: LambdaCadenceOptions): Promise<L
     return {
       ...(restoreTick === undefined ? {} : { restoreTick }),
       waitedAtRestore,
+      restoreUpstreamCallsAtMs,
       waited,
       ticks,
       reports,

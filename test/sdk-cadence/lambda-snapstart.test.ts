@@ -41,9 +41,15 @@ describe.skipIf(skip !== undefined)(
         `id ${idAudience}`,
       ]);
       for (const fetch of fetches) expect(fetch.leftMs, fetch.key).toBeGreaterThan(55 * minute);
-      const [first, ...later] = fetches.map((fetch) => fetch.ms);
-      for (const ms of later) expect(ms).toBeLessThan(first ?? 0);
-      // The later requests found their tokens: none waited for a chain in the broker's cache.
+      // Every key's chain ended before the first request was answered, and the later requests
+      // began after that: none of them can have waited for a chain.
+      const [first, ...later] = fetches;
+      const firstEndedAtMs = (first?.atMs ?? 0) + (first?.ms ?? 0);
+      expect(run.restoreUpstreamCallsAtMs.length).toBeGreaterThanOrEqual(fetches.length);
+      for (const atMs of run.restoreUpstreamCallsAtMs)
+        expect(atMs).toBeLessThanOrEqual(Math.ceil(firstEndedAtMs));
+      for (const fetch of later)
+        expect(fetch.atMs, fetch.key).toBeGreaterThanOrEqual(Math.floor(firstEndedAtMs));
       expect(run.waitedAtRestore).toBe(0);
       // One chain per key after the restore, not one more on demand.
       for (const [key, expiries] of Object.entries(run.chains))
