@@ -190,6 +190,20 @@ describe("the broker's verdict on its first failed chain", () => {
     expect(cloud.awsIam.calls.get("GetOutboundWebIdentityFederationInfo")).toBe(0);
   });
 
+  it("names the pool and provider to look at when IAM Credentials refuses the federated token twice", async () => {
+    cloud.iamCredentials.faults.inject({ kind: "status", status: 401, times: 2 });
+    const { broker, verdict } = await startBroker(true);
+    broker.prewarm();
+    const line = await verdict();
+    expect(line.doctor).toEqual({
+      check: "impersonation",
+      detail:
+        "IAM Credentials refused the federated token as unauthenticated, and the one a new exchange gave (HTTP 401: Injected fault: HTTP 401.)",
+      fix: "see that the pool and provider are enabled: gcloud iam workload-identity-pools providers describe aws-provider --workload-identity-pool=aws-pool --location=global --project=987654321098; and that BROKER_STS_URL and BROKER_IAM_CREDENTIALS_URL are Google's own",
+    });
+    expect(cloud.googleSts.calls.get("token")).toBe(2);
+  });
+
   it("logs no verdict when the first chain succeeds, even if a later one fails", async () => {
     const { broker, token, verdicts, log } = await startBroker();
     expect(await token()).toBe(200);

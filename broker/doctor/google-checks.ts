@@ -139,6 +139,12 @@ function impersonationRefusal(
   { config, subject, workload }: Pick<Facts, "config" | "subject"> & Partial<Pick<Facts, "workload">>,
 ): Failure {
   const serviceAccount = config.serviceAccount ?? "";
+  if (isBrokerError(error) && error.code === "FEDERATED_TOKEN_REFUSED") {
+    return fail(
+      `IAM Credentials refused the federated token as unauthenticated, and the one a new exchange gave (HTTP 401: ${answerOf(error).description})`,
+      `see that the pool and provider are enabled: ${providerCommand(config.audience, "describe")}; and that BROKER_STS_URL and BROKER_IAM_CREDENTIALS_URL are Google's own`,
+    );
+  }
   if (!isBrokerError(error) || error.code !== "IMPERSONATION_DENIED")
     return otherFailure(error, "impersonation");
   const answer = answerOf(error);
@@ -166,7 +172,11 @@ export const impersonationCheck = defineCheck({
   id: "impersonation",
   needs: ["config", "federatedToken", "subject", "workload"],
   provides: ["served"],
-  explains: { codes: ["IMPERSONATION_DENIED"], needs: ["config", "subject"], explain: impersonationRefusal },
+  explains: {
+    codes: ["IMPERSONATION_DENIED", "FEDERATED_TOKEN_REFUSED"],
+    needs: ["config", "subject"],
+    explain: impersonationRefusal,
+  },
   async run(facts, signal) {
     const { config, federatedToken, subject } = facts;
     const serviceAccount = config.serviceAccount;
