@@ -4,6 +4,8 @@ import type { Config } from "./config.ts";
 import { BrokerError } from "./errors.ts";
 import { accessTokenType, googleStsQuota, tokenExchangeGrant } from "./federated-exchange.ts";
 import type { GoogleApi, GoogleRequests } from "./google-request.ts";
+import { downscopingSourceReuseMarginMs } from "./policy.ts";
+import { CachedSubjectToken } from "./subject-token.ts";
 import type { TokenFetcher } from "./token-cache.ts";
 import type { AccessToken } from "./tokens.ts";
 import { accessTokenExpiryMs } from "./upstream-expiry.ts";
@@ -95,6 +97,7 @@ export class Downscoping {
  * The chain under BROKER_ACCESS_BOUNDARY: a scope set that reaches Cloud Storage gets the
  * principal's `cloud-platform` token downscoped, which reaches Cloud Storage only, within the
  * boundary; other scope sets and ID tokens are `principal`'s own. Without a boundary, `principal`.
+ * One source token serves every such scope set in the first tenth of its life.
  */
 export function accessBounded(
   principal: TokenFetcher,
@@ -107,10 +110,18 @@ export function accessBounded(
   const boundary = deps.config.accessBoundary;
   if (boundary === undefined) return principal;
   const downscoping = new Downscoping({ ...deps, boundary });
+  const source = new CachedSubjectToken(
+    {
+      call: "the principal's cloud-platform token",
+      subjectToken: (signal) => principal.accessToken(sourceScopes, signal),
+    },
+    deps.clock,
+    downscopingSourceReuseMarginMs,
+  );
   return {
     accessToken: async (scopes, signal) =>
       reachesCloudStorage(scopes)
-        ? downscoping.downscope(await principal.accessToken(sourceScopes, signal), signal)
+        ? downscoping.downscope(await source.subjectToken(signal), signal)
         : principal.accessToken(scopes, signal),
     idToken: (request, signal) => principal.idToken(request, signal),
   };

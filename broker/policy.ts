@@ -139,6 +139,15 @@ export function jwtReuseMarginMs(lifetimeMs: number): number {
 }
 
 /**
+ * How much life a downscoping's source token must have left to be cut down again: nine tenths. A
+ * downscoped token never outlives its source, so a later cut would be refreshed sooner; the keys
+ * refreshed together (within the advisory window's jitter) still share one source.
+ */
+export function downscopingSourceReuseMarginMs(lifetimeMs: number): number {
+  return lifetimeMs * 0.9;
+}
+
+/**
  * What an answer from Google may state as a token's lifetime (upstream-expiry.ts): anything else
  * is a broken proxy, a clock or a fault, refused as UPSTREAM_MALFORMED rather than cached.
  */

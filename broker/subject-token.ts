@@ -45,9 +45,9 @@ export function untilAborted<T>(
 }
 
 /**
- * One AWS JWT for every exchange while it has `jwtReuseMarginMs` left, judged on the wall clock;
- * concurrent chains share one mint, cancelled only when all of them gave up.
- * Why: docs/token-refresh.md#intermediate-credentials-are-reused
+ * One subject token for every exchange while it has `reuseMarginMs` of its lifetime left (the AWS
+ * JWT's by default), judged on the wall clock; concurrent chains share one mint, cancelled only
+ * when all of them gave up. Why: docs/token-refresh.md#intermediate-credentials-are-reused
  */
 export class CachedSubjectToken implements SubjectTokenSource {
   readonly #source: SubjectTokenSource;
@@ -57,11 +57,13 @@ export class CachedSubjectToken implements SubjectTokenSource {
   #mint: { readonly controller: AbortController; waiters: number } | undefined;
   /** The JWT offered to every exchange until `reuseUntilMs`. */
   #current: { readonly jwt: SubjectToken; readonly reuseUntilMs: number } | undefined;
+  readonly #reuseMarginMs: (lifetimeMs: number) => number;
   readonly call: string;
 
-  constructor(source: SubjectTokenSource, clock: Clock) {
+  constructor(source: SubjectTokenSource, clock: Clock, reuseMarginMs = jwtReuseMarginMs) {
     this.#source = source;
     this.#clock = clock;
+    this.#reuseMarginMs = reuseMarginMs;
     this.call = source.call;
   }
 
@@ -80,7 +82,7 @@ export class CachedSubjectToken implements SubjectTokenSource {
       return this.#source
         .subjectToken(mint.controller.signal)
         .then((jwt) => {
-          const reuseUntilMs = jwt.expiresAtMs - jwtReuseMarginMs(jwt.expiresAtMs - requestedAtMs);
+          const reuseUntilMs = jwt.expiresAtMs - this.#reuseMarginMs(jwt.expiresAtMs - requestedAtMs);
           this.#current = { jwt, reuseUntilMs };
           return jwt;
         })

@@ -168,6 +168,9 @@ describe.each([
       expect(ledger.resolveAccessToken(scoped)?.accessBoundary, scope).toBeDefined();
     }
     expect(await upstreamCalls(broker, "downscoping")).toBe(3);
+    // One source token, fetched once, was cut down for all three.
+    expect(new Set(downscopedSources()).size).toBe(1);
+    expect(await upstreamCalls(broker, impersonate ? "impersonation" : "google_sts")).toBe(1);
   });
 
   it("serves downscoped tokens that expire no later than their source", async () => {

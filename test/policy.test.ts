@@ -5,6 +5,7 @@ import {
   awsTokenDurationSeconds,
   backoffMs,
   defaultRefreshPolicy,
+  downscopingSourceReuseMarginMs,
   frozenSlackMs,
   googleAttemptTimeoutMs,
   googleTokenLifetime,
@@ -51,6 +52,15 @@ describe("the timing policy", () => {
     expect(jwtReuseMarginMs(300_000)).toBe(60_000);
     expect(jwtReuseMarginMs(awsTokenDurationSeconds.max * 1000)).toBe(60_000);
   });
+
+  it.each([60_000, 15 * 60_000, 3_600_000, 12 * 3_600_000])(
+    "renews a downscoping's source of %i ms before the token cut from it is refreshed",
+    (lifetimeMs) => {
+      // Else the refresh would cut the same source again, its token shorter, refreshed sooner.
+      const { advisoryMs } = refreshWindows(defaultRefreshPolicy, lifetimeMs, () => 0);
+      expect(advisoryMs).toBeLessThan(downscopingSourceReuseMarginMs(lifetimeMs));
+    },
+  );
 
   it.each([
     [60_000, 30_000],
