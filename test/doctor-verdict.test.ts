@@ -85,6 +85,13 @@ async function startBroker(
   return { broker, token, verdict, verdicts, log };
 }
 
+/** The doctor's verdict on a broker whose warm-up, its first chain, fails. */
+async function warmUpVerdict(...options: Parameters<typeof startBroker>): Promise<Verdict["doctor"]> {
+  const { broker, verdict } = await startBroker(...options);
+  broker.prewarm();
+  return (await verdict()).doctor;
+}
+
 describe("the broker's verdict on its first failed chain", () => {
   it("logs one line naming outbound-federation and its fix, once, however many requests fail", async () => {
     cloud.awsSts.setFederationEnabled(demoPrincipal(cloud.world).accountId, false);
@@ -116,10 +123,8 @@ describe("the broker's verdict on its first failed chain", () => {
     cloud.awsSts.setTokenPolicy(role(), {
       audiences: ["//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x"],
     });
-    const { broker, verdict } = await startBroker();
-    broker.prewarm();
-    const line = await verdict();
-    expect(line.doctor).toEqual({
+    const doctor = await warmUpVerdict();
+    expect(doctor).toEqual({
       check: "web-identity-token",
       detail: `AccessDenied: the role's policy statement for sts:GetWebIdentityToken has a sts:IdentityTokenAudience condition that does not admit ${providerAudience(cloud.world)}`,
       fix: `make the statement's audience condition ForAllValues:StringEquals sts:IdentityTokenAudience = ${providerAudience(cloud.world)}`,
@@ -130,10 +135,8 @@ describe("the broker's verdict on its first failed chain", () => {
   });
 
   it("names the tag statement a role lacks for BROKER_TOKEN_TAGS", async () => {
-    const { broker, verdict } = await startBroker(false, { BROKER_TOKEN_TAGS: "service=orders" });
-    broker.prewarm();
-    const line = await verdict();
-    expect(line.doctor).toEqual({
+    const doctor = await warmUpVerdict(false, { BROKER_TOKEN_TAGS: "service=orders" });
+    expect(doctor).toEqual({
       check: "web-identity-token",
       detail:
         "AccessDenied: the role may call sts:GetWebIdentityToken but not sts:TagGetWebIdentityToken for BROKER_TOKEN_TAGS=service=orders",
@@ -145,26 +148,22 @@ describe("the broker's verdict on its first failed chain", () => {
     cloud.googleIam.updateProvider({
       attributeCondition: "assertion.sub == 'arn:aws:iam::123456789012:role/other'",
     });
-    const { broker, verdict } = await startBroker(true);
-    broker.prewarm();
-    const line = await verdict();
-    expect(line.doctor.check).toBe("google-sts");
-    expect(line.doctor.detail).toBe(
+    const doctor = await warmUpVerdict(true);
+    expect(doctor.check).toBe("google-sts");
+    expect(doctor.detail).toBe(
       `the provider's attribute condition rejects ${role()}; Google STS: unauthorized_client: The given credential is rejected by the attribute condition.`,
     );
-    expect(line.doctor.fix).toBe(
+    expect(doctor.fix).toBe(
       `make the condition hold for assertion.sub == "${role()}"; token-broker doctor --google-provider (or --provider FILE) names the false clause and prints the update-oidc command`,
     );
     expect(cloud.googleSts.calls.get("token")).toBe(1);
   });
 
   it("names the credentials link from the failure alone, asking nothing more", async () => {
-    const { broker, verdict } = await startBroker(false, {
+    const doctor = await warmUpVerdict(false, {
       AWS_SECRET_ACCESS_KEY: "wrong-secret-access-key-for-the-demo-00000",
     });
-    broker.prewarm();
-    const line = await verdict();
-    expect(line.doctor).toEqual({
+    expect(doctor).toEqual({
       check: "aws-credentials",
       detail:
         "AWS credentials are missing or rejected (SignatureDoesNotMatch); run under a Lambda execution role or ECS task role, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
@@ -175,13 +174,11 @@ describe("the broker's verdict on its first failed chain", () => {
   });
 
   it("names the member to grant on a refused impersonation, the subject taken from the caller's role", async () => {
-    const { broker, verdict } = await startBroker(true, {
+    const doctor = await warmUpVerdict(true, {
       BROKER_SERVICE_ACCOUNT: "nobody@demo-project.iam.gserviceaccount.com",
     });
-    broker.prewarm();
-    const line = await verdict();
     const member = federatedPrincipal(cloud.world, role());
-    expect(line.doctor).toEqual({
+    expect(doctor).toEqual({
       check: "impersonation",
       detail: `${member} may not impersonate nobody@demo-project.iam.gserviceaccount.com (HTTP 403: Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).) (google.subject assumed to be assertion.sub; pass --provider to evaluate the mapping)`,
       fix: `gcloud iam service-accounts add-iam-policy-binding nobody@demo-project.iam.gserviceaccount.com --project=demo-project --role=roles/iam.workloadIdentityUser --member="${member}"`,
@@ -192,10 +189,8 @@ describe("the broker's verdict on its first failed chain", () => {
 
   it("names the pool and provider to look at when IAM Credentials refuses the federated token twice", async () => {
     cloud.iamCredentials.faults.inject({ kind: "status", status: 401, times: 2 });
-    const { broker, verdict } = await startBroker(true);
-    broker.prewarm();
-    const line = await verdict();
-    expect(line.doctor).toEqual({
+    const doctor = await warmUpVerdict(true);
+    expect(doctor).toEqual({
       check: "impersonation",
       detail:
         "IAM Credentials refused the federated token as unauthenticated, and the one a new exchange gave (HTTP 401: Injected fault: HTTP 401.)",
