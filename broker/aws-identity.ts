@@ -170,15 +170,8 @@ export function awsClientSettings(region: string) {
   };
 }
 
-/**
- * `freezable`: a response read after the sandbox thaws carries the `Date` of before the freeze,
- * which the SDK would take for clock skew and sign with (docs/lambda-extension.md#clock-skew-after-a-freeze).
- */
-export function createStsClient(region: string, options: { freezable?: boolean } = {}): STSClient {
-  return new STSClient({
-    ...awsClientSettings(region),
-    ...(options.freezable === true ? { disableClockSkewCorrection: true } : {}),
-  });
+export function createStsClient(region: string): STSClient {
+  return new STSClient(awsClientSettings(region));
 }
 
 /**

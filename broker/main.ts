@@ -224,7 +224,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   const chain = loadOnce(async (): Promise<UpstreamChain> => {
     const { createStsClient, tokenChain } = await import("./token-chain.ts");
     // The chain's STS client is ours, so that a replaced chain's sockets can be closed.
-    const ownSts = options.sts === undefined ? createStsClient(config.awsRegion, { freezable }) : undefined;
+    const ownSts = options.sts === undefined ? createStsClient(config.awsRegion) : undefined;
     return {
       fetcher: tokenChain({
         config,

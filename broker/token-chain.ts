@@ -43,12 +43,12 @@ export interface TokenChainDeps {
 
 /** The AWS half of the chain: `GetWebIdentityToken` for the configured audience, algorithm and lifetime. */
 export function awsIdentity(
-  deps: Pick<TokenChainDeps, "config" | "clock" | "sts" | "freezable">,
+  deps: Pick<TokenChainDeps, "config" | "clock" | "sts">,
   calls: UpstreamCalls,
 ): AwsIdentity {
   const { config, clock } = deps;
   return new AwsIdentity({
-    sts: deps.sts ?? createStsClient(config.awsRegion, { freezable: deps.freezable === true }),
+    sts: deps.sts ?? createStsClient(config.awsRegion),
     settings: {
       audience: config.audience,
       durationSeconds: config.awsTokenDurationSeconds,

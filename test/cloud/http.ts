@@ -16,7 +16,12 @@ export interface RunningServer {
  * that left a keep-alive connection or a deliberately hung request never blocks teardown.
  */
 export async function listen(handler: RequestListener, port = 0): Promise<RunningServer> {
-  const server: Server = createServer(handler);
+  // Each answer is dated by the clock now: Node reuses one Date for up to a second, which a test
+  // that moves the cloud's clock (libfaketime) would read as from before the move.
+  const server: Server = createServer((request, response) => {
+    response.setHeader("date", new Date().toUTCString());
+    handler(request, response);
+  });
   const sockets = new Set<Socket>();
   server.on("connection", (socket) => {
     sockets.add(socket);
