@@ -9,14 +9,12 @@ import { metadataResponseHeaders } from "./metadata-server.ts";
  * Why: docs/lambda-extension.md#listening-before-the-broker-loads
  */
 
-type RefusedReport = NonNullable<ListenOptions["onConnectionsRefused"]>;
+/** What a listener reports once attached: connections over the limit, requests Node could not read. */
+export type ListenerReports = Pick<ListenOptions, "onConnectionsRefused" | "onProtocolError">;
 
 export interface BoundListener extends RunningListener {
-  /**
-   * Starts answering with `app`, beginning with the requests that arrived before it; from then on
-   * connections closed for being over `BROKER_MAX_CONNECTIONS` are reported to `onRefused`.
-   */
-  attach(app: RequestListener, onRefused?: RefusedReport): void;
+  /** Starts answering with `app`, beginning with the requests that arrived before it. */
+  attach(app: RequestListener, reports?: ListenerReports): void;
 }
 
 export interface BoundListeners {
@@ -25,25 +23,29 @@ export interface BoundListeners {
 }
 
 async function bind(
-  bindTo: (app: RequestListener, onRefused: RefusedReport) => Promise<RunningListener>,
+  bindTo: (app: RequestListener, reports: Required<ListenerReports>) => Promise<RunningListener>,
 ): Promise<BoundListener> {
   let attached: RequestListener | undefined;
-  let report: RefusedReport | undefined;
+  let reports: ListenerReports = {};
   const waiting: [IncomingMessage, ServerResponse][] = [];
   const running = await bindTo(
     (req, res) => {
       if (attached === undefined) waiting.push([req, res]);
       else attached(req, res);
     },
-    (refused, maxConnections) => report?.(refused, maxConnections),
+    {
+      onConnectionsRefused: (refused, maxConnections) =>
+        reports.onConnectionsRefused?.(refused, maxConnections),
+      onProtocolError: (status, reason) => reports.onProtocolError?.(status, reason),
+    },
   );
   return {
     url: running.url,
     port: running.port,
     close: (deadlineMs) => running.close(deadlineMs),
-    attach(app, onRefused) {
+    attach(app, attachedReports = {}) {
       attached = app;
-      report = onRefused;
+      reports = attachedReports;
       for (const [req, res] of waiting.splice(0)) app(req, res);
     },
   };
@@ -55,12 +57,12 @@ type ListenerSettings = Pick<Config, "host" | "port" | "opsHost" | "opsPort" | "
 export function bindMetadataListener(
   config: Pick<ListenerSettings, "host" | "port" | "maxConnections">,
 ): Promise<BoundListener> {
-  return bind((app, onConnectionsRefused) =>
+  return bind((app, reports) =>
     listen(app, config.host, config.port, "BROKER_PORT", {
       hostVariableName: "BROKER_HOST",
       protocolErrorHeaders: metadataResponseHeaders,
       maxConnections: config.maxConnections,
-      onConnectionsRefused,
+      ...reports,
     }),
   );
 }
@@ -69,11 +71,11 @@ export function bindMetadataListener(
 export function bindOpsListener(
   config: Pick<ListenerSettings, "opsHost" | "opsPort" | "maxConnections">,
 ): Promise<BoundListener> {
-  return bind((app, onConnectionsRefused) =>
+  return bind((app, reports) =>
     listen(app, config.opsHost, config.opsPort, "BROKER_OPS_PORT", {
       hostVariableName: "BROKER_OPS_HOST",
       maxConnections: config.maxConnections,
-      onConnectionsRefused,
+      ...reports,
     }),
   );
 }

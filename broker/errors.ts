@@ -28,6 +28,7 @@ export const errorCatalogue = {
   AUDIENCE_RATE_LIMITED: { status: 429, retryable: true },
   CONNECTION_LIMIT: { status: 503, retryable: true },
   METHOD_NOT_ALLOWED: { status: 405, retryable: false },
+  MALFORMED_REQUEST: { status: 400, retryable: false },
   NOT_FOUND: { status: 404, retryable: false },
   UNKNOWN_ACCOUNT: { status: 404, retryable: false },
   AUDIENCE_MISSING: { status: 400, retryable: false },

@@ -34,6 +34,8 @@ export interface ListenOptions {
   readonly maxConnections?: number;
   /** Told (at most once a minute) that connections were closed for being over `maxConnections`. */
   readonly onConnectionsRefused?: (refused: number, maxConnections: number) => void;
+  /** Told of each request Node's parser answered itself: the status and Node's error code. */
+  readonly onProtocolError?: (status: number, reason: string) => void;
 }
 
 /**
@@ -113,9 +115,10 @@ export async function listen(
     options.onConnectionsRefused(refused, maxConnections);
     refused = 0;
   });
-  server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) =>
-    answerProtocolError(error, socket, options.protocolErrorHeaders ?? {}),
-  );
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => {
+    const status = answerProtocolError(error, socket, options.protocolErrorHeaders ?? {});
+    if (status !== undefined) options.onProtocolError?.(status, error.code ?? "unknown");
+  });
 
   // Node's default backlog (511) drops part of a burst of new connections, whose clients then
   // retry a second later; the kernel still caps this at net.core.somaxconn.
@@ -158,15 +161,16 @@ const protocolErrorStatus: Readonly<Record<string, string>> = {
   ERR_HTTP_REQUEST_TIMEOUT: "408 Request Timeout",
 };
 
+/** Answers what Node's parser could not read; the status, or undefined when nobody is left to answer. */
 function answerProtocolError(
   error: NodeJS.ErrnoException,
   socket: Socket,
   headers: Readonly<Record<string, string>>,
-): void {
+): number | undefined {
   // A reset or a timeout on a socket with nothing parsed yet leaves no one to answer.
   if (error.code === "ECONNRESET" || !socket.writable) {
     socket.destroy();
-    return;
+    return undefined;
   }
   const status = protocolErrorStatus[error.code ?? ""] ?? "400 Bad Request";
   const body = `${status.slice(4)}\n`;
@@ -178,6 +182,7 @@ function answerProtocolError(
     "Connection: close",
   ];
   socket.end(`${lines.join("\r\n")}\r\n\r\n${body}`);
+  return Number(status.slice(0, 3));
 }
 
 function bindError(

@@ -8,7 +8,7 @@ import { onFirstChainFailure } from "./doctor/first-chain.ts";
 import { type EmfOutput, EmfSink } from "./emf-sink.ts";
 import { connectionLimits } from "./http-listener.ts";
 import { createLogger, type Logger, lineWriter } from "./logger.ts";
-import { createMetadataApp, type MetadataIdentity } from "./metadata-server.ts";
+import { createMetadataApp, type MetadataIdentity, unparsedRequests } from "./metadata-server.ts";
 import type { BrokerState } from "./metric-events.ts";
 import { BrokerMetrics } from "./metrics.ts";
 import { emfWindowMs, type RefreshPolicy } from "./policy.ts";
@@ -271,7 +271,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       logger,
       clock,
     }),
-    onConnectionsRefused,
+    { onConnectionsRefused, onProtocolError: unparsedRequests(metrics, logger) },
   );
   ops.attach(
     lazyListener(async () => {
@@ -285,7 +285,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
         explain: async (code) => (await import("./doctor/verdict.ts")).explainingCheck(code),
       });
     }, logger),
-    onConnectionsRefused,
+    { onConnectionsRefused },
   );
   for (const warning of config.warnings) logger.warn(warning);
   logger.info(

@@ -343,6 +343,21 @@ function replier(res: ServerResponse, metrics: BrokerMetrics, logger: Logger, ro
   };
 }
 
+/**
+ * The requests Node's HTTP parser answered itself (listen's `onProtocolError`), logged and counted
+ * like the app's own refusals, under the route id `unparsed`.
+ */
+export function unparsedRequests(metrics: BrokerMetrics, logger: Logger) {
+  return (status: number, reason: string): void => {
+    const error = new BrokerError(
+      "MALFORMED_REQUEST",
+      `refused a request the HTTP parser could not read (${reason}, HTTP ${status}): a malformed request line or headers, headers over 16 KiB, or a request sent too slowly`,
+    );
+    metrics.metadataRequest("unparsed", status, error.code);
+    logger.debug({ code: error.code, route: "unparsed", status }, error.message);
+  };
+}
+
 function replyError(reply: Reply, error: BrokerError): void {
   reply(error.httpStatus, errorType, error.message, error);
 }

@@ -9,6 +9,7 @@ import {
   type MetadataHosts,
   type MetadataIdentity,
   metadataResponseHeaders,
+  unparsedRequests,
 } from "../broker/metadata-server.ts";
 import { BrokerMetrics } from "../broker/metrics.ts";
 import { newAudienceRate } from "../broker/policy.ts";
@@ -138,6 +139,7 @@ async function startMetadata(
   const app = createMetadataApp({ tokens, hosts, identity, metrics, logger, clock });
   const listener = await listen(app, "127.0.0.1", 0, "BROKER_PORT", {
     protocolErrorHeaders: metadataResponseHeaders,
+    onProtocolError: unparsedRequests(metrics, logger),
   });
   running.push(listener);
   return {
@@ -709,8 +711,8 @@ describe("GCE metadata contract", () => {
     }
   });
 
-  it("requests Node's HTTP parser rejects before express still get an answer with Metadata-Flavor", async () => {
-    const broker = await startMetadata();
+  it("requests Node's HTTP parser rejects before express still get an answer with Metadata-Flavor, logged and counted", async () => {
+    const broker = await startMetadata(impersonating, loopbackHosts, "debug");
     const badLine = await rawExchange(
       broker.listener.port,
       "GET /computeMetadata/v1/ HTTP/1.1 extra\r\n\r\n",
@@ -721,6 +723,38 @@ describe("GCE metadata contract", () => {
     const overflow = await rawExchange(broker.listener.port, huge);
     expect(overflow).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
     expect(overflow).toContain("\r\nMetadata-Flavor: Google\r\n");
+
+    const scraped = (await broker.metrics.exposition())?.body ?? "";
+    expect(
+      scraped.split("\n").filter((line) => line.includes('route="unparsed"') || line.includes("MALFORMED")),
+    ).toEqual([
+      'token_broker_metadata_requests_total{route="unparsed",status="400"} 1',
+      'token_broker_metadata_requests_total{route="unparsed",status="431"} 1',
+      'token_broker_metadata_errors_total{code="MALFORMED_REQUEST"} 2',
+    ]);
+    const lines = broker
+      .logged()
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .map(({ level, code, route, status, msg }) => ({ level, code, route, status, msg }));
+    const parser = "a malformed request line or headers, headers over 16 KiB, or a request sent too slowly";
+    expect(lines).toEqual([
+      {
+        level: 20,
+        code: "MALFORMED_REQUEST",
+        route: "unparsed",
+        status: 400,
+        msg: `refused a request the HTTP parser could not read (HPE_INVALID_VERSION, HTTP 400): ${parser}`,
+      },
+      {
+        level: 20,
+        code: "MALFORMED_REQUEST",
+        route: "unparsed",
+        status: 431,
+        msg: `refused a request the HTTP parser could not read (HPE_HEADER_OVERFLOW, HTTP 431): ${parser}`,
+      },
+    ]);
   });
 
   it("no request makes the server answer 500 or drop Metadata-Flavor", async () => {
