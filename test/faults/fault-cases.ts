@@ -361,6 +361,7 @@ export const faultCases: readonly FaultCase[] = [
       kind: "fails",
       text: "IAM Credentials refused the federated token, and the one a new exchange gave (UNAUTHENTICATED: Injected fault: HTTP 401.); check that the workload identity pool and its provider are enabled, and that BROKER_STS_URL and BROKER_IAM_CREDENTIALS_URL are Google's own",
       code: "FEDERATED_TOKEN_REFUSED",
+      check: "impersonation",
       outcome: "error",
       attempts: 2,
     },

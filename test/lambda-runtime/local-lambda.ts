@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { listen, type RunningServer } from "../cloud/http.ts";
-import { type CpuQuota, SandboxCgroups, type SandboxMemory } from "./cgroups.ts";
+import { type CpuQuota, envelopeSkipReason, SandboxCgroups, type SandboxMemory } from "./cgroups.ts";
 import {
   type Answer,
   type ControlPlane,
@@ -249,6 +249,18 @@ const libfaketimeCandidates = [
 /** The preload library of Debian's libfaketime, if it is installed. */
 export function libfaketimePath(): string | undefined {
   return libfaketimeCandidates.find((candidate) => existsSync(candidate));
+}
+
+/** Why this machine cannot move a process's wall clock, or undefined. */
+export function libfaketimeSkipReason(): string | undefined {
+  return libfaketimePath() === undefined
+    ? "libfaketime is not installed; install with: apt-get install libfaketime"
+    : undefined;
+}
+
+/** Why this machine cannot run a sandbox in its envelope on a moved clock, or undefined. */
+export function movedSandboxSkipReason(): string | undefined {
+  return libfaketimeSkipReason() ?? envelopeSkipReason();
 }
 
 function findLibfaketime(): string {

@@ -1,12 +1,7 @@
-import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Cloud, startCloud } from "../cloud/cloud.ts";
-import { type BuiltLayer, buildLayer } from "../lambda-runtime/built-layer.ts";
-import { envelopeSkipReason } from "../lambda-runtime/cgroups.ts";
-import { startDemoLambda } from "../lambda-runtime/demo-function.ts";
-import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
-import { type InvokeResult, type LocalLambda, libfaketimePath } from "../lambda-runtime/local-lambda.ts";
+import { describe, expect, it } from "vitest";
+import { movedSandboxSkipReason } from "../lambda-runtime/local-lambda.ts";
 import type { TokenProbe } from "../lambda-runtime/token-probe-handler.ts";
+import { probeOf, probeSandboxForFile } from "../lambda-runtime/token-probes.ts";
 
 /**
  * Lambda freezes a sandbox between invocations, possibly for hours; timers do not run while it is
@@ -26,59 +21,23 @@ import type { TokenProbe } from "../lambda-runtime/token-probe-handler.ts";
  */
 
 const minute = 60_000;
-const probePath = fileURLToPath(new URL("../lambda-runtime/token-probe-handler.ts", import.meta.url));
 
-let demo: Cloud;
-let layer: BuiltLayer;
-let bundle: FunctionBundle;
-let lambda: LocalLambda;
+/** In CI libfaketime must be there (`.ci/run` installs it); elsewhere its absence skips, saying why. */
+const missingFaketime = movedSandboxSkipReason();
+if (missingFaketime !== undefined && process.env.CI === "true") throw new Error(missingFaketime);
 
-function probeOf(result: InvokeResult): TokenProbe {
-  if (result.outcome.kind !== "response") {
-    throw new Error(`the probe failed: ${JSON.stringify(result.outcome)}`);
-  }
-  return result.outcome.payload as TokenProbe;
-}
+const sandbox = probeSandboxForFile(missingFaketime, { expiresInSeconds: 600 });
 
 async function probe(): Promise<TokenProbe> {
-  return probeOf(await lambda.invoke({}));
+  return probeOf(await sandbox.lambda.invoke({}));
 }
 
 function chains(): { aws: number; google: number } {
   return {
-    aws: demo.awsSts.calls.get("GetWebIdentityToken"),
-    google: demo.googleSts.calls.get("token"),
+    aws: sandbox.demo.awsSts.calls.get("GetWebIdentityToken"),
+    google: sandbox.demo.googleSts.calls.get("token"),
   };
 }
-
-/** In CI libfaketime must be there (`.ci/run` installs it); elsewhere its absence skips, saying why. */
-const missingFaketime =
-  (libfaketimePath() === undefined
-    ? "libfaketime is not installed; install with: apt-get install libfaketime"
-    : undefined) ?? envelopeSkipReason();
-if (missingFaketime !== undefined && process.env.CI === "true") throw new Error(missingFaketime);
-
-beforeAll(async () => {
-  if (missingFaketime !== undefined) return;
-  demo = await startCloud();
-  demo.googleSts.setExpiresIn(600);
-  layer = await buildLayer("nodejs");
-  bundle = await bundleFunction(probePath);
-  lambda = await startDemoLambda({
-    demo,
-    layer: layer.zipPath,
-    bundle,
-    impersonate: false,
-    shiftableClock: true,
-  });
-});
-
-afterAll(async () => {
-  await lambda?.close();
-  await bundle?.remove();
-  await demo?.close();
-  await layer?.remove();
-});
 
 describe.skipIf(missingFaketime !== undefined)(
   `a sandbox frozen past the refresh point${missingFaketime === undefined ? "" : ` (skipped: ${missingFaketime})`}`,
@@ -89,16 +48,16 @@ describe.skipIf(missingFaketime !== undefined)(
       first = await probe();
       expect(chains()).toEqual({ aws: 1, google: 1 });
       expect(first.expiresInMs).toBeGreaterThan(9 * minute);
-      expect(demo.ledger.resolveAccessToken(first.token)?.issuedBy).toBe("google-sts");
-      expect(lambda.frozen).toBe(true);
+      expect(sandbox.demo.ledger.resolveAccessToken(first.token)?.issuedBy).toBe("google-sts");
+      expect(sandbox.lambda.frozen).toBe(true);
     });
 
     it("gets a fresh token, not the one with 4.5 minutes left, after 5.5 minutes frozen", async () => {
-      await lambda.advanceClock(5.5 * minute);
+      await sandbox.lambda.advanceClock(5.5 * minute);
       // A slow exchange shows who waits for the refresh: the function does, and the extension
       // adds nothing after the function has answered.
-      demo.googleSts.faults.inject({ kind: "slow", ms: 1_000, times: 1 });
-      const result = await lambda.invoke({});
+      sandbox.demo.googleSts.faults.inject({ kind: "slow", ms: 1_000, times: 1 });
+      const result = await sandbox.lambda.invoke({});
       expect(result.durationMs).toBeGreaterThanOrEqual(1_000);
       expect(result.postRuntimeExtensionsDurationMs).toBeLessThan(100);
       const thawed = probeOf(result);
@@ -112,7 +71,7 @@ describe.skipIf(missingFaketime !== undefined)(
     });
 
     it("never hands out an expired token, even when the whole lifetime passed while frozen", async () => {
-      await lambda.advanceClock(11 * minute);
+      await sandbox.lambda.advanceClock(11 * minute);
       const thawed = await probe();
       expect(thawed.token).not.toBe(first.token);
       expect(thawed.expiresInMs).toBeGreaterThanOrEqual(5 * minute);
@@ -123,23 +82,23 @@ describe.skipIf(missingFaketime !== undefined)(
     it("after a freeze that cut a slow background refresh short, answers with a new chain at once", async () => {
       // Into the advisory window (the token has 6.5 minutes left, so the function's library keeps
       // its own copy): the INVOKE starts a background refresh, which Google STS holds for a minute.
-      await lambda.advanceClock(3.5 * minute);
-      demo.googleSts.faults.inject({ kind: "slow", ms: 60_000, times: 1 });
-      const logsBefore = lambda.logs.length;
-      expect(probeOf(await lambda.invoke({})).token).toBe(first.token);
+      await sandbox.lambda.advanceClock(3.5 * minute);
+      sandbox.demo.googleSts.faults.inject({ kind: "slow", ms: 60_000, times: 1 });
+      const logsBefore = sandbox.lambda.logs.length;
+      expect(probeOf(await sandbox.lambda.invoke({})).token).toBe(first.token);
       // Frozen past the chain's 10 s deadline and past the token's expiry; upstream is well again.
       await new Promise((resolve) => setTimeout(resolve, 11_000));
-      demo.googleSts.faults.clear();
-      await lambda.advanceClock(11 * minute);
+      sandbox.demo.googleSts.faults.clear();
+      await sandbox.lambda.advanceClock(11 * minute);
 
-      const result = await lambda.invoke({});
+      const result = await sandbox.lambda.invoke({});
       const thawed = probeOf(result);
       expect(thawed.token).not.toBe(first.token);
-      expect(demo.ledger.resolveAccessToken(thawed.token)?.issuedBy).toBe("google-sts");
+      expect(sandbox.demo.ledger.resolveAccessToken(thawed.token)?.issuedBy).toBe("google-sts");
       expect(thawed.expiresInMs).toBeGreaterThanOrEqual(5 * minute);
       // One chain on loopback, not a backoff followed by one.
       expect(result.durationMs).toBeLessThan(1_000);
-      const brokerLines = lambda.logs
+      const brokerLines = sandbox.lambda.logs
         .slice(logsBefore)
         .filter((entry) => entry.source === "token-broker")
         .map((entry) => JSON.parse(entry.line) as { level?: number; msg?: string });

@@ -1,12 +1,11 @@
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Cloud, startCloud } from "../cloud/cloud.ts";
 import { type BuiltLayer, buildLayer } from "../lambda-runtime/built-layer.ts";
 import { envelopeSkipReason } from "../lambda-runtime/cgroups.ts";
 import { startDemoLambda } from "../lambda-runtime/demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
-import type { InvokeResult, LocalLambda } from "../lambda-runtime/local-lambda.ts";
-import type { TokenProbe } from "../lambda-runtime/token-probe-handler.ts";
+import type { LocalLambda } from "../lambda-runtime/local-lambda.ts";
+import { probeOf, tokenProbePath } from "../lambda-runtime/token-probes.ts";
 
 /**
  * Lambda Managed Instances (`AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances`): Lambda
@@ -19,7 +18,6 @@ import type { TokenProbe } from "../lambda-runtime/token-probe-handler.ts";
  * middle, 11.25–12 s after issue.
  */
 
-const probePath = fileURLToPath(new URL("../lambda-runtime/token-probe-handler.ts", import.meta.url));
 const skip = envelopeSkipReason();
 
 let demo: Cloud;
@@ -31,7 +29,7 @@ beforeAll(async () => {
   demo = await startCloud();
   demo.googleSts.setExpiresIn(30);
   layer = await buildLayer("nodejs");
-  bundle = await bundleFunction(probePath);
+  bundle = await bundleFunction(tokenProbePath);
 });
 
 afterAll(async () => {
@@ -39,12 +37,6 @@ afterAll(async () => {
   await demo?.close();
   await layer?.remove();
 });
-
-function probeOf(result: InvokeResult): TokenProbe {
-  if (result.outcome.kind !== "response")
-    throw new Error(`the probe failed: ${JSON.stringify(result.outcome)}`);
-  return result.outcome.payload as TokenProbe;
-}
 
 function chains(): { aws: number; google: number } {
   return { aws: demo.awsSts.calls.get("GetWebIdentityToken"), google: demo.googleSts.calls.get("token") };

@@ -1,13 +1,7 @@
-import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { lambdaRefreshHold } from "../../broker/policy.ts";
-import { type Cloud, startCloud } from "../cloud/cloud.ts";
-import { type BuiltLayer, buildLayer } from "../lambda-runtime/built-layer.ts";
-import { envelopeSkipReason } from "../lambda-runtime/cgroups.ts";
-import { startDemoLambda } from "../lambda-runtime/demo-function.ts";
-import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
-import { type InvokeResult, type LocalLambda, libfaketimePath } from "../lambda-runtime/local-lambda.ts";
-import type { TokenProbe } from "../lambda-runtime/token-probe-handler.ts";
+import { movedSandboxSkipReason } from "../lambda-runtime/local-lambda.ts";
+import { probeOf, probeSandboxForFile } from "../lambda-runtime/token-probes.ts";
 
 /**
  * A frozen sandbox runs only while Lambda invokes it, so each INVOKE starts the refreshes that are
@@ -23,33 +17,20 @@ import type { TokenProbe } from "../lambda-runtime/token-probe-handler.ts";
  */
 
 const minute = 60_000;
-const probePath = fileURLToPath(new URL("../lambda-runtime/token-probe-handler.ts", import.meta.url));
 /** How late a hold may end on a loaded machine: timers and a thaw's I/O. */
 const slackMs = 400;
 
-const skip =
-  (libfaketimePath() === undefined
-    ? "libfaketime is not installed; install with: apt-get install libfaketime"
-    : undefined) ?? envelopeSkipReason();
+const skip = movedSandboxSkipReason();
 if (skip !== undefined && process.env.CI === "true") throw new Error(skip);
 
-let demo: Cloud;
-let layer: BuiltLayer;
-let bundle: FunctionBundle;
-let lambda: LocalLambda;
-
-function probeOf(result: InvokeResult): TokenProbe {
-  if (result.outcome.kind !== "response")
-    throw new Error(`the probe failed: ${JSON.stringify(result.outcome)}`);
-  return result.outcome.payload as TokenProbe;
-}
+const sandbox = probeSandboxForFile(skip);
 
 function exchanges(): number {
-  return demo.googleSts.calls.get("token");
+  return sandbox.demo.googleSts.calls.get("token");
 }
 
 function brokerMessages(from: number): string[] {
-  return lambda.logs
+  return sandbox.lambda.logs
     .slice(from)
     .filter((entry) => entry.source === "token-broker")
     .map((entry) => (JSON.parse(entry.line) as { msg?: string }).msg ?? "");
@@ -68,39 +49,18 @@ async function messagesUntil(from: number, last: string): Promise<string[]> {
   return brokerMessages(from);
 }
 
-beforeAll(async () => {
-  if (skip !== undefined) return;
-  demo = await startCloud();
-  layer = await buildLayer("nodejs");
-  bundle = await bundleFunction(probePath);
-  lambda = await startDemoLambda({
-    demo,
-    layer: layer.zipPath,
-    bundle,
-    impersonate: false,
-    shiftableClock: true,
-  });
-});
-
-afterAll(async () => {
-  await lambda?.close();
-  await bundle?.remove();
-  await demo?.close();
-  await layer?.remove();
-});
-
 describe.skipIf(skip !== undefined)(
   `the refresh hold of a frozen sandbox${skip === undefined ? "" : ` (skipped: ${skip})`}`,
   () => {
     let token: string;
 
     it("finishes a refresh ahead after the function answered, so the library's next request waits for nothing", async () => {
-      token = probeOf(await lambda.invoke({})).token;
+      token = probeOf(await sandbox.lambda.invoke({})).token;
       expect(exchanges()).toBe(1);
       // 10 minutes left: the broker's advisory window is open, the library still keeps its copy.
-      await lambda.advanceClock(50 * minute);
-      demo.googleSts.faults.inject({ kind: "slow", ms: 300, times: 1 });
-      const ahead = await lambda.invoke({});
+      await sandbox.lambda.advanceClock(50 * minute);
+      sandbox.demo.googleSts.faults.inject({ kind: "slow", ms: 300, times: 1 });
+      const ahead = await sandbox.lambda.invoke({});
       expect(probeOf(ahead).token).toBe(token);
       expect(exchanges()).toBe(2);
       // The function answered from its own copy; the chain ran after it, before the freeze.
@@ -113,8 +73,8 @@ describe.skipIf(skip !== undefined)(
       );
 
       // 4 minutes left of the library's copy: it asks, and gets the token fetched ahead at once.
-      await lambda.advanceClock(6 * minute);
-      const asked = await lambda.invoke({});
+      await sandbox.lambda.advanceClock(6 * minute);
+      const asked = await sandbox.lambda.invoke({});
       const fresh = probeOf(asked);
       expect(fresh.token).not.toBe(token);
       expect(fresh.expiresInMs).toBeGreaterThan(50 * minute);
@@ -125,16 +85,16 @@ describe.skipIf(skip !== undefined)(
 
     it("never holds for a key whose refresh is failing", async () => {
       // 10 minutes left of the token fetched ahead above.
-      await lambda.advanceClock(44 * minute);
-      const logsBefore = lambda.logs.length;
-      demo.googleSts.faults.inject({ kind: "status", status: 503 });
-      const failed = await lambda.invoke({});
+      await sandbox.lambda.advanceClock(44 * minute);
+      const logsBefore = sandbox.lambda.logs.length;
+      sandbox.demo.googleSts.faults.inject({ kind: "status", status: 503 });
+      const failed = await sandbox.lambda.invoke({});
       expect(probeOf(failed).token).toBe(token);
       expect(failed.postRuntimeExtensionsDurationMs).toBeLessThan(lambdaRefreshHold.budgetMs);
       // The held chain failed (every attempt): the key backs off.
-      demo.googleSts.faults.clear();
-      await lambda.advanceClock(10_000);
-      const next = await lambda.invoke({});
+      sandbox.demo.googleSts.faults.clear();
+      await sandbox.lambda.advanceClock(10_000);
+      const next = await sandbox.lambda.invoke({});
       expect(probeOf(next).token).toBe(token);
       // Its backoff is over: the INVOKE retries it, but Lambda may freeze the sandbox meanwhile.
       expect(next.postRuntimeExtensionsDurationMs).toBeLessThan(200);
@@ -144,12 +104,12 @@ describe.skipIf(skip !== undefined)(
         thaw < 20 && !brokerMessages(logsBefore).includes("token chain recovered");
         thaw += 1
       ) {
-        await lambda.advanceClock(10_000);
-        expect(probeOf(await lambda.invoke({})).token).toBe(token);
+        await sandbox.lambda.advanceClock(10_000);
+        expect(probeOf(await sandbox.lambda.invoke({})).token).toBe(token);
       }
       const messages = await messagesUntil(logsBefore, "token chain recovered");
-      await lambda.advanceClock(5 * minute);
-      const fresh = probeOf(await lambda.invoke({}));
+      await sandbox.lambda.advanceClock(5 * minute);
+      const fresh = probeOf(await sandbox.lambda.invoke({}));
       expect(fresh.token).not.toBe(token);
       expect(fresh.expiresInMs).toBeGreaterThan(50 * minute);
       // One failed chain (the held one); its retry is the token served now.
@@ -159,18 +119,18 @@ describe.skipIf(skip !== undefined)(
     }, 60_000);
 
     it("holds a hung upstream no longer than its budget, and lets the chain restart at the next INVOKE", async () => {
-      await lambda.advanceClock(45 * minute);
-      demo.googleSts.faults.inject({ kind: "hang", times: 1 });
-      const held = await lambda.invoke({});
+      await sandbox.lambda.advanceClock(45 * minute);
+      sandbox.demo.googleSts.faults.inject({ kind: "hang", times: 1 });
+      const held = await sandbox.lambda.invoke({});
       expect(probeOf(held).token).toBe(token);
       expect(held.postRuntimeExtensionsDurationMs).toBeGreaterThanOrEqual(lambdaRefreshHold.budgetMs - 50);
       expect(held.postRuntimeExtensionsDurationMs).toBeLessThan(lambdaRefreshHold.budgetMs + slackMs);
 
       // Frozen past the chain's deadline: at the thaw it starts again, and this hold finishes it.
       await new Promise((resolve) => setTimeout(resolve, 11_000));
-      await lambda.advanceClock(minute);
-      const logsBefore = lambda.logs.length;
-      const restarted = await lambda.invoke({});
+      await sandbox.lambda.advanceClock(minute);
+      const logsBefore = sandbox.lambda.logs.length;
+      const restarted = await sandbox.lambda.invoke({});
       expect(probeOf(restarted).token).toBe(token);
       expect(restarted.postRuntimeExtensionsDurationMs).toBeLessThan(lambdaRefreshHold.budgetMs);
       expect(
@@ -179,18 +139,18 @@ describe.skipIf(skip !== undefined)(
           "the token chain was cut short by a freeze of the sandbox; starting it again",
         ),
       ).toContain("the token chain was cut short by a freeze of the sandbox; starting it again");
-      await lambda.advanceClock(6 * minute);
-      const fresh = probeOf(await lambda.invoke({}));
+      await sandbox.lambda.advanceClock(6 * minute);
+      const fresh = probeOf(await sandbox.lambda.invoke({}));
       expect(fresh.token).not.toBe(token);
       expect(fresh.expiresInMs).toBeGreaterThan(50 * minute);
       token = fresh.token;
     }, 60_000);
 
     it("never holds within the margin before the INVOKE's deadline", async () => {
-      await lambda.advanceClock(45 * minute);
-      demo.googleSts.faults.inject({ kind: "hang", times: 1 });
+      await sandbox.lambda.advanceClock(45 * minute);
+      sandbox.demo.googleSts.faults.inject({ kind: "hang", times: 1 });
       const timeoutMs = 1_200;
-      const result = await lambda.invoke({}, { timeoutMs });
+      const result = await sandbox.lambda.invoke({}, { timeoutMs });
       expect(probeOf(result).token).toBe(token);
       expect(result.reportDurationMs).toBeLessThan(timeoutMs - lambdaRefreshHold.deadlineMarginMs + slackMs);
     }, 60_000);

@@ -55,13 +55,6 @@ export interface LambdaCadenceRun {
   readonly lifetimeMs: number;
 }
 
-/** Why this machine cannot run the function on a moved clock, or undefined. */
-export function lambdaCadenceSkipReason(): string | undefined {
-  return libfaketimePath() === undefined
-    ? "libfaketime is not installed; install with: apt-get install libfaketime"
-    : undefined;
-}
-
 /**
  * The cloud process on a sandbox's clock (the libfaketime offset file `clockFile`, see
  * `LocalLambdaOptions.clockFile`): its broker environment, and its chains when told to stop.

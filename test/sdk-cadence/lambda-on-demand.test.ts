@@ -1,9 +1,9 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { defaultRefreshPolicy } from "../../broker/policy.ts";
-import { envelopeSkipReason } from "../lambda-runtime/cgroups.ts";
+import { movedSandboxSkipReason } from "../lambda-runtime/local-lambda.ts";
 import { extraScopes, idAudience } from "./cadence-run.ts";
 import { chainsPerLifetime } from "./issued-chains.ts";
-import { type LambdaCadenceRun, lambdaCadenceSkipReason, runLambdaCadence } from "./lambda-cadence.ts";
+import { type LambdaCadenceRun, runLambdaCadence } from "./lambda-cadence.ts";
 
 /**
  * google-auth-library inside a Lambda function on demand, with its own token caches: it asks for
@@ -17,7 +17,7 @@ import { type LambdaCadenceRun, lambdaCadenceSkipReason, runLambdaCadence } from
 const minute = 60_000;
 const sdkThresholdMs = 5 * minute;
 
-const skip = lambdaCadenceSkipReason() ?? envelopeSkipReason();
+const skip = movedSandboxSkipReason();
 if (skip !== undefined && process.env.CI === "true") throw new Error(skip);
 
 describe.skipIf(skip !== undefined)(

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { envelopeSkipReason } from "../lambda-runtime/cgroups.ts";
+import { movedSandboxSkipReason } from "../lambda-runtime/local-lambda.ts";
 import { extraScopes, idAudience } from "./cadence-run.ts";
-import { type LambdaCadenceRun, lambdaCadenceSkipReason, runLambdaCadence } from "./lambda-cadence.ts";
+import { type LambdaCadenceRun, runLambdaCadence } from "./lambda-cadence.ts";
 
 /**
  * google-auth-library inside a SnapStart function that primes its three clients in its init (the
@@ -15,7 +15,7 @@ import { type LambdaCadenceRun, lambdaCadenceSkipReason, runLambdaCadence } from
 const minute = 60_000;
 const sdkThresholdMs = 5 * minute;
 
-const skip = lambdaCadenceSkipReason() ?? envelopeSkipReason();
+const skip = movedSandboxSkipReason();
 if (skip !== undefined && process.env.CI === "true") throw new Error(skip);
 
 describe.skipIf(skip !== undefined)(

@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import { libfaketimeSkipReason } from "../lambda-runtime/local-lambda.ts";
 import {
   type CadenceRun,
   extraScopes,
@@ -7,7 +8,6 @@ import {
   runMovedClock,
 } from "./cadence-run.ts";
 import { chainsPerLifetime } from "./issued-chains.ts";
-import { sharedClockSkipReason } from "./shared-clock.ts";
 
 /**
  * Google's SDKs keep their own copy of a token and go back to the metadata server only when it is
@@ -26,7 +26,7 @@ const speed = 90;
 const lifetimeSeconds = 3600;
 const sdkThresholdMs = 5 * 60_000;
 
-const skip = sharedClockSkipReason() ?? movedClockSkipReason();
+const skip = libfaketimeSkipReason() ?? movedClockSkipReason();
 if (skip !== undefined && process.env.CI === "true") throw new Error(skip);
 
 describe.skipIf(skip !== undefined)(

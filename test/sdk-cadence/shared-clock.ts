@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { libfaketimePath } from "../lambda-runtime/local-lambda.ts";
+import { libfaketimePath, libfaketimeSkipReason } from "../lambda-runtime/local-lambda.ts";
 
 /**
  * One moved clock for several processes (the hermetic cloud, the broker, the SDK clients), running
@@ -21,13 +21,6 @@ export interface SharedClock {
   close(): Promise<void>;
 }
 
-/** Why this machine cannot run a shared moved clock, or undefined when it can. */
-export function sharedClockSkipReason(): string | undefined {
-  return libfaketimePath() === undefined
-    ? "libfaketime is not installed; install with: apt-get install libfaketime"
-    : undefined;
-}
-
 /** Prints "<semaphore> <shared memory> <now>" (reading the clock fixes the shared start), then waits for stdin to close. */
 const holderScript = [
   "process.stdout.write([process.env.FAKETIME_SHARED ?? '', Date.now()].join(' ') + '\\n');",
@@ -37,7 +30,7 @@ const holderScript = [
 
 export async function startSharedClock(speed: number): Promise<SharedClock> {
   const preload = libfaketimePath();
-  if (preload === undefined) throw new Error(sharedClockSkipReason());
+  if (preload === undefined) throw new Error(libfaketimeSkipReason());
   const clockEnv = { LD_PRELOAD: preload, FAKETIME: `+0 x${speed}` };
   const holder: ChildProcess = spawn(process.execPath, ["-e", holderScript], {
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...clockEnv },
