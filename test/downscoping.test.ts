@@ -3,10 +3,10 @@ import { accessBoundary } from "../broker/access-boundary.ts";
 import { systemClock } from "../broker/clock.ts";
 import { Downscoping, reachesCloudStorage } from "../broker/downscoping.ts";
 import type { AccessToken } from "../broker/tokens.ts";
-import type { Fault } from "./cloud/faults.ts";
 import { federatedWriter, issueToken } from "./cloud/google-clients.ts";
 import { demoWorld as world } from "./cloud/world.ts";
 import { brokerErrorOf, hermeticUpstream } from "./support/chain-clients.ts";
+import { type GoogleFailureCase, googleFailureCases } from "./support/google-failure-cases.ts";
 
 /*
  * The downscoping client against the hermetic Google STS, through a recording proxy: the exact
@@ -136,7 +136,7 @@ describe("downscoping refusals and failures", () => {
     });
   });
 
-  it.each<{ label: string; fault: Fault; code: string; message: string; outcome: string }>([
+  it.each<GoogleFailureCase>([
     {
       label: "HTTP 403",
       fault: { kind: "status", status: 403 },
@@ -144,35 +144,13 @@ describe("downscoping refusals and failures", () => {
       message: refused("PERMISSION_DENIED: Injected fault: HTTP 403."),
       outcome: "error",
     },
-    {
-      label: "HTTP 429 (throttle)",
-      fault: { kind: "throttle" },
-      code: "UPSTREAM_THROTTLED",
-      message:
-        "Google STS refused the call: quota sts.googleapis.com token exchange requests per minute per project is spent (HTTP 429 RESOURCE_EXHAUSTED); retrying with backoff; if it persists, raise the quota for the service account's or workload identity pool's project",
-      outcome: "throttled",
-    },
-    {
-      label: "HTTP 503",
-      fault: { kind: "status", status: 503 },
-      code: "GOOGLE_STS_UNAVAILABLE",
-      message: "Google STS is unavailable (HTTP 503); retrying",
-      outcome: "error",
-    },
-    {
-      label: "connection reset",
-      fault: { kind: "reset" },
-      code: "GOOGLE_STS_UNAVAILABLE",
-      message: "Google STS is unavailable (no response); retrying",
-      outcome: "error",
-    },
-    {
-      label: "malformed body",
-      fault: { kind: "malformed" },
-      code: "UPSTREAM_MALFORMED",
-      message: "Google STS answered with a malformed body (HTTP 200); retrying",
-      outcome: "error",
-    },
+    ...googleFailureCases({
+      api: "Google STS",
+      quota: "sts.googleapis.com token exchange requests per minute per project",
+      project: "the service account's or workload identity pool's",
+      unavailable: "GOOGLE_STS_UNAVAILABLE",
+      statuses: [503],
+    }),
   ])("$label → $code", async ({ fault, code, message, outcome }) => {
     upstream.cloud.googleSts.faults.inject(fault);
     const error = await brokerErrorOf(downscoping().downscope(source(), AbortSignal.timeout(5_000)));

@@ -4,9 +4,9 @@ import type { ProviderAudience } from "../broker/config.ts";
 import { FederatedExchange } from "../broker/federated-exchange.ts";
 import type { SubjectTokenSource } from "../broker/subject-token.ts";
 import { ThrottledError } from "../broker/throttling.ts";
-import type { Fault } from "./cloud/faults.ts";
 import { federatedPrincipal, providerAudience } from "./cloud/world.ts";
 import { brokerErrorOf, demoJwts, hermeticUpstream } from "./support/chain-clients.ts";
+import { type GoogleFailureCase, googleFailureCases } from "./support/google-failure-cases.ts";
 
 /*
  * FederatedExchange against the hermetic Google STS, through a recording proxy: the exact form
@@ -117,7 +117,7 @@ describe("Google STS refusals, by status and Google's error field", () => {
     });
   });
 
-  it.each<{ label: string; fault: Fault; code: string; message: string; outcome: string }>([
+  it.each<GoogleFailureCase>([
     {
       label: "HTTP 400",
       fault: { kind: "status", status: 400 },
@@ -139,42 +139,13 @@ describe("Google STS refusals, by status and Google's error field", () => {
       message: `Google STS rejected the AWS token (PERMISSION_DENIED: Injected fault: HTTP 403.); ${rejectedFix}`,
       outcome: "error",
     },
-    {
-      label: "HTTP 429 (throttle)",
-      fault: { kind: "throttle" },
-      code: "UPSTREAM_THROTTLED",
-      message:
-        "Google STS refused the call: quota sts.googleapis.com token exchange requests per minute per project is spent (HTTP 429 RESOURCE_EXHAUSTED); retrying with backoff; if it persists, raise the quota for the workload identity pool's project",
-      outcome: "throttled",
-    },
-    {
-      label: "HTTP 500",
-      fault: { kind: "status", status: 500 },
-      code: "GOOGLE_STS_UNAVAILABLE",
-      message: "Google STS is unavailable (HTTP 500); retrying",
-      outcome: "error",
-    },
-    {
-      label: "HTTP 503",
-      fault: { kind: "status", status: 503 },
-      code: "GOOGLE_STS_UNAVAILABLE",
-      message: "Google STS is unavailable (HTTP 503); retrying",
-      outcome: "error",
-    },
-    {
-      label: "connection reset",
-      fault: { kind: "reset" },
-      code: "GOOGLE_STS_UNAVAILABLE",
-      message: "Google STS is unavailable (no response); retrying",
-      outcome: "error",
-    },
-    {
-      label: "malformed body",
-      fault: { kind: "malformed" },
-      code: "UPSTREAM_MALFORMED",
-      message: "Google STS answered with a malformed body (HTTP 200); retrying",
-      outcome: "error",
-    },
+    ...googleFailureCases({
+      api: "Google STS",
+      quota: "sts.googleapis.com token exchange requests per minute per project",
+      project: "the workload identity pool's",
+      unavailable: "GOOGLE_STS_UNAVAILABLE",
+      statuses: [500, 503],
+    }),
   ])("$label → $code", async ({ fault, code, message, outcome }) => {
     upstream.cloud.googleSts.faults.inject(fault);
     const error = await brokerErrorOf(exchange().accessToken(scopes, AbortSignal.timeout(5_000)));

@@ -5,9 +5,9 @@ import { IdTokens } from "../broker/id-tokens.ts";
 import { Impersonation } from "../broker/impersonation.ts";
 import { ThrottledError } from "../broker/throttling.ts";
 import { impersonatedServiceAccount } from "./cloud/cloud.ts";
-import type { Fault } from "./cloud/faults.ts";
 import { demoWorld } from "./cloud/world.ts";
 import { brokerErrorOf, demoFederatedTokens, hermeticUpstream } from "./support/chain-clients.ts";
+import { type GoogleFailureCase, googleFailureCases } from "./support/google-failure-cases.ts";
 
 /*
  * What IAM Credentials' two methods share (iam-credentials.ts), driven through both clients
@@ -170,43 +170,14 @@ describe.each<{ method: IamCredentialsMethod; permission: string }>([
     });
   });
 
-  it.each<{ label: string; fault: Fault; code: string; message: string; outcome: string }>([
-    {
-      label: "HTTP 429 (throttle)",
-      fault: { kind: "throttle" },
-      code: "UPSTREAM_THROTTLED",
-      message:
-        "IAM Credentials refused the call: quota iamcredentials.googleapis.com requests per minute per project is spent (HTTP 429 RESOURCE_EXHAUSTED); retrying with backoff; if it persists, raise the quota for the service account's project",
-      outcome: "throttled",
-    },
-    {
-      label: "HTTP 500",
-      fault: { kind: "status", status: 500 },
-      code: "IMPERSONATION_UNAVAILABLE",
-      message: "IAM Credentials is unavailable (HTTP 500); retrying",
-      outcome: "error",
-    },
-    {
-      label: "HTTP 503",
-      fault: { kind: "status", status: 503 },
-      code: "IMPERSONATION_UNAVAILABLE",
-      message: "IAM Credentials is unavailable (HTTP 503); retrying",
-      outcome: "error",
-    },
-    {
-      label: "connection reset",
-      fault: { kind: "reset" },
-      code: "IMPERSONATION_UNAVAILABLE",
-      message: "IAM Credentials is unavailable (no response); retrying",
-      outcome: "error",
-    },
-    {
-      label: "malformed body",
-      fault: { kind: "malformed" },
-      code: "UPSTREAM_MALFORMED",
-      message: "IAM Credentials answered with a malformed body (HTTP 200); retrying",
-      outcome: "error",
-    },
+  it.each<GoogleFailureCase>([
+    ...googleFailureCases({
+      api: "IAM Credentials",
+      quota: "iamcredentials.googleapis.com requests per minute per project",
+      project: "the service account's",
+      unavailable: "IMPERSONATION_UNAVAILABLE",
+      statuses: [500, 503],
+    }),
   ])("$label → $code", async ({ fault, code, message, outcome }) => {
     upstream.cloud.iamCredentials.faults.inject(fault);
     const error = await brokerErrorOf(call(method));
