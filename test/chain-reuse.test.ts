@@ -169,49 +169,40 @@ describe("the federated token, with a service account", () => {
 });
 
 describe("the AWS JWT", () => {
-  it("is reused for every exchange while it has at least 60 s left (of 300 s), then minted again", async () => {
-    const clock = new FakeClock(Date.now());
-    const broker = await startBroker(false, { clock, random: () => 0.5 });
-    accessTokenOf(await scoped(broker, storageScopes));
-    // The JWT lives 300 s (BROKER_AWS_TOKEN_DURATION; AWS states its expiry to the second, so a
-    // little less): at 239 s it has a minute left, at 241 s it has not.
-    await clock.advance(239_000);
-    accessTokenOf(await scoped(broker, bigqueryScopes));
-    expect(upstream()).toMatchObject({ jwts: 1, exchanges: 2 });
-    await clock.advance(2_000);
-    accessTokenOf(await scoped(broker, ["https://www.googleapis.com/auth/pubsub"]));
-    expect(upstream()).toMatchObject({ jwts: 2, exchanges: 3 });
-    expect(
-      suite.cloud.awsSts
-        .issued()
-        .slice(-2)
-        .map((jwt) => jwt.durationSeconds),
-    ).toEqual([300, 300]);
-  });
-
-  it("at BROKER_AWS_TOKEN_DURATION's floor of 60 s, is reused while it has half its lifetime left", async () => {
-    const clock = new FakeClock(Date.now());
-    const broker = await suite.start({
-      impersonate: false,
-      env: { BROKER_AWS_TOKEN_DURATION: "60" },
-      start: { clock, random: () => 0.5 },
-    });
-    accessTokenOf(await scoped(broker, storageScopes));
-    // AWS states the expiry to the second, so the JWT lives a little under 60 s: at 29 s it has
-    // over half its lifetime left, at 31 s it has not.
-    await clock.advance(29_000);
-    accessTokenOf(await scoped(broker, bigqueryScopes));
-    expect(upstream()).toMatchObject({ jwts: 1, exchanges: 2 });
-    await clock.advance(2_000);
-    accessTokenOf(await scoped(broker, ["https://www.googleapis.com/auth/pubsub"]));
-    expect(upstream()).toMatchObject({ jwts: 2, exchanges: 3 });
-    expect(
-      suite.cloud.awsSts
-        .issued()
-        .slice(-2)
-        .map((jwt) => jwt.durationSeconds),
-    ).toEqual([60, 60]);
-  });
+  // AWS states the JWT's expiry to the second, so it lives a little under what was asked: with
+  // 300 s it has a minute left at 239 s and not at 241 s; with 60 s (the floor), over half its
+  // lifetime left at 29 s and not at 31 s.
+  it.each([
+    { durationSeconds: 300, reusedMs: 239_000, rule: "while it has at least 60 s left" },
+    {
+      durationSeconds: 60,
+      reusedMs: 29_000,
+      rule: "at BROKER_AWS_TOKEN_DURATION's floor, while it has half its lifetime left",
+    },
+  ])(
+    "of $durationSeconds s is reused for every exchange $rule, then minted again",
+    async ({ durationSeconds, reusedMs }) => {
+      const clock = new FakeClock(Date.now());
+      const broker = await suite.start({
+        impersonate: false,
+        env: { BROKER_AWS_TOKEN_DURATION: String(durationSeconds) },
+        start: { clock, random: () => 0.5 },
+      });
+      accessTokenOf(await scoped(broker, storageScopes));
+      await clock.advance(reusedMs);
+      accessTokenOf(await scoped(broker, bigqueryScopes));
+      expect(upstream()).toMatchObject({ jwts: 1, exchanges: 2 });
+      await clock.advance(2_000);
+      accessTokenOf(await scoped(broker, ["https://www.googleapis.com/auth/pubsub"]));
+      expect(upstream()).toMatchObject({ jwts: 2, exchanges: 3 });
+      expect(
+        suite.cloud.awsSts
+          .issued()
+          .slice(-2)
+          .map((jwt) => jwt.durationSeconds),
+      ).toEqual([durationSeconds, durationSeconds]);
+    },
+  );
 
   it("is not offered again once Google STS has rejected it", async () => {
     const broker = await startBroker(false, { random: () => 0 });
