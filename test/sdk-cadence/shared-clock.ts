@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
+import { readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { libfaketimePath, libfaketimeSkipReason } from "../lambda-runtime/local-lambda.ts";
 
 /**
@@ -28,7 +30,46 @@ const holderScript = [
   "process.stdin.on('end', () => process.exit(0));",
 ].join(" ");
 
+/** The holder's attempts: each is a new process, so a new pid and new segment names. */
+const holderAttempts = 5;
+
+/**
+ * libfaketime names a process's segments after its pid and creates them exclusively, so the
+ * segments a killed process left (a sandbox Lambda killed, a cloud stopped with SIGKILL) stop
+ * the next process with that pid from sharing its clock. Those of processes no longer running
+ * are removed; a holder that still could not share is started again.
+ */
+async function removeDeadSegments(): Promise<void> {
+  const names = await readdir("/dev/shm").catch(() => [] as string[]);
+  await Promise.all(
+    names.map(async (name) => {
+      const pid = Number(/^(?:faketime_shm_|sem\.faketime_sem_)(\d+)$/.exec(name)?.[1]);
+      if (!Number.isInteger(pid) || pid <= 0 || running(pid)) return;
+      await rm(join("/dev/shm", name), { force: true });
+    }),
+  );
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 export async function startSharedClock(speed: number): Promise<SharedClock> {
+  await removeDeadSegments();
+  for (let attempt = 0; attempt < holderAttempts; attempt += 1) {
+    const clock = await startHolder(speed);
+    if (clock !== undefined) return clock;
+  }
+  throw new Error(`libfaketime did not share its clock in ${holderAttempts} attempts`);
+}
+
+/** A holder and the clock it shares; undefined (the holder ended) if libfaketime could not share. */
+async function startHolder(speed: number): Promise<SharedClock | undefined> {
   const preload = libfaketimePath();
   if (preload === undefined) throw new Error(libfaketimeSkipReason());
   const clockEnv = { LD_PRELOAD: preload, FAKETIME: `+0 x${speed}` };
@@ -45,8 +86,10 @@ export async function startSharedClock(speed: number): Promise<SharedClock> {
   // libfaketime names both after the holder's pid.
   const [semaphore, memory] = line.toString("utf8").trim().split(" ");
   if (semaphore === undefined || memory === undefined || !semaphore.startsWith("/faketime_sem_")) {
-    holder.kill("SIGKILL");
-    throw new Error(`libfaketime did not share its clock (FAKETIME_SHARED was "${line.toString().trim()}")`);
+    const exited = once(holder, "exit");
+    holder.stdin?.end();
+    await exited;
+    return undefined;
   }
   return {
     speed,
