@@ -96,6 +96,14 @@ const cases: readonly Case[] = [
     fix: () => "aws sts assume-role",
   },
   {
+    name: "a machine whose clock is 20 minutes behind AWS's",
+    arrange: (c) => c.awsSts.setClockOffset(20 * 60_000),
+    failing: "aws-credentials",
+    detail: () =>
+      /^AWS STS refused the request's signing time \(SignatureDoesNotMatch: Signature expired: \d{8}T\d{6}Z is more than 15 minutes from the server time\.\): this machine's clock is more than 15 minutes from AWS's; synchronise it/,
+    fix: () => "synchronise this machine's clock with NTP (chrony), then run the doctor again",
+  },
+  {
     name: "outbound federation disabled",
     arrange: (c) => c.awsSts.setFederationEnabled(account(c), false),
     failing: "outbound-federation",

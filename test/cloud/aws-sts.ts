@@ -127,6 +127,11 @@ export interface AwsSts extends RunningServer {
     keys: readonly string[],
     tags: Readonly<Record<string, string>>,
   ): PolicyDecision;
+  /**
+   * AWS's clock runs `ms` ahead of this machine's (negative: behind), as for a machine whose clock
+   * is off: signatures are checked against it and the STS API's answers are dated by it.
+   */
+  setClockOffset(ms: number): void;
   /** Clears switches, faults and counters, as a freshly started fake. */
   reset(): void;
 }
@@ -333,6 +338,8 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
   const tokenPolicies = new Map<string, WebIdentityTokenPolicy>();
   const tagPolicies = new Map<string, TagPolicy>();
   const hiddenIssuers = new Set<string>();
+  let clockOffsetMs = 0;
+  const awsNow = () => new Date(Date.now() + clockOffsetMs);
   const decide = (roleArn: string, context: WebIdentityTokenContext) =>
     decideTokenRequest(!deniedRoles.has(roleArn), tokenPolicies.get(roleArn) ?? {}, deniedAudiences, context);
   let baseUrl = "";
@@ -452,6 +459,7 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
   app.disable("x-powered-by");
 
   app.post("/", async (req: Request, res: Response) => {
+    res.setHeader("date", awsNow().toUTCString());
     // The operation is named in the body, so it is read before the fault decision: a faulted
     // call is still counted under its operation.
     const body = await readBody(req);
@@ -472,6 +480,7 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
       (accessKeyId) =>
         principalByKey.get(accessKeyId)?.secretAccessKey ??
         sessions.get(accessKeyId)?.credentials.secretAccessKey,
+      awsNow(),
     );
     if (!auth.ok) return sendError(res, auth.status, auth.code, auth.message);
     const session = sessions.get(auth.accessKeyId);
@@ -566,7 +575,11 @@ export async function startAwsSts({ world, ledger, port }: AwsStsOptions): Promi
     hideIssuer: (accountId) => hiddenIssuers.add(accountId),
     decide,
     decideTagging: decideTags,
+    setClockOffset: (ms) => {
+      clockOffsetMs = ms;
+    },
     reset: () => {
+      clockOffsetMs = 0;
       tokenPolicies.clear();
       tagPolicies.clear();
       hiddenIssuers.clear();
