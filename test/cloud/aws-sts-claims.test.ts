@@ -9,6 +9,7 @@ import {
 } from "@aws-sdk/client-sts";
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { rejectionOf } from "../support/rejection.ts";
 import type { SessionCredentials } from "./aws-sts.ts";
 import { type Cloud, startCloud } from "./cloud.ts";
 import { demoFunctionNames, demoWorld, providerAudience, type World } from "./world.ts";
@@ -62,14 +63,7 @@ async function claimsOf(input: Partial<GetWebIdentityTokenCommandInput>, sts = c
   return decodeJwt(WebIdentityToken as string)["https://sts.amazonaws.com/"];
 }
 
-async function rejection(promise: Promise<unknown>): Promise<STSServiceException> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(error instanceof STSServiceException)) throw new Error(`expected an STS service error, got ${error}`);
-  return error;
-}
+const rejection = (promise: Promise<unknown>) => rejectionOf(promise, STSServiceException);
 
 describe("fake AWS STS: the claims that tell workloads of one role apart", () => {
   it("names the Lambda function whose execution-role session calls, and the role's tags", async () => {

@@ -9,6 +9,7 @@ import {
 } from "@aws-sdk/client-sts";
 import { createRemoteJWKSet, jwtVerify } from "jose";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { rejectionOf } from "../support/rejection.ts";
 import { type AwsSts, startAwsSts } from "./aws-sts.ts";
 import { Ledger } from "./ledger.ts";
 import { type AwsPrincipal, demoWorld, providerAudience } from "./world.ts";
@@ -44,14 +45,7 @@ function mint(input: Partial<GetWebIdentityTokenCommandInput> = {}, sts: STSClie
 }
 
 /** The service exception the SDK threw, so tests can assert its class, code, status and message. */
-async function rejection(promise: Promise<unknown>): Promise<STSServiceException> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(error instanceof STSServiceException)) throw new Error(`expected an STS service error, got ${error}`);
-  return error;
-}
+const rejection = (promise: Promise<unknown>) => rejectionOf(promise, STSServiceException);
 
 async function verifyThroughDiscovery(token: string, issuer: string) {
   const discovery = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as {

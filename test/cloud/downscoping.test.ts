@@ -2,6 +2,7 @@ import { BigQuery } from "@google-cloud/bigquery";
 import { ApiError, Storage } from "@google-cloud/storage";
 import type { AuthClient } from "google-auth-library";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { rejectionOf } from "../support/rejection.ts";
 import { type Cloud, demoPrincipal, impersonatedServiceAccount, startCloud } from "./cloud.ts";
 import {
   awsJwtSupplier,
@@ -91,12 +92,7 @@ function storage(authClient: AuthClient): Storage {
 }
 
 async function rejection(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(Error);
-  return error as Error & Record<string, unknown>;
+  return (await rejectionOf(promise, Error)) as Error & Record<string, unknown>;
 }
 
 describe("fake Google STS: the Credential Access Boundary exchange", () => {

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { ApiError, type File, Storage, type StorageOptions } from "@google-cloud/storage";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { rejectionOf } from "../support/rejection.ts";
 import { type GcsFake, startGcs } from "./gcs.ts";
 import { bearerClient, federatedWriter, issueToken, serviceAccount } from "./google-clients.ts";
 import { Ledger } from "./ledger.ts";
@@ -50,14 +51,7 @@ function storage(token: string, options: StorageOptions = {}): Storage {
   });
 }
 
-async function rejection(promise: Promise<unknown>): Promise<ApiError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(ApiError);
-  return error as ApiError;
-}
+const rejection = (promise: Promise<unknown>) => rejectionOf(promise, ApiError);
 
 /**
  * A resumable upload as the library can authenticate it against a custom endpoint: the session is

@@ -3,6 +3,7 @@ import { BigQuery } from "@google-cloud/bigquery";
 import { ApiError, Storage } from "@google-cloud/storage";
 import type { AuthClient } from "google-auth-library";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { rejectionOf } from "../support/rejection.ts";
 import type { SessionCredentials } from "./aws-sts.ts";
 import { type Cloud, demoPrincipal, impersonatedServiceAccount, startCloud } from "./cloud.ts";
 import {
@@ -100,12 +101,7 @@ function table(cloud: Cloud, authClient: AuthClient) {
 }
 
 async function rejection(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(Error);
-  return error as Error & Record<string, unknown>;
+  return (await rejectionOf(promise, Error)) as Error & Record<string, unknown>;
 }
 
 const createDenied =

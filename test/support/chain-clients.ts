@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, beforeEach, expect } from "vitest";
+import { afterAll, beforeAll, beforeEach } from "vitest";
 import { AwsIdentity } from "../../broker/aws-identity.ts";
 import { systemClock } from "../../broker/clock.ts";
 import type { ProviderAudience } from "../../broker/config.ts";
@@ -16,6 +16,7 @@ import type { RunningServer } from "../cloud/http.ts";
 import { providerAudience } from "../cloud/world.ts";
 import { captureLog } from "./capture-log.ts";
 import { type RecordingProxy, startRecordingProxy } from "./recording-proxy.ts";
+import { rejectionOf } from "./rejection.ts";
 
 /** An upstream call as UpstreamCalls reported it (its log line). */
 export interface ReportedCall {
@@ -120,11 +121,6 @@ export function hermeticUpstream(fake: (cloud: Cloud) => RunningServer): Hermeti
 }
 
 /** The BrokerError `pending` fails with (the test fails if it does not). */
-export async function brokerErrorOf(pending: Promise<unknown>): Promise<BrokerError> {
-  const error = await pending.then(
-    () => undefined,
-    (failure: unknown) => failure,
-  );
-  expect(error).toBeInstanceOf(BrokerError);
-  return error as BrokerError;
+export function brokerErrorOf(pending: Promise<unknown>): Promise<BrokerError> {
+  return rejectionOf(pending, BrokerError);
 }
