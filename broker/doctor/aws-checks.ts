@@ -2,7 +2,7 @@ import { GetOutboundWebIdentityFederationInfoCommand } from "@aws-sdk/client-iam
 import { GetCallerIdentityCommand } from "@aws-sdk/client-sts";
 import { AwsIdentity, awsError } from "../aws-identity.ts";
 import { systemClock } from "../clock.ts";
-import { type BrokerError, isBrokerError } from "../errors.ts";
+import { type BrokerError, type BrokerErrorCode, isBrokerError } from "../errors.ts";
 import { awsClients } from "./aws-clients.ts";
 import { defineCheck, type Facts, type Failure, fail, otherFailure, pass, skip } from "./check.ts";
 import { CredentialsNotFound, namedCredentialChain } from "./credential-chain.ts";
@@ -17,7 +17,12 @@ interface AwsFailure {
 const runAsRole =
   "give it the function's role: aws sts assume-role --role-arn <ROLE_ARN> --role-session-name doctor, then export the three credentials it prints (infra/README, 'When it does not work')";
 
-const syncClock = "synchronise this machine's clock with NTP (chrony), then run the doctor again";
+/** The fix for AWS refusing a call: the clock, when it refused the signing time; else `otherwise`. */
+function refusalFix(code: BrokerErrorCode, otherwise: string): string {
+  return code === "AWS_CLOCK_SKEW"
+    ? "synchronise this machine's clock with NTP (chrony), then run the doctor again"
+    : otherwise;
+}
 
 /** Where the SDK's chain finds credentials, and whose they are; every later AWS call uses them. */
 export const awsCredentialsCheck = defineCheck({
@@ -30,9 +35,7 @@ export const awsCredentialsCheck = defineCheck({
     explain: (error) =>
       fail(
         error.message,
-        error.code === "AWS_CLOCK_SKEW"
-          ? syncClock
-          : `attach the role to the function or task; to check it by hand, ${runAsRole}`,
+        refusalFix(error.code, `attach the role to the function or task; to check it by hand, ${runAsRole}`),
       ),
   },
   async run({ env, config }, signal) {
@@ -47,7 +50,7 @@ export const awsCredentialsCheck = defineCheck({
       const mapped = awsError(error, { audience: config.audience, durationSeconds: 0, algorithm: "ES384" });
       return fail(
         mapped.message.replace("GetWebIdentityToken", "GetCallerIdentity").replace(/; retrying$/, ""),
-        mapped.code === "AWS_CLOCK_SKEW" ? syncClock : runAsRole,
+        refusalFix(mapped.code, runAsRole),
       );
     }
   },
