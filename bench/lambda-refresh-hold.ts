@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { lambdaRefreshHold } from "../broker/policy.ts";
 import type { Layer } from "../scripts/layer.ts";
 import { bundleFunction } from "../test/lambda-runtime/function-bundle.ts";
-import { type InvokeResult, LocalLambda } from "../test/lambda-runtime/local-lambda.ts";
+import { type InvokeResult, LocalLambda, payloadOf } from "../test/lambda-runtime/local-lambda.ts";
 import { startMovedCloud } from "../test/sdk-cadence/lambda-cadence.ts";
 import { freePort } from "../test/support/free-port.ts";
 import { boundedTarget, progress, type Section } from "./report.ts";
@@ -35,8 +35,7 @@ export interface RefreshHoldRun {
 }
 
 function figures(result: InvokeResult): Figures {
-  if (result.outcome.kind !== "response")
-    throw new Error(`the function failed: ${JSON.stringify(result.outcome)}`);
+  payloadOf(result); // a failed invocation throws with its outcome
   const { durationMs, postRuntimeExtensionsDurationMs, billedDurationMs } = result;
   return { durationMs, postRuntimeExtensionsDurationMs, billedDurationMs };
 }

@@ -155,6 +155,13 @@ export interface InvokeResult {
   readonly maxMemoryUsedMb: number;
 }
 
+/** What the function answered; an invocation that failed throws with its outcome. */
+export function payloadOf<T>(result: InvokeResult): T {
+  if (result.outcome.kind !== "response")
+    throw new Error(`the function failed: ${JSON.stringify(result.outcome)}`);
+  return result.outcome.payload as T;
+}
+
 /** An invocation Lambda could not complete, e.g. `Runtime.OutOfMemory` or `Sandbox.Timedout`. */
 export class LambdaInvokeError extends Error {
   override readonly name = "LambdaInvokeError";

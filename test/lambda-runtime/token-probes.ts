@@ -4,7 +4,7 @@ import { type Cloud, startCloud } from "../cloud/cloud.ts";
 import { type BuiltLayer, buildLayer } from "./built-layer.ts";
 import { startDemoLambda } from "./demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "./function-bundle.ts";
-import type { InvokeResult, LocalLambda } from "./local-lambda.ts";
+import { type InvokeResult, type LocalLambda, payloadOf } from "./local-lambda.ts";
 import type { TokenProbe } from "./token-probe-handler.ts";
 
 /** The token probe function's source (token-probe-handler.ts). */
@@ -12,9 +12,7 @@ export const tokenProbePath = fileURLToPath(new URL("./token-probe-handler.ts", 
 
 /** The probe's answer to one invocation; a failed invocation throws with its outcome. */
 export function probeOf(result: InvokeResult): TokenProbe {
-  if (result.outcome.kind !== "response")
-    throw new Error(`the probe failed: ${JSON.stringify(result.outcome)}`);
-  return result.outcome.payload as TokenProbe;
+  return payloadOf<TokenProbe>(result);
 }
 
 export interface ProbeSandbox {

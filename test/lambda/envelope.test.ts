@@ -12,11 +12,11 @@ import { envelopeSkipReason } from "../lambda-runtime/cgroups.ts";
 import type { ProbeAnswer, ProbeEvent } from "../lambda-runtime/envelope-probe-handler.ts";
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
 import {
-  type InvokeResult,
   LambdaInitError,
   LambdaInvokeError,
   LocalLambda,
   type LocalLambdaOptions,
+  payloadOf,
 } from "../lambda-runtime/local-lambda.ts";
 import { restoreSnapshot } from "../lambda-runtime/snapstart.ts";
 
@@ -71,15 +71,9 @@ function sandbox(options: Partial<LocalLambdaOptions> & { events?: string }): Pr
   });
 }
 
-function answer(result: InvokeResult): ProbeAnswer {
-  if (result.outcome.kind !== "response")
-    throw new Error(`the probe failed: ${JSON.stringify(result.outcome)}`);
-  return result.outcome.payload as ProbeAnswer;
-}
-
 const invokeProbe = async (lambda: LocalLambda, event: ProbeEvent) => {
   const result = await lambda.invoke(event);
-  return { result, probe: answer(result) };
+  return { result, probe: payloadOf<ProbeAnswer>(result) };
 };
 
 async function cpuStat(lambda: LocalLambda): Promise<Record<string, number>> {
@@ -220,7 +214,7 @@ describe.skipIf(skip !== undefined)("Lambda Managed Instances", () => {
       expect(await readTicks(tickFile)).toBeGreaterThan(between);
 
       const answers = (await Promise.all([1, 2, 3, 4].map(() => lambda.invoke({ sleepMs: 600 })))).map(
-        answer,
+        (result) => payloadOf<ProbeAnswer>(result),
       );
       const latestStart = Math.max(...answers.map((a) => a.startedAtMs ?? 0));
       const earliestEnd = Math.min(...answers.map((a) => a.endedAtMs ?? 0));

@@ -5,7 +5,7 @@ import { type BuiltLayer, buildLayer } from "../lambda-runtime/built-layer.ts";
 import { envelopeSkipReason } from "../lambda-runtime/cgroups.ts";
 import { startDemoLambda } from "../lambda-runtime/demo-function.ts";
 import { bundleFunction, type FunctionBundle } from "../lambda-runtime/function-bundle.ts";
-import type { InvokeResult, LocalLambda } from "../lambda-runtime/local-lambda.ts";
+import { type LocalLambda, payloadOf } from "../lambda-runtime/local-lambda.ts";
 import { restoreSnapshot } from "../lambda-runtime/snapstart.ts";
 import type { TokenProbe } from "../lambda-runtime/token-probe-handler.ts";
 import type { InitTokenProbe } from "./init-token-handler.ts";
@@ -69,12 +69,6 @@ async function snapStart(handler: string): Promise<LocalLambda> {
 
 function restore(sandbox: LocalLambda) {
   return restoreSnapshot(sandbox, demo, { advanceClockMs: restoredAfterMs });
-}
-
-function payloadOf<T>(result: InvokeResult): T {
-  if (result.outcome.kind !== "response")
-    throw new Error(`the function failed: ${JSON.stringify(result.outcome)}`);
-  return result.outcome.payload as T;
 }
 
 function chains(): { aws: number; google: number } {

@@ -6,7 +6,12 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { type BuiltLayer, buildLayer } from "../lambda-runtime/built-layer.ts";
 import { bundleFunction } from "../lambda-runtime/function-bundle.ts";
-import { type InvokeResult, LocalLambda, libfaketimePath } from "../lambda-runtime/local-lambda.ts";
+import {
+  type InvokeResult,
+  LocalLambda,
+  libfaketimePath,
+  payloadOf,
+} from "../lambda-runtime/local-lambda.ts";
 import { repoRoot } from "../support/child.ts";
 import { emfDocuments } from "../support/emf-spec.ts";
 import { freePort } from "../support/free-port.ts";
@@ -91,12 +96,6 @@ export async function startMovedCloud(clockFile: string, lifetimeSeconds: number
   };
 }
 
-function tickOf(result: InvokeResult): CadenceTick {
-  if (result.outcome.kind !== "response")
-    throw new Error(`the function failed: ${JSON.stringify(result.outcome)}`);
-  return result.outcome.payload as CadenceTick;
-}
-
 /** The broker's count of token requests that waited for a chain, in its EMF lines from `from` on. */
 function waitedSince(lambda: LocalLambda, from: number, to = lambda.logs.length): number {
   const lines = lambda.logs
@@ -161,7 +160,7 @@ export async function runLambdaCadence(options: LambdaCadenceOptions): Promise<L
     if (options.initializationType === "snap-start") {
       await lambda.restore({ advanceClockMs: options.restoredAfterMs ?? 0 });
       const restoredFrom = lambda.logs.length;
-      restoreTick = tickOf(await lambda.invoke({}));
+      restoreTick = payloadOf<CadenceTick>(await lambda.invoke({}));
       fromMs = restoreTick.nowMs;
       // Its window's EMF is written at the next event; the one written now ended at the restore.
       await settleLogs();
@@ -171,7 +170,7 @@ export async function runLambdaCadence(options: LambdaCadenceOptions): Promise<L
       await settleLogs();
       waitedAtRestore = waitedSince(lambda, restoreWindow);
     } else {
-      fromMs = tickOf(await lambda.invoke({})).nowMs;
+      fromMs = payloadOf<CadenceTick>(await lambda.invoke({})).nowMs;
       await lambda.invoke({});
       await settleLogs();
     }
@@ -184,7 +183,7 @@ export async function runLambdaCadence(options: LambdaCadenceOptions): Promise<L
     for (let invocation = 0; invocation < invocations; invocation += 1) {
       await lambda.advanceClock(options.gapMs);
       const result = await lambda.invoke({});
-      ticks.push(tickOf(result));
+      ticks.push(payloadOf<CadenceTick>(result));
       reports.push({
         durationMs: result.durationMs,
         postRuntimeExtensionsDurationMs: result.postRuntimeExtensionsDurationMs,
