@@ -1,7 +1,7 @@
 import type { AccessBoundary } from "./access-boundary.ts";
 import type { Clock } from "./clock.ts";
 import type { Config } from "./config.ts";
-import { BrokerError } from "./errors.ts";
+import { BrokerError, isBrokerError } from "./errors.ts";
 import { accessTokenType, googleStsQuota, tokenExchangeGrant } from "./federated-exchange.ts";
 import type { GoogleApi, GoogleRequests } from "./google-request.ts";
 import { downscopingSourceReuseMarginMs } from "./policy.ts";
@@ -118,11 +118,19 @@ export function accessBounded(
     deps.clock,
     downscopingSourceReuseMarginMs,
   );
+  const downscoped = async (signal: AbortSignal) => {
+    const token = await source.subjectToken(signal);
+    try {
+      return await downscoping.downscope(token, signal);
+    } catch (error) {
+      // As a JWT Google STS refused: the next chain cuts down a new source, not this one again.
+      if (isBrokerError(error) && error.code === "ACCESS_BOUNDARY_REJECTED") source.reject(token.token);
+      throw error;
+    }
+  };
   return {
-    accessToken: async (scopes, signal) =>
-      reachesCloudStorage(scopes)
-        ? downscoping.downscope(await source.subjectToken(signal), signal)
-        : principal.accessToken(scopes, signal),
+    accessToken: (scopes, signal) =>
+      reachesCloudStorage(scopes) ? downscoped(signal) : principal.accessToken(scopes, signal),
     idToken: (request, signal) => principal.idToken(request, signal),
   };
 }

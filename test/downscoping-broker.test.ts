@@ -188,6 +188,24 @@ describe.each([
   });
 });
 
+describe("a source token Google STS refused to cut down", () => {
+  it("is not cut down again: the next Cloud Storage scope set gets a new source", async () => {
+    const broker = await startBroker(false);
+    const storage = (scope: string) => getToken(broker, scan, `?scopes=${googleApis}devstorage.${scope}`);
+    expect((await storage("read_only")).status).toBe(200);
+    suite.cloud.googleSts.faults.inject({ kind: "status", status: 403, times: 1 });
+    expect((await storage("read_write")).status).toBe(503);
+    expect((await storage("full_control")).status).toBe(200);
+    const [first, refused, renewed, ...others] = downscopedSources();
+    expect(others).toEqual([]);
+    expect(refused).toBe(first);
+    expect(renewed).not.toBe(refused);
+    expect(suite.cloud.ledger.resolveAccessToken(renewed ?? "")?.scopes).toEqual([
+      `${googleApis}cloud-platform`,
+    ]);
+  });
+});
+
 describe("ID tokens under a boundary", () => {
   it("are minted as before, with the principal's own federated token", async () => {
     const broker = await startBroker(true);
